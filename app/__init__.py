@@ -1,0 +1,3 @@
+"""Batch Calls: create, run and control outbound batch calls from the desktop."""
+
+__version__ = "0.1.0"

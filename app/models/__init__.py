@@ -1,0 +1,1 @@
+"""The domain and its storage. Imports no Qt (checked by import-linter)."""

@@ -1,0 +1,87 @@
+"""Where the database is, how to connect to it, and bringing its schema up to date."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "BatchCalls"
+DATABASE_URL_ENV = "BATCHCALLS_DATABASE_URL"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def default_database_path() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "batchcalls.sqlite3"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The explicit URL, else BATCHCALLS_DATABASE_URL, else the SQLite file in the data dir."""
+    if explicit:
+        return explicit
+    env = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if env:
+        return env
+    return f"sqlite:///{default_database_path()}"
+
+
+def describe_url(url: str) -> str:
+    """The URL as it may be shown or logged: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An Engine for the URL; SQLite gets WAL, foreign keys and a generous busy timeout."""
+    resolved = database_url(url)
+    parsed = make_url(resolved)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 60, "check_same_thread": False})
+        engine = create_engine(resolved, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(resolved, **kwargs)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every pending migration (run at each start; a no-op when up to date)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    log.info("database schema up to date at %s", describe_url(str(engine.url)))
+
+
+def open_database(url: str | None = None, **kwargs: Any) -> tuple[Engine, sessionmaker[Session]]:
+    """Connect, migrate, and return the engine with a session factory."""
+    engine = make_engine(url, **kwargs)
+    migrate(engine)
+    return engine, sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,909 @@
+"""Batch call use cases: create, rename, pause, resume, cancel, retry, delete, and the
+queries the list, details and recipients views need.
+
+Each status change is one conditional UPDATE ("... WHERE status IN (allowed)") inside the
+transaction that also moves the recipients and writes the audit event, so of two desktops
+racing on one batch call exactly one succeeds and the other gets ActionNotAllowed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
+from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
+from app.models.snapshots import (
+    AgentSnapshot,
+    AuditSnapshot,
+    BatchCallSnapshot,
+    FromNumberSnapshot,
+    RecipientSnapshot,
+    SendType,
+)
+from app.models.status import (
+    OPEN_RECIPIENT_STATUSES,
+    RETRYABLE_RECIPIENT_STATUSES,
+    Action,
+    ActionNotAllowed,
+    BatchStatus,
+    RecipientStatus,
+    statuses_allowing,
+)
+from app.models.window import (
+    CallingWindow,
+    WindowError,
+    days_from_text,
+    days_to_text,
+    parse_hhmm,
+    parse_timezone,
+    resolve_local,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 100
+CONCURRENCY_MAX = 10_000
+INSERT_CHUNK = 5_000
+PHONE_CHARS = frozenset("+0123456789 -().")
+AGENT_KINDS = ("application", "url", "twiml")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ValidationError(ValueError):
+    """Input that cannot be used; `problems` maps a field to what is wrong with it."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = problems
+        super().__init__(" ".join(problems.values()))
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an action and from which machine (for the audit trail)."""
+
+    user: str
+    host: str
+
+    @classmethod
+    def current(cls) -> Actor:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+        return cls(user=user, host=socket.gethostname())
+
+
+class RecipientInput(Protocol):
+    """An accepted recipient row (app.services.csv_import.RecipientRow fits)."""
+
+    @property
+    def row_number(self) -> int: ...
+    @property
+    def phone_number(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def variables(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class NewBatchCall:
+    name: str
+    agent_id: int
+    from_number_id: int
+    send_type: SendType = SendType.SEND_NOW
+    #: For SCHEDULE: the aware instant to start (see scheduled_instant()).
+    scheduled_at: datetime | None = None
+    timezone: str = "UTC"
+    window_start: str = "09:00"
+    window_end: str = "18:00"
+    allowed_days: frozenset[int] = field(default_factory=lambda: frozenset({1, 2, 3, 4, 5}))
+    reserved_concurrency: int = 1
+    variable_columns: tuple[str, ...] = ()
+
+
+def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
+    """A wall-clock date and time in a timezone as an aware UTC instant."""
+    return resolve_local(datetime.combine(day, at), parse_timezone(timezone))
+
+
+def validate_name(name: str) -> str:
+    """The trimmed name, or ValidationError: 1 to 100 characters after trimming."""
+    trimmed = name.strip()
+    if not trimmed:
+        raise ValidationError({"name": "Enter a name (1 to 100 characters)."})
+    if len(trimmed) > NAME_MAX:
+        raise ValidationError(
+            {"name": f"The name is {len(trimmed)} characters long; the maximum is {NAME_MAX}."}
+        )
+    return trimmed
+
+
+class RecipientSort(StrEnum):
+    ROW = "row"
+    PHONE = "phone"
+    NAME = "name"
+    STATUS = "status"
+    ATTEMPTS = "attempts"
+    ENDED = "ended"
+
+
+_SORT_COLUMNS: dict[RecipientSort, Any] = {
+    RecipientSort.ROW: Recipient.row_number,
+    RecipientSort.PHONE: Recipient.phone_number,
+    RecipientSort.NAME: Recipient.name,
+    RecipientSort.STATUS: Recipient.status,
+    RecipientSort.ATTEMPTS: Recipient.attempts,
+    RecipientSort.ENDED: Recipient.ended_at,
+}
+
+
+@dataclass(frozen=True)
+class RecipientQuery:
+    status: RecipientStatus | None = None
+    search: str = ""
+    sort: RecipientSort = RecipientSort.ROW
+    descending: bool = False
+
+
+def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
+    return BatchCallSnapshot(
+        id=batch.id,
+        name=batch.name,
+        status=BatchStatus(batch.status),
+        agent_id=batch.agent_id,
+        agent_name=batch.agent.name,
+        from_number=batch.from_number,
+        send_type=SendType(batch.send_type),
+        scheduled_at=batch.scheduled_at,
+        timezone=batch.timezone,
+        window_start=batch.window_start,
+        window_end=batch.window_end,
+        allowed_days=days_from_text(batch.allowed_days),
+        reserved_concurrency=batch.reserved_concurrency,
+        total_recipients=batch.total_recipients,
+        counts=counts_of(batch),
+        failure_reason=batch.failure_reason,
+        waiting_reason=batch.waiting_reason,
+        retry_count=batch.retry_count,
+        created_at=batch.created_at,
+        started_at=batch.started_at,
+        finished_at=batch.finished_at,
+        updated_at=batch.updated_at,
+    )
+
+
+def recipient_snapshot(r: Recipient) -> RecipientSnapshot:
+    return RecipientSnapshot(
+        id=r.id,
+        row_number=r.row_number,
+        phone_number=r.phone_number,
+        name=r.name,
+        variables=dict(r.variables or {}),
+        status=RecipientStatus(r.status),
+        attempts=r.attempts,
+        last_error=r.last_error,
+        provider_call_id=r.provider_call_id,
+        requested_at=r.requested_at,
+        answered_at=r.answered_at,
+        ended_at=r.ended_at,
+        duration_seconds=r.duration_seconds,
+        answered_by=r.answered_by,
+    )
+
+
+def agent_snapshot(a: Agent) -> AgentSnapshot:
+    return AgentSnapshot(id=a.id, name=a.name, kind=a.kind, value=a.value, active=a.active)
+
+
+def number_snapshot(n: FromNumber) -> FromNumberSnapshot:
+    return FromNumberSnapshot(
+        id=n.id, phone_number=n.phone_number, label=n.label, source=n.source, active=n.active
+    )
+
+
+class BatchCallService:
+    """The batch call use cases. Thread-safe: every call opens its own short session."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Clock = utcnow,
+        actor: Actor | None = None,
+        on_change: Callable[[int], None] | None = None,
+    ):
+        self.sessions = sessions
+        self.clock = clock
+        self.actor = actor or Actor.current()
+        #: Told the id of every batch call an action changed (the GUI turns it into a signal).
+        self.on_change = on_change
+
+    # ----------------------------------------------------------------- creation
+    def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
+        problems: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        try:
+            values["name"] = validate_name(spec.name)
+        except ValidationError as e:
+            problems.update(e.problems)
+        agent = session.get(Agent, spec.agent_id)
+        if agent is None:
+            problems["agent"] = "Choose an agent."
+        elif not agent.active:
+            problems["agent"] = f'The agent "{agent.name}" is not active; choose an active one.'
+        number = session.get(FromNumber, spec.from_number_id)
+        if number is None:
+            problems["from_number"] = "Choose a from number."
+        elif not number.active:
+            problems["from_number"] = f"The from number {number.phone_number} is not active."
+        else:
+            values["from_number"] = number.phone_number
+        try:
+            parse_timezone(spec.timezone)
+        except WindowError as e:
+            problems["timezone"] = str(e)
+        for key, text in (("window_start", spec.window_start), ("window_end", spec.window_end)):
+            try:
+                parse_hhmm(text)
+            except WindowError as e:
+                problems[key] = str(e)
+        if (
+            "window_start" not in problems
+            and "window_end" not in problems
+            and parse_hhmm(spec.window_start) == parse_hhmm(spec.window_end)
+        ):
+            problems["window_end"] = "The time range is empty: start and end are the same."
+        if not spec.allowed_days:
+            problems["allowed_days"] = "Choose at least one allowed day."
+        elif not set(spec.allowed_days) <= set(range(1, 8)):
+            problems["allowed_days"] = "Allowed days are weekdays 1 (Monday) to 7 (Sunday)."
+        if (
+            isinstance(spec.reserved_concurrency, bool)
+            or not isinstance(spec.reserved_concurrency, int)
+            or not 1 <= spec.reserved_concurrency <= CONCURRENCY_MAX
+        ):
+            problems["reserved_concurrency"] = (
+                f"Reserved concurrency must be a whole number from 1 to {CONCURRENCY_MAX}."
+            )
+        send_type = SendType(spec.send_type)
+        if send_type is SendType.SCHEDULE:
+            if spec.scheduled_at is None:
+                problems["scheduled_at"] = "A scheduled batch call needs a date and time."
+            elif spec.scheduled_at.tzinfo is None:
+                problems["scheduled_at"] = "The scheduled time needs a timezone."
+            elif spec.scheduled_at < self.clock() - timedelta(seconds=60):
+                problems["scheduled_at"] = (
+                    "The scheduled time is in the past; choose a later time or Send Now."
+                )
+        if problems:
+            raise ValidationError(problems)
+        return values
+
+    def create(
+        self,
+        spec: NewBatchCall,
+        recipient_chunks: Iterable[Sequence[RecipientInput]],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchCallSnapshot:
+        """Store the batch call and all its recipients, or nothing.
+
+        The batch call is committed first as PENDING (visible, cancellable), then every
+        recipient is inserted in one transaction that ends by making it SCHEDULED. If
+        anything fails the batch call is removed again.
+        """
+        now = self.clock()
+        with self.sessions.begin() as session:
+            values = self.validate_new(spec, session)
+            batch = BatchCall(
+                name=values["name"],
+                status=BatchStatus.PENDING.value,
+                agent_id=spec.agent_id,
+                from_number_id=spec.from_number_id,
+                from_number=values["from_number"],
+                send_type=SendType(spec.send_type).value,
+                scheduled_at=spec.scheduled_at if spec.send_type == SendType.SCHEDULE else None,
+                timezone=spec.timezone,
+                window_start=parse_hhmm(spec.window_start).strftime("%H:%M"),
+                window_end=parse_hhmm(spec.window_end).strftime("%H:%M"),
+                allowed_days=days_to_text(spec.allowed_days),
+                reserved_concurrency=spec.reserved_concurrency,
+                variable_columns=list(spec.variable_columns),
+                created_at=now,
+                updated_at=now,
+                created_by=self.actor.user,
+            )
+            session.add(batch)
+            session.flush()
+            batch_id = batch.id
+        try:
+            total = self._store_recipients(batch_id, spec, recipient_chunks, progress)
+        except BaseException:
+            self._discard_failed_create(batch_id)
+            raise
+        log.info("created batch call %s with %d recipients", batch_id, total)
+        self._changed(batch_id)
+        return self.get(batch_id)
+
+    def _store_recipients(
+        self,
+        batch_id: int,
+        spec: NewBatchCall,
+        recipient_chunks: Iterable[Sequence[RecipientInput]],
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        total = 0
+        variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
+        with self.sessions.begin() as session:
+            connection = session.connection()
+            table = Recipient.__table__
+            pending = RecipientStatus.PENDING.value
+            for chunk in recipient_chunks:
+                if not chunk:
+                    continue
+                rows = []
+                for r in chunk:
+                    variables = r.variables or None
+                    if variables:
+                        variable_columns.update(dict.fromkeys(variables))
+                    rows.append(
+                        {
+                            "batch_call_id": batch_id,
+                            "row_number": r.row_number,
+                            "phone_number": r.phone_number,
+                            "name": r.name,
+                            "variables": variables,
+                            "status": pending,
+                            "attempts": 0,
+                        }
+                    )
+                connection.execute(insert(table), rows)
+                total += len(rows)
+                if progress:
+                    progress(total)
+            if total == 0:
+                raise ValidationError(
+                    {"recipients": "No valid recipients: at least one is required."}
+                )
+            # Ends the import: SCHEDULED unless the supervisor cancelled it meanwhile.
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                raise NotFound("The batch call was deleted while its recipients were stored.")
+            batch.total_recipients = total
+            batch.pending_count = total
+            batch.variable_columns = list(variable_columns)
+            if batch.status == BatchStatus.PENDING.value:
+                batch.status = BatchStatus.SCHEDULED.value
+            self._audit(
+                session,
+                batch,
+                "CREATE",
+                f"{total} recipients; {SendType(spec.send_type).display_name}",
+            )
+        return total
+
+    def _discard_failed_create(self, batch_id: int) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
+            session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+        self._changed(batch_id)
+
+    def create_from_csv(
+        self,
+        spec: NewBatchCall,
+        path: str | Path,
+        options: Any = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> BatchCallSnapshot:
+        """Create from a recipients CSV, streamed in chunks (see app.services.csv_import)."""
+        from app.services import csv_import
+
+        options = options or csv_import.ImportOptions()
+        chunks = csv_import.iter_recipient_chunks(
+            path, options, chunk_size=INSERT_CHUNK, progress=progress, cancel=cancel
+        )
+        return self.create(spec, chunks)
+
+    # ----------------------------------------------------------------- actions
+    def _changed(self, batch_id: int) -> None:
+        if self.on_change:
+            try:
+                self.on_change(batch_id)
+            except Exception:  # a listener must never undo a committed action
+                log.exception("change listener failed")
+
+    def _audit(self, session: Session, batch: BatchCall, action: str, detail: str = "") -> None:
+        session.add(
+            AuditEvent(
+                batch_call_id=batch.id,
+                batch_call_name=batch.name,
+                action=action,
+                detail=detail,
+                user=self.actor.user,
+                host=self.actor.host,
+                at=self.clock(),
+            )
+        )
+
+    def _transition(
+        self,
+        session: Session,
+        batch_id: int,
+        action: Action,
+        values: dict[str, Any],
+        extra: Sequence[ColumnElement[bool]] = (),
+    ) -> BatchCall:
+        """The conditional status change; ActionNotAllowed names the status found instead."""
+        allowed = [s.value for s in statuses_allowing(action)]
+        result = session.execute(
+            update(BatchCall)
+            .where(BatchCall.id == batch_id, BatchCall.status.in_(allowed), *extra)
+            .values(updated_at=self.clock(), **values)
+            .execution_options(synchronize_session=False)
+        )
+        batch = session.get(BatchCall, batch_id, populate_existing=True)
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            if batch is None:
+                raise ActionNotAllowed(action, None)
+            raise ActionNotAllowed(action, BatchStatus(batch.status), batch.name)
+        assert batch is not None
+        return batch
+
+    def _act(
+        self,
+        batch_id: int,
+        action: Action,
+        values: dict[str, Any],
+        *,
+        detail: str = "",
+        extra: Sequence[ColumnElement[bool]] = (),
+        after: Callable[[Session], None] | None = None,
+    ) -> BatchCallSnapshot:
+        with self.sessions.begin() as session:
+            batch = self._transition(session, batch_id, action, values, extra)
+            if after:
+                after(session)
+            session.refresh(batch)
+            self._audit(session, batch, action.value, detail)
+            snapshot = batch_snapshot(batch)
+        self._changed(batch_id)
+        return snapshot
+
+    def _requeue(self, batch_id: int) -> Callable[[Session], None]:
+        """QUEUED recipients go back to PENDING: they were due, not called."""
+
+        def move(session: Session) -> None:
+            move_recipients(session, batch_id, [RecipientStatus.QUEUED], RecipientStatus.PENDING)
+
+        return move
+
+    def rename(self, batch_id: int, name: str) -> BatchCallSnapshot:
+        new_name = validate_name(name)
+        with self.sessions.begin() as session:
+            batch = session.get(BatchCall, batch_id, with_for_update=True)
+            if batch is None:
+                raise ActionNotAllowed(Action.RENAME, None)
+            old = batch.name
+            batch.name = new_name
+            batch.updated_at = self.clock()
+            self._audit(session, batch, Action.RENAME.value, f'from "{old}"')
+            session.flush()
+            snapshot = batch_snapshot(batch)
+        self._changed(batch_id)
+        return snapshot
+
+    def pause(self, batch_id: int) -> BatchCallSnapshot:
+        return self._act(
+            batch_id,
+            Action.PAUSE,
+            {
+                "status": BatchStatus.PAUSED.value,
+                "waiting_reason": f"Paused by {self.actor.user}.",
+            },
+            after=self._requeue(batch_id),
+        )
+
+    def resume(self, batch_id: int) -> BatchCallSnapshot:
+        return self._act(
+            batch_id,
+            Action.RESUME,
+            {"status": BatchStatus.RUNNING.value, "waiting_reason": None},
+        )
+
+    def cancel(self, batch_id: int) -> BatchCallSnapshot:
+        return self._act(
+            batch_id,
+            Action.CANCEL,
+            {
+                "status": BatchStatus.CANCELLED.value,
+                "waiting_reason": None,
+                "finished_at": self.clock(),
+            },
+            after=self._requeue(batch_id),
+        )
+
+    def retry(self, batch_id: int) -> BatchCallSnapshot:
+        """Same batch call back to SCHEDULED; FAILED and NO_ANSWER recipients to PENDING."""
+        retryable = BatchCall.failed_count + BatchCall.no_answer_count > 0
+        moved: list[int] = []
+
+        def reset(session: Session) -> None:
+            moved.append(
+                move_recipients(
+                    session,
+                    batch_id,
+                    [*sorted(RETRYABLE_RECIPIENT_STATUSES), RecipientStatus.QUEUED],
+                    RecipientStatus.PENDING,
+                    values={"next_try_at": None},
+                )
+            )
+
+        return self._act(
+            batch_id,
+            Action.RETRY,
+            {
+                "status": BatchStatus.SCHEDULED.value,
+                "retry_count": BatchCall.retry_count + 1,
+                "failure_reason": None,
+                "waiting_reason": None,
+                "finished_at": None,
+            },
+            extra=[or_(BatchCall.status != BatchStatus.COMPLETED.value, retryable)],
+            after=reset,
+        )
+
+    def delete(self, batch_id: int) -> None:
+        """Remove the batch call, its recipients and call attempts (the audit trail stays)."""
+        with self.sessions.begin() as session:
+            batch = session.get(BatchCall, batch_id, with_for_update=True)
+            if batch is None:
+                raise ActionNotAllowed(Action.DELETE, None)
+            self._audit(session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients")
+            session.execute(delete(CallAttempt).where(CallAttempt.batch_call_id == batch_id))
+            session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
+            session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+        self._changed(batch_id)
+
+    def perform(self, batch_id: int, action: Action) -> BatchCallSnapshot | None:
+        """Run a status action by its enum (menus and the command line use this)."""
+        if action is Action.RELOAD:
+            return self.get(batch_id)
+        handlers: dict[Action, Callable[[int], BatchCallSnapshot | None]] = {
+            Action.PAUSE: self.pause,
+            Action.RESUME: self.resume,
+            Action.CANCEL: self.cancel,
+            Action.RETRY: self.retry,
+            Action.DELETE: self.delete,
+        }
+        if action not in handlers:
+            raise ValueError(f"{action.label} needs more than an id")
+        return handlers[action](batch_id)
+
+    # ----------------------------------------------------------------- queries
+    def get(self, batch_id: int) -> BatchCallSnapshot:
+        with self.sessions() as session:
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                raise NotFound(f"No batch call with id {batch_id}.")
+            return batch_snapshot(batch)
+
+    def find(self, batch_id: int) -> BatchCallSnapshot | None:
+        try:
+            return self.get(batch_id)
+        except NotFound:
+            return None
+
+    def list(self, search: str = "") -> list[BatchCallSnapshot]:
+        """Every batch call, newest first; `search` matches names case-insensitively."""
+        stmt = select(BatchCall).order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+        if search.strip():
+            stmt = stmt.where(
+                func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
+            )
+        with self.sessions() as session:
+            return [batch_snapshot(b) for b in session.scalars(stmt)]
+
+    def resolve(self, reference: str) -> BatchCallSnapshot:
+        """A batch call by id, or by its exact (case-insensitive) name if unique."""
+        if reference.strip().isdigit():
+            return self.get(int(reference))
+        with self.sessions() as session:
+            matches = session.scalars(
+                select(BatchCall).where(func.lower(BatchCall.name) == reference.strip().lower())
+            ).all()
+            if not matches:
+                raise NotFound(f'No batch call named "{reference}".')
+            if len(matches) > 1:
+                ids = ", ".join(str(b.id) for b in matches)
+                raise NotFound(
+                    f'Several batch calls are named "{reference}" (ids {ids}); use an id.'
+                )
+            return batch_snapshot(matches[0])
+
+    def _recipient_filter(self, batch_id: int, query: RecipientQuery) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
+        if query.status is not None:
+            conditions.append(Recipient.status == RecipientStatus(query.status).value)
+        text = query.search.strip()
+        if text:
+            digits = "".join(ch for ch in text if ch.isdigit())
+            looks_like_phone = bool(digits) and all(ch in PHONE_CHARS for ch in text)
+            if looks_like_phone:
+                conditions.append(Recipient.phone_number.contains(digits, autoescape=True))
+            else:
+                conditions.append(
+                    func.lower(Recipient.name).contains(text.lower(), autoescape=True)
+                )
+        return conditions
+
+    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
+        with self.sessions() as session:
+            if not query.search.strip():
+                batch = session.get(BatchCall, batch_id)
+                if batch is None:
+                    return 0
+                if query.status is None:
+                    return batch.total_recipients
+                return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Recipient)
+                    .where(*self._recipient_filter(batch_id, query))
+                )
+                or 0
+            )
+
+    def recipients_page(
+        self,
+        batch_id: int,
+        query: RecipientQuery = RecipientQuery(),
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[RecipientSnapshot]:
+        column = _SORT_COLUMNS[RecipientSort(query.sort)]
+        order = [column.desc() if query.descending else column.asc()]
+        tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
+        stmt = (
+            select(Recipient)
+            .where(*self._recipient_filter(batch_id, query))
+            .order_by(*order, tiebreak)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [recipient_snapshot(r) for r in session.scalars(stmt)]
+
+    def iter_recipients(
+        self, batch_id: int, query: RecipientQuery = RecipientQuery(), chunk: int = 5_000
+    ) -> Iterator[RecipientSnapshot]:
+        """Every matching recipient in row order, read in keyset pages (memory stays flat)."""
+        last_id = 0
+        conditions = self._recipient_filter(batch_id, query)
+        while True:
+            with self.sessions() as session:
+                rows = session.scalars(
+                    select(Recipient)
+                    .where(*conditions, Recipient.id > last_id)
+                    .order_by(Recipient.id)
+                    .limit(chunk)
+                ).all()
+                snapshots = [recipient_snapshot(r) for r in rows]
+            if not snapshots:
+                return
+            yield from snapshots
+            last_id = snapshots[-1].id
+
+    def export_recipients(
+        self, batch_id: int, path: str | Path, query: RecipientQuery = RecipientQuery()
+    ) -> int:
+        """Write the recipients (with outcomes and variables) to a CSV; returns the count."""
+        from app.services.csv_export import export_recipients
+
+        with self.sessions() as session:
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                raise NotFound(f"No batch call with id {batch_id}.")
+            variables = list(batch.variable_columns or [])
+        columns = [
+            "phone_number",
+            "name",
+            "status",
+            "attempts",
+            "last_error",
+            "provider_call_id",
+            "requested_at",
+            "answered_at",
+            "ended_at",
+            "duration_seconds",
+            "answered_by",
+            *[v for v in variables if v not in EXPORT_FIXED_COLUMNS],
+        ]
+
+        def rows() -> Iterator[dict[str, object]]:
+            for r in self.iter_recipients(batch_id, query):
+                row: dict[str, object] = {
+                    "phone_number": r.phone_number,
+                    "name": r.name or "",
+                    "status": r.status.value,
+                    "attempts": r.attempts,
+                    "last_error": r.last_error or "",
+                    "provider_call_id": r.provider_call_id or "",
+                    "requested_at": _iso(r.requested_at),
+                    "answered_at": _iso(r.answered_at),
+                    "ended_at": _iso(r.ended_at),
+                    "duration_seconds": "" if r.duration_seconds is None else r.duration_seconds,
+                    "answered_by": r.answered_by or "",
+                }
+                for key in variables:
+                    if key not in EXPORT_FIXED_COLUMNS:
+                        row[key] = r.variables.get(key, "")
+                yield row
+
+        return export_recipients(rows(), columns, path)
+
+    def call_attempts(self, recipient_id: int) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            attempts = session.scalars(
+                select(CallAttempt)
+                .where(CallAttempt.recipient_id == recipient_id)
+                .order_by(CallAttempt.attempt_number)
+            ).all()
+            return [
+                {
+                    "attempt": a.attempt_number,
+                    "provider_call_id": a.provider_call_id,
+                    "provider_status": a.provider_status,
+                    "outcome": a.outcome,
+                    "error": a.error,
+                    "requested_at": a.requested_at,
+                    "answered_at": a.answered_at,
+                    "ended_at": a.ended_at,
+                    "duration_seconds": a.duration_seconds,
+                    "answered_by": a.answered_by,
+                }
+                for a in attempts
+            ]
+
+    def history(self, batch_id: int) -> list[AuditSnapshot]:
+        with self.sessions() as session:
+            events = session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.batch_call_id == batch_id)
+                .order_by(AuditEvent.at, AuditEvent.id)
+            ).all()
+            return [
+                AuditSnapshot(
+                    id=e.id,
+                    batch_call_id=e.batch_call_id,
+                    batch_call_name=e.batch_call_name,
+                    action=e.action,
+                    detail=e.detail,
+                    user=e.user,
+                    host=e.host,
+                    at=e.at,
+                )
+                for e in events
+            ]
+
+    def calling_window(self, batch_id: int) -> CallingWindow:
+        b = self.get(batch_id)
+        return CallingWindow.from_text(
+            b.timezone, b.window_start, b.window_end, days_to_text(b.allowed_days)
+        )
+
+    # ----------------------------------------------------------------- agents and numbers
+    def add_agent(self, name: str, kind: str, value: str, active: bool = True) -> AgentSnapshot:
+        problems: dict[str, str] = {}
+        name = name.strip()
+        if not 1 <= len(name) <= NAME_MAX:
+            problems["name"] = "An agent needs a name of 1 to 100 characters."
+        if kind not in AGENT_KINDS:
+            problems["kind"] = f"Agent kind must be one of {', '.join(AGENT_KINDS)}."
+        elif kind == "application" and not (value.startswith("AP") and len(value) == 34):
+            problems["value"] = "A TwiML App SID starts with AP and has 34 characters."
+        elif kind == "url" and not value.startswith(("https://", "http://")):
+            problems["value"] = "A voice webhook URL starts with https:// (or http://)."
+        elif kind == "twiml" and "<Response" not in value:
+            problems["value"] = "TwiML must contain a <Response> element."
+        with self.sessions.begin() as session:
+            if session.scalar(select(Agent.id).where(func.lower(Agent.name) == name.lower())):
+                problems["name"] = f'An agent named "{name}" already exists.'
+            if problems:
+                raise ValidationError(problems)
+            agent = Agent(name=name, kind=kind, value=value, active=active)
+            session.add(agent)
+            session.flush()
+            return agent_snapshot(agent)
+
+    def set_agent_active(self, agent_id: int, active: bool) -> AgentSnapshot:
+        with self.sessions.begin() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise NotFound(f"No agent with id {agent_id}.")
+            agent.active = active
+            return agent_snapshot(agent)
+
+    def list_agents(self, active_only: bool = False) -> list[AgentSnapshot]:
+        stmt = select(Agent).order_by(func.lower(Agent.name))
+        if active_only:
+            stmt = stmt.where(Agent.active.is_(True))
+        with self.sessions() as session:
+            return [agent_snapshot(a) for a in session.scalars(stmt)]
+
+    def add_from_number(
+        self, phone_number: str, label: str = "", source: str = "simulated"
+    ) -> FromNumberSnapshot:
+        from app.models.phone import PhoneError, normalize_phone
+
+        try:
+            e164 = normalize_phone(phone_number, "US")
+        except PhoneError as e:
+            raise ValidationError({"phone_number": f"{phone_number}: {e}"}) from None
+        with self.sessions.begin() as session:
+            existing = session.scalar(select(FromNumber).where(FromNumber.phone_number == e164))
+            if existing is not None:
+                existing.label = label or existing.label
+                existing.source = source
+                existing.active = True
+                return number_snapshot(existing)
+            number = FromNumber(phone_number=e164, label=label.strip(), source=source)
+            session.add(number)
+            session.flush()
+            return number_snapshot(number)
+
+    def list_from_numbers(self, active_only: bool = False) -> list[FromNumberSnapshot]:
+        stmt = select(FromNumber).order_by(FromNumber.phone_number)
+        if active_only:
+            stmt = stmt.where(FromNumber.active.is_(True))
+        with self.sessions() as session:
+            return [number_snapshot(n) for n in session.scalars(stmt)]
+
+    def open_recipient_count(self, batch_id: int) -> int:
+        b = self.get(batch_id)
+        return sum(b.counts[s] for s in OPEN_RECIPIENT_STATUSES)
+
+
+EXPORT_FIXED_COLUMNS = frozenset(
+    {
+        "phone_number",
+        "name",
+        "status",
+        "attempts",
+        "last_error",
+        "provider_call_id",
+        "requested_at",
+        "answered_at",
+        "ended_at",
+        "duration_seconds",
+        "answered_by",
+    }
+)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
