@@ -126,7 +126,7 @@ class BatchCall(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     created_by: Mapped[str] = mapped_column(String(100), default="")
 
-    agent: Mapped[Agent] = relationship(lazy="joined")
+    agent: Mapped[Agent] = relationship(lazy="joined", innerjoin=True)
 
 
 class Recipient(Base):
