@@ -8,6 +8,7 @@ racing on one batch call exactly one succeeds and the other gets ActionNotAllowe
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import logging
 import os
@@ -358,7 +359,6 @@ class BatchCallService:
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
         with self.sessions.begin() as session:
             connection = session.connection()
-            table = Recipient.__table__
             pending = RecipientStatus.PENDING.value
             for chunk in recipient_chunks:
                 if not chunk:
@@ -379,7 +379,7 @@ class BatchCallService:
                             "attempts": 0,
                         }
                     )
-                connection.execute(insert(table), rows)
+                connection.execute(insert(Recipient), rows)
                 total += len(rows)
                 if progress:
                     progress(total)
@@ -617,7 +617,7 @@ class BatchCallService:
         except NotFound:
             return None
 
-    def list(self, search: str = "") -> list[BatchCallSnapshot]:
+    def list(self, search: str = "") -> builtins.list[BatchCallSnapshot]:
         """Every batch call, newest first; `search` matches names case-insensitively."""
         stmt = select(BatchCall).order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
         if search.strip():
@@ -644,7 +644,7 @@ class BatchCallService:
                 )
             return batch_snapshot(matches[0])
 
-    def _recipient_filter(self, batch_id: int, query: RecipientQuery) -> list[ColumnElement[bool]]:
+    def _recipient_filter(self, batch_id: int, query: RecipientQuery) -> builtins.list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
         if query.status is not None:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
@@ -667,7 +667,7 @@ class BatchCallService:
                 if batch is None:
                     return 0
                 if query.status is None:
-                    return batch.total_recipients
+                    return int(batch.total_recipients)
                 return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
             return int(
                 session.scalar(
@@ -684,7 +684,7 @@ class BatchCallService:
         query: RecipientQuery = RecipientQuery(),
         offset: int = 0,
         limit: int = 200,
-    ) -> list[RecipientSnapshot]:
+    ) -> builtins.list[RecipientSnapshot]:
         column = _SORT_COLUMNS[RecipientSort(query.sort)]
         order = [column.desc() if query.descending else column.asc()]
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
@@ -766,7 +766,7 @@ class BatchCallService:
 
         return export_recipients(rows(), columns, path)
 
-    def call_attempts(self, recipient_id: int) -> list[dict[str, Any]]:
+    def call_attempts(self, recipient_id: int) -> builtins.list[dict[str, Any]]:
         with self.sessions() as session:
             attempts = session.scalars(
                 select(CallAttempt)
@@ -789,7 +789,7 @@ class BatchCallService:
                 for a in attempts
             ]
 
-    def history(self, batch_id: int) -> list[AuditSnapshot]:
+    def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:
         with self.sessions() as session:
             events = session.scalars(
                 select(AuditEvent)
@@ -848,7 +848,7 @@ class BatchCallService:
             agent.active = active
             return agent_snapshot(agent)
 
-    def list_agents(self, active_only: bool = False) -> list[AgentSnapshot]:
+    def list_agents(self, active_only: bool = False) -> builtins.list[AgentSnapshot]:
         stmt = select(Agent).order_by(func.lower(Agent.name))
         if active_only:
             stmt = stmt.where(Agent.active.is_(True))
@@ -876,7 +876,7 @@ class BatchCallService:
             session.flush()
             return number_snapshot(number)
 
-    def list_from_numbers(self, active_only: bool = False) -> list[FromNumberSnapshot]:
+    def list_from_numbers(self, active_only: bool = False) -> builtins.list[FromNumberSnapshot]:
         stmt = select(FromNumber).order_by(FromNumber.phone_number)
         if active_only:
             stmt = stmt.where(FromNumber.active.is_(True))

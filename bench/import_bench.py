@@ -1,0 +1,183 @@
+"""Import benchmark: recipients CSV → database, against a same-run baseline.
+
+Generates CSV files of 100,000 and 1,000,000 recipients (mostly valid, some invalid, some
+duplicates), then measures, each in a fresh process so peak memory is its own:
+- baseline: csv.reader + sqlite3 executemany of the same rows, no validation;
+- scan: app.services.csv_import.scan (the validation view's pass);
+- import: BatchCallService.create_from_csv (validation + storage, as the app creates).
+Prints rows per second, peak RSS and the ratio to the baseline (medians of --repeat runs).
+
+    .venv/bin/python bench/import_bench.py [--sizes 100000,1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+US_AREAS = ["202", "212", "305", "312", "415", "512", "617", "713", "646", "718"]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    """Mostly valid E.164 numbers; ~3 % national format, ~2 % invalid, ~1 % duplicates."""
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phone_number", "name", "appointment_date", "city"])
+        previous: list[str] = []
+        for i in range(rows):
+            roll = rng.random()
+            if roll < 0.01 and previous:
+                phone = rng.choice(previous)
+            elif roll < 0.03:
+                phone = rng.choice(["12345", "not a number", "+1999", "+44 20"])
+            elif roll < 0.06:
+                phone = (
+                    f"({rng.choice(US_AREAS)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+                )
+            elif roll < 0.20:
+                phone = f"+447{rng.randint(400, 999)}{rng.randint(0, 999999):06d}"
+            else:
+                area = rng.choice(US_AREAS)
+                phone = f"+1{area}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+            if i % 1000 == 0:
+                previous.append(phone)
+            writer.writerow([phone, f"Person {i}", "2026-12-01", "Springfield"])
+
+
+def run_baseline(csv_path: Path, db_path: Path) -> int:
+    connection = sqlite3.connect(db_path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(
+        "CREATE TABLE recipients (id INTEGER PRIMARY KEY, batch_call_id INTEGER,"
+        " row_number INTEGER,"
+        " phone_number TEXT, name TEXT, variables TEXT, status TEXT, attempts INTEGER)"
+    )
+    count = 0
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        batch: list[tuple[object, ...]] = []
+        for n, row in enumerate(reader, start=2):
+            batch.append(
+                (1, n, row[0], row[1], json.dumps({"a": row[2], "c": row[3]}), "PENDING", 0)
+            )
+            if len(batch) == 5000:
+                connection.executemany(
+                    "INSERT INTO recipients (batch_call_id, row_number, phone_number, name,"
+                    " variables, status, attempts) VALUES (?,?,?,?,?,?,?)",
+                    batch,
+                )
+                count += len(batch)
+                batch = []
+        if batch:
+            connection.executemany(
+                "INSERT INTO recipients (batch_call_id, row_number, phone_number, name,"
+                " variables, status, attempts) VALUES (?,?,?,?,?,?,?)",
+                batch,
+            )
+            count += len(batch)
+    connection.commit()
+    connection.close()
+    return count
+
+
+def run_scan(csv_path: Path, db_path: Path) -> int:
+    from app.services.csv_import import scan
+
+    report = scan(csv_path)
+    return report.total_rows
+
+
+def run_import(csv_path: Path, db_path: Path) -> int:
+    from app.models.db import open_database
+    from app.services.batch_calls import Actor, BatchCallService, NewBatchCall
+    from app.services.csv_import import ImportOptions
+
+    engine, sessions = open_database(f"sqlite:///{db_path}")
+    service = BatchCallService(sessions, actor=Actor("bench", "bench"))
+    agent = service.add_agent("Bench", "url", "https://example.test/voice")
+    number = service.add_from_number("+12025550100")
+    created = service.create_from_csv(
+        NewBatchCall("Bench", agent.id, number.id), csv_path, ImportOptions(drop_duplicates=False)
+    )
+    engine.dispose()
+    return created.total_recipients
+
+
+MODES = {"baseline": run_baseline, "scan": run_scan, "import": run_import}
+
+
+def one(mode: str, csv_path: Path, db_path: Path) -> None:
+    """Child process: run one measurement, print JSON with seconds, rows and peak RSS."""
+    started = time.perf_counter()
+    rows = MODES[mode](csv_path, db_path)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"mode": mode, "seconds": seconds, "rows": rows, "peak_mb": peak_mb}))
+
+
+def measure(mode: str, csv_path: Path, workdir: Path, repeat: int) -> dict[str, float]:
+    runs = []
+    for i in range(repeat):
+        db_path = workdir / f"{mode}-{i}.sqlite3"
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", mode, str(csv_path), str(db_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "rows": runs[0]["rows"],
+        "peak_mb": max(r["peak_mb"] for r in runs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--one", nargs=3, metavar=("MODE", "CSV", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one(args.one[0], Path(args.one[1]), Path(args.one[2]))
+        return
+    with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
+        workdir = Path(tmp)
+        print(
+            f"{'rows':>9} {'mode':>8} {'median s':>9} {'rows/s':>10} {'peak MB':>8} {'x base':>7}"
+        )
+        for size in (int(s) for s in args.sizes.split(",")):
+            csv_path = workdir / f"recipients-{size}.csv"
+            generate(csv_path, size)
+            repeat = args.repeat if size <= 200_000 else max(1, min(args.repeat, 2))
+            results = {mode: measure(mode, csv_path, workdir, repeat) for mode in MODES}
+            base = results["baseline"]["seconds"]
+            for mode, r in results.items():
+                print(
+                    f"{size:>9,} {mode:>8} {r['seconds']:>9.2f} {size / r['seconds']:>10,.0f}"
+                    f" {r['peak_mb']:>8.0f} {r['seconds'] / base:>7.2f}"
+                )
+            csv_path.unlink()
+
+
+if __name__ == "__main__":
+    main()
