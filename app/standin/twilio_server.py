@@ -1,0 +1,949 @@
+"""A local HTTP server that speaks the part of Twilio's 2010-04-01 API this product uses.
+
+Tests, QA and the dialer benchmark point the real `TwilioProvider` (and so the real
+`twilio` package) at it with `BATCHCALLS_TWILIO_API_BASE`. Calls move through queued,
+ringing, in-progress and a final status as the injected clock advances (the same plans
+as simulation mode), outcomes can be programmed per destination, faults (429, 500,
+delays, dropped connections) injected at seeded rates, and every request and call is
+recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.message import Message
+from email.utils import format_datetime, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from app.services.simulation import (
+    E164,
+    TERMINAL_STATUSES,
+    TEST_NUMBER_ERRORS,
+    TEST_NUMBER_MESSAGES,
+    CallPlan,
+    SimulatedCall,
+    SimulationSettings,
+    call_rng,
+    plan_call,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+MAGIC_FROM_NUMBER = "+15005550006"  # Twilio's test credentials accept it as a from number
+_MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
+_FINAL_OUTCOMES = ("completed", "busy", "no-answer", "failed")
+
+Form = Mapping[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the stand-in received it (the password is never kept)."""
+
+    method: str
+    path: str
+    query: Form
+    form: Form
+    content_type: str | None
+    auth_user: str | None
+    time: datetime
+    status: int | None  # None: the connection was closed without an answer
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A snapshot of one created call: who, when, and the statuses it went through."""
+
+    sid: str
+    to: str
+    from_: str
+    created_at: datetime
+    status: str
+    ended_at: datetime | None
+    timeline: tuple[tuple[str, datetime], ...]
+    form: Form
+
+
+@dataclass(frozen=True)
+class Program:
+    """A destination's scripted behaviour; `error_code` refuses the create instead."""
+
+    outcome: Literal["completed", "busy", "no-answer", "failed"] = "completed"
+    ring_seconds: float = 5.0
+    talk_seconds: float = 30.0
+    answered_by: str | None = None
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Seeded fault injection; rates are per request and add up to at most 1.
+
+    `drop_rate`: the connection is closed before the request is acted on.
+    `lost_response_rate`: the request is acted on (a call is created) and then the
+    connection is closed without an answer, the ambiguous case a dialer must reconcile.
+    """
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    drop_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    delay_seconds: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = (self.rate_429, self.rate_500, self.drop_rate, self.lost_response_rate)
+        if any(r < 0 for r in rates) or sum(rates) > 1:
+            raise ValueError("Fault rates must be non-negative and add up to at most 1.")
+        if self.delay_seconds < 0:
+            raise ValueError("The fault delay must not be negative.")
+
+
+@dataclass
+class _Call:
+    sid: str
+    index: int
+    to: str
+    from_: str
+    form: Form
+    sim: SimulatedCall
+    override: tuple[str, datetime] | None = None  # canceled / hung up by an update
+
+    def timeline(self) -> list[tuple[str, datetime]]:
+        events = self.sim.timeline()
+        if self.override is not None:
+            status, at = self.override
+            events = [event for event in events if event[1] < at] + [(status, at)]
+        return events
+
+    def status_at(self, now: datetime) -> str:
+        status = "queued"
+        for name, at in self.timeline():
+            if now >= at:
+                status = name
+        return status
+
+    def ended_at(self) -> datetime:
+        return self.timeline()[-1][1]
+
+    def answered_at(self) -> datetime | None:
+        for name, at in self.timeline():
+            if name == "in-progress":
+                return at
+        return None
+
+    def record(self, now: datetime) -> CallRecord:
+        events = tuple(event for event in self.timeline() if event[1] <= now)
+        status = events[-1][0] if events else "queued"
+        ended = self.ended_at() if status in TERMINAL_STATUSES else None
+        return CallRecord(
+            self.sid, self.to, self.from_, self.sim.created_at, status, ended, events, self.form
+        )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: dict[str, Any] | None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.answer = _error(status, code, message)
+
+
+def _error(status: int, code: int, message: str) -> _Answer:
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": _MORE_INFO.format(code=code),
+        "status": status,
+    }
+    headers: tuple[tuple[str, str], ...] = ()
+    if status == 401:
+        headers = (("WWW-Authenticate", 'Basic realm="Twilio API"'),)
+    return _Answer(status, body, headers)
+
+
+def _sid(prefix: str, *parts: object) -> str:
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
+    return prefix + digest[:32]
+
+
+def _rfc2822(moment: datetime | None) -> str | None:
+    return format_datetime(moment.astimezone(UTC)) if moment is not None else None
+
+
+def _real_clock(speed: float) -> Callable[[], datetime]:
+    """Wall-clock time from now on, running `speed` times faster."""
+    start_wall = datetime.now(UTC)
+    start = time.monotonic()
+    return lambda: start_wall + timedelta(seconds=(time.monotonic() - start) * speed)
+
+
+class TwilioStandin:
+    """The stand-in server; use it as a context manager (or `start()` / `stop()`)."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], datetime] | None = None,
+        speed: float = 1.0,
+        seed: int = 0,
+        settings: SimulationSettings | None = None,
+        cps: float | None = None,
+        record_requests: bool = True,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("The stand-in speed must be positive (1.0 = real time).")
+        if cps is not None and cps <= 0:
+            raise ValueError("The stand-in calls-per-second limit must be positive.")
+        self.account_sid = account_sid or _sid("AC", "standin-account", seed)
+        self.auth_token = (
+            auth_token or hashlib.sha256(f"standin-token/{seed}".encode()).hexdigest()[:32]
+        )
+        self.friendly_name = "Batch Calls stand-in account"
+        self._host = host
+        self._port = port
+        self._clock = clock or _real_clock(speed)
+        self._seed = seed
+        self._settings = settings or SimulationSettings()
+        self._cps = cps
+        self._record_requests = record_requests
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._account_status = "active"
+        self._api_keys: dict[str, str] = {}
+        self._incoming: list[dict[str, Any]] = []
+        self._caller_ids: list[dict[str, Any]] = []
+        self._applications: list[dict[str, Any]] = []
+        self._programs: dict[str, list[Program]] = {}
+        self._faults = Faults()
+        self._fault_rng = random.Random(0)
+        self._requests: list[RecordedRequest] = []
+        self._calls: list[_Call] = []
+        self._calls_by_sid: dict[str, _Call] = {}
+        self._next_dial: datetime | None = None
+        self.add_incoming_number("+14155550100", "Main line")
+        self.add_incoming_number("+14155550101", "SMS only", voice=False)
+        self.add_caller_id("+14155550199", "Verified office phone")
+        self.default_application_sid = self.add_application("Batch Calls demo agent")
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> TwilioStandin:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self._host, self._port), _Handler)
+        server.standin = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilioStandin"
+        )
+        self._thread.start()
+        logger.info("Twilio stand-in listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        thread.join()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:  # idle keep-alive connections hold a thread each
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()  # joins the request threads
+        self._server = self._thread = None
+
+    def __enter__(self) -> TwilioStandin:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("The Twilio stand-in is not running: call start() first.")
+        return f"http://{self._host}:{self._server.server_port}"
+
+    # -- configuration -----------------------------------------------------------------
+    def add_incoming_number(
+        self, phone_number: str, friendly_name: str | None = None, *, voice: bool = True
+    ) -> str:
+        sid = _sid("PN", "incoming", phone_number)
+        with self._lock:
+            self._incoming.append(
+                {
+                    "sid": sid,
+                    "phone_number": phone_number,
+                    "friendly_name": friendly_name or phone_number,
+                    "capabilities": {"voice": voice, "sms": True, "mms": False, "fax": False},
+                }
+            )
+        return sid
+
+    def add_caller_id(self, phone_number: str, friendly_name: str | None = None) -> str:
+        sid = _sid("PN", "caller-id", phone_number)
+        with self._lock:
+            self._caller_ids.append(
+                {
+                    "sid": sid,
+                    "phone_number": phone_number,
+                    "friendly_name": friendly_name or phone_number,
+                }
+            )
+        return sid
+
+    def add_application(self, friendly_name: str) -> str:
+        with self._lock:
+            sid = _sid("AP", "application", len(self._applications), friendly_name)
+            self._applications.append({"sid": sid, "friendly_name": friendly_name})
+        return sid
+
+    def add_api_key(self, key_sid: str, secret: str) -> None:
+        with self._lock:
+            self._api_keys[key_sid] = secret
+
+    def set_account_status(self, status: Literal["active", "suspended", "closed"]) -> None:
+        """A suspended or closed account answers every call request with error 20005."""
+        with self._lock:
+            self._account_status = status
+
+    def program(
+        self,
+        to: str,
+        *,
+        outcome: Literal["completed", "busy", "no-answer", "failed"] = "completed",
+        ring_seconds: float = 5.0,
+        talk_seconds: float = 30.0,
+        answered_by: str | None = None,
+        error_code: int | None = None,
+    ) -> None:
+        """Script the next call to `to`. Programs are used in order; the last one repeats."""
+        if outcome not in _FINAL_OUTCOMES:
+            raise ValueError(
+                f"Unknown outcome {outcome!r}: use one of {', '.join(_FINAL_OUTCOMES)}."
+            )
+        if ring_seconds < 0 or talk_seconds < 0:
+            raise ValueError("Ring and talk times must not be negative.")
+        with self._lock:
+            self._programs.setdefault(to, []).append(
+                Program(outcome, ring_seconds, talk_seconds, answered_by, error_code)
+            )
+
+    def faults(
+        self,
+        *,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        drop_rate: float = 0.0,
+        lost_response_rate: float = 0.0,
+        delay_seconds: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        """Inject faults from now on (no arguments: none)."""
+        faults = Faults(rate_429, rate_500, drop_rate, lost_response_rate, delay_seconds, seed)
+        with self._lock:
+            self._faults = faults
+            self._fault_rng = random.Random(f"standin-faults/{seed}")
+
+    # -- queries for tests -------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        """Every created call in creation order, as of the stand-in's clock now."""
+        now = self._now()
+        with self._lock:
+            return [call.record(now) for call in self._calls]
+
+    def call(self, sid: str) -> CallRecord:
+        now = self._now()
+        with self._lock:
+            return self._calls_by_sid[sid].record(now)
+
+    def calls_created_per_destination(self) -> Counter[str]:
+        with self._lock:
+            return Counter(call.to for call in self._calls)
+
+    def created_timestamps(self) -> list[datetime]:
+        with self._lock:
+            return [call.sim.created_at for call in self._calls]
+
+    def max_calls_created_within(self, window: timedelta) -> int:
+        """The most calls created in any `window` (pacing: 1 s window = peak calls/s)."""
+        stamps = sorted(self.created_timestamps())
+        best = 0
+        for end, stamp in enumerate(stamps):
+            start = bisect.bisect_right(stamps, stamp - window, 0, end)
+            best = max(best, end - start + 1)
+        return best
+
+    def active_calls_at(self, moment: datetime) -> int:
+        """Calls created at or before `moment` that had not ended by then."""
+        with self._lock:
+            return sum(1 for call in self._calls if call.sim.created_at <= moment < call.ended_at())
+
+    def max_concurrent_in_progress(self) -> int:
+        """The most calls alive at once (from creation until a final status), so far.
+
+        This is what the dialer's concurrency limit counts: a recipient is IN_PROGRESS
+        from the moment its call is requested until the call ends.
+        """
+        now = self._now()
+        with self._lock:
+            spans = [(call.sim.created_at, call.ended_at()) for call in self._calls]
+        events: list[tuple[datetime, int]] = []
+        for created, ended in spans:
+            if created > now:
+                continue
+            events.append((created, 1))
+            if ended <= now:
+                events.append((ended, -1))
+        events.sort(key=lambda event: (event[0], event[1]))  # ends before starts at a tie
+        best = current = 0
+        for _, delta in events:
+            current += delta
+            best = max(best, current)
+        return best
+
+    # -- request handling (called from the server's threads) ---------------------------
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    def _track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def _handle(self, method: str, raw_path: str, headers: Message, body: bytes) -> _Answer | None:
+        """Answer one request; None means close the connection without an answer."""
+        split = urlsplit(raw_path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) if body else {}
+        user, password = _basic_auth(headers.get("Authorization"))
+        with self._lock:
+            faults = self._faults
+            draw = self._fault_rng.random()
+        if faults.delay_seconds:
+            self._stopping.wait(faults.delay_seconds)
+        answer: _Answer | None
+        cut = faults.drop_rate
+        if draw < cut:
+            answer = None
+        elif draw < (cut := cut + faults.rate_429):
+            answer = _error(429, 20429, "Too Many Requests")
+        elif draw < (cut := cut + faults.rate_500):
+            answer = _error(500, 20500, "An internal server error has occurred")
+        else:
+            try:
+                answer = self._dispatch(method, split.path, query, form, user, password)
+            except _ApiError as exc:
+                answer = exc.answer
+            if draw < cut + faults.lost_response_rate:
+                answer = None
+        if self._record_requests:
+            entry = RecordedRequest(
+                method,
+                split.path,
+                query,
+                form,
+                headers.get("Content-Type"),
+                user,
+                self._now(),
+                answer.status if answer is not None else None,
+            )
+            with self._lock:
+                self._requests.append(entry)
+        return answer
+
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        query: Form,
+        form: Form,
+        user: str | None,
+        password: str | None,
+    ) -> _Answer:
+        route = _route(path)
+        if route is None:
+            raise _ApiError(404, 20404, f"The requested resource {path} was not found")
+        name, account, call_sid = route
+        with self._lock:
+            authenticated = (user == self.account_sid and password == self.auth_token) or (
+                user is not None and user in self._api_keys and self._api_keys[user] == password
+            )
+            account_status = self._account_status
+        if not authenticated or account != self.account_sid:
+            raise _ApiError(401, 20003, "Authenticate")
+        allowed = _METHODS[name]
+        if method not in allowed:
+            raise _ApiError(405, 20004, f"Method {method} not allowed on {path}")
+        if name == "account":
+            return _Answer(200, self._account_json())
+        if account_status != "active":
+            raise _ApiError(401, 20005, "Account is not active")
+        if name == "calls" and method == "POST":
+            return self._create_call(form)
+        if name == "calls":
+            return self._list_calls(path, query)
+        if name == "call" and method == "POST":
+            return self._update_call(call_sid or "", form)
+        if name == "call":
+            return _Answer(200, self._call_json(self._get_call(call_sid or ""), self._now()))
+        with self._lock:
+            source = {
+                "incoming": (self._incoming, "incoming_phone_numbers"),
+                "caller_ids": (self._caller_ids, "outgoing_caller_ids"),
+                "applications": (self._applications, "applications"),
+            }[name]
+            items = [
+                (len(source[0]) - i, self._resource_json(name, item))
+                for i, item in enumerate(source[0])
+            ]
+        return _Answer(200, self._page(path, query, source[1], items))
+
+    # -- resources ---------------------------------------------------------------------
+    def _create_call(self, form: Form) -> _Answer:
+        to = _one(form, "To").strip()
+        from_ = _one(form, "From").strip()
+        if not to:
+            raise _ApiError(400, 21201, "No 'To' number is specified")
+        if not from_:
+            raise _ApiError(400, 21213, "No 'From' number is specified")
+        if to in TEST_NUMBER_ERRORS:
+            code = TEST_NUMBER_ERRORS[to]
+            raise _ApiError(400, code, TEST_NUMBER_MESSAGES[code])
+        if not E164.match(to):
+            raise _ApiError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not E164.match(from_):
+            raise _ApiError(
+                400, 21212, f"The 'From' number {from_} is not a valid phone number or caller ID."
+            )
+        with self._lock:
+            owned = {n["phone_number"] for n in self._incoming if n["capabilities"]["voice"]}
+            owned |= {n["phone_number"] for n in self._caller_ids}
+            applications = {a["sid"] for a in self._applications}
+        if from_ not in owned and from_ != MAGIC_FROM_NUMBER:
+            raise _ApiError(
+                400,
+                21210,
+                f"The source phone number provided, {from_}, is not yet verified for your account.",
+            )
+        application_sid, url, twiml = (
+            _one(form, key) for key in ("ApplicationSid", "Url", "Twiml")
+        )
+        if application_sid:
+            if application_sid not in applications:
+                raise _ApiError(400, 21218, f"Invalid ApplicationSid {application_sid}")
+        elif url:
+            if not re.match(r"^https?://[^\s/]+", url):
+                raise _ApiError(400, 21205, f"Url is not a valid URL: {url}")
+        elif not twiml.strip():
+            raise _ApiError(400, 21205, "Url parameter is required.")
+        ring_timeout = min(max(_int_field(form, "Timeout", 60), 5), 600)
+        time_limit = _int_field(form, "TimeLimit", 0) or None
+        detection = _one(form, "MachineDetection")
+        if detection and detection not in ("Enable", "DetectMessageEnd"):
+            raise _ApiError(400, 21626, "MachineDetection must be 'Enable' or 'DetectMessageEnd'.")
+        now = self._now()
+        with self._lock:
+            programs = self._programs.get(to)
+            program = (programs.pop(0) if len(programs) > 1 else programs[0]) if programs else None
+            if program is not None and program.error_code is not None:
+                raise _ApiError(400, program.error_code, f"Programmed error for {to}")
+            index = len(self._calls)
+            if program is not None:
+                plan = _programmed_plan(program, self._settings)
+            else:
+                plan = plan_call(
+                    call_rng(self._seed, index),
+                    self._settings,
+                    ring_timeout=ring_timeout,
+                    machine_detection=bool(detection),
+                    time_limit=time_limit,
+                )
+            if self._cps is not None:  # Twilio queues calls beyond the account's rate
+                dial_at = max(now + timedelta(seconds=plan.queue_seconds), self._next_dial or now)
+                self._next_dial = dial_at + timedelta(seconds=1 / self._cps)
+                plan = dataclasses.replace(plan, queue_seconds=(dial_at - now).total_seconds())
+            call = _Call(
+                _sid("CA", self.account_sid, self._seed, index),
+                index,
+                to,
+                from_,
+                form,
+                SimulatedCall(now, plan),
+            )
+            self._calls.append(call)
+            self._calls_by_sid[call.sid] = call
+        return _Answer(201, self._call_json(call, now))
+
+    def _get_call(self, sid: str) -> _Call:
+        with self._lock:
+            call = self._calls_by_sid.get(sid)
+        if call is None:
+            raise _ApiError(404, 20404, f"The requested resource Call {sid} was not found")
+        return call
+
+    def _update_call(self, sid: str, form: Form) -> _Answer:
+        call = self._get_call(sid)
+        wanted = _one(form, "Status")
+        if wanted not in ("canceled", "completed"):
+            raise _ApiError(400, 21220, f"Status must be 'canceled' or 'completed', not {wanted!r}")
+        now = self._now()
+        with self._lock:
+            current = call.status_at(now)
+            if current in ("queued", "ringing") or (
+                current == "in-progress" and wanted == "completed"
+            ):
+                call.override = ("canceled" if current != "in-progress" else "completed", now)
+        return _Answer(200, self._call_json(call, now))
+
+    def _list_calls(self, path: str, query: Form) -> _Answer:
+        now = self._now()
+        to, from_, status = (_one(query, key) for key in ("To", "From", "Status"))
+        bounds = [
+            (field, op, _parse_moment(_one(query, field + op), field + op))
+            for field in ("StartTime", "EndTime")
+            for op in ("", "<", ">")
+            if _one(query, field + op)
+        ]
+        with self._lock:
+            candidates = [c for c in self._calls if to in ("", c.to) and from_ in ("", c.from_)]
+            rows: list[tuple[int, dict[str, Any]]] = []
+            for call in reversed(candidates):  # newest first, as Twilio lists
+                body = self._call_json(call, now)
+                if status and body["status"] != status:
+                    continue
+                if all(_within(body, *bound) for bound in bounds):
+                    rows.append((call.index, body))
+        return _Answer(200, self._page(path, query, "calls", rows))
+
+    def _page(
+        self, path: str, query: Form, key: str, rows: list[tuple[int, dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """One page of `rows` ((key, resource), keys descending) with Twilio's paging links.
+
+        The next page's token names the last key shown, so resources created while a
+        client pages through do not shift the pages it has not read yet.
+        """
+        page_size = _int_field(query, "PageSize", 50)
+        page = _int_field(query, "Page", 0)
+        if not 1 <= page_size <= 1000 or page < 0:
+            raise _ApiError(400, 20001, "PageSize must be 1 to 1000 and Page at least 0")
+        token = _one(query, "PageToken")
+        if token:
+            try:
+                after = int(token.removeprefix("PA"))
+            except ValueError:
+                raise _ApiError(400, 20001, f"Invalid PageToken {token}") from None
+            start = next((i for i, (k, _) in enumerate(rows) if k < after), len(rows))
+        else:
+            start = page * page_size
+        chunk = rows[start : start + page_size]
+        filters = {k: v[0] for k, v in query.items() if k not in ("PageSize", "Page", "PageToken")}
+
+        def link(page_number: int, page_token: str | None = None) -> str:
+            params = dict(filters, PageSize=page_size, Page=page_number)
+            if page_token:
+                params["PageToken"] = page_token
+            return f"{path}?{urlencode(params)}"
+
+        next_uri = None
+        if chunk and start + len(chunk) < len(rows):
+            next_uri = link(page + 1, f"PA{chunk[-1][0]}")
+        return {
+            key: [resource for _, resource in chunk],
+            "end": start + max(len(chunk) - 1, 0),
+            "first_page_uri": link(0),
+            "next_page_uri": next_uri,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": link(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": link(page, token or None),
+        }
+
+    def _account_json(self) -> dict[str, Any]:
+        with self._lock:
+            status = self._account_status
+        return {
+            "auth_token": self.auth_token,  # Twilio includes it too: clients must not leak it
+            "date_created": _rfc2822(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+            "date_updated": _rfc2822(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+            "friendly_name": self.friendly_name,
+            "owner_account_sid": self.account_sid,
+            "sid": self.account_sid,
+            "status": status,
+            "subresource_uris": {},
+            "type": "Full",
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}.json",
+        }
+
+    def _call_json(self, call: _Call, now: datetime) -> dict[str, Any]:
+        events = call.timeline()
+        created = call.sim.created_at
+        passed = [name for name, at in events if at <= now]
+        status = passed[-1] if passed else "queued"
+        ended = status in TERMINAL_STATUSES
+        ringing = call.sim.ringing_at
+        started = (
+            ringing
+            if now >= ringing and (call.override is None or call.override[1] > ringing)
+            else None
+        )
+        answered = call.answered_at()
+        answered_now = answered is not None and now >= answered
+        if not ended:
+            duration = None
+        elif answered is not None:
+            duration = str(max(1, round((call.ended_at() - answered).total_seconds())))
+        else:
+            duration = "0"
+        queue_ms = int((ringing - call.sim.created_at).total_seconds() * 1000)
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call.sid}.json"
+        return {
+            "sid": call.sid,
+            "date_created": _rfc2822(call.sim.created_at),
+            "date_updated": _rfc2822(
+                max(at for _, at in events if at <= now) if passed else created
+            ),
+            "parent_call_sid": None,
+            "account_sid": self.account_sid,
+            "to": call.to,
+            "to_formatted": call.to,
+            "from": call.from_,
+            "from_formatted": call.from_,
+            "phone_number_sid": None,
+            "status": status,
+            "start_time": _rfc2822(started),
+            "end_time": _rfc2822(call.ended_at()) if ended else None,
+            "duration": duration,
+            "price": None,
+            "price_unit": "USD",
+            "direction": "outbound-api",
+            "answered_by": call.sim.plan.answered_by if started and answered_now else None,
+            "api_version": API_VERSION,
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": str(queue_ms),
+            "trunk_sid": None,
+            "uri": uri,
+            "subresource_uris": {},
+        }
+
+    def _resource_json(self, name: str, item: dict[str, Any]) -> dict[str, Any]:
+        kind = {
+            "incoming": "IncomingPhoneNumbers",
+            "caller_ids": "OutgoingCallerIds",
+            "applications": "Applications",
+        }[name]
+        stamp = _rfc2822(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+        body = dict(item, account_sid=self.account_sid, date_created=stamp, date_updated=stamp)
+        body["uri"] = f"/{API_VERSION}/Accounts/{self.account_sid}/{kind}/{item['sid']}.json"
+        if name == "applications":
+            body["api_version"] = API_VERSION
+        return body
+
+
+def _programmed_plan(program: Program, settings: SimulationSettings) -> CallPlan:
+    answered = program.outcome == "completed"
+    return CallPlan(
+        final_status=program.outcome,
+        queue_seconds=settings.queue_seconds[0],
+        ring_seconds=program.ring_seconds,
+        talk_seconds=program.talk_seconds if answered else 0.0,
+        answered_by=program.answered_by if answered else None,
+    )
+
+
+_ROUTE = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)"
+    r"(?:/(?P<resource>Calls|IncomingPhoneNumbers|OutgoingCallerIds|Applications)"
+    r"(?:/(?P<sid>[^/]+))?)?\.json$"
+)
+_RESOURCES = {
+    None: "account",
+    "Calls": "calls",
+    "IncomingPhoneNumbers": "incoming",
+    "OutgoingCallerIds": "caller_ids",
+    "Applications": "applications",
+}
+_METHODS = {
+    "account": ("GET",),
+    "calls": ("GET", "POST"),
+    "call": ("GET", "POST"),
+    "incoming": ("GET",),
+    "caller_ids": ("GET",),
+    "applications": ("GET",),
+}
+
+
+def _route(path: str) -> tuple[str, str, str | None] | None:
+    """(resource name, account SID, call SID) for a known path, else None."""
+    match = _ROUTE.match(path)
+    if match is None:
+        return None
+    resource, sid = match.group("resource"), match.group("sid")
+    if sid is not None and resource != "Calls":
+        return None
+    name = "call" if sid is not None else _RESOURCES[resource]
+    return name, match.group("account"), sid
+
+
+def _one(form: Form, key: str) -> str:
+    values = form.get(key)
+    return values[-1] if values else ""
+
+
+def _int_field(form: Form, key: str, default: int) -> int:
+    raw = _one(form, key)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _ApiError(400, 20001, f"{key} must be a whole number, not {raw!r}") from None
+
+
+def _parse_moment(raw: str, name: str) -> datetime | date:
+    try:
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise _ApiError(400, 20001, f"{name} must be YYYY-MM-DD or an ISO 8601 time") from None
+
+
+def _within(body: dict[str, Any], field: str, op: str, bound: datetime | date) -> bool:
+    """Twilio's StartTime / EndTime filters (`>` means on or after, `<` on or before)."""
+    raw = body["start_time" if field == "StartTime" else "end_time"]
+    if raw is None:
+        return False
+    moment = parsedate_to_datetime(raw)
+    if isinstance(bound, datetime):
+        return _compare(moment, op, bound)
+    return _compare(moment.date(), op, bound)
+
+
+def _compare(value: date, op: str, bound: date) -> bool:
+    if op == ">":
+        return value >= bound
+    if op == "<":
+        return value <= bound
+    return value == bound
+
+
+def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
+    if not header or not header.startswith("Basic "):
+        return None, None
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # joined by server_close() once their sockets are shut down
+    standin: TwilioStandin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("Stand-in connection from %s failed", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: one thread per connection, not per request
+    disable_nagle_algorithm = True
+    timeout = 60.0  # an idle keep-alive connection is closed after this
+    server_version = "TwilioStandin/1.0"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        self.server.standin._track(self.connection, add=False)
+        super().finish()
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        answer = self.server.standin._handle(method, self.path, self.headers, body)
+        if answer is None:
+            self.close_connection = True
+            return
+        data = json.dumps(answer.body).encode() if answer.body is not None else b""
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """The base class writes every request to stderr; the benchmark makes 100,000."""
