@@ -36,7 +36,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["phone_number", "name", "appointment_date", "city"])
+        writer.writerow(["phone_number", "name", "city"])
         previous: list[str] = []
         for i in range(rows):
             roll = rng.random()
@@ -55,7 +55,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                 phone = f"+1{area}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
             if i % 1000 == 0:
                 previous.append(phone)
-            writer.writerow([phone, f"Person {i}", "2026-12-01", "Springfield"])
+            writer.writerow([phone, f"P{i}", "Austin"])
 
 
 def run_baseline(csv_path: Path, db_path: Path) -> int:
@@ -74,7 +74,7 @@ def run_baseline(csv_path: Path, db_path: Path) -> int:
         batch: list[tuple[object, ...]] = []
         for n, row in enumerate(reader, start=2):
             batch.append(
-                (1, n, row[0], row[1], json.dumps({"a": row[2], "c": row[3]}), "PENDING", 0)
+                (1, n, row[0], row[1], json.dumps({"city": row[2]}), "PENDING", 0)
             )
             if len(batch) == 5000:
                 connection.executemany(
