@@ -73,9 +73,7 @@ def run_baseline(csv_path: Path, db_path: Path) -> int:
         next(reader)
         batch: list[tuple[object, ...]] = []
         for n, row in enumerate(reader, start=2):
-            batch.append(
-                (1, n, row[0], row[1], json.dumps({"city": row[2]}), "PENDING", 0)
-            )
+            batch.append((1, n, row[0], row[1], json.dumps({"city": row[2]}), "PENDING", 0))
             if len(batch) == 5000:
                 connection.executemany(
                     "INSERT INTO recipients (batch_call_id, row_number, phone_number, name,"

@@ -644,7 +644,9 @@ class BatchCallService:
                 )
             return batch_snapshot(matches[0])
 
-    def _recipient_filter(self, batch_id: int, query: RecipientQuery) -> builtins.list[ColumnElement[bool]]:
+    def _recipient_filter(
+        self, batch_id: int, query: RecipientQuery
+    ) -> builtins.list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
         if query.status is not None:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
