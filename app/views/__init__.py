@@ -1,0 +1,1 @@
+"""Everything a supervisor sees: the main window, dialogs, item models and menus."""
