@@ -1,0 +1,282 @@
+"""The desktop's engine host: the dialer engine on its own QThread, driven by a QTimer.
+
+This is the only Qt module in `app.services`. The engine itself is plain Python
+(app.services.engine); this host only calls its `tick()` on a timer that lives in the
+engine thread and turns each tick's report into signals. The signals are emitted from
+the engine thread, so Qt queues them to receivers in the GUI thread: no slot of the
+window ever runs database or network work, and no ORM object crosses a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.models.db import describe_url
+from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
+from app.services.providers import build_provider
+from app.services.telephony import TelephonyProvider
+
+log = logging.getLogger(__name__)
+
+#: Threads whose stop() timed out, with their worker: kept referenced until they finish,
+#: so neither a running QThread nor the object it runs is ever destroyed.
+_LINGERING: dict[QThread, QObject] = {}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EngineHost(QObject):
+    """Runs the dialer engine on the "engineThread" QThread.
+
+    Signals (emitted from the engine thread, queued to GUI receivers):
+      batchCallChanged(int): a batch call's status, counts or waiting reason changed, or
+          it disappeared; at most once per batch call per tick.
+      recipientsChanged(int): recipients of that batch call changed.
+      waitingReasonChanged(int, str): the new reason ("" when cleared).
+      engineStateChanged(str): "dialing", "standby: ...", "stopped" or "error: ...".
+    """
+
+    batchCallChanged = Signal(int)
+    recipientsChanged = Signal(int)
+    waitingReasonChanged = Signal(int, str)
+    engineStateChanged = Signal(str)
+    _wakeRequested = Signal()
+    _shutdownRequested = Signal()
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        provider: TelephonyProvider | None = None,
+        settings_overrides: dict[str, Any] | None = None,
+        parent: QObject | None = None,
+        engine_config: EngineConfig | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("engineHost")
+        self._database_url = database_url
+        self._clock = clock or _utcnow
+        self._provider = provider
+        self._overrides = dict(settings_overrides or {})
+        self._config = engine_config
+        self._thread: QThread | None = None
+        self._worker: _EngineWorker | None = None
+        self._state = "stopped"
+        self._state_lock = threading.Lock()
+        self._quit_hooked: QCoreApplication | None = None
+
+    @property
+    def state(self) -> str:
+        with self._state_lock:
+            return self._state
+
+    def _set_state(self, state: str) -> None:
+        """Called from the engine thread; emits only on a change."""
+        with self._state_lock:
+            if state == self._state:
+                return
+            self._state = state
+        self.engineStateChanged.emit(state)
+
+    def isRunning(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def start(self) -> None:
+        """Start the engine thread (a no-op if it runs)."""
+        if self._thread is not None:
+            return
+        thread = QThread()
+        thread.setObjectName("engineThread")
+        worker = _EngineWorker(
+            self, self._database_url, self._clock, self._provider, self._overrides, self._config
+        )
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        self._wakeRequested.connect(worker.wake)
+        self._shutdownRequested.connect(worker.shutdown)
+        self._thread, self._worker = thread, worker
+        app = QCoreApplication.instance()
+        if app is not None:  # never let the application quit with the thread running
+            app.aboutToQuit.connect(self._stop_on_quit)
+            self._quit_hooked = app
+        thread.start()
+
+    @Slot()
+    def _stop_on_quit(self) -> None:
+        self.stop()
+
+    def wake(self) -> None:
+        """Run a tick soon, with a pickup (after a supervisor action)."""
+        if self._thread is not None:
+            self._wakeRequested.emit()
+
+    def stop(self, timeout_ms: int = 5000) -> None:
+        """Stop ticking, release the lease and end the thread; waits `timeout_ms` at most."""
+        thread, worker = self._thread, self._worker
+        if thread is None or worker is None:
+            return
+        self._thread = self._worker = None
+        if self._quit_hooked is not None:
+            self._quit_hooked.aboutToQuit.disconnect(self._stop_on_quit)
+            self._quit_hooked = None
+        worker.request_stop()  # thread-safe: ends a tick's placing loop early
+        self._shutdownRequested.emit()  # queued to the engine thread
+        self._wakeRequested.disconnect(worker.wake)
+        self._shutdownRequested.disconnect(worker.shutdown)
+        if thread.wait(timeout_ms):
+            return
+        log.error(
+            "the engine thread did not stop within %d ms (a provider or database call is "
+            "still running); it will stop when that call returns",
+            timeout_ms,
+        )
+        _LINGERING[thread] = worker
+        thread.finished.connect(lambda: _LINGERING.pop(thread, None))
+
+
+class _EngineWorker(QObject):
+    """Lives in the engine thread: owns the database engine, the DialerEngine and the
+    "engineTimer" QTimer."""
+
+    def __init__(
+        self,
+        host: EngineHost,
+        database_url: str,
+        clock: Callable[[], datetime],
+        provider: TelephonyProvider | None,
+        overrides: Mapping[str, Any],
+        config: EngineConfig | None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("engineWorker")
+        self._host = host
+        self._database_url = database_url
+        self._clock = clock
+        self._provider = provider
+        self._overrides = overrides
+        self._config = config
+        self._db: Engine | None = None
+        self._engine: DialerEngine | None = None
+        self._timer: QTimer | None = None
+        self._stopping = threading.Event()
+        #: Ticks run so far (tests tell ticks apart with it).
+        self.ticks = 0
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        if self._engine is not None:
+            self._engine.request_stop()
+
+    @Slot()
+    def run(self) -> None:
+        """Set up in the engine thread (connections belong to the thread that uses them)."""
+        try:
+            self._db, sessions = open_engine_database(self._database_url)
+            clock = self._clock
+            self._engine = DialerEngine(
+                sessions,
+                self._provider,
+                clock=clock,
+                config=self._config,
+                settings_overrides=self._overrides,
+                provider_factory=None
+                if self._provider
+                else (lambda settings: build_provider(settings, clock=clock)),
+                sleep=self._stopping.wait if self._clock is _utcnow else None,
+            )
+        except Exception as exc:
+            log.exception("the engine cannot start on %s", describe_url(self._database_url))
+            self._host._set_state(f"error: the engine cannot start ({type(exc).__name__}: {exc})")
+            self._dispose()
+            QThread.currentThread().quit()
+            return
+        if self._stopping.is_set():
+            self.shutdown()
+            return
+        timer = QTimer(self)
+        timer.setObjectName("engineTimer")
+        timer.setSingleShot(True)
+        timer.timeout.connect(self._tick)
+        self._timer = timer
+        timer.start(0)
+
+    @Slot()
+    def wake(self) -> None:
+        if self._engine is None or self._timer is None or self._stopping.is_set():
+            return
+        self._engine.request_pickup()
+        self._timer.start(0)
+
+    @Slot()
+    def _tick(self) -> None:
+        engine = self._engine
+        if engine is None or self._stopping.is_set():
+            return
+        report = self._safe_tick(engine)
+        self.ticks += 1
+        host = self._host
+        self._host._set_state(report.state)
+        for batch_id in sorted(report.changed | report.recipients_changed):
+            host.batchCallChanged.emit(batch_id)
+        for batch_id in sorted(report.recipients_changed):
+            host.recipientsChanged.emit(batch_id)
+        for batch_id, reason in sorted(report.waiting_reasons.items()):
+            host.waitingReasonChanged.emit(batch_id, reason)
+        if self._stopping.is_set() or self._timer is None:
+            return
+        try:
+            interval = engine.settings.dial_interval_seconds
+        except SQLAlchemyError:
+            interval = 1.0
+        if report.next_tick_in is not None:
+            interval = min(interval, report.next_tick_in)
+        self._timer.start(max(0, round(interval * 1000)))
+
+    @staticmethod
+    def _safe_tick(engine: DialerEngine) -> TickReport:
+        try:
+            return engine.tick()
+        except SQLAlchemyError as exc:
+            log.warning("database busy or unreachable (%s); trying again", type(exc).__name__)
+            return TickReport(
+                state=f"error: the database is busy or unreachable ({type(exc).__name__})"
+            )
+        except Exception as exc:
+            log.exception("engine tick failed")
+            return TickReport(state=f"error: {type(exc).__name__}: {exc}")
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Queued from EngineHost.stop(): stop the timer, release the lease, end the thread."""
+        self._stopping.set()
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._dispose()
+        self._host._set_state("stopped")
+        app = QCoreApplication.instance()
+        if app is not None:  # hand the (now idle) worker back for a safe deletion
+            self.moveToThread(app.thread())
+        QThread.currentThread().quit()
+
+    def _dispose(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.close()
+            except Exception:
+                log.exception("closing the engine failed")
+            self._engine = None
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None

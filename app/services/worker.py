@@ -1,0 +1,213 @@
+"""The headless worker (`batchcalls worker`, or `python -m app.services.worker`): runs the
+dialer engine without a window until SIGINT or SIGTERM.
+
+One worker per database dials (the engine's lease); start a second one and it stands by.
+It logs each pickup, call and outcome with masked phone numbers, never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.models.db import database_url as resolve_database_url
+from app.models.db import describe_url
+from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
+from app.services.providers import build_provider
+from app.services.telephony import TelephonyProvider
+
+log = logging.getLogger(__name__)
+
+#: Exit codes.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_DATABASE = 2
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _configure_logging() -> None:
+    """Log to stderr when nobody configured logging (the command line may have)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT / SIGTERM set `stop` (only the main thread may install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info(
+            "received %s: finishing the current tick, then stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_worker(
+    database_url: str | None,
+    *,
+    stop_event: threading.Event | None = None,
+    once: bool = False,
+    pickup_interval: float | None = None,
+    provider: TelephonyProvider | None = None,
+    clock: Callable[[], datetime] | None = None,
+    engine_config: EngineConfig | None = None,
+    settings_overrides: Mapping[str, Any] | None = None,
+) -> int:
+    """Run the engine until `stop_event` is set or a signal arrives (or one tick if
+    `once`). Returns the process exit code."""
+    _configure_logging()
+    stop = stop_event or threading.Event()
+    url = resolve_database_url(database_url)
+    try:
+        db_engine, sessions = open_engine_database(url)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error(
+            "cannot open the database %s: %s. Check the URL (or BATCHCALLS_DATABASE_URL) "
+            "and that the database is reachable.",
+            describe_url(url),
+            type(exc).__name__,
+        )
+        return EXIT_DATABASE
+    overrides = dict(settings_overrides or {})
+    if pickup_interval is not None:
+        if pickup_interval <= 0:
+            log.error("the pickup interval must be a positive number of seconds")
+            return EXIT_ERROR
+        overrides["pickup_interval_seconds"] = pickup_interval
+    real_clock = clock or _utcnow
+
+    def pace(seconds: float) -> None:
+        """The engine's wait for its pacing: cut short by a stop request."""
+        if stop.wait(seconds):
+            engine.request_stop()
+
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=real_clock,
+        config=engine_config,
+        settings_overrides=overrides,
+        provider_factory=None if provider else (lambda s: build_provider(s, clock=real_clock)),
+        sleep=pace if clock is None else None,
+    )
+    log.info(
+        "worker started on %s (engine %s)", describe_url(url), engine.lease and engine.lease.holder
+    )
+    state = ""
+    code = EXIT_OK
+    try:
+        with _stop_on_signals(stop):
+            while True:
+                report = _safe_tick(engine)
+                if report.state != state:
+                    state = report.state
+                    log.info("engine: %s", state)
+                code = EXIT_ERROR if state.startswith("error") else EXIT_OK
+                if once or stop.is_set():
+                    break
+                interval = engine.settings.dial_interval_seconds
+                if report.next_tick_in is not None:
+                    interval = min(interval, report.next_tick_in)
+                if stop.wait(interval):
+                    break
+    finally:
+        engine.close()
+        db_engine.dispose()
+        log.info("worker stopped")
+    return code
+
+
+def _safe_tick(engine: DialerEngine) -> TickReport:
+    """A tick whose database or provider trouble is logged and reported, never raised:
+    the next tick tries again."""
+    try:
+        return engine.tick()
+    except SQLAlchemyError as exc:
+        log.warning("database busy or unreachable (%s); trying again", type(exc).__name__)
+        return TickReport(
+            state=f"error: the database is busy or unreachable ({type(exc).__name__})"
+        )
+    except Exception as exc:
+        log.exception("engine tick failed")
+        return TickReport(state=f"error: {type(exc).__name__}: {exc}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.services.worker",
+        description="Run the Batch Calls dialer without a window until Ctrl+C / SIGTERM.",
+    )
+    parser.add_argument(
+        "--database-url", help="database URL (default: BATCHCALLS_DATABASE_URL or the local file)"
+    )
+    parser.add_argument(
+        "--pickup-interval", type=float, help="seconds between pickups of due batch calls"
+    )
+    parser.add_argument("--dial-interval", type=float, help="seconds between dialing ticks")
+    parser.add_argument("--poll-interval", type=float, help="seconds between polls of one call")
+    parser.add_argument(
+        "--unknown-settle-seconds",
+        type=float,
+        help="age at which a call request without an answer is reconciled with the provider",
+    )
+    parser.add_argument("--once", action="store_true", help="run one tick and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for name in ("pickup_interval", "dial_interval", "poll_interval", "unknown_settle_seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            print(
+                f"--{name.replace('_', '-')} must be a positive number of seconds.", file=sys.stderr
+            )
+            return EXIT_ERROR
+    config = EngineConfig()
+    if args.poll_interval is not None:
+        config = replace(config, poll_interval_seconds=args.poll_interval)
+    if args.unknown_settle_seconds is not None:
+        config = replace(config, unknown_settle_seconds=args.unknown_settle_seconds)
+    overrides: dict[str, Any] = {}
+    if args.dial_interval is not None:
+        overrides["dial_interval_seconds"] = args.dial_interval
+    return run_worker(
+        args.database_url,
+        once=args.once,
+        pickup_interval=args.pickup_interval,
+        engine_config=config,
+        settings_overrides=overrides,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""Dialer benchmark: throughput, tick cost against the number of pending recipients,
+memory, and pacing, each phase in its own process (so peak memory is its own).
+
+- throughput: one batch call of 100,000 recipients, reserved and plan concurrency 500,
+  200 calls per second, through the real TwilioProvider against the Twilio stand-in run
+  as its own process (no artificial delay; its clock runs 30x so calls end in seconds and
+  500 lines can sustain 200 calls/s). Dials --calls of them (default 20,000).
+- tick: the engine's tick duration with 1,000 and with 1,000,000 pending recipients
+  (simulation provider, fake clock: only the engine and the database are measured).
+- pacing: 1 call per second for about 15 s against an in-process stand-in, measured from
+  the stand-in's own record of when each call was created.
+
+    .venv/bin/python bench/dialer_bench.py [--calls 20000] [--phase all|throughput|tick|pacing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select  # noqa: E402
+
+from app.models.db import open_database  # noqa: E402
+from app.models.schema import Recipient  # noqa: E402
+from app.services.batch_calls import Actor, BatchCallService, NewBatchCall  # noqa: E402
+from app.services.engine import DialerEngine, EngineConfig  # noqa: E402
+
+ALL_DAYS = frozenset(range(1, 8))
+#: The throughput stand-in's clock runs this much faster than real time: its simulated
+#: calls (about a minute) last about a second, so 500 lines are not what limits 200 calls/s.
+SPEED = 120
+#: Throughput run: each open call polled once a second, ticks at least every 0.1 s.
+POLL_SECONDS = 2.0
+TICK_SECONDS = 0.1
+STANDIN_FROM = "+14155550100"
+
+
+@dataclass(frozen=True)
+class Row:
+    row_number: int
+    phone_number: str
+    name: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def recipient_chunks(count: int, chunk: int = 5000) -> Iterator[list[Row]]:
+    for start in range(0, count, chunk):
+        yield [
+            Row(i + 2, f"+1{202 + i // 10_000_000:03d}{i % 10_000_000:07d}", f"P{i}")
+            for i in range(start, min(count, start + chunk))
+        ]
+
+
+def make_batch(service: BatchCallService, count: int, reserved: int, from_number: str) -> int:
+    agent = service.add_agent("Bench", "twiml", "<Response><Say>Hi {{name}}</Say></Response>")
+    number = service.add_from_number(from_number, "Bench line")
+    spec = NewBatchCall(
+        "Bench",
+        agent.id,
+        number.id,
+        window_start="00:00",
+        window_end="23:59",
+        allowed_days=ALL_DAYS,
+        reserved_concurrency=reserved,
+    )
+    return service.create(spec, recipient_chunks(count)).id
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def max_in_window(stamps: list[datetime], window: timedelta) -> int:
+    stamps = sorted(stamps)
+    best, start = 0, 0
+    for end, stamp in enumerate(stamps):
+        while stamps[start] <= stamp - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# ----------------------------------------------------------------------------- phases
+def phase_throughput(calls: int, workdir: Path) -> dict[str, object]:
+    from app.services.twilio_provider import TwilioProvider
+
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "app.standin", "--speed", str(SPEED), "--no-record", "--seed", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert standin.stdout is not None
+        lines = [standin.stdout.readline() for _ in range(4)]
+        base = lines[0].rsplit(" ", 1)[-1].strip()
+        sid = lines[2].split(":", 1)[1].strip()
+        token = lines[3].split(":", 1)[1].strip()
+        _, sessions = open_database(f"sqlite:///{workdir / 'throughput.sqlite3'}")
+        service = BatchCallService(sessions, actor=Actor("bench", "bench"))
+        created = time.perf_counter()
+        batch_id = make_batch(service, 100_000, 500, STANDIN_FROM)
+        create_seconds = time.perf_counter() - created
+        provider = TwilioProvider(sid, token, base_url=base)
+        engine = DialerEngine(
+            sessions,
+            provider,
+            config=EngineConfig(poll_interval_seconds=POLL_SECONDS),
+            settings_overrides={"calls_per_second": 200.0, "plan_concurrency": 500},
+            sleep=time.sleep,
+        )
+        ticks: list[float] = []
+        placed = 0
+        started = time.perf_counter()
+        while placed < calls and time.perf_counter() - started < calls / 20:
+            tick_start = time.perf_counter()
+            report = engine.tick()
+            ticks.append(time.perf_counter() - tick_start)
+            placed += report.placed
+            time.sleep(min(TICK_SECONDS, report.next_tick_in or TICK_SECONDS))
+        elapsed = time.perf_counter() - started
+        engine.close()
+        provider.close()
+        with sessions() as session:
+            stamps = list(
+                session.scalars(
+                    select(Recipient.requested_at).where(
+                        Recipient.batch_call_id == batch_id, Recipient.requested_at.is_not(None)
+                    )
+                )
+            )
+        first, last = min(stamps), max(stamps)
+        span = (last - first).total_seconds()
+        per_second: dict[int, int] = {}
+        for stamp in stamps:
+            second = int((stamp - first).total_seconds())
+            per_second[second] = per_second.get(second, 0) + 1
+        whole = [per_second.get(i, 0) for i in range(1, int(span))]  # no partial seconds
+        return {
+            "calls": len(stamps),
+            "create_100k_seconds": round(create_seconds, 2),
+            "seconds": round(elapsed, 2),
+            "calls_per_second": round((len(stamps) - 1) / span, 1) if span else None,
+            "steady_median_per_second": statistics.median(whole) if whole else None,
+            "max_calls_in_any_second": max_in_window(stamps, timedelta(seconds=1)),
+            "ticks": len(ticks),
+            "tick_median_ms": round(statistics.median(ticks) * 1000, 2),
+            "tick_p95_ms": round(statistics.quantiles(ticks, n=20)[-1] * 1000, 2),
+            "peak_mb": round(peak_mb()),
+        }
+    finally:
+        standin.terminate()
+        standin.wait(10)
+
+
+def phase_tick(pending: int, workdir: Path) -> dict[str, object]:
+    from app.services.simulation import SimulationProvider
+
+    clock_now = [datetime(2026, 11, 23, 14, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return clock_now[0]
+
+    _, sessions = open_database(f"sqlite:///{workdir / f'tick-{pending}.sqlite3'}")
+    service = BatchCallService(sessions, clock=clock, actor=Actor("bench", "bench"))
+    created = time.perf_counter()
+    make_batch(service, pending, 50, "+12025550100")
+    create_seconds = time.perf_counter() - created
+    engine = DialerEngine(
+        sessions,
+        SimulationProvider(clock, seed=1),
+        clock=clock,
+        config=EngineConfig(poll_interval_seconds=3.0),
+        settings_overrides={"calls_per_second": 20.0, "plan_concurrency": 50},
+    )
+    durations: list[float] = []
+    placed = 0
+    for n in range(330):  # 30 warm-up ticks (lines filling up), then 300 measured
+        start = time.perf_counter()
+        report = engine.tick()
+        if n >= 30:
+            durations.append(time.perf_counter() - start)
+            placed += report.placed
+        clock_now[0] += timedelta(seconds=1)
+    engine.close()
+    return {
+        "pending": pending,
+        "create_seconds": round(create_seconds, 1),
+        "tick_median_ms": round(statistics.median(durations) * 1000, 2),
+        "tick_p95_ms": round(statistics.quantiles(durations, n=20)[-1] * 1000, 2),
+        "calls_per_tick": round(placed / len(durations), 2),
+        "peak_mb": round(peak_mb()),
+    }
+
+
+def phase_pacing(seconds: float, workdir: Path) -> dict[str, object]:
+    from app.services.twilio_provider import TwilioProvider
+    from app.standin.twilio_server import TwilioStandin
+
+    _, sessions = open_database(f"sqlite:///{workdir / 'pacing.sqlite3'}")
+    service = BatchCallService(sessions, actor=Actor("bench", "bench"))
+    make_batch(service, 1000, 50, STANDIN_FROM)
+    with TwilioStandin(seed=1) as standin:
+        provider = TwilioProvider(
+            standin.account_sid, standin.auth_token, base_url=standin.base_url
+        )
+        engine = DialerEngine(
+            sessions,
+            provider,
+            config=EngineConfig(poll_interval_seconds=3.0),
+            settings_overrides={"calls_per_second": 1.0, "plan_concurrency": 50},
+            sleep=time.sleep,
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            report = engine.tick()  # as the worker does: sooner when the pacing frees a slot
+            time.sleep(min(1.0, report.next_tick_in or 1.0))
+        engine.close()
+        provider.close()
+        stamps = sorted(standin.created_timestamps())
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    return {
+        "seconds": seconds,
+        "calls": len(stamps),
+        "calls_per_second": round((len(stamps) - 1) / (stamps[-1] - stamps[0]).total_seconds(), 3),
+        "gap_median_s": round(statistics.median(gaps), 3),
+        "gap_min_s": round(min(gaps), 3),
+        "gap_max_s": round(max(gaps), 3),
+        "max_calls_in_any_second": max_in_window(stamps, timedelta(seconds=1)),
+    }
+
+
+# ----------------------------------------------------------------------------- driver
+def run_phase(args: list[str]) -> dict[str, object]:
+    output = subprocess.run(
+        [sys.executable, __file__, *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20_000, help="calls to place (throughput)")
+    parser.add_argument("--phase", default="all", choices=["all", "throughput", "tick", "pacing"])
+    parser.add_argument("--pending", type=int, default=1000, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=15.0, help="pacing run length")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            if args.phase == "throughput":
+                result = phase_throughput(args.calls, work)
+            elif args.phase == "tick":
+                result = phase_tick(args.pending, work)
+            else:
+                result = phase_pacing(args.seconds, work)
+        print(json.dumps(result))
+        return 0
+
+    results: dict[str, dict[str, object]] = {}
+    if args.phase in ("all", "throughput"):
+        results["throughput"] = run_phase(
+            ["--child", "--phase", "throughput", "--calls", str(args.calls)]
+        )
+        t = results["throughput"]
+        print(
+            f"throughput: {t['calls']} calls of 100,000 at {t['calls_per_second']} calls/s "
+            f"(target 200, ratio {float(t['calls_per_second'] or 0) / 200:.2f}), median "
+            f"{t['steady_median_per_second']} per whole second; "
+            f"max {t['max_calls_in_any_second']} in any second; tick median "
+            f"{t['tick_median_ms']} ms, p95 {t['tick_p95_ms']} ms; peak {t['peak_mb']} MB"
+        )
+    if args.phase in ("all", "tick"):
+        for pending in (1_000, 1_000_000):
+            results[f"tick_{pending}"] = run_phase(
+                ["--child", "--phase", "tick", "--pending", str(pending)]
+            )
+            r = results[f"tick_{pending}"]
+            print(
+                f"tick with {pending:,} pending: median {r['tick_median_ms']} ms, p95 "
+                f"{r['tick_p95_ms']} ms, {r['calls_per_tick']} calls/tick, peak {r['peak_mb']} MB"
+            )
+        if "tick_1000" in results and "tick_1000000" in results:
+            small = float(results["tick_1000"]["tick_median_ms"])  # type: ignore[arg-type]
+            large = float(results["tick_1000000"]["tick_median_ms"])  # type: ignore[arg-type]
+            print(f"tick median ratio 1,000,000 / 1,000 pending: {large / small:.2f}")
+    if args.phase in ("all", "pacing"):
+        results["pacing"] = run_phase(
+            ["--child", "--phase", "pacing", "--seconds", str(args.seconds)]
+        )
+        p = results["pacing"]
+        print(
+            f"pacing at 1 call/s over {p['seconds']} s: {p['calls']} calls, "
+            f"{p['calls_per_second']} calls/s (ratio {float(p['calls_per_second']):.3f}); gaps "
+            f"median {p['gap_median_s']} s, min {p['gap_min_s']} s, max {p['gap_max_s']} s; "
+            f"max {p['max_calls_in_any_second']} in any second"
+        )
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,610 @@
+"""The dialer engine with a fake clock and the simulation provider: pickup, calling
+hours, capacity, pacing, errors, tracking, reconciliation and supervisor races."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models.schema import CallAttempt, Recipient
+from app.models.snapshots import SendType
+from app.models.status import BatchStatus, RecipientStatus
+from app.services.batch_calls import NewBatchCall
+from app.services.engine import (
+    NO_FINAL_STATUS,
+    CallPacer,
+    DialerEngine,
+    EngineConfig,
+    mask_number,
+    share_capacity,
+)
+from app.services.telephony import (
+    CallOutcome,
+    CallRequest,
+    CallState,
+    FatalProviderError,
+    TransientProviderError,
+)
+from tests.conftest import FakeClock
+from tests.services.engine_support import (
+    ScriptedProvider,
+    assert_counters_exact,
+    attempts_by_recipient,
+    finished,
+    new_batch,
+    recipient_statuses,
+    rows,
+    run_until,
+)
+
+CONFIG = EngineConfig(poll_interval_seconds=1.0, unknown_settle_seconds=5.0, seed=7)
+
+
+def make_engine(sessions, provider, clock, **overrides) -> DialerEngine:
+    settings = {"calls_per_second": 5.0, "plan_concurrency": 10, "pickup_interval_seconds": 60.0}
+    settings.update(overrides)
+    return DialerEngine(sessions, provider, clock=clock, config=CONFIG, settings_overrides=settings)
+
+
+# ----------------------------------------------------------------------- pure parts
+def test_pacer_allows_at_most_the_rate_in_every_one_second_window():
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(3)
+    starts: list[datetime] = []
+    now = start
+    for _ in range(400):  # ticks at uneven moments, placing whatever is allowed
+        for _ in range(pacer.available(now)):
+            pacer.record(now)
+            starts.append(now)
+        now += timedelta(milliseconds=137)
+    assert len(starts) >= 3 * 50  # it does reach the rate over 54.8 s
+    for i, moment in enumerate(starts):
+        within = [s for s in starts[i:] if s < moment + timedelta(seconds=1)]
+        assert len(within) <= 3
+
+
+def test_pacer_below_one_call_per_second_spaces_calls():
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(0.5)
+    assert pacer.available(start) == 1
+    pacer.record(start)
+    assert pacer.available(start + timedelta(seconds=1.99)) == 0
+    assert pacer.available(start + timedelta(seconds=2)) == 1
+    assert pacer.frees_at() is None
+
+
+def test_fair_share_gives_a_small_batch_call_an_equal_share_of_free_lines():
+    # 100,000-recipient batch 1 already holds 6 lines, batch 2 (10 recipients) none.
+    shares = share_capacity({1: (6, 500), 2: (0, 10)}, capacity=8)
+    assert shares == {1: 1, 2: 7}
+    # Equal load: the remainder alternates with the rotation.
+    assert share_capacity({1: (0, 9), 2: (0, 9)}, 5, rotation=0) == {1: 3, 2: 2}
+    assert share_capacity({1: (0, 9), 2: (0, 9)}, 5, rotation=1) == {1: 2, 2: 3}
+    # Leftover capacity goes to whoever still wants it.
+    assert share_capacity({1: (0, 100), 2: (0, 2)}, 10) == {1: 8, 2: 2}
+    assert share_capacity({}, 10) == {}
+
+
+def test_numbers_are_masked_in_logs():
+    assert mask_number("+15551234567") == "+1555***4567"
+    assert "1234" not in mask_number("+4912345")
+
+
+# ----------------------------------------------------------------------- pickup
+def test_send_now_is_picked_up_at_the_first_tick(service, sessions, clock):
+    batch = new_batch(service, 3)
+    engine = make_engine(sessions, ScriptedProvider(clock), clock)
+    report = engine.tick()
+    snapshot = service.get(batch.id)
+    assert report.picked_up == [batch.id]
+    assert snapshot.status is BatchStatus.RUNNING
+    assert snapshot.started_at == clock()
+    assert batch.id in report.changed
+
+
+def test_a_scheduled_batch_call_starts_at_the_first_tick_after_its_time(
+    service, sessions, clock, agent_and_number
+):
+    agent, number = agent_and_number
+    at = clock() + timedelta(hours=2)
+    spec = NewBatchCall(
+        "Later",
+        agent.id,
+        number.id,
+        send_type=SendType.SCHEDULE,
+        scheduled_at=at,
+        window_start="00:00",
+        window_end="23:59",
+        allowed_days=frozenset(range(1, 8)),
+    )
+    batch = service.create(spec, [rows(2)])
+    engine = make_engine(sessions, ScriptedProvider(clock), clock)
+    ticks = run_until(
+        engine, clock, lambda: service.get(batch.id).status is BatchStatus.RUNNING, step=60
+    )
+    started = service.get(batch.id).started_at
+    assert at <= started < at + timedelta(seconds=61)
+    assert ticks > 100
+
+
+def test_retry_keeps_the_first_start_time(service, sessions, clock):
+    batch = new_batch(service, 10, reserved=1)
+    engine = make_engine(sessions, ScriptedProvider(clock), clock)
+    engine.tick()
+    first_start = service.get(batch.id).started_at
+    service.cancel(batch.id)
+    clock.advance(600)
+    service.retry(batch.id)
+    engine.request_pickup()
+    assert engine.tick().picked_up == [batch.id]
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.RUNNING and snapshot.started_at == first_start
+
+
+def test_two_engines_racing_for_a_pickup_take_each_batch_call_once(service, sessions, clock):
+    batches = [new_batch(service, 1, name=f"B{i}") for i in range(12)]
+    engines = [
+        DialerEngine(sessions, ScriptedProvider(clock), clock=clock, use_lease=False)
+        for _ in range(2)
+    ]
+    taken: list[list[int]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def race(i: int) -> None:
+        barrier.wait()
+        taken[i] = engines[i].pickup(clock())
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(taken[0] + taken[1]) == [b.id for b in batches]
+    assert all(service.get(b.id).status is BatchStatus.RUNNING for b in batches)
+
+
+# ----------------------------------------------------------------------- calling hours
+def test_outside_the_calling_hours_nothing_is_dialed_and_the_reason_names_the_next_window(
+    service, sessions
+):
+    clock = FakeClock(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # Saturday 10:00 in New York
+    provider = ScriptedProvider(clock)
+    service.clock = clock
+    batch = new_batch(
+        service,
+        20,
+        timezone="America/New_York",
+        window=("09:00", "17:00"),
+        days=frozenset({1, 2, 3, 4, 5}),
+    )
+    engine = make_engine(sessions, provider, clock)
+    report = engine.tick()
+    snapshot = service.get(batch.id)
+    expected = (
+        "Outside the calling hours (09:00 to 17:00 America/New_York, Monday to Friday). "
+        "Next window opens Mon 30 Nov 09:00 EST."
+    )
+    assert snapshot.status is BatchStatus.RUNNING
+    assert snapshot.waiting_reason == expected
+    assert report.waiting_reasons == {batch.id: expected}
+    assert snapshot.counts[RecipientStatus.PENDING] == 20
+    assert provider.placements == []
+    # The reason is written once, not at every tick.
+    clock.advance(60)
+    assert engine.tick().waiting_reasons == {}
+    # Monday 09:00 EST = 14:00 UTC: dialing starts and the reason is cleared.
+    clock.set(datetime(2026, 11, 30, 14, 0, tzinfo=UTC))
+    report = engine.tick()
+    assert report.placed > 0 and report.waiting_reasons == {batch.id: ""}
+    assert service.get(batch.id).waiting_reason is None
+
+
+def test_queued_recipients_go_back_to_pending_when_the_window_closes(service, sessions):
+    clock = FakeClock(datetime(2026, 11, 23, 21, 59, 50, tzinfo=UTC))  # Mon 16:59:50 NY
+    service.clock = clock
+    provider = ScriptedProvider(clock)
+    batch = new_batch(
+        service, 30, timezone="America/New_York", window=("09:00", "17:00"), reserved=3
+    )
+    engine = make_engine(sessions, provider, clock, plan_concurrency=3)
+    engine.tick()
+    clock.advance(1)
+    engine.tick()  # three calls in progress, the next three wait for a line
+    assert service.get(batch.id).counts[RecipientStatus.QUEUED] == 3
+    clock.advance(14)  # 17:00:05
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert snapshot.counts[RecipientStatus.QUEUED] == 0
+    assert snapshot.waiting_reason.startswith("Outside the calling hours")
+    assert_counters_exact(service, batch.id)
+
+
+def test_no_call_starts_after_the_window_closes_even_within_a_tick(service, sessions):
+    clock = FakeClock(datetime(2026, 11, 23, 21, 59, 59, 500000, tzinfo=UTC))  # 16:59:59.5
+    service.clock = clock
+    starts: list[datetime] = []
+
+    def slow_call(request: CallRequest) -> None:  # each call takes 0.3 s to place
+        starts.append(clock().astimezone(ZoneInfo("America/New_York")))
+        clock.advance(0.3)
+
+    slow = ScriptedProvider(clock, on_place=slow_call)
+    batch = new_batch(
+        service, 10, timezone="America/New_York", window=("09:00", "17:00"), reserved=10
+    )
+    engine = make_engine(sessions, slow, clock, calls_per_second=10)
+    engine.tick()  # ten claimed at 16:59:59.5
+    assert [f"{s:%H:%M:%S.%f}" for s in starts] == ["16:59:59.500000", "16:59:59.800000"]
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 2
+    clock.advance(1)
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert snapshot.counts[RecipientStatus.PENDING] == 8  # deferred, not skipped
+    assert len(slow.placements) == 2
+    assert_counters_exact(service, batch.id)
+
+
+# ----------------------------------------------------------------------- capacity and pacing
+def test_concurrency_limits_and_completion(service, sessions, clock):
+    small = new_batch(service, 12, name="Small", reserved=2)
+    big = new_batch(service, 60, name="Big", reserved=50, from_number="+12025550111")
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock, plan_concurrency=8, calls_per_second=4)
+    peaks = {"small": 0, "all": 0, "queued": 0}
+
+    def check(report) -> None:
+        s, b = service.get(small.id), service.get(big.id)
+        peaks["small"] = max(peaks["small"], s.counts[RecipientStatus.IN_PROGRESS])
+        peaks["all"] = max(
+            peaks["all"],
+            s.counts[RecipientStatus.IN_PROGRESS] + b.counts[RecipientStatus.IN_PROGRESS],
+        )
+        peaks["queued"] = max(peaks["queued"], b.counts[RecipientStatus.QUEUED])
+        assert report.placed <= 4  # calls per second (the pacing window is one second)
+
+    run_until(
+        engine, clock, finished(service, small.id, big.id), step=2.0, max_ticks=5_000, each=check
+    )
+    assert peaks["small"] == 2 and peaks["all"] == 8
+    assert peaks["queued"] <= 50  # only as many as can be dialed soon
+    for batch in (small, big):
+        snapshot = service.get(batch.id)
+        assert snapshot.status is BatchStatus.COMPLETED
+        assert snapshot.finished_count == snapshot.total_recipients
+        assert snapshot.finished_at is not None
+        assert_counters_exact(service, batch.id)
+    assert sorted(provider.placed_to()) == sorted(
+        [r.phone_number for r in rows(12)] + [r.phone_number for r in rows(60)]
+    )
+
+
+def test_with_a_real_time_sleep_a_tick_uses_the_pacing_slots_that_free_during_it(
+    service, sessions, clock
+):
+    batch = new_batch(service, 20, reserved=20)
+    provider = ScriptedProvider(clock)
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={"calls_per_second": 4.0, "plan_concurrency": 20},
+        sleep=lambda seconds: clock.advance(seconds),
+    )
+    engine.tick()  # four calls at 14:00:00
+    clock.advance(0.9)
+    engine.tick()  # the next four wait 0.1 s for their turn instead of a whole tick
+    starts = [p.at for p in provider.placements]
+    assert len(starts) == 8
+    assert starts[4:] == [starts[0] + timedelta(seconds=1)] * 4
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 8
+    for moment in starts:
+        assert sum(moment <= other < moment + timedelta(seconds=1) for other in starts) <= 4
+
+
+def test_waiting_for_capacity_is_explained(service, sessions, clock):
+    first = new_batch(service, 10, name="First", reserved=2)
+    second = new_batch(service, 10, name="Second", reserved=2, from_number="+12025550111")
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock, plan_concurrency=2, calls_per_second=10)
+    engine.tick()
+    engine.tick()
+    reasons = {service.get(b.id).waiting_reason for b in (first, second)}
+    assert reasons == {
+        "Waiting for capacity: all 2 simultaneous calls of the plan are in use. "
+        "Calls start as lines free up."
+    }
+
+
+# ----------------------------------------------------------------------- errors
+def test_an_invalid_destination_fails_only_that_recipient(service, sessions, clock):
+    people = rows(4)
+    people[1] = type(people[1])(3, "+15005550001", "Invalid")
+    batch = new_batch(service, people)
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock)
+    run_until(engine, clock, finished(service, batch.id), step=5)
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.COMPLETED
+    statuses = recipient_statuses(service, batch.id)
+    assert statuses["+15005550001"] is RecipientStatus.FAILED
+    with sessions() as session:
+        error = session.scalar(
+            select(Recipient.last_error).where(Recipient.phone_number == "+15005550001")
+        )
+    assert "not appear to be valid" in error
+    assert sum(s.is_terminal for s in statuses.values()) == 4
+
+
+def test_a_fatal_error_fails_the_batch_call_with_a_readable_reason(service, sessions, clock):
+    batch = new_batch(service, 6)
+    reason = "Twilio rejected the credentials. Check the Account SID and Auth Token in Settings."
+    provider = ScriptedProvider(clock, always=FatalProviderError(reason, http_status=401))
+    engine = make_engine(sessions, provider, clock)
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.FAILED
+    assert snapshot.failure_reason == reason
+    # Nobody was called, nobody is lost: a Retry reaches everyone.
+    assert snapshot.counts[RecipientStatus.PENDING] == 6
+    assert attempts_by_recipient(service, batch.id) == {}
+    assert len(provider.placements) == 1
+    assert_counters_exact(service, batch.id)
+
+
+def test_call_settings_that_cannot_be_used_fail_the_batch_call_not_its_recipients(
+    service, sessions, clock
+):
+    batch = new_batch(service, 4)
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock, ring_timeout_seconds=2)
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.FAILED
+    assert snapshot.failure_reason.startswith("The call settings cannot be used: Ring timeout")
+    assert snapshot.failure_reason.endswith("Fix them in Settings.")
+    assert snapshot.counts[RecipientStatus.PENDING] == 4
+    assert provider.placements == []
+
+
+def test_transient_errors_back_off_and_never_fail_or_repeat_a_recipient(service, sessions, clock):
+    batch = new_batch(service, 5, reserved=1)
+    target = rows(5)[0].phone_number
+    provider = ScriptedProvider(
+        clock,
+        errors={
+            target: [
+                TransientProviderError(
+                    "Twilio is limiting the request rate (HTTP 429). Retrying.",
+                    http_status=429,
+                    code=20429,
+                ),
+                TransientProviderError("Could not connect to Twilio. Retrying."),
+            ]
+        },
+    )
+    engine = make_engine(sessions, provider, clock)
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.RUNNING
+    clock.advance(0.5)
+    engine.tick()
+    reason = service.get(batch.id).waiting_reason
+    assert reason.startswith("Provider unreachable: Twilio is limiting the request rate")
+    assert "Next try at" in reason
+    run_until(engine, clock, finished(service, batch.id), step=2)
+    assert provider.placed_to().count(target) == 1
+    assert len(provider.placements) == 7  # two refusals, five calls
+    attempts = attempts_by_recipient(service, batch.id)[target]
+    assert [a.attempt_number for a in attempts] == [1]
+    assert recipient_statuses(service, batch.id)[target].is_terminal
+    assert service.get(batch.id).waiting_reason is None
+    assert_counters_exact(service, batch.id)
+
+
+class _LostAnswer(ScriptedProvider):
+    """Creates the call, then the answer is lost (a timeout after sending)."""
+
+    lose: set[str]
+
+    def place_call(self, request: CallRequest) -> CallState:
+        state = super().place_call(request)
+        if request.to in self.lose:
+            self.lose.discard(request.to)
+            raise TransientProviderError("The connection to Twilio was lost.", outcome_unknown=True)
+        return state
+
+
+def test_a_lost_answer_is_reconciled_by_adopting_the_call_not_by_calling_again(
+    service, sessions, clock
+):
+    batch = new_batch(service, 3, reserved=3)
+    lost = rows(3)[1].phone_number
+    refused = rows(3)[2].phone_number
+    provider = _LostAnswer(
+        clock, errors={refused: [TransientProviderError("HTTP 500", http_status=500)]}
+    )
+    provider.lose = {lost}
+    engine = make_engine(sessions, provider, clock)
+    engine.tick()
+    attempts = attempts_by_recipient(service, batch.id)
+    assert attempts[lost][0].provider_call_id is None  # kept, not voided
+    run_until(engine, clock, finished(service, batch.id), step=2)
+    assert sorted(provider.placed_to()) == sorted(r.phone_number for r in rows(3))
+    final = attempts_by_recipient(service, batch.id)
+    assert [a.attempt_number for a in final[lost]] == [1]
+    assert final[lost][0].provider_call_id == provider.placements[1].call_id
+    assert [a.attempt_number for a in final[refused]] == [1]  # the 500 was voided
+    assert all(s.is_terminal for s in recipient_statuses(service, batch.id).values())
+    assert_counters_exact(service, batch.id)
+
+
+def test_attempts_left_by_a_crash_are_reconciled_at_start_up(service, sessions, clock):
+    batch = new_batch(service, 2, reserved=2)
+    placed, never = (r.phone_number for r in rows(2))
+    provider = ScriptedProvider(clock)
+    first = make_engine(sessions, provider, clock)
+    # Crash after transaction A; one request had reached the provider, one had not.
+    first._place_all = lambda provider_, claims, windows, report: None  # type: ignore[method-assign]
+    first.tick()
+    claimed = attempts_by_recipient(service, batch.id)
+    assert set(claimed) == {placed, never}
+    request = CallRequest(placed, "+12025550100", provider_agent(), {})
+    provider.place_call(request)
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 2
+
+    clock.advance(6)
+    restarted = make_engine(sessions, provider, clock)
+    restarted.lease = None  # the crashed engine's lease has not expired yet
+    run_until(restarted, clock, finished(service, batch.id), step=2)
+    assert sorted(provider.placed_to()) == sorted([placed, never])
+    attempts = attempts_by_recipient(service, batch.id)
+    assert attempts[placed][0].provider_call_id == provider.placements[0].call_id
+    assert [a.attempt_number for a in attempts[never]] == [1]
+    assert_counters_exact(service, batch.id)
+
+
+def provider_agent():
+    from app.services.telephony import AgentSpec
+
+    return AgentSpec("twiml", "<Response/>")
+
+
+class _NeverEnds(ScriptedProvider):
+    def fetch_call(self, call_id: str) -> CallState:
+        state = super().fetch_call(call_id)
+        return CallState(
+            **{
+                **state.__dict__,
+                "raw_status": "in-progress",
+                "outcome": CallOutcome.IN_PROGRESS,
+                "ended_at": None,
+            }
+        )
+
+
+def test_a_call_never_reported_as_ended_is_settled_failed(service, sessions, clock):
+    batch = new_batch(service, 1)
+    provider = _NeverEnds(clock)
+    engine = make_engine(
+        sessions, provider, clock, max_call_duration_seconds=600, ring_timeout_seconds=30
+    )
+    engine.tick()
+    placed_at = clock()
+    ticks = run_until(engine, clock, finished(service, batch.id), step=30)
+    snapshot = service.get(batch.id)
+    assert snapshot.counts[RecipientStatus.FAILED] == 1
+    assert clock() >= placed_at + timedelta(seconds=690)
+    assert ticks < 40
+    with sessions() as session:
+        recipient = session.scalars(select(Recipient)).one()
+    assert recipient.last_error == NO_FINAL_STATUS
+
+
+def test_a_final_outcome_is_never_overwritten(service, sessions, clock):
+    batch = new_batch(service, 1)
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock)
+    run_until(engine, clock, finished(service, batch.id), step=10)
+    before = recipient_statuses(service, batch.id)
+    with sessions() as session:
+        attempt = session.scalars(select(CallAttempt)).one()
+    from app.services.engine import _OpenAttempt
+    from app.services.lease import write_transaction
+
+    late = CallState(
+        attempt.provider_call_id,
+        "failed",
+        CallOutcome.FAILED,
+        "",
+        "",
+        None,
+        None,
+        clock(),
+        0,
+        None,
+        None,
+        "late",
+    )
+    open_attempt = _OpenAttempt(
+        attempt.id, attempt.recipient_id, batch.id, 1, attempt.provider_call_id, clock()
+    )
+    with write_transaction(sessions) as session:
+        assert engine._settle(session, open_attempt, late, clock()) is False
+    assert recipient_statuses(service, batch.id) == before
+    assert_counters_exact(service, batch.id)
+
+
+# ----------------------------------------------------------------------- supervisor races
+def test_pause_between_claim_and_call_voids_the_attempt(service, sessions, clock):
+    batch = new_batch(service, 3, reserved=3)
+    provider = ScriptedProvider(clock)
+    engine = make_engine(sessions, provider, clock)
+    place_all = engine._place_all
+
+    def pause_first(provider_, claims, windows, report):
+        service.pause(batch.id)
+        place_all(provider_, claims, windows, report)
+
+    engine._place_all = pause_first  # type: ignore[method-assign]
+    engine.tick()
+    snapshot = service.get(batch.id)
+    assert provider.placements == []
+    assert snapshot.status is BatchStatus.PAUSED
+    assert snapshot.counts[RecipientStatus.PENDING] == 3
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(CallAttempt)) == 0
+        assert session.scalar(select(func.max(Recipient.attempts))) == 0
+    assert_counters_exact(service, batch.id)
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel", "delete"])
+def test_no_call_is_placed_after_a_supervisor_action_commits(service, sessions, clock, action):
+    """The action is requested while a call is being placed: it waits for that call's
+    transaction (SQLite: the engine holds the write lock while it asks the provider),
+    and once it has committed no other call is placed."""
+    batch = new_batch(service, 40, reserved=20)
+    committed: list[float] = []
+    placed: list[float] = []
+    worker: list[threading.Thread] = []
+
+    def supervisor() -> None:
+        getattr(service, action)(batch.id)
+        committed.append(time.monotonic())
+
+    def during_place(request: CallRequest) -> None:
+        if len(placed) == 3 and not worker:
+            thread = threading.Thread(target=supervisor)
+            worker.append(thread)
+            thread.start()
+            time.sleep(0.2)  # give the action every chance to overtake the call
+            assert not committed, "the action must wait for the call being placed"
+        placed.append(time.monotonic())
+
+    provider = ScriptedProvider(clock, on_place=during_place)
+    engine = make_engine(sessions, provider, clock, calls_per_second=100, plan_concurrency=20)
+    engine.tick()
+    worker[0].join(30)
+    assert committed
+    assert all(moment < committed[0] for moment in placed)
+    calls_before = len(provider.placed_to())
+    assert calls_before == len(placed) >= 4
+    for _ in range(15):  # long enough for every call in progress to end
+        clock.advance(60)
+        engine.tick()
+    assert len(provider.placed_to()) == calls_before
+    if action != "delete":
+        snapshot = service.get(batch.id)
+        assert snapshot.counts[RecipientStatus.PENDING] == 40 - calls_before
+        assert snapshot.counts[RecipientStatus.QUEUED] == 0
+        # Calls in progress were tracked to their end.
+        assert snapshot.finished_count == calls_before
+        assert_counters_exact(service, batch.id)
+    else:
+        with sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Recipient)) == 0

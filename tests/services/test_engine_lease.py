@@ -1,0 +1,140 @@
+"""Only one engine dials a database: the lease, standby, and takeover after a crash."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import pytest
+
+from app.models.db import open_database
+from app.models.schema import EngineLease
+from app.services.engine import DialerEngine, EngineConfig
+from app.services.lease import DialerLease, holder_is_gone
+from tests.services.engine_support import ScriptedProvider, finished, new_batch
+
+CONFIG = EngineConfig(
+    poll_interval_seconds=1.0, lease_ttl_seconds=30.0, lease_heartbeat_seconds=5.0, seed=2
+)
+
+
+@pytest.fixture
+def second_database(database_url):
+    """The same database file through another engine, as a second desktop would."""
+    engine, sessions = open_database(database_url)
+    yield sessions
+    engine.dispose()
+
+
+def make_engine(sessions, clock) -> tuple[DialerEngine, ScriptedProvider]:
+    provider = ScriptedProvider(clock)
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={"calls_per_second": 2.0, "plan_concurrency": 2},
+    )
+    return engine, provider
+
+
+def test_only_the_lease_holder_dials_and_another_takes_over_when_it_dies(
+    service, sessions, second_database, clock
+):
+    batch = new_batch(service, 20, reserved=2)
+    first, first_calls = make_engine(sessions, clock)
+    second, second_calls = make_engine(second_database, clock)
+    assert first.tick().state == "dialing"
+    standby = second.tick().state
+    assert standby == f"standby: dialing is done by {first.lease.holder}"
+    for _ in range(20):
+        clock.advance(1)
+        first.tick()
+        assert second.tick().state == standby
+    assert first_calls.placements and not second_calls.placements
+
+    # The first engine dies (no release, no more heartbeats): after the lease expires the
+    # second one takes over, and finishes the batch call.
+    clock.advance(31)
+    assert second.tick().state == "dialing"
+    assert first.tick().state.startswith("standby")  # it came back too late
+    placed_by_first = len(first_calls.placements)
+    for _ in range(400):
+        clock.advance(2)
+        first.tick()
+        second.tick()
+        if finished(service, batch.id)():
+            break
+    assert finished(service, batch.id)()
+    assert len(first_calls.placements) == placed_by_first
+    everyone = first_calls.placed_to() + second_calls.placed_to()
+    assert sorted(everyone) == sorted(set(everyone)) and len(everyone) == 20
+
+
+def test_a_clean_stop_hands_over_at_once(sessions, second_database, clock):
+    first, _ = make_engine(sessions, clock)
+    second, _ = make_engine(second_database, clock)
+    assert first.tick().state == "dialing"
+    assert second.tick().state.startswith("standby")
+    first.close()
+    assert second.tick().state == "dialing"
+
+
+def test_the_holder_renews_before_expiry_and_keeps_the_lease(sessions, second_database, clock):
+    first, _ = make_engine(sessions, clock)
+    second, _ = make_engine(second_database, clock)
+    for _ in range(30):  # five minutes of ticks: renewed every heartbeat
+        assert first.tick().state == "dialing"
+        assert second.tick().state.startswith("standby")
+        clock.advance(10)
+
+
+def test_two_engines_starting_together_agree_on_one_holder(database_url, clock):
+    databases = [open_database(database_url) for _ in range(4)]
+    leases = [DialerLease(sessions) for _, sessions in databases]
+    barrier = threading.Barrier(len(leases))
+    results: list[bool] = []
+
+    def start(lease: DialerLease) -> None:
+        barrier.wait()
+        results.append(lease.hold(clock()).held)
+
+    threads = [threading.Thread(target=start, args=(lease,)) for lease in leases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for engine, _ in databases:
+        engine.dispose()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_a_lease_held_by_a_process_that_no_longer_exists_is_taken_at_once(sessions, clock):
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(30)
+    dead = f"{socket.gethostname()}:{process.pid}:deadbeef"
+    with sessions.begin() as session:
+        session.add(
+            EngineLease(
+                name="dialer",
+                holder=dead,
+                heartbeat_at=clock(),
+                expires_at=clock() + timedelta(seconds=30),
+            )
+        )
+    assert holder_is_gone(dead)
+    lease = DialerLease(sessions)
+    assert lease.hold(clock()).held
+
+
+def test_a_live_or_remote_holder_is_not_presumed_gone():
+    host = socket.gethostname()
+    assert not holder_is_gone(f"{host}:{os.getpid()}:abc")  # this very process
+    assert not holder_is_gone(f"{host}:{os.getppid()}:abc")  # alive
+    assert not holder_is_gone("another-host:4242:abc")
+    assert not holder_is_gone("garbage")
+    assert not holder_is_gone(None)

@@ -1,0 +1,147 @@
+"""The headless worker: one tick, a run stopped by an event or a signal, the command line
+against the Twilio stand-in, and what it logs (masked numbers, never a secret)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app.models.status import BatchStatus, RecipientStatus
+from app.services.settings import SettingsStore
+from app.services.worker import EXIT_DATABASE, EXIT_OK, run_worker
+from app.standin.twilio_server import TwilioStandin
+from tests.services.engine_support import STANDIN_FROM, ScriptedProvider, new_batch, rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def real_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def test_once_runs_a_single_tick(service, database_url):
+    batch = new_batch(service, 3)
+    provider = ScriptedProvider(real_clock)
+    assert run_worker(database_url, once=True, provider=provider) == EXIT_OK
+    assert service.get(batch.id).status is BatchStatus.RUNNING
+    assert len(provider.placements) == 1  # one call per second by default
+
+
+def test_runs_until_the_stop_event_is_set(service, database_url):
+    batch = new_batch(service, 3)
+    stop = threading.Event()
+    codes: list[int] = []
+    provider = ScriptedProvider(real_clock)
+    worker = threading.Thread(
+        target=lambda: codes.append(
+            run_worker(
+                database_url,
+                stop_event=stop,
+                provider=provider,
+                settings_overrides={"dial_interval_seconds": 0.05, "calls_per_second": 100},
+            )
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while len(provider.placements) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopped_at = time.monotonic()
+    stop.set()
+    worker.join(5)
+    assert not worker.is_alive() and codes == [EXIT_OK]
+    assert time.monotonic() - stopped_at < 2
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 3
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = run_worker(f"sqlite:///{blocker}/db.sqlite3", once=True)
+    assert code == EXIT_DATABASE
+    assert "cannot open the database" in caplog.text
+
+
+def test_twilio_without_credentials_fails_the_batch_call_with_what_to_do(
+    service, sessions, database_url, monkeypatch
+):
+    for name in ("BATCHCALLS_TWILIO_ACCOUNT_SID", "BATCHCALLS_TWILIO_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    SettingsStore(sessions).update(provider="twilio")
+    batch = new_batch(service, 2)
+    run_worker(database_url, once=True)
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.FAILED
+    assert "BATCHCALLS_TWILIO_AUTH_TOKEN" in snapshot.failure_reason  # no keyring: the env way
+    assert snapshot.counts[RecipientStatus.PENDING] == 2
+
+
+def test_the_command_line_worker_dials_through_twilio_and_stops_on_sigterm(
+    service, sessions, database_url
+):
+    people = rows(8)
+    with TwilioStandin(seed=1) as standin:
+        for person in people:
+            standin.program(person.phone_number, ring_seconds=0.5, talk_seconds=0.5)
+        SettingsStore(sessions).update(provider="twilio", calls_per_second=20.0)
+        batch = new_batch(service, people, from_number=STANDIN_FROM, reserved=4)
+        env = dict(
+            os.environ,
+            BATCHCALLS_TWILIO_API_BASE=standin.base_url,
+            BATCHCALLS_TWILIO_ACCOUNT_SID=standin.account_sid,
+            BATCHCALLS_TWILIO_AUTH_TOKEN=standin.auth_token,
+        )
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "app.services.worker",
+                "--database-url", database_url,
+                "--pickup-interval", "1",
+                "--dial-interval", "0.1",
+                "--poll-interval", "0.3",
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if service.get(batch.id).status is BatchStatus.COMPLETED:
+                    break
+                time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, stderr
+        assert service.get(batch.id).status is BatchStatus.COMPLETED
+        assert sorted(c.to for c in standin.calls) == sorted(p.phone_number for p in people)
+        token = standin.auth_token
+    assert 'picked up batch call 1 "Reminders"' in stderr
+    assert "call placed to +1202***0000" in stderr
+    assert "ended: COMPLETED" in stderr
+    assert "received SIGTERM" in stderr and "worker stopped" in stderr
+    assert token not in stderr
+    assert "+12025550000" not in stderr  # numbers are masked
+    database = Path(database_url.removeprefix("sqlite:///"))
+    for path in database.parent.glob(database.name + "*"):
+        assert token.encode() not in path.read_bytes()
+
+
+@pytest.mark.parametrize("argument", ["--pickup-interval", "--dial-interval"])
+def test_the_command_line_refuses_bad_intervals(argument, database_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "app.services.worker", "--database-url", database_url,
+         argument, "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "must be a positive number of seconds" in result.stderr
