@@ -1,0 +1,64 @@
+"""Every modal question the application asks goes through this module.
+
+Views call `ask.ask(...)`, `ask.inform(...)`, `ask.open_file(...)` and `ask.save_file(...)`
+through the module (never `from app.views.ask import ask`), so a test can monkeypatch one
+function and answer for the supervisor without a blocking dialog.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+log = logging.getLogger(__name__)
+
+
+def ask(
+    parent: QWidget | None,
+    title: str,
+    text: str,
+    *,
+    confirm: str = "OK",
+    cancel: str = "Cancel",
+    destructive: bool = False,
+) -> bool:
+    """A yes/no confirmation; True when the supervisor chose `confirm`."""
+    box = QMessageBox(parent)
+    box.setObjectName("confirmDialog")
+    box.setIcon(QMessageBox.Icon.Warning if destructive else QMessageBox.Icon.Question)
+    box.setWindowTitle(title)
+    box.setText(text)
+    yes = box.addButton(confirm, QMessageBox.ButtonRole.AcceptRole)
+    yes.setObjectName("confirmButton")
+    no = box.addButton(cancel, QMessageBox.ButtonRole.RejectRole)
+    no.setObjectName("confirmCancelButton")
+    # A destructive question defaults to the safe answer: Enter must not delete.
+    box.setDefaultButton(no if destructive else yes)
+    box.setEscapeButton(no)
+    box.exec()
+    return box.clickedButton() is yes
+
+
+def inform(parent: QWidget | None, title: str, text: str, *, warning: bool = False) -> None:
+    """A message the supervisor must read (an action refused, a file that cannot be used)."""
+    box = QMessageBox(parent)
+    box.setObjectName("messageDialog")
+    box.setIcon(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information)
+    box.setWindowTitle(title)
+    box.setText(text)
+    box.exec()
+
+
+def open_file(parent: QWidget | None, title: str, name_filter: str) -> str | None:
+    """A file to read, or None when the supervisor cancelled."""
+    path, _ = QFileDialog.getOpenFileName(parent, title, "", name_filter)
+    return path or None
+
+
+def save_file(
+    parent: QWidget | None, title: str, suggested_name: str, name_filter: str
+) -> str | None:
+    """Where to write a file, or None when the supervisor cancelled."""
+    path, _ = QFileDialog.getSaveFileName(parent, title, suggested_name, name_filter)
+    return path or None

@@ -1,0 +1,824 @@
+"""Create a batch call: name, agent, from number, recipients CSV with a validation view
+(fix or remove rejected rows, keep or drop duplicates), send type, time range, allowed
+days and reserved concurrency.
+
+The CSV is read in the background (progress bar, Cancel) when chosen and again when the
+batch call is created; neither freezes the window. Create stays disabled, with the reason
+shown, while anything is missing or wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QDate, QItemSelectionModel, Qt, QTime, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QCompleter,
+    QDateEdit,
+    QDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QTableView,
+    QTimeEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.snapshots import BatchCallSnapshot, SendType
+from app.models.window import DAY_NAMES, WEEKDAYS, WindowError, common_timezones, parse_timezone
+from app.services import csv_import
+from app.services.batch_calls import (
+    CONCURRENCY_MAX,
+    NewBatchCall,
+    ValidationError,
+    scheduled_instant,
+)
+from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, ImportOptions
+from app.views import ask, formatting
+from app.views.context import AppContext, local_timezone_name
+from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
+from app.views.rename_dialog import name_problem
+from app.views.tasks import Task, TaskCancelled, TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class CreateDialog(QDialog):
+    """The create form.
+
+    Signals: created(BatchCallSnapshot) once stored; scanned(object) after a CSV was read
+    (the CsvReport, or None when the file was refused or the reading cancelled);
+    problemsChanged() whenever what blocks Create changed.
+    """
+
+    created = Signal(object)
+    scanned = Signal(object)
+    problemsChanged = Signal()
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._ready = False  # widgets signal while the form is being built
+        self.setObjectName("createDialog")
+        self.setWindowTitle("New batch call")
+        self.setAcceptDrops(True)
+        self.resize(1000, 720)
+        self.context = context
+        self.service = context.service
+        self.tasks = TaskRunner(self, max_threads=1)
+        self.tasks.setObjectName("createTaskRunner")
+        try:
+            self.settings = context.load_settings()
+        except Exception as error:  # unreadable settings: defaults, and say so in the log
+            log.error("settings could not be read, using defaults: %s", error)
+            from app.services.settings import AppSettings
+
+            self.settings = AppSettings()
+        self.report: CsvReport | None = None
+        self.csv_path: str | None = None
+        self.csv_error: str | None = None
+        self._scan_task: Task | None = None
+        self._create_task: Task | None = None
+
+        outer = QVBoxLayout(self)
+        columns = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(self._build_basics())
+        left.addWidget(self._build_recipients(), 1)
+        right = QVBoxLayout()
+        right.addWidget(self._build_schedule())
+        right.addWidget(self._build_window())
+        right.addStretch(1)
+        columns.addLayout(left, 5)
+        columns.addLayout(right, 3)
+        outer.addLayout(columns, 1)
+        outer.addLayout(self._build_footer())
+
+        self.recheck_timer = QTimer(self)
+        self.recheck_timer.setObjectName("createRecheckTimer")
+        self.recheck_timer.setInterval(30_000)  # "in the past" changes as time passes
+        self.recheck_timer.timeout.connect(self.update_problems)
+        self.recheck_timer.start()
+        self._ready = True
+        self.update_problems()
+
+    # ----------------------------------------------------------------- construction
+    def _build_basics(self) -> QGroupBox:
+        box = QGroupBox("Batch call", self)
+        box.setObjectName("basicsBox")
+        form = QFormLayout(box)
+        self.name_field = QLineEdit(box)
+        self.name_field.setObjectName("nameField")
+        self.name_field.setPlaceholderText("For example: December appointment reminders")
+        self.name_field.setClearButtonEnabled(True)
+        self.name_field.textChanged.connect(self.update_problems)
+        form.addRow("&Name:", self.name_field)
+
+        self.agent_combo = QComboBox(box)
+        self.agent_combo.setObjectName("agentCombo")
+        for agent in self.service.list_agents(active_only=True):
+            self.agent_combo.addItem(agent.name, agent.id)
+        self.agent_combo.currentIndexChanged.connect(self.update_problems)
+        form.addRow("&Agent:", self.agent_combo)
+
+        self.from_combo = QComboBox(box)
+        self.from_combo.setObjectName("fromNumberCombo")
+        for number in self.service.list_from_numbers(active_only=True):
+            self.from_combo.addItem(number.display, number.id)
+        self.from_combo.currentIndexChanged.connect(self.update_problems)
+        form.addRow("&From number:", self.from_combo)
+        return box
+
+    def _build_recipients(self) -> QGroupBox:
+        box = QGroupBox("Recipients", self)
+        box.setObjectName("recipientsBox")
+        layout = QVBoxLayout(box)
+        bar = QHBoxLayout()
+        self.choose_button = QPushButton("Choose CSV…", box)
+        self.choose_button.setObjectName("chooseCsvButton")
+        self.choose_button.clicked.connect(self.choose_csv)
+        bar.addWidget(self.choose_button)
+        self.template_button = QPushButton("Download template…", box)
+        self.template_button.setObjectName("downloadTemplateButton")
+        self.template_button.setToolTip("Save a sample CSV with the expected columns")
+        self.template_button.clicked.connect(self.download_template)
+        bar.addWidget(self.template_button)
+        bar.addStretch(1)
+        layout.addLayout(bar)
+
+        self.csv_label = QLabel(
+            "No file yet: choose a CSV file or drop it on this window. It needs a "
+            "phone_number column; name and any other columns are optional.",
+            box,
+        )
+        self.csv_label.setObjectName("csvFileLabel")
+        self.csv_label.setWordWrap(True)
+        layout.addWidget(self.csv_label)
+
+        progress_row = QHBoxLayout()
+        self.scan_progress = QProgressBar(box)
+        self.scan_progress.setObjectName("scanProgress")
+        self.scan_progress.setRange(0, 1000)
+        self.scan_progress.setFormat("Reading the file… %p %")
+        progress_row.addWidget(self.scan_progress, 1)
+        self.cancel_scan_button = QPushButton("Cancel", box)
+        self.cancel_scan_button.setObjectName("cancelScanButton")
+        self.cancel_scan_button.clicked.connect(self.cancel_scan)
+        progress_row.addWidget(self.cancel_scan_button)
+        layout.addLayout(progress_row)
+        self._show_scan_progress(False)
+
+        self.csv_error_label = QLabel(box)
+        self.csv_error_label.setObjectName("csvErrorLabel")
+        self.csv_error_label.setProperty("role", "error")
+        self.csv_error_label.setWordWrap(True)
+        self.csv_error_label.setVisible(False)
+        layout.addWidget(self.csv_error_label)
+
+        counts = QHBoxLayout()
+        self.accepted_label = QLabel(box)
+        self.accepted_label.setObjectName("acceptedCountLabel")
+        self.accepted_label.setProperty("role", "ok")
+        counts.addWidget(self.accepted_label)
+        self.rejected_label = QLabel(box)
+        self.rejected_label.setObjectName("rejectedCountLabel")
+        self.rejected_label.setProperty("role", "error")
+        counts.addWidget(self.rejected_label)
+        counts.addStretch(1)
+        layout.addLayout(counts)
+
+        self.validation = QWidget(box)
+        self.validation.setObjectName("validationView")
+        v_layout = QVBoxLayout(self.validation)
+        v_layout.setContentsMargins(0, 0, 0, 0)
+        duplicates = QHBoxLayout()
+        self.duplicates_label = QLabel(self.validation)
+        self.duplicates_label.setObjectName("duplicatesLabel")
+        self.duplicates_label.setWordWrap(True)
+        duplicates.addWidget(self.duplicates_label, 1)
+        self.keep_duplicates = QRadioButton("Keep them", self.validation)
+        self.keep_duplicates.setObjectName("keepDuplicatesRadio")
+        self.drop_duplicates = QRadioButton("Call each number once", self.validation)
+        self.drop_duplicates.setObjectName("dropDuplicatesRadio")
+        self.duplicates_group = QButtonGroup(self.validation)
+        self.duplicates_group.addButton(self.keep_duplicates)
+        self.duplicates_group.addButton(self.drop_duplicates)
+        self.keep_duplicates.setChecked(True)
+        self.drop_duplicates.toggled.connect(self.update_problems)
+        duplicates.addWidget(self.keep_duplicates)
+        duplicates.addWidget(self.drop_duplicates)
+        self.duplicates_row = QWidget(self.validation)
+        self.duplicates_row.setLayout(duplicates)
+        v_layout.addWidget(self.duplicates_row)
+
+        self.rejected_model = RejectedRowsModel(self)
+        self.rejected_model.edited.connect(self.update_problems)
+        self.rejected_table = QTableView(self.validation)
+        self.rejected_table.setObjectName("rejectedRowsTable")
+        self.rejected_table.setModel(self.rejected_model)
+        self.rejected_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.rejected_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.rejected_table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.AnyKeyPressed
+        )
+        self.rejected_table.verticalHeader().setVisible(False)
+        self.rejected_table.setWordWrap(False)
+        header = self.rejected_table.horizontalHeader()
+        header.setSectionResizeMode(RejectedColumn.REASON, QHeaderView.ResizeMode.Stretch)
+        self.rejected_table.setColumnWidth(RejectedColumn.ROW, 45)
+        self.rejected_table.setColumnWidth(RejectedColumn.PHONE, 150)
+        self.rejected_table.setColumnWidth(RejectedColumn.STATE, 70)
+        self.rejected_table.selectionModel().currentRowChanged.connect(
+            lambda *_: self._update_row_buttons()
+        )
+        self.rejected_model.dataChanged.connect(lambda *_: self._update_row_buttons())
+        v_layout.addWidget(self.rejected_table, 1)
+        self.reason_label = QLabel(self.validation)
+        self.reason_label.setObjectName("rejectedReasonLabel")
+        self.reason_label.setWordWrap(True)
+        v_layout.addWidget(self.reason_label)
+
+        row_buttons = QHBoxLayout()
+        hint = QLabel("Double-click a phone number to correct it.", self.validation)
+        hint.setProperty("role", "hint")
+        row_buttons.addWidget(hint, 1)
+        self.remove_row_button = QPushButton("Remove row", self.validation)
+        self.remove_row_button.setObjectName("removeRowButton")
+        self.remove_row_button.setToolTip("Do not import this row")
+        self.remove_row_button.clicked.connect(self.remove_selected_row)
+        row_buttons.addWidget(self.remove_row_button)
+        self.restore_row_button = QPushButton("Restore row", self.validation)
+        self.restore_row_button.setObjectName("restoreRowButton")
+        self.restore_row_button.clicked.connect(self.restore_selected_row)
+        row_buttons.addWidget(self.restore_row_button)
+        v_layout.addLayout(row_buttons)
+        layout.addWidget(self.validation, 1)
+        self.validation.setVisible(False)
+        self._update_row_buttons()
+        return box
+
+    def _build_schedule(self) -> QGroupBox:
+        box = QGroupBox("When", self)
+        box.setObjectName("scheduleBox")
+        form = QFormLayout(box)
+        kinds = QHBoxLayout()
+        self.send_now_radio = QRadioButton("Send now", box)
+        self.send_now_radio.setObjectName("sendNowRadio")
+        self.schedule_radio = QRadioButton("Schedule", box)
+        self.schedule_radio.setObjectName("scheduleRadio")
+        self.send_type_group = QButtonGroup(box)
+        self.send_type_group.addButton(self.send_now_radio)
+        self.send_type_group.addButton(self.schedule_radio)
+        self.send_now_radio.setChecked(True)
+        kinds.addWidget(self.send_now_radio)
+        kinds.addWidget(self.schedule_radio)
+        kinds.addStretch(1)
+        form.addRow("Send type:", kinds)
+
+        zone_name = local_timezone_name()
+        self.timezone_combo = QComboBox(box)
+        self.timezone_combo.setObjectName("timezoneCombo")
+        self.timezone_combo.setEditable(True)
+        self.timezone_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        zones = common_timezones()
+        if "UTC" not in zones:
+            zones.insert(0, "UTC")
+        self.timezone_combo.addItems(zones)
+        completer = QCompleter(zones, self.timezone_combo)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.timezone_combo.setCompleter(completer)
+        self.timezone_combo.setCurrentText(zone_name)
+        self.timezone_combo.currentTextChanged.connect(self.update_problems)
+        form.addRow("&Timezone:", self.timezone_combo)
+
+        now_local = self.context.clock().astimezone(self._zone_or_utc(zone_name))
+        start = (now_local + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+        self.date_edit = QDateEdit(QDate(start.year, start.month, start.day), box)
+        self.date_edit.setObjectName("scheduleDateEdit")
+        self.date_edit.setCalendarPopup(True)
+        self.date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_edit.dateChanged.connect(self.update_problems)
+        self.time_edit = QTimeEdit(QTime(start.hour, start.minute), box)
+        self.time_edit.setObjectName("scheduleTimeEdit")
+        self.time_edit.setDisplayFormat("HH:mm")
+        self.time_edit.timeChanged.connect(self.update_problems)
+        when = QHBoxLayout()
+        when.addWidget(self.date_edit)
+        when.addWidget(self.time_edit)
+        when.addStretch(1)
+        self.schedule_row_label = QLabel("Start at:", box)
+        form.addRow(self.schedule_row_label, when)
+        self.schedule_radio.toggled.connect(self._send_type_changed)
+        self._send_type_changed(False)
+        return box
+
+    def _build_window(self) -> QGroupBox:
+        box = QGroupBox("Calling hours", self)
+        box.setObjectName("windowBox")
+        form = QFormLayout(box)
+        hours = QHBoxLayout()
+        self.start_edit = QTimeEdit(QTime(9, 0), box)
+        self.start_edit.setObjectName("windowStartEdit")
+        self.start_edit.setDisplayFormat("HH:mm")
+        self.end_edit = QTimeEdit(QTime(18, 0), box)
+        self.end_edit.setObjectName("windowEndEdit")
+        self.end_edit.setDisplayFormat("HH:mm")
+        for edit in (self.start_edit, self.end_edit):
+            edit.timeChanged.connect(self.update_problems)
+        hours.addWidget(self.start_edit)
+        hours.addWidget(QLabel("to", box))
+        hours.addWidget(self.end_edit)
+        hours.addStretch(1)
+        form.addRow("Time range:", hours)
+
+        days = QHBoxLayout()
+        self.day_boxes: dict[int, QCheckBox] = {}
+        for number, name in enumerate(DAY_NAMES, start=1):
+            check = QCheckBox(name[:3], box)
+            check.setObjectName(f"day{name[:3]}")
+            check.setToolTip(name)
+            check.setChecked(number in WEEKDAYS)
+            check.toggled.connect(self.update_problems)
+            days.addWidget(check)
+            self.day_boxes[number] = check
+        days.addStretch(1)
+        form.addRow("Allowed days:", days)
+
+        self.concurrency_spin = QSpinBox(box)
+        self.concurrency_spin.setObjectName("concurrencySpin")
+        self.concurrency_spin.setRange(1, CONCURRENCY_MAX)
+        self.concurrency_spin.setValue(1)
+        self.concurrency_spin.setMaximumWidth(110)
+        form.addRow("Reserved concurrency:", self.concurrency_spin)
+        plan = QLabel(
+            f"Simultaneous calls for this batch call. The plan allows "
+            f"{self.settings.plan_concurrency} in all, shared by every running batch call.",
+            box,
+        )
+        plan.setObjectName("concurrencyHint")
+        plan.setProperty("role", "hint")
+        plan.setWordWrap(True)
+        form.addRow("", plan)
+        return box
+
+    def _build_footer(self) -> QHBoxLayout:
+        footer = QHBoxLayout()
+        column = QVBoxLayout()
+        self.problems_label = QLabel(self)
+        self.problems_label.setObjectName("createProblemsLabel")
+        self.problems_label.setProperty("role", "error")
+        self.problems_label.setWordWrap(True)
+        column.addWidget(self.problems_label)
+        self.create_progress = QProgressBar(self)
+        self.create_progress.setObjectName("createProgress")
+        self.create_progress.setRange(0, 1000)
+        self.create_progress.setFormat("Storing recipients… %p %")
+        self.create_progress.setVisible(False)
+        column.addWidget(self.create_progress)
+        footer.addLayout(column, 1)
+        self.create_button = QPushButton("Create Batch Call", self)
+        self.create_button.setObjectName("createConfirmButton")
+        self.create_button.setProperty("role", "primary")
+        self.create_button.setDefault(True)
+        self.create_button.clicked.connect(self.create_batch_call)
+        footer.addWidget(self.create_button, 0, Qt.AlignmentFlag.AlignBottom)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("createCancelButton")
+        self.cancel_button.clicked.connect(self._cancel_clicked)
+        footer.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignBottom)
+        return footer
+
+    @staticmethod
+    def _zone_or_utc(name: str) -> Any:
+        try:
+            return parse_timezone(name)
+        except WindowError:
+            return parse_timezone("UTC")
+
+    # ----------------------------------------------------------------- CSV
+    def choose_csv(self) -> None:
+        path = ask.open_file(self, "Choose the recipients CSV", "CSV files (*.csv);;All files (*)")
+        if path:
+            self.load_csv(path)
+
+    def download_template(self) -> None:
+        path = ask.save_file(
+            self, "Save the CSV template", "recipients-template.csv", "CSV files (*.csv)"
+        )
+        if not path:
+            return
+        if not path.lower().endswith(".csv"):
+            path += ".csv"
+        try:
+            csv_import.write_template(path)
+        except OSError as error:
+            ask.inform(
+                self,
+                "Template not saved",
+                f"The template could not be written to {path}: {error.strerror or error}. "
+                "Choose a folder you can write to.",
+                warning=True,
+            )
+            return
+        self.csv_label.setText(
+            f"Template saved to {path}. Fill it in (one recipient per row), then choose it here."
+        )
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if len(urls) == 1 and urls[0].isLocalFile():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if len(urls) == 1 and urls[0].isLocalFile():
+            event.acceptProposedAction()
+            self.load_csv(urls[0].toLocalFile())
+
+    def load_csv(self, path: str) -> None:
+        """Read (scan) the file in the background and show what an import would do."""
+        self.cancel_scan()
+        self.csv_path = path
+        self.report = None
+        self.csv_error = None
+        self.rejected_model.clear()
+        self.validation.setVisible(False)
+        self.csv_error_label.setVisible(False)
+        self.accepted_label.setText("")
+        self.rejected_label.setText("")
+        self.csv_label.setText(f"Reading {Path(path).name}…")
+        self.scan_progress.setValue(0)
+        self._show_scan_progress(True)
+        options = ImportOptions(default_country=self.settings.default_country)
+
+        def read(control: Any) -> CsvReport:
+            return csv_import.scan(
+                path, options, progress=control.progress, cancel=control.cancelled
+            )
+
+        self._scan_task = self.tasks.submit(
+            "scan",
+            read,
+            on_done=lambda report: self._scan_done(path, report),
+            on_error=lambda error: self._scan_failed(path, error),
+            on_progress=self._scan_progress,
+            owner=self,
+        )
+        self.update_problems()
+
+    def _scan_progress(self, done: int, total: int) -> None:
+        self.scan_progress.setValue(round(1000 * done / total) if total else 0)
+
+    def _scan_done(self, path: str, report: object) -> None:
+        if path != self.csv_path:
+            return
+        assert isinstance(report, CsvReport)
+        self._scan_task = None
+        self._show_scan_progress(False)
+        self.report = report
+        self.csv_label.setText(
+            f"{Path(path).name}: {formatting.count(report.total_rows)} rows"
+            + (
+                f"; variables: {', '.join(report.variable_columns)}"
+                if report.variable_columns
+                else ""
+            )
+        )
+        options = ImportOptions(default_country=self.settings.default_country)
+        self.rejected_model.set_rows(
+            report.rejected,
+            report.columns,
+            lambda values, row: csv_import.validate_fix(values, options, row_number=row),
+        )
+        self.keep_duplicates.setChecked(True)
+        self.validation.setVisible(bool(report.rejected_count or report.duplicate_count))
+        self.rejected_table.setVisible(bool(report.rejected))
+        self._fill_duplicates(report)
+        self.update_problems()
+        self.scanned.emit(report)
+
+    def _scan_failed(self, path: str, error: BaseException) -> None:
+        if path != self.csv_path:
+            return
+        self._scan_task = None
+        self._show_scan_progress(False)
+        if isinstance(error, ImportCancelled | TaskCancelled):
+            self.csv_path = None
+            self.csv_label.setText("Reading cancelled. Choose a CSV file or drop it here.")
+        else:
+            if isinstance(error, CsvImportError):
+                message = str(error)
+            elif isinstance(error, OSError):
+                message = (
+                    f"The file cannot be read: {error.strerror or error}. Check that it "
+                    "exists and that you may open it."
+                )
+            else:
+                log.error("reading %s failed: %s", Path(path).name, error)
+                message = f"The file cannot be read ({error}). Check it, or try another file."
+            self.csv_error = message
+            self.csv_error_label.setText(message)
+            self.csv_error_label.setVisible(True)
+            self.csv_label.setText(f"{Path(path).name} cannot be used.")
+        self.update_problems()
+        self.scanned.emit(None)
+
+    def cancel_scan(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+
+    def _show_scan_progress(self, visible: bool) -> None:
+        self.scan_progress.setVisible(visible)
+        self.cancel_scan_button.setVisible(visible)
+
+    def _fill_duplicates(self, report: CsvReport) -> None:
+        if not report.duplicate_count:
+            self.duplicates_row.setVisible(False)
+            return
+        self.duplicates_row.setVisible(True)
+        examples = []
+        for group in report.duplicates[:3]:
+            rows = ", ".join(str(r) for r in group.row_numbers[:4])
+            examples.append(f"{group.phone_number} (rows {rows})")
+        more = "…" if len(report.duplicates) > 3 else ""
+        self.duplicates_label.setText(
+            f"{formatting.count(report.duplicate_count)} duplicate "
+            f"number{'s' if report.duplicate_count != 1 else ''}: " + "; ".join(examples) + more
+        )
+
+    # ----------------------------------------------------------------- rejected rows
+    def _selected_row(self) -> int | None:
+        index = self.rejected_table.currentIndex()
+        return index.row() if index.isValid() else None
+
+    def select_rejected(self, row: int) -> None:
+        self.rejected_table.selectionModel().setCurrentIndex(
+            self.rejected_model.index(row, RejectedColumn.PHONE),
+            QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows,
+        )
+
+    def remove_selected_row(self) -> None:
+        row = self._selected_row()
+        if row is not None:
+            self.rejected_model.remove(row)
+            self._update_row_buttons()
+
+    def restore_selected_row(self) -> None:
+        row = self._selected_row()
+        if row is not None:
+            self.rejected_model.restore(row)
+            self._update_row_buttons()
+
+    def _update_row_buttons(self) -> None:
+        row = self._selected_row()
+        entry = self.rejected_model.entry(row) if row is not None else None
+        state = entry.state if entry is not None else None
+        if entry is None:
+            self.reason_label.setText("")
+        else:
+            what = self.rejected_model.index(row, RejectedColumn.REASON).data()  # type: ignore[arg-type]
+            self.reason_label.setText(f"Row {entry.rejected.row_number}: {what}")
+        self.remove_row_button.setEnabled(row is not None and state is not RowState.REMOVED)
+        self.restore_row_button.setEnabled(state is RowState.REMOVED)
+
+    # ----------------------------------------------------------------- counts and problems
+    def accepted_count(self) -> int:
+        """Recipients a create would store now (fixes and the duplicates choice included)."""
+        if self.report is None:
+            return 0
+        dropped = self.report.duplicate_count if self.drop_duplicates.isChecked() else 0
+        return self.report.accepted_count - dropped + self.rejected_model.count(RowState.FIXED)
+
+    def rejected_count(self) -> int:
+        if self.report is None:
+            return 0
+        return (
+            self.report.rejected_count
+            - self.rejected_model.count(RowState.FIXED)
+            - self.rejected_model.count(RowState.REMOVED)
+        )
+
+    def problems(self) -> list[str]:
+        """What keeps Create disabled, in the supervisor's words (first is shown)."""
+        found: list[str] = []
+        problem = name_problem(self.name_field.text())
+        if problem:
+            found.append(problem)
+        if self.agent_combo.count() == 0:
+            found.append("No active agent: add one in Settings (Agents).")
+        if self.from_combo.count() == 0:
+            found.append("No from number: add one in Settings (From numbers).")
+        if self._scan_task is not None:
+            found.append("Wait until the file is read.")
+        elif self.csv_error:
+            found.append("The CSV file cannot be used: see the message above.")
+        elif self.report is None:
+            found.append("Choose the recipients CSV file.")
+        elif self.accepted_count() == 0:
+            found.append(
+                "No valid recipients: fix the rejected rows or choose another file. "
+                "At least one is needed."
+            )
+        zone = self.timezone_combo.currentText().strip()
+        try:
+            parse_timezone(zone)
+        except WindowError as error:
+            found.append(str(error))
+            zone = ""
+        if self.start_edit.time() == self.end_edit.time():
+            found.append("The time range is empty: start and end are the same.")
+        if not self.allowed_days():
+            found.append("Choose at least one allowed day.")
+        if self.schedule_radio.isChecked() and zone:
+            instant = self.scheduled_at()
+            if instant is not None and instant < self.context.clock():
+                local = instant.astimezone(parse_timezone(zone))
+                found.append(
+                    f"The scheduled time {local:%Y-%m-%d %H:%M} ({zone}) is in the past; "
+                    "choose a later time or Send now."
+                )
+        return found
+
+    def update_problems(self, *_args: Any) -> None:
+        if not self._ready:
+            return
+        if self.report is not None:
+            accepted = self.accepted_count()
+            rejected = self.rejected_count()
+            self.accepted_label.setText(
+                f"✔ {formatting.count(accepted)} recipient{'s' if accepted != 1 else ''} "
+                "will be called"
+            )
+            self.rejected_label.setText(
+                f"✖ {formatting.count(rejected)} row{'s' if rejected != 1 else ''} rejected"
+                if rejected
+                else ""
+            )
+            removed = self.rejected_model.count(RowState.REMOVED)
+            if removed:
+                self.rejected_label.setText(
+                    (self.rejected_label.text() + "; " if rejected else "") + f"{removed} removed"
+                )
+        found = self.problems()
+        busy = self._create_task is not None
+        self.create_button.setEnabled(not found and not busy)
+        self.problems_label.setText(found[0] if found else "")
+        self.problems_label.setToolTip("\n".join(found))
+        self.problemsChanged.emit()
+
+    def _send_type_changed(self, scheduled: bool) -> None:
+        for widget in (self.date_edit, self.time_edit, self.schedule_row_label):
+            widget.setEnabled(scheduled)
+        self.update_problems()
+
+    def allowed_days(self) -> frozenset[int]:
+        return frozenset(n for n, check in self.day_boxes.items() if check.isChecked())
+
+    def scheduled_at(self) -> datetime | None:
+        try:
+            qdate, qtime = self.date_edit.date(), self.time_edit.time()
+            return scheduled_instant(
+                date(qdate.year(), qdate.month(), qdate.day()),
+                time(qtime.hour(), qtime.minute()),
+                self.timezone_combo.currentText().strip(),
+            )
+        except (WindowError, ValueError):
+            return None
+
+    def spec(self) -> NewBatchCall:
+        scheduled = self.schedule_radio.isChecked()
+        return NewBatchCall(
+            name=self.name_field.text(),
+            agent_id=int(self.agent_combo.currentData()),
+            from_number_id=int(self.from_combo.currentData()),
+            send_type=SendType.SCHEDULE if scheduled else SendType.SEND_NOW,
+            scheduled_at=self.scheduled_at() if scheduled else None,
+            timezone=self.timezone_combo.currentText().strip(),
+            window_start=self.start_edit.time().toString("HH:mm"),
+            window_end=self.end_edit.time().toString("HH:mm"),
+            allowed_days=self.allowed_days(),
+            reserved_concurrency=self.concurrency_spin.value(),
+            variable_columns=self.report.variable_columns if self.report else (),
+        )
+
+    def import_options(self) -> ImportOptions:
+        return ImportOptions(
+            default_country=self.settings.default_country,
+            drop_duplicates=self.drop_duplicates.isChecked(),
+            fixes=self.rejected_model.fixes(),
+            removed_rows=self.rejected_model.removed_rows(),
+        )
+
+    # ----------------------------------------------------------------- create
+    def create_batch_call(self) -> None:
+        """Store the batch call and its recipients in the background."""
+        found = self.problems()
+        if found or self.csv_path is None or self._create_task is not None:
+            self.update_problems()
+            return
+        spec, options, path = self.spec(), self.import_options(), self.csv_path
+        self.create_progress.setValue(0)
+        self.create_progress.setVisible(True)
+        self._set_inputs_enabled(False)
+
+        def store(control: Any) -> BatchCallSnapshot:
+            return self.service.create_from_csv(
+                spec, path, options, progress=control.progress, cancel=control.cancelled
+            )
+
+        self._create_task = self.tasks.submit(
+            "create",
+            store,
+            on_done=self._created,
+            on_error=self._create_failed,
+            on_progress=lambda done, total: self.create_progress.setValue(
+                round(1000 * done / total) if total else 0
+            ),
+            owner=self,
+        )
+        self.update_problems()
+
+    def _created(self, snapshot: object) -> None:
+        self._create_task = None
+        assert isinstance(snapshot, BatchCallSnapshot)
+        self.created.emit(snapshot)
+        self.accept()
+
+    def _create_failed(self, error: BaseException) -> None:
+        self._create_task = None
+        self.create_progress.setVisible(False)
+        self._set_inputs_enabled(True)
+        if isinstance(error, ImportCancelled | TaskCancelled):
+            self.problems_label.setText("Creation cancelled: nothing was stored.")
+            self.create_button.setEnabled(True)
+            return
+        if isinstance(error, ValidationError):
+            message = " ".join(error.problems.values())
+        elif isinstance(error, CsvImportError):
+            message = f"{error} (The file may have changed since it was read: choose it again.)"
+        else:
+            log.error("creating the batch call failed: %s", error)
+            message = (
+                f"The batch call could not be created: {error}. Nothing was stored; check the "
+                "database connection and try again."
+            )
+        ask.inform(self, "Batch call not created", message, warning=True)
+        self.update_problems()
+        self.problems_label.setText(message)
+
+    def _set_inputs_enabled(self, enabled: bool) -> None:
+        for widget in (
+            self.findChild(QGroupBox, "basicsBox"),
+            self.findChild(QGroupBox, "recipientsBox"),
+            self.findChild(QGroupBox, "scheduleBox"),
+            self.findChild(QGroupBox, "windowBox"),
+        ):
+            if widget is not None:
+                widget.setEnabled(enabled)
+        self.setAcceptDrops(enabled)
+
+    def _cancel_clicked(self) -> None:
+        """Cancel stops a running creation first; otherwise it closes the dialog."""
+        if self._create_task is not None:
+            self._create_task.cancel()
+            return
+        self.reject()
+
+    def abandon(self) -> None:
+        """The application is closing: cancel any reading or creation (bounded) and close."""
+        if self._create_task is not None:
+            self._create_task.cancel()
+        self.cancel_scan()
+        self.tasks.shutdown(3000)
+        self._create_task = None
+        self.done(QDialog.DialogCode.Rejected)
+
+    def done(self, result: int) -> None:
+        if self._create_task is not None and result != QDialog.DialogCode.Accepted:
+            self._create_task.cancel()
+            return  # closes when the cancelled creation has been rolled back
+        self.cancel_scan()
+        self.recheck_timer.stop()
+        self.tasks.shutdown(3000)
+        super().done(result)

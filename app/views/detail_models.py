@@ -1,0 +1,402 @@
+"""Item models of the details dialog: the recipients (lazy, paged, filtered and sorted in
+SQL) and the history (audit events).
+
+A batch call can have a million recipients, so the recipients model holds only the pages
+the supervisor scrolled to: `canFetchMore`/`fetchMore` read 200 rows at a time, and a new
+filter, search or sort asks the database again instead of sorting in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+
+from app.models.snapshots import AuditSnapshot, RecipientSnapshot
+from app.models.status import RecipientStatus
+from app.services.batch_calls import BatchCallService, RecipientQuery, RecipientSort
+from app.views import formatting
+from app.views.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+PAGE_SIZE = 200
+
+
+class RecipientRole(IntEnum):
+    SNAPSHOT = Qt.ItemDataRole.UserRole
+    RECIPIENT_ID = Qt.ItemDataRole.UserRole + 1
+
+
+class RecipientColumn(IntEnum):
+    ROW = 0
+    PHONE = 1
+    NAME = 2
+    STATUS = 3
+    ATTEMPTS = 4
+    ENDED = 5
+    VARIABLES = 6
+
+
+RECIPIENT_HEADERS = {
+    RecipientColumn.ROW: "Row",
+    RecipientColumn.PHONE: "Phone Number",
+    RecipientColumn.NAME: "Name",
+    RecipientColumn.STATUS: "Status",
+    RecipientColumn.ATTEMPTS: "Attempts",
+    RecipientColumn.ENDED: "Call Ended",
+    RecipientColumn.VARIABLES: "Variables",
+}
+
+#: Which SQL sort a header click asks for (Variables cannot be sorted).
+SORT_FOR_COLUMN = {
+    RecipientColumn.ROW: RecipientSort.ROW,
+    RecipientColumn.PHONE: RecipientSort.PHONE,
+    RecipientColumn.NAME: RecipientSort.NAME,
+    RecipientColumn.STATUS: RecipientSort.STATUS,
+    RecipientColumn.ATTEMPTS: RecipientSort.ATTEMPTS,
+    RecipientColumn.ENDED: RecipientSort.ENDED,
+}
+
+_RECIPIENT_ROLES = [
+    Qt.ItemDataRole.DisplayRole,
+    Qt.ItemDataRole.ToolTipRole,
+    RecipientRole.SNAPSHOT,
+]
+
+
+class RecipientTableModel(QAbstractTableModel):
+    """The recipients of one batch call, a page at a time.
+
+    Signals: loaded(int) with the number of matching recipients, after a (re)query;
+    pageFetched(int) with the number of rows held, after fetchMore brought a page.
+    """
+
+    loaded = Signal(int)
+    pageFetched = Signal(int)
+
+    def __init__(
+        self,
+        service: BatchCallService,
+        batch_id: int,
+        tasks: TaskRunner,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.setObjectName("recipientModel")
+        self._service = service
+        self._batch_id = batch_id
+        self._tasks = tasks
+        self._rows: list[RecipientSnapshot] = []
+        self._total = 0
+        self._query = RecipientQuery()
+        self._generation = 0  # answers to an older query are dropped
+        self._refreshing = False
+        self._fetching = False
+
+    # ----------------------------------------------------------------- Qt interface
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(RecipientColumn)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(RecipientColumn)
+        ):
+            return RECIPIENT_HEADERS[RecipientColumn(section)]
+        return None
+
+    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        recipient = self._rows[index.row()]
+        if role == RecipientRole.SNAPSHOT:
+            return recipient
+        if role == RecipientRole.RECIPIENT_ID:
+            return recipient.id
+        column = RecipientColumn(index.column())
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(recipient, column)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column is RecipientColumn.STATUS and recipient.last_error:
+                return recipient.last_error
+            if column is RecipientColumn.VARIABLES and recipient.variables:
+                return "\n".join(f"{k}: {v}" for k, v in recipient.variables.items())
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (
+            RecipientColumn.ROW,
+            RecipientColumn.ATTEMPTS,
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _display(recipient: RecipientSnapshot, column: RecipientColumn) -> str:
+        if column is RecipientColumn.ROW:
+            return str(recipient.row_number)
+        if column is RecipientColumn.PHONE:
+            return recipient.phone_number
+        if column is RecipientColumn.NAME:
+            return recipient.name or ""
+        if column is RecipientColumn.STATUS:
+            return recipient.status.display_name
+        if column is RecipientColumn.ATTEMPTS:
+            return str(recipient.attempts)
+        if column is RecipientColumn.ENDED:
+            return formatting.local_time(recipient.ended_at) if recipient.ended_at else ""
+        return formatting.variables_text(recipient.variables)
+
+    def canFetchMore(self, parent: AnyIndex) -> bool:
+        return not parent.isValid() and len(self._rows) < self._total
+
+    def fetchMore(self, parent: AnyIndex) -> None:
+        """Read the next page in the background; its rows are appended when it arrives
+        (never inside a view's or a tester's own signal handling)."""
+        if parent.isValid() or self._fetching or len(self._rows) >= self._total:
+            return
+        self._fetching = True
+        generation = self._generation
+        offset = len(self._rows)
+        query = self._query
+        batch_id = self._batch_id
+
+        def read(_control: object) -> list[RecipientSnapshot]:
+            return self._service.recipients_page(batch_id, query, offset=offset, limit=PAGE_SIZE)
+
+        def done(page: object) -> None:
+            self._fetching = False
+            if generation != self._generation or offset != len(self._rows):
+                return
+            assert isinstance(page, list)
+            if not page:
+                self._total = len(self._rows)  # fewer than counted: some were deleted
+                return
+            self.beginInsertRows(QModelIndex(), offset, offset + len(page) - 1)
+            self._rows.extend(page)
+            self.endInsertRows()
+            self.pageFetched.emit(len(self._rows))
+
+        def failed(error: BaseException) -> None:
+            self._fetching = False
+            log.warning("reading recipients failed: %s", error)
+
+        self._tasks.submit(
+            "recipientsPage", read, on_done=done, on_error=failed, quiet=True, owner=self
+        )
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Header clicks sort in SQL; Variables keeps the current order."""
+        if column not in SORT_FOR_COLUMN:
+            return
+        self.set_query(
+            replace(
+                self._query,
+                sort=SORT_FOR_COLUMN[RecipientColumn(column)],
+                descending=order == Qt.SortOrder.DescendingOrder,
+            )
+        )
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def query(self) -> RecipientQuery:
+        return self._query
+
+    @property
+    def total(self) -> int:
+        """How many recipients match the filter (not only the rows loaded)."""
+        return self._total
+
+    def recipient(self, row: int) -> RecipientSnapshot | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def row_of(self, recipient_id: int) -> int | None:
+        for row, recipient in enumerate(self._rows):
+            if recipient.id == recipient_id:
+                return row
+        return None
+
+    def set_filter(self, status: RecipientStatus | None, search: str) -> None:
+        self.set_query(replace(self._query, status=status, search=search))
+
+    def set_query(self, query: RecipientQuery) -> None:
+        """Count and read the first page in the background, then show them."""
+        self._query = query
+        self._generation += 1
+        generation = self._generation
+        batch_id = self._batch_id
+
+        def read(_control: object) -> tuple[int, list[RecipientSnapshot]]:
+            total = self._service.count_recipients(batch_id, query)
+            return total, self._service.recipients_page(batch_id, query, 0, PAGE_SIZE)
+
+        def done(result: object) -> None:
+            if generation != self._generation:
+                return
+            assert isinstance(result, tuple)
+            total, page = result
+            self.beginResetModel()
+            self._rows = list(page)
+            self._total = max(total, len(page))
+            self.endResetModel()
+            self.loaded.emit(self._total)
+
+        self._tasks.submit("recipients", read, on_done=done, owner=self)
+
+    def load(self) -> None:
+        self.set_query(self._query)
+
+    def refresh(self) -> None:
+        """Re-read the rows already shown (live updates) without losing the selection:
+        rows whose content changed are reported with dataChanged; if the set of rows
+        changed (a status filter), the model is reset (the view restores the selection)."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+        generation = self._generation
+        query = self._query
+        loaded = max(len(self._rows), PAGE_SIZE)
+        batch_id = self._batch_id
+
+        def read(_control: object) -> tuple[int, list[RecipientSnapshot]]:
+            total = self._service.count_recipients(batch_id, query)
+            return total, self._service.recipients_page(batch_id, query, 0, loaded)
+
+        def done(result: object) -> None:
+            self._refreshing = False
+            if generation != self._generation:
+                return
+            assert isinstance(result, tuple)
+            total, fresh = result
+            self._apply_refresh(total, fresh)
+
+        def failed(error: BaseException) -> None:
+            self._refreshing = False
+            log.warning("recipients refresh failed: %s", error)
+
+        self._tasks.submit(
+            "recipientsRefresh", read, on_done=done, on_error=failed, quiet=True, owner=self
+        )
+
+    def _apply_refresh(self, total: int, fresh: list[RecipientSnapshot]) -> None:
+        current = self._rows
+        same_rows = len(fresh) >= len(current) and all(
+            a.id == b.id for a, b in zip(current, fresh, strict=False)
+        )
+        if not same_rows:
+            self.beginResetModel()
+            self._rows = fresh
+            self._total = max(total, len(fresh))
+            self.endResetModel()
+            self.loaded.emit(self._total)
+            return
+        changed = [row for row in range(len(current)) if current[row] != fresh[row]]
+        if changed:
+            # One signal for the changed span: each emit is a round trip through Qt (and,
+            # with the engine busy, a wait for the interpreter lock), so never one per row.
+            first, last = changed[0], changed[-1]
+            current[first : last + 1] = fresh[first : last + 1]
+            self.dataChanged.emit(
+                self.index(first, 0), self.index(last, len(RecipientColumn) - 1), _RECIPIENT_ROLES
+            )
+        self._total = max(total, len(current))
+        self.loaded.emit(self._total)
+
+
+class HistoryColumn(IntEnum):
+    WHEN = 0
+    ACTION = 1
+    USER = 2
+    HOST = 3
+    DETAIL = 4
+
+
+HISTORY_HEADERS = {
+    HistoryColumn.WHEN: "When",
+    HistoryColumn.ACTION: "Action",
+    HistoryColumn.USER: "By",
+    HistoryColumn.HOST: "Computer",
+    HistoryColumn.DETAIL: "Detail",
+}
+
+
+class HistoryTableModel(QAbstractTableModel):
+    """The audit trail of one batch call: who did what, from which computer, when."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.setObjectName("historyModel")
+        self._events: list[AuditSnapshot] = []
+
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._events)
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(HistoryColumn)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HistoryColumn)
+        ):
+            return HISTORY_HEADERS[HistoryColumn(section)]
+        return None
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._events):
+            return None
+        event = self._events[index.row()]
+        if role == Qt.ItemDataRole.UserRole:
+            return event
+        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return None
+        column = HistoryColumn(index.column())
+        if column is HistoryColumn.WHEN:
+            return formatting.local_time(event.at, seconds=True)
+        if column is HistoryColumn.ACTION:
+            return event.action.title()
+        if column is HistoryColumn.USER:
+            return event.user
+        if column is HistoryColumn.HOST:
+            return event.host
+        return event.detail
+
+    def set_events(self, events: list[AuditSnapshot]) -> None:
+        if events == self._events:
+            return
+        if len(events) >= len(self._events) and events[: len(self._events)] == self._events:
+            if len(events) > len(self._events):  # new events are appended
+                first = len(self._events)
+                self.beginInsertRows(QModelIndex(), first, len(events) - 1)
+                self._events = list(events)
+                self.endInsertRows()
+            return
+        self.beginResetModel()
+        self._events = list(events)
+        self.endResetModel()
+
+    def events(self) -> list[AuditSnapshot]:
+        return list(self._events)

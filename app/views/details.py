@@ -1,0 +1,690 @@
+"""The details of one batch call: a header with Reload, Retry and Delete, and four tabs
+(Summary, Configuration, Recipients, History), each filled by its own method.
+
+The dialog is not modal: it stays open beside the list and updates live, from the
+snapshots the main window forwards and from the engine's recipientsChanged signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
+from app.models.status import Action, BatchStatus, RecipientStatus
+from app.models.window import parse_timezone
+from app.views import ask, formatting
+from app.views.actions import ActionController
+from app.views.context import AppContext
+from app.views.detail_models import (
+    SORT_FOR_COLUMN,
+    HistoryTableModel,
+    RecipientColumn,
+    RecipientRole,
+    RecipientTableModel,
+)
+from app.views.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+RECIPIENTS_REFRESH_MS = 1000
+SEARCH_DELAY_MS = 250
+#: Recipient outcomes that come with call details (times, duration, call id, error).
+CALLED_STATUSES = (RecipientStatus.COMPLETED, RecipientStatus.FAILED, RecipientStatus.NO_ANSWER)
+
+
+def _value_label(parent: QWidget, name: str) -> QLabel:
+    label = QLabel(parent)
+    label.setObjectName(name)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setWordWrap(True)
+    return label
+
+
+class DetailsDialog(QDialog):
+    """Everything about one batch call.
+
+    Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
+    the dialog's own reload finished; historyLoaded(int) with the number of events.
+    """
+
+    reloadRequested = Signal(int)
+    reloaded = Signal()
+    historyLoaded = Signal(int)
+
+    def __init__(
+        self,
+        context: AppContext,
+        snapshot: BatchCallSnapshot,
+        actions: ActionController,
+        tasks: TaskRunner,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.setObjectName("detailsDialog")
+        self.setModal(False)
+        self.resize(900, 620)
+        self.context = context
+        self.service = context.service
+        self.snapshot = snapshot
+        self.action_controller = actions
+        self.tasks = tasks
+        self._deleted = False
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_header())
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("detailsTabs")
+        self.summary_tab = self._build_summary_tab()
+        self.configuration_tab = self._build_configuration_tab()
+        self.recipients_tab = self._build_recipients_tab()
+        self.history_tab = self._build_history_tab()
+        self.tabs.addTab(self.summary_tab, "Summary")
+        self.tabs.addTab(self.configuration_tab, "Configuration")
+        self.tabs.addTab(self.recipients_tab, "Recipients")
+        self.tabs.addTab(self.history_tab, "History")
+        layout.addWidget(self.tabs, 1)
+
+        footer = QHBoxLayout()
+        self.loading = QProgressBar(self)
+        self.loading.setObjectName("detailsLoadingIndicator")
+        self.loading.setRange(0, 0)
+        self.loading.setMaximumWidth(100)
+        self.loading.setMaximumHeight(12)
+        self.loading.setTextVisible(False)
+        self.loading.setVisible(False)
+        footer.addWidget(self.loading)
+        self.message_label = QLabel(self)
+        self.message_label.setObjectName("detailsMessageLabel")
+        footer.addWidget(self.message_label, 1)
+        close = QPushButton("Close", self)
+        close.setObjectName("detailsCloseButton")
+        close.clicked.connect(self.close)
+        footer.addWidget(close)
+        layout.addLayout(footer)
+
+        self.recipients_timer = QTimer(self)
+        self.recipients_timer.setObjectName("recipientsRefreshTimer")
+        self.recipients_timer.setSingleShot(True)
+        self.recipients_timer.setInterval(RECIPIENTS_REFRESH_MS)
+        self.recipients_timer.timeout.connect(self.recipient_model.refresh)
+
+        reload_shortcut = QShortcut(QKeySequence("F5"), self)
+        reload_shortcut.setObjectName("detailsReloadShortcut")
+        reload_shortcut.activated.connect(self.reload)
+
+        self.fill_all()
+        self.recipient_model.load()
+        self.load_history()
+
+    # ----------------------------------------------------------------- construction
+    def _build_header(self) -> QHBoxLayout:
+        header = QHBoxLayout()
+        titles = QVBoxLayout()
+        self.name_label = QLabel(self)
+        self.name_label.setObjectName("detailsNameLabel")
+        self.name_label.setProperty("role", "title")
+        self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        titles.addWidget(self.name_label)
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("detailsStatusLabel")
+        self.status_label.setProperty("role", "status")
+        titles.addWidget(self.status_label)
+        header.addLayout(titles)
+        header.addStretch(1)
+
+        self.reload_button = QPushButton("Reload", self)
+        self.reload_button.setObjectName("detailsReloadButton")
+        self.reload_button.setToolTip("Fetch the latest data (F5)")
+        self.reload_button.clicked.connect(self.reload)
+        self.retry_button = QPushButton("Retry", self)
+        self.retry_button.setObjectName("detailsRetryButton")
+        self.retry_button.setToolTip("Call the failed and unanswered recipients again")
+        self.retry_button.clicked.connect(lambda: self._perform(Action.RETRY))
+        self.delete_button = QPushButton("Delete", self)
+        self.delete_button.setObjectName("detailsDeleteButton")
+        self.delete_button.setProperty("role", "danger")
+        self.delete_button.clicked.connect(lambda: self._perform(Action.DELETE))
+        for button in (self.reload_button, self.retry_button, self.delete_button):
+            header.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        return header
+
+    def _build_summary_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("summaryTab")
+        outer = QVBoxLayout(tab)
+        self.reason_label = QLabel(tab)
+        self.reason_label.setObjectName("summaryReasonLabel")
+        self.reason_label.setProperty("role", "notice")
+        self.reason_label.setWordWrap(True)
+        outer.addWidget(self.reason_label)
+
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.summary: dict[str, QLabel] = {}
+        for key, label in (
+            ("status", "Status"),
+            ("total", "Total recipients"),
+            ("started", "Start time"),
+            ("finished", "Finished"),
+            ("agent", "Agent"),
+            ("from_number", "From number"),
+        ):
+            self.summary[key] = _value_label(tab, f"summary{key.title().replace('_', '')}")
+            form.addRow(f"{label}:", self.summary[key])
+        self.progress_bar = QProgressBar(tab)
+        self.progress_bar.setObjectName("summaryProgressBar")
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setFormat("%p %")
+        form.addRow("Progress:", self.progress_bar)
+        for key, label in (
+            ("completed", "Processed"),
+            ("remaining", "Remaining"),
+            ("percent", "Percent complete"),
+            ("retries", "Retries"),
+        ):
+            self.summary[key] = _value_label(tab, f"summary{key.title()}")
+            form.addRow(f"{label}:", self.summary[key])
+        self.summary["completed"].setToolTip(
+            "Recipients with a final outcome: completed, failed or no answer"
+        )
+        outer.addLayout(form)
+
+        box = QGroupBox("Recipients by status", tab)
+        box.setObjectName("summaryCountsBox")
+        grid = QGridLayout(box)
+        self.count_labels: dict[RecipientStatus, QLabel] = {}
+        for column, status in enumerate(RecipientStatus):
+            name = QLabel(status.display_name, box)
+            name.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            value = QLabel(box)
+            value.setObjectName(f"count{status.display_name.replace(' ', '')}")
+            value.setProperty("role", "count")
+            value.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            grid.addWidget(value, 0, column)
+            grid.addWidget(name, 1, column)
+            self.count_labels[status] = value
+        outer.addWidget(box)
+        outer.addStretch(1)
+        return tab
+
+    def _build_configuration_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("configurationTab")
+        outer = QVBoxLayout(tab)
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.configuration: dict[str, QLabel] = {}
+        for key, label in (
+            ("send_type", "Send type"),
+            ("scheduled", "Scheduled for"),
+            ("timezone", "Timezone"),
+            ("time_range", "Time range"),
+            ("allowed_days", "Allowed days"),
+            ("concurrency", "Reserved concurrency"),
+            ("created", "Created"),
+        ):
+            name = "config" + "".join(part.title() for part in key.split("_"))
+            self.configuration[key] = _value_label(tab, name)
+            form.addRow(f"{label}:", self.configuration[key])
+        outer.addLayout(form)
+        note = QLabel(
+            "The configuration cannot change after creation; only the name can be edited.", tab
+        )
+        note.setObjectName("configurationNote")
+        note.setProperty("role", "hint")
+        outer.addWidget(note)
+        outer.addStretch(1)
+        return tab
+
+    def _build_recipients_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("recipientsTab")
+        outer = QVBoxLayout(tab)
+        bar = QHBoxLayout()
+        self.status_filter = QComboBox(tab)
+        self.status_filter.setObjectName("recipientStatusFilter")
+        self.status_filter.addItem("All statuses", None)
+        for status in RecipientStatus:
+            self.status_filter.addItem(status.display_name, status.value)
+        self.status_filter.currentIndexChanged.connect(self._filter_changed)
+        bar.addWidget(QLabel("Show:", tab))
+        bar.addWidget(self.status_filter)
+        self.recipient_search = QLineEdit(tab)
+        self.recipient_search.setObjectName("recipientSearch")
+        self.recipient_search.setPlaceholderText("Search phone number or name")
+        self.recipient_search.setClearButtonEnabled(True)
+        bar.addWidget(self.recipient_search, 1)
+        self.recipient_count_label = QLabel(tab)
+        self.recipient_count_label.setObjectName("recipientCountLabel")
+        bar.addWidget(self.recipient_count_label)
+        self.export_button = QPushButton("Export CSV…", tab)
+        self.export_button.setObjectName("exportButton")
+        self.export_button.setToolTip("Save the recipients shown (with outcomes) as a CSV file")
+        self.export_button.clicked.connect(self.export)
+        bar.addWidget(self.export_button)
+        outer.addLayout(bar)
+
+        self.search_timer = QTimer(self)
+        self.search_timer.setObjectName("recipientSearchTimer")
+        self.search_timer.setSingleShot(True)
+        self.search_timer.setInterval(SEARCH_DELAY_MS)
+        self.search_timer.timeout.connect(self._filter_changed)
+        self.recipient_search.textChanged.connect(lambda _t: self.search_timer.start())
+
+        splitter = QSplitter(Qt.Orientation.Vertical, tab)
+        splitter.setObjectName("recipientsSplitter")
+        self.recipient_model = RecipientTableModel(self.service, self.snapshot.id, self.tasks, self)
+        self.recipient_model.loaded.connect(self._recipients_loaded)
+        self.recipient_model.modelAboutToBeReset.connect(self._remember_recipient)
+        self.recipient_model.modelReset.connect(self._restore_recipient)
+        self.recipient_model.dataChanged.connect(self._recipient_data_changed)
+        self.recipient_table = QTableView(splitter)
+        self.recipient_table.setObjectName("recipientTable")
+        self.recipient_table.setModel(self.recipient_model)
+        self.recipient_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.recipient_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.recipient_table.setAlternatingRowColors(True)
+        self.recipient_table.verticalHeader().setVisible(False)
+        self.recipient_table.setWordWrap(False)
+        header = self.recipient_table.horizontalHeader()
+        header.setSortIndicatorShown(True)
+        header.setSectionsClickable(True)
+        header.setSortIndicator(RecipientColumn.ROW, Qt.SortOrder.AscendingOrder)
+        header.sortIndicatorChanged.connect(self._sort_requested)
+        self._sort = (int(RecipientColumn.ROW), Qt.SortOrder.AscendingOrder)
+        header.setStretchLastSection(True)
+        for column, width in (
+            (RecipientColumn.ROW, 55),
+            (RecipientColumn.PHONE, 140),
+            (RecipientColumn.NAME, 150),
+            (RecipientColumn.STATUS, 100),
+            (RecipientColumn.ATTEMPTS, 75),
+            (RecipientColumn.ENDED, 135),
+        ):
+            self.recipient_table.setColumnWidth(column, width)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.recipient_table.selectionModel().currentRowChanged.connect(
+            lambda current, _previous: self.fill_call_details(current)
+        )
+        self._remembered_recipient: int | None = None
+
+        self.call_details = QGroupBox("Call details", splitter)
+        self.call_details.setObjectName("callDetailsPanel")
+        grid = QGridLayout(self.call_details)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        self.call_fields: dict[str, QLabel] = {}
+        fields = (
+            ("recipient", "Recipient"),
+            ("requested", "Call requested"),
+            ("answered", "Answered"),
+            ("ended", "Ended"),
+            ("duration", "Duration"),
+            ("answered_by", "Answered by"),
+            ("call_id", "Provider call id"),
+            ("attempts", "Attempts"),
+            ("error", "Last error"),
+        )
+        for position, (key, label) in enumerate(fields):
+            name = "call" + "".join(part.title() for part in key.split("_"))
+            self.call_fields[key] = _value_label(self.call_details, name)
+            caption = QLabel(f"{label}:", self.call_details)
+            caption.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+            if key in ("recipient", "error"):  # long values get the whole width
+                row = 0 if key == "recipient" else 5
+                grid.addWidget(caption, row, 0)
+                grid.addWidget(self.call_fields[key], row, 1, 1, 3)
+                continue
+            index = position - 1
+            row, grid_column = 1 + index % 4, (index // 4) * 2
+            grid.addWidget(caption, row, grid_column)
+            grid.addWidget(self.call_fields[key], row, grid_column + 1)
+        splitter.addWidget(self.recipient_table)
+        splitter.addWidget(self.call_details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([360, 170])
+        outer.addWidget(splitter, 1)
+        self.fill_call_details(QModelIndex())
+        return tab
+
+    def _build_history_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("historyTab")
+        outer = QVBoxLayout(tab)
+        self.history_model = HistoryTableModel(self)
+        self.history_table = QTableView(tab)
+        self.history_table.setObjectName("historyTable")
+        self.history_table.setModel(self.history_model)
+        self.history_table.verticalHeader().setVisible(False)
+        self.history_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.history_table.horizontalHeader().setStretchLastSection(True)
+        for column, width in ((0, 150), (1, 90), (2, 110), (3, 130)):
+            self.history_table.setColumnWidth(column, width)
+        outer.addWidget(self.history_table)
+        return tab
+
+    # ----------------------------------------------------------------- filling
+    def fill_all(self) -> None:
+        self.fill_header()
+        self.fill_summary()
+        self.fill_configuration()
+
+    def fill_header(self) -> None:
+        s = self.snapshot
+        self.setWindowTitle(f"{s.name}: batch call details")
+        self.name_label.setText(s.name)
+        self.status_label.setText(s.status_display)
+        self.status_label.setProperty("status", s.status.value)
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
+        actions = s.actions
+        self.retry_button.setVisible(Action.RETRY in actions and not self._deleted)
+        self.delete_button.setEnabled(not self._deleted)
+        self.reload_button.setEnabled(not self._deleted)
+
+    def fill_summary(self) -> None:
+        s = self.snapshot
+        self.summary["status"].setText(s.status_display)
+        self.summary["total"].setText(formatting.count(s.total_recipients))
+        self.summary["started"].setText(
+            formatting.local_time(s.started_at) if s.started_at else "Not started yet"
+        )
+        self.summary["finished"].setText(formatting.local_time(s.finished_at))
+        self.summary["agent"].setText(s.agent_name)
+        self.summary["from_number"].setText(s.from_number)
+        self.progress_bar.setValue(round(s.progress_percent * 10))
+        self.progress_bar.setFormat(formatting.progress_text(s))
+        self.summary["completed"].setText(
+            f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
+        )
+        self.summary["remaining"].setText(formatting.count(s.remaining_count))
+        self.summary["percent"].setText(f"{s.progress_percent:.1f} %")
+        self.summary["retries"].setText(str(s.retry_count))
+        for status, label in self.count_labels.items():
+            label.setText(formatting.count(s.counts.get(status, 0)))
+        self.reason_label.setText(self.reason_text())
+        self.reason_label.setVisible(bool(self.reason_label.text()))
+
+    def reason_text(self) -> str:
+        """Why nothing is being dialed (or why it failed), in the supervisor's words."""
+        s = self.snapshot
+        if s.status is BatchStatus.FAILED:
+            return f"Failed: {s.failure_reason or 'no reason was recorded.'}"
+        if s.waiting_reason:
+            return s.waiting_reason
+        if s.status is BatchStatus.SCHEDULED:
+            if s.send_type is SendType.SCHEDULE and s.scheduled_at:
+                when = formatting.local_time(s.scheduled_at, parse_timezone(s.timezone))
+                return f"Scheduled: starts at {when} ({s.timezone})."
+            return "Scheduled: the worker picks it up within a minute."
+        if s.status is BatchStatus.PENDING:
+            return "Recipients are still being stored; it is scheduled when that finishes."
+        if s.status is BatchStatus.PAUSED:
+            return "Paused: no new calls are placed until it is resumed."
+        return ""
+
+    def fill_configuration(self) -> None:
+        s = self.snapshot
+        zone = parse_timezone(s.timezone)
+        self.configuration["send_type"].setText(s.send_type.display_name)
+        scheduled = s.send_type is SendType.SCHEDULE and s.scheduled_at is not None
+        self.configuration["scheduled"].setText(
+            f"{formatting.local_time(s.scheduled_at, zone)} ({s.timezone})"
+            if scheduled
+            else "Not scheduled (Send Now)"
+        )
+        self.configuration["timezone"].setText(s.timezone)
+        self.configuration["time_range"].setText(f"{s.window_start} to {s.window_end}")
+        self.configuration["allowed_days"].setText(s.allowed_days_display)
+        self.configuration["concurrency"].setText(str(s.reserved_concurrency))
+        self.configuration["created"].setText(formatting.local_time(s.created_at))
+
+    def fill_call_details(self, index: QModelIndex) -> None:
+        """Times, duration, answered-by, provider call id and last error of the selected
+        recipient, when it was called (completed, failed or not answered)."""
+        recipient = index.data(RecipientRole.SNAPSHOT) if index.isValid() else None
+        fields = self.call_fields
+        if not isinstance(recipient, RecipientSnapshot):
+            for label in fields.values():
+                label.setText("")
+            fields["recipient"].setText("Select a recipient to see its call.")
+            return
+        fields["recipient"].setText(
+            f"{recipient.phone_number} {recipient.name or ''} ({recipient.status.display_name})"
+        )
+        if recipient.status not in CALLED_STATUSES:
+            for key in fields:
+                if key != "recipient":
+                    fields[key].setText("")
+            fields["requested"].setText(
+                "Not called yet." if recipient.attempts == 0 else "A call is in progress."
+            )
+            return
+        fields["requested"].setText(formatting.local_time(recipient.requested_at, seconds=True))
+        fields["answered"].setText(formatting.local_time(recipient.answered_at, seconds=True))
+        fields["ended"].setText(formatting.local_time(recipient.ended_at, seconds=True))
+        fields["duration"].setText(formatting.duration(recipient.duration_seconds))
+        fields["answered_by"].setText(recipient.answered_by or formatting.NO_VALUE)
+        fields["call_id"].setText(recipient.provider_call_id or formatting.NO_VALUE)
+        fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+        fields["attempts"].setText(str(recipient.attempts))
+
+    def load_history(self) -> None:
+        batch_id = self.snapshot.id
+
+        def done(events: object) -> None:
+            assert isinstance(events, list)
+            self.history_model.set_events(events)
+            self.historyLoaded.emit(len(events))
+
+        self.tasks.submit(
+            "history",
+            lambda _c: self.service.history(batch_id),
+            on_done=done,
+            quiet=True,
+            owner=self,
+        )
+
+    # ----------------------------------------------------------------- live updates
+    def update_snapshot(self, snapshot: BatchCallSnapshot) -> None:
+        """A fresher snapshot (from the main window's live updates or a reload)."""
+        if snapshot.id != self.snapshot.id or self._deleted:
+            return
+        previous = self.snapshot
+        self.snapshot = snapshot
+        if snapshot == previous:
+            return
+        self.fill_all()
+        if snapshot.counts != previous.counts or snapshot.status != previous.status:
+            self.recipients_changed()
+        if (
+            snapshot.status != previous.status
+            or snapshot.name != previous.name
+            or snapshot.retry_count != previous.retry_count
+        ):
+            self.load_history()
+
+    def recipients_changed(self) -> None:
+        """Recipients changed (engine signal): refresh the rows shown, at most once a second."""
+        if not self.recipients_timer.isActive():
+            self.recipients_timer.start()
+
+    def batch_deleted(self) -> None:
+        """The batch call no longer exists: say so and close."""
+        self._deleted = True
+        self.fill_header()
+        self.recipients_timer.stop()
+        self.close()
+
+    # ----------------------------------------------------------------- recipients
+    def _filter_changed(self, *_args: Any) -> None:
+        value = self.status_filter.currentData()
+        status = RecipientStatus(value) if value else None
+        self.recipient_model.set_filter(status, self.recipient_search.text())
+
+    def _sort_requested(self, column: int, order: Qt.SortOrder) -> None:
+        """Sort in SQL; a click on Variables (not sortable) puts the indicator back."""
+        if column not in SORT_FOR_COLUMN:
+            header = self.recipient_table.horizontalHeader()
+            header.blockSignals(True)
+            header.setSortIndicator(*self._sort)
+            header.blockSignals(False)
+            return
+        self._sort = (column, order)
+        self.recipient_model.sort(column, order)
+
+    def _recipients_loaded(self, total: int) -> None:
+        shown = self.recipient_model.rowCount()
+        query = self.recipient_model.query
+        filtered = query.status is not None or bool(query.search.strip())
+        what = "matching recipients" if filtered else "recipients"
+        if total == 0:
+            text = "No recipient matches." if filtered else "No recipients."
+        elif shown < total:
+            text = f"{formatting.count(shown)} of {formatting.count(total)} {what} loaded"
+        else:
+            text = f"{formatting.count(total)} {what}"
+        self.recipient_count_label.setText(text)
+
+    def _remember_recipient(self) -> None:
+        index = self.recipient_table.currentIndex()
+        self._remembered_recipient = (
+            index.data(RecipientRole.RECIPIENT_ID) if index.isValid() else None
+        )
+        self._remembered_scroll = self.recipient_table.verticalScrollBar().value()
+
+    def _restore_recipient(self) -> None:
+        recipient_id = self._remembered_recipient
+        if recipient_id is not None:
+            row = self.recipient_model.row_of(recipient_id)
+            if row is not None:
+                self.recipient_table.selectionModel().setCurrentIndex(
+                    self.recipient_model.index(row, 0),
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows,
+                )
+        QTimer.singleShot(
+            0,
+            self.recipient_table,
+            lambda v=self._remembered_scroll: self.recipient_table.verticalScrollBar().setValue(v),
+        )
+        self.fill_call_details(self.recipient_table.currentIndex())
+
+    def _recipient_data_changed(self, top: QModelIndex, bottom: QModelIndex, *_roles: Any) -> None:
+        current = self.recipient_table.currentIndex()
+        if current.isValid() and top.row() <= current.row() <= bottom.row():
+            self.fill_call_details(current)
+
+    def select_recipient(self, row: int) -> None:
+        self.recipient_table.selectionModel().setCurrentIndex(
+            self.recipient_model.index(row, 0),
+            QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows,
+        )
+
+    def export(self) -> None:
+        """Write the recipients shown (current filter) to a CSV file the supervisor picks."""
+        s = self.snapshot
+        safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in s.name).strip()
+        path = ask.save_file(
+            self, "Export recipients", f"{safe or 'batch-call'}-recipients.csv", "CSV files (*.csv)"
+        )
+        if not path:
+            return
+        if not path.lower().endswith(".csv"):
+            path += ".csv"
+        query = self.recipient_model.query
+        self.export_button.setEnabled(False)
+        self._show_busy(True, "Exporting recipients…")
+
+        def done(count: object) -> None:
+            self.export_button.setEnabled(True)
+            self._show_busy(False, f"Exported {count:,} recipients to {Path(path).name}.")
+
+        def failed(error: BaseException) -> None:
+            self.export_button.setEnabled(True)
+            self._show_busy(False, "Export failed.")
+            ask.inform(
+                self,
+                "Export failed",
+                f"The recipients could not be written to {path}: {error}. "
+                "Choose another folder (one you can write to) and try again.",
+                warning=True,
+            )
+
+        self.tasks.submit(
+            "export",
+            lambda _c: self.service.export_recipients(s.id, path, query),
+            on_done=done,
+            on_error=failed,
+            owner=self,
+        )
+
+    # ----------------------------------------------------------------- header actions
+    def _perform(self, action: Action) -> None:
+        self.action_controller.perform(action, self.snapshot, self)
+
+    def reload(self) -> None:
+        """Re-read the batch call, its recipients and its history (with a busy indicator)."""
+        if self._deleted:
+            return
+        batch_id = self.snapshot.id
+        self._show_busy(True, "Reloading…")
+        self.reloadRequested.emit(batch_id)
+
+        def done(snapshot: object) -> None:
+            if snapshot is None:
+                self._show_busy(False, "This batch call no longer exists.")
+                self.batch_deleted()
+                return
+            assert isinstance(snapshot, BatchCallSnapshot)
+            self.update_snapshot(snapshot)
+            self.recipient_model.refresh()
+            self.load_history()
+            self._show_busy(False, "Reloaded.")
+            self.reloaded.emit()
+
+        def failed(error: BaseException) -> None:
+            self._show_busy(False, f"Could not reload: {error}. Check the database connection.")
+
+        self.tasks.submit(
+            "detailsReload",
+            lambda _c: self.service.find(batch_id),
+            on_done=done,
+            on_error=failed,
+            owner=self,
+        )
+
+    def _show_busy(self, busy: bool, message: str) -> None:
+        self.loading.setVisible(busy)
+        self.message_label.setText(message)
+
+    def closeEvent(self, event: Any) -> None:
+        self.recipients_timer.stop()
+        self.search_timer.stop()
+        super().closeEvent(event)

@@ -1,0 +1,65 @@
+"""How numbers, times and secrets are written for the supervisor (pure, no Qt).
+
+Kept apart from the widgets so the same text appears in the list, the details and the
+tests, and so the rules can be checked without a window.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, tzinfo
+
+from app.models.snapshots import BatchCallSnapshot
+
+log = logging.getLogger(__name__)
+
+NO_VALUE = "—"
+
+
+def count(value: int) -> str:
+    """1234567 -> "1,234,567"."""
+    return f"{value:,}"
+
+
+def progress_text(snapshot: BatchCallSnapshot) -> str:
+    """ "45 % (450/1,000)": finished recipients out of all, as the list shows it."""
+    percent = snapshot.progress_percent
+    shown = int(percent) if percent < 100 else 100
+    return f"{shown} % ({count(snapshot.finished_count)}/{count(snapshot.total_recipients)})"
+
+
+def local_time(value: datetime | None, zone: tzinfo | None = None, seconds: bool = False) -> str:
+    """An aware instant in the given zone (default: this computer's), or a dash."""
+    if value is None:
+        return NO_VALUE
+    shown = value.astimezone(zone) if zone is not None else value.astimezone()
+    pattern = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return shown.strftime(pattern)
+
+
+def duration(seconds: int | None) -> str:
+    """125 -> "2 min 5 s"."""
+    if seconds is None:
+        return NO_VALUE
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min {rest} s"
+    if minutes:
+        return f"{minutes} min {rest} s"
+    return f"{rest} s"
+
+
+def mask_sid(sid: str) -> str:
+    """An account SID as it may be shown: "AC12…cdef" (never the whole identifier)."""
+    sid = sid.strip()
+    if not sid:
+        return "no account"
+    if len(sid) <= 8:
+        return sid[:2] + "…"
+    return f"{sid[:4]}…{sid[-4:]}"
+
+
+def variables_text(variables: dict[str, object]) -> str:
+    """Dynamic variables on one line: "city: Austin; date: 2026-12-01"."""
+    return "; ".join(f"{key}: {value}" for key, value in variables.items())

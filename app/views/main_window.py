@@ -1,0 +1,803 @@
+"""The main window: the list of batch calls, the live name search, the per-row actions.
+
+Live updates arrive as batch call ids (from the engine thread and from the service's
+change listener); they are collected for 200 ms and refreshed in the background, and only
+the affected rows change, so selection, scroll position and search text stay put.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.snapshots import BatchCallSnapshot
+from app.models.status import Action
+from app.views import formatting
+from app.views.actions import ActionController, build_menu, make_qactions, success_message
+from app.views.batch_model import BatchCallFilterProxy, BatchCallRole, BatchCallTableModel, Column
+from app.views.context import AppContext
+from app.views.tasks import TaskRunner
+
+if TYPE_CHECKING:
+    from app.services.engine_thread import EngineHost
+
+log = logging.getLogger(__name__)
+
+LIVE_UPDATE_MS = 200
+POLL_MS = 5000
+
+
+class ChangeRelay(QObject):
+    """Turns the service's change callback (any thread) into a queued Qt signal.
+
+    Signals: changed(int) with the id of the batch call an action changed.
+    """
+
+    changed = Signal(int)
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the Progress column as a bar with its text ("45 % (450/1,000)")."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        percent = index.data(BatchCallRole.PROGRESS)
+        if percent is None:
+            super().paint(painter, option, index)
+            return
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        bar = QStyleOptionProgressBar()
+        bar.rect = QRect(option.rect).adjusted(3, 3, -3, -3)
+        bar.minimum = 0
+        bar.maximum = 1000
+        bar.progress = round(float(percent) * 10)
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        bar.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Horizontal
+        bar.palette = option.palette
+        bar.fontMetrics = option.fontMetrics
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class MainWindow(QMainWindow):
+    """The batch call list. Signals: detailsOpened(int) with the batch call id."""
+
+    detailsOpened = Signal(int)
+    reloaded = Signal(int)
+
+    def __init__(
+        self,
+        context: AppContext,
+        *,
+        engine: EngineHost | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("Batch Calls")
+        self.resize(1040, 620)
+        self.context = context
+        self.service = context.service
+        self.engine = engine
+        self._loaded_once = False
+        self._dirty: set[int] = set()
+        self._refreshing = False
+        self._details: dict[int, Any] = {}
+        self._closing = False
+
+        self.tasks = TaskRunner(self)
+        self.tasks.busyChanged.connect(self._show_busy)
+        self.actions_controller = ActionController(self.service, self.tasks, self)
+        self.actions_controller.succeeded.connect(self._action_succeeded)
+        self.actions_controller.refused.connect(self._action_refused)
+
+        self.model = BatchCallTableModel(self)
+        self.proxy = BatchCallFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+
+        self._build_widgets()
+        self._build_actions()
+        self._build_status_bar()
+
+        self.relay = ChangeRelay(self)
+        self.relay.setObjectName("changeRelay")
+        self.relay.changed.connect(self.mark_dirty)
+        self.service.on_change = self.relay.changed.emit
+        self._owns_on_change = True
+
+        self.live_timer = QTimer(self)
+        self.live_timer.setObjectName("liveUpdateTimer")
+        self.live_timer.setSingleShot(True)
+        self.live_timer.setInterval(LIVE_UPDATE_MS)
+        self.live_timer.timeout.connect(self._refresh_dirty)
+
+        # Another desktop or a headless worker on a shared database sends no signals here.
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setObjectName("pollTimer")
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(lambda: self.reload(quiet=True))
+        self.poll_timer.start()
+
+        self._connect_engine()
+        self.update_mode_label()
+        self.model.rowsInserted.connect(self._update_empty_state)
+        self.model.rowsRemoved.connect(self._update_empty_state)
+        self.model.modelReset.connect(self._update_empty_state)
+        self.proxy.rowsInserted.connect(self._update_search_summary)
+        self.proxy.rowsRemoved.connect(self._update_search_summary)
+        self.proxy.layoutChanged.connect(self._update_search_summary)
+        self.proxy.modelReset.connect(self._update_search_summary)
+        self.reload(initial=True)
+
+    # ----------------------------------------------------------------- construction
+    def _build_widgets(self) -> None:
+        central = QWidget(self)
+        central.setObjectName("centralWidget")
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(10, 10, 10, 4)
+
+        bar = QHBoxLayout()
+        self.create_button = QPushButton("New Batch Call", central)
+        self.create_button.setObjectName("createButton")
+        self.create_button.setToolTip("Create a batch call (Ctrl+N)")
+        self.create_button.setProperty("role", "primary")
+        self.create_button.clicked.connect(self.open_create_dialog)
+        bar.addWidget(self.create_button)
+
+        self.reload_button = QPushButton("Reload", central)
+        self.reload_button.setObjectName("reloadButton")
+        self.reload_button.setToolTip("Re-read every batch call from the database (F5)")
+        self.reload_button.clicked.connect(lambda: self.reload())
+        bar.addWidget(self.reload_button)
+
+        self.row_actions_button = QToolButton(central)
+        self.row_actions_button.setObjectName("rowActionsButton")
+        self.row_actions_button.setText("⋮ Actions")
+        self.row_actions_button.setToolTip("Actions for the selected batch call")
+        self.row_actions_button.clicked.connect(self.show_row_menu_for_current)
+        bar.addWidget(self.row_actions_button)
+
+        self.settings_button = QPushButton("Settings", central)
+        self.settings_button.setObjectName("settingsButton")
+        self.settings_button.setToolTip("Telephony provider, limits, agents and numbers (Ctrl+,)")
+        self.settings_button.clicked.connect(self.open_settings_dialog)
+        bar.addWidget(self.settings_button)
+        bar.addStretch(1)
+
+        self.search_field = QLineEdit(central)
+        self.search_field.setObjectName("searchField")
+        self.search_field.setPlaceholderText("Search by name (Ctrl+F)")
+        self.search_field.setClearButtonEnabled(True)
+        self.search_field.setMinimumWidth(260)
+        self.search_field.textChanged.connect(self._search_changed)
+        bar.addWidget(self.search_field)
+        self.search_field.installEventFilter(self)  # Esc clears the search
+        layout.addLayout(bar)
+
+        self.search_summary = QLabel(central)
+        self.search_summary.setObjectName("searchSummaryLabel")
+        self.search_summary.setVisible(False)
+        layout.addWidget(self.search_summary)
+
+        self.stack = QStackedWidget(central)
+        self.stack.setObjectName("listStack")
+        self.table = QTableView(self.stack)
+        self.table.setObjectName("batchCallTable")
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(Column.CREATED, Qt.SortOrder.DescendingOrder)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu_requested)
+        self.table.activated.connect(self._row_activated)
+        self.table.clicked.connect(self._row_clicked)
+        self.progress_delegate = ProgressDelegate(self.table)
+        self.table.setItemDelegateForColumn(Column.PROGRESS, self.progress_delegate)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        for column, width in (
+            (Column.TOTAL, 130),
+            (Column.STATUS, 110),
+            (Column.PROGRESS, 200),
+            (Column.CREATED, 140),
+            (Column.ACTIONS, 40),
+        ):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(column, width)
+        header.setSectionResizeMode(Column.ACTIONS, QHeaderView.ResizeMode.Fixed)
+        self.stack.addWidget(self.table)
+
+        self.empty_state = QWidget(self.stack)
+        self.empty_state.setObjectName("emptyState")
+        empty_layout = QVBoxLayout(self.empty_state)
+        empty_layout.addStretch(1)
+        empty_label = QLabel(
+            "<h2>No batch calls yet</h2>"
+            "<p>A batch call phones a list of recipients from a CSV file.<br>"
+            "Create your first one to get started.</p>",
+            self.empty_state,
+        )
+        empty_label.setObjectName("emptyStateLabel")
+        empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        empty_layout.addWidget(empty_label)
+        self.empty_create_button = QPushButton("Create your first batch call", self.empty_state)
+        self.empty_create_button.setObjectName("emptyStateCreateButton")
+        self.empty_create_button.setProperty("role", "primary")
+        self.empty_create_button.clicked.connect(self.open_create_dialog)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.empty_create_button)
+        row.addStretch(1)
+        empty_layout.addLayout(row)
+        empty_layout.addStretch(2)
+        self.stack.addWidget(self.empty_state)
+        layout.addWidget(self.stack, 1)
+
+        self.setCentralWidget(central)
+        self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+
+    def _build_actions(self) -> None:
+        self.qactions = make_qactions(self, self.trigger_action)
+
+        def window_action(
+            name: str, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str, slot: Any
+        ) -> QAction:
+            action = QAction(text, self)
+            action.setObjectName(name)
+            action.setShortcut(QKeySequence(shortcut))
+            action.triggered.connect(slot)
+            self.addAction(action)
+            return action
+
+        self.create_action = window_action(
+            "createAction", "New Batch Call…", QKeySequence.StandardKey.New, self.open_create_dialog
+        )
+        self.reload_action = window_action(
+            "reloadAllAction", "Reload All", "F5", lambda: self.reload()
+        )
+        self.search_action = window_action(
+            "searchAction", "Search", QKeySequence.StandardKey.Find, self.focus_search
+        )
+        self.details_action = window_action(
+            "openDetailsAction", "Open Details", "Ctrl+O", self.open_current_details
+        )
+        self.settings_action = window_action(
+            "settingsAction", "Settings…", "Ctrl+,", self.open_settings_dialog
+        )
+        self.quit_action = window_action(
+            "quitAction", "Quit", QKeySequence.StandardKey.Quit, self.close
+        )
+
+        menu_bar = self.menuBar()
+        menu_bar.setObjectName("menuBar")
+        file_menu = menu_bar.addMenu("&File")
+        file_menu.setObjectName("fileMenu")
+        for action in (self.create_action, self.settings_action, self.quit_action):
+            file_menu.addAction(action)
+        batch_menu = menu_bar.addMenu("&Batch Call")
+        batch_menu.setObjectName("batchMenu")
+        batch_menu.addAction(self.details_action)
+        batch_menu.addSeparator()
+        for kind in Action:
+            batch_menu.addAction(self.qactions[kind])
+        view_menu = menu_bar.addMenu("&View")
+        view_menu.setObjectName("viewMenu")
+        view_menu.addAction(self.reload_action)
+        view_menu.addAction(self.search_action)
+        self._update_action_states()
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        status.setObjectName("statusBar")
+        self.loading_indicator = QProgressBar(status)
+        self.loading_indicator.setObjectName("loadingIndicator")
+        self.loading_indicator.setRange(0, 0)
+        self.loading_indicator.setMaximumWidth(120)
+        self.loading_indicator.setMaximumHeight(14)
+        self.loading_indicator.setTextVisible(False)
+        self.loading_indicator.setVisible(False)
+        status.addPermanentWidget(self.loading_indicator)
+        self.engine_label = QLabel(status)
+        self.engine_label.setObjectName("engineStateLabel")
+        status.addPermanentWidget(self.engine_label)
+        self.mode_label = QLabel(status)
+        self.mode_label.setObjectName("modeLabel")
+        status.addPermanentWidget(self.mode_label)
+
+    def _connect_engine(self) -> None:
+        if self.engine is None:
+            self.set_engine_state("stopped")
+            return
+        self.engine.batchCallChanged.connect(self.mark_dirty)
+        self.engine.recipientsChanged.connect(self._recipients_changed)
+        self.engine.waitingReasonChanged.connect(self._waiting_reason_changed)
+        self.engine.engineStateChanged.connect(self.set_engine_state)
+        self.set_engine_state("starting")
+
+    @property
+    def loaded(self) -> bool:
+        """True once the first load of the list finished (tests wait for it)."""
+        return self._loaded_once
+
+    # ----------------------------------------------------------------- status bar
+    def update_mode_label(self) -> None:
+        """ "Simulation mode" unmistakably, or the Twilio account (SID masked)."""
+        try:
+            settings = self.context.load_settings()
+        except Exception as error:  # a broken setting must not keep the window closed
+            log.error("settings could not be read: %s", error)
+            self.mode_label.setText("Settings unreadable: open Settings")
+            return
+        if settings.provider == "twilio":
+            sid = settings.twilio_account_sid
+            if not sid:
+                try:
+                    from app.services import secrets
+
+                    credentials = secrets.load_twilio_credentials()
+                    sid = credentials.account_sid if credentials else ""
+                except Exception:
+                    sid = ""
+            self.mode_label.setText(f"Twilio: {formatting.mask_sid(sid)}")
+            self.mode_label.setProperty("mode", "twilio")
+            self.mode_label.setToolTip("Calls are placed through Twilio: real phones ring.")
+        else:
+            self.mode_label.setText("Simulation mode: no real calls")
+            self.mode_label.setProperty("mode", "simulation")
+            self.mode_label.setToolTip(
+                "No telephony account is used and no phone rings; outcomes are simulated."
+            )
+        self.mode_label.style().unpolish(self.mode_label)
+        self.mode_label.style().polish(self.mode_label)
+
+    @Slot(str)
+    def set_engine_state(self, state: str) -> None:
+        text = {
+            "stopped": "Engine stopped",
+            "starting": "Engine starting…",
+            "dialing": "Engine: dialing",
+        }.get(state)
+        if text is None:
+            if state.startswith("standby"):
+                text = "Engine: " + state
+            elif state.startswith("error"):
+                text = "Engine " + state
+            else:
+                text = f"Engine: {state}"
+        self.engine_label.setText(text)
+        self.engine_label.setToolTip(text)
+
+    def show_message(self, text: str, timeout_ms: int = 8000) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    @Slot(bool)
+    def _show_busy(self, busy: bool) -> None:
+        self.loading_indicator.setVisible(busy)
+
+    # ----------------------------------------------------------------- loading
+    def reload(self, *, quiet: bool = False, initial: bool = False) -> None:
+        """Re-read every batch call in the background; a success message unless quiet."""
+        if self._closing:
+            return
+        if quiet and (self.tasks.running("reload") or self._refreshing):
+            return
+        if not quiet:
+            self.show_message("Reloading batch calls…", 0)
+            self.reload_button.setEnabled(False)
+        started_dirty = set(self._dirty)
+
+        def done(snapshots: object) -> None:
+            assert isinstance(snapshots, list)
+            self.model.merge(snapshots)
+            self._dirty -= started_dirty
+            self._loaded_once = True
+            self._update_empty_state()
+            self._update_search_summary()
+            self._update_action_states()
+            for snapshot in snapshots:
+                self._forward_to_details(snapshot)
+            for batch_id in [i for i in self._details if self.model.snapshot(i) is None]:
+                self._details_gone(batch_id)
+            if not quiet:
+                self.reload_button.setEnabled(True)
+                count = len(snapshots)
+                self.show_message(
+                    f"Reloaded {count} batch call{'s' if count != 1 else ''}."
+                    if not initial
+                    else f"{count} batch call{'s' if count != 1 else ''}."
+                )
+            self.reloaded.emit(len(snapshots))
+
+        def failed(error: BaseException) -> None:
+            self.reload_button.setEnabled(True)
+            log.error("reload failed: %s", error)
+            self.show_message(
+                f"Could not read the batch calls: {error}. Check the database connection "
+                "and press Reload (F5).",
+                0,
+            )
+
+        self.tasks.submit(
+            "reload", lambda _c: self.service.list(), on_done=done, on_error=failed, quiet=quiet
+        )
+
+    @Slot(int)
+    def mark_dirty(self, batch_id: int) -> None:
+        """A batch call changed: refresh its row soon (bursts are collected)."""
+        self._dirty.add(batch_id)
+        if not self.live_timer.isActive() and not self._refreshing:
+            self.live_timer.start()
+
+    @Slot(int, str)
+    def _waiting_reason_changed(self, batch_id: int, _reason: str) -> None:
+        self.mark_dirty(batch_id)
+
+    @Slot(int)
+    def _recipients_changed(self, batch_id: int) -> None:
+        self.mark_dirty(batch_id)
+        dialog = self._details.get(batch_id)
+        if dialog is not None:
+            dialog.recipients_changed()
+
+    def _refresh_dirty(self) -> None:
+        if not self._dirty or self._closing:
+            return
+        ids = sorted(self._dirty)
+        self._dirty.clear()
+        self._refreshing = True
+
+        def fetch(_control: object) -> list[tuple[int, BatchCallSnapshot | None]]:
+            return [(batch_id, self.service.find(batch_id)) for batch_id in ids]
+
+        def done(results: object) -> None:
+            self._refreshing = False
+            assert isinstance(results, list)
+            for batch_id, snapshot in results:
+                self.apply_snapshot(batch_id, snapshot)
+            if self._dirty:
+                self.live_timer.start()
+
+        def failed(error: BaseException) -> None:
+            self._refreshing = False
+            log.warning("live refresh failed: %s", error)
+            self._dirty.update(ids)
+            self.live_timer.start(LIVE_UPDATE_MS * 5)
+
+        self.tasks.submit("refresh", fetch, on_done=done, on_error=failed, quiet=True)
+
+    def apply_snapshot(self, batch_id: int, snapshot: BatchCallSnapshot | None) -> None:
+        """Show a fresh snapshot (None: the batch call no longer exists)."""
+        if snapshot is None:
+            self.model.remove(batch_id)
+            self._details_gone(batch_id)
+        else:
+            if self._loaded_once or self.model.snapshot(batch_id) is not None:
+                self.model.upsert(snapshot)
+            self._forward_to_details(snapshot)
+        self._update_action_states()
+
+    def _update_empty_state(self) -> None:
+        empty = self._loaded_once and self.model.rowCount() == 0
+        self.stack.setCurrentWidget(self.empty_state if empty else self.table)
+        self.search_field.setEnabled(not empty or bool(self.search_field.text()))
+
+    # ----------------------------------------------------------------- search
+    def _search_changed(self, text: str) -> None:
+        self.proxy.set_search(text)
+        self._update_search_summary()
+        self._update_action_states()
+
+    def _update_search_summary(self) -> None:
+        text = self.search_field.text().strip()
+        if not text:
+            self.search_summary.setVisible(False)
+            return
+        shown, total = self.proxy.rowCount(), self.model.rowCount()
+        if shown == 0:
+            message = f"No batch call name contains “{text}”. Clear the search to see all {total}."
+        else:
+            message = f"{shown} of {total} batch calls match “{text}”."
+        self.search_summary.setText(message)
+        self.search_summary.setVisible(True)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            watched is self.search_field
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+            and self.search_field.text()
+        ):
+            self.search_field.clear()
+            return True
+        return super().eventFilter(watched, event)
+
+    def focus_search(self) -> None:
+        self.search_field.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search_field.selectAll()
+
+    # ----------------------------------------------------------------- selection and menus
+    def current_snapshot(self) -> BatchCallSnapshot | None:
+        index = self.table.currentIndex()
+        if not index.isValid():
+            return None
+        snapshot = index.data(BatchCallRole.SNAPSHOT)
+        return snapshot if isinstance(snapshot, BatchCallSnapshot) else None
+
+    def select_batch(self, batch_id: int) -> bool:
+        row = self.model.row_of(batch_id)
+        if row is None:
+            return False
+        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not index.isValid():
+            return False
+        self.table.selectionModel().setCurrentIndex(
+            index,
+            QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows,
+        )
+        self.table.scrollTo(index)
+        return True
+
+    def _current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        self._update_action_states()
+
+    def _update_action_states(self) -> None:
+        snapshot = self.current_snapshot()
+        allowed = set(snapshot.actions) if snapshot else set()
+        for action, qaction in self.qactions.items():
+            qaction.setEnabled(action in allowed)
+        self.row_actions_button.setEnabled(snapshot is not None)
+        self.details_action.setEnabled(snapshot is not None)
+
+    def row_menu(self, snapshot: BatchCallSnapshot) -> Any:
+        """The context menu for a batch call (not shown): exactly its allowed actions."""
+        self._update_action_states()
+        return build_menu(self, snapshot, self.qactions)
+
+    def _popup(self, snapshot: BatchCallSnapshot, global_pos: QPoint) -> None:
+        menu = self.row_menu(snapshot)
+        menu.aboutToHide.connect(menu.deleteLater)
+        menu.popup(global_pos)
+
+    def _context_menu_requested(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if index.isValid():
+            self.table.selectionModel().setCurrentIndex(
+                index,
+                QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows,
+            )
+        snapshot = self.current_snapshot()
+        if snapshot is not None:
+            self._popup(snapshot, self.table.viewport().mapToGlobal(pos))
+
+    def show_row_menu_for_current(self) -> None:
+        snapshot = self.current_snapshot()
+        if snapshot is None:
+            self.show_message("Select a batch call first.")
+            return
+        button = self.row_actions_button
+        self._popup(snapshot, button.mapToGlobal(QPoint(0, button.height())))
+
+    def _row_clicked(self, index: QModelIndex) -> None:
+        if index.column() == Column.ACTIONS:
+            snapshot = index.data(BatchCallRole.SNAPSHOT)
+            rect = self.table.visualRect(index)
+            self._popup(snapshot, self.table.viewport().mapToGlobal(rect.bottomLeft()))
+
+    def _row_activated(self, index: QModelIndex) -> None:
+        if index.isValid() and index.column() != Column.ACTIONS:
+            self.open_details(index.data(BatchCallRole.BATCH_ID))
+
+    def open_current_details(self) -> None:
+        snapshot = self.current_snapshot()
+        if snapshot is not None:
+            self.open_details(snapshot.id)
+
+    # ----------------------------------------------------------------- actions
+    def trigger_action(self, action: Action, snapshot: BatchCallSnapshot | None = None) -> None:
+        """Perform an action on the given (default: the selected) batch call."""
+        snapshot = snapshot or self.current_snapshot()
+        if snapshot is None:
+            self.show_message("Select a batch call first.")
+            return
+        if action is Action.RELOAD:
+            self.reload_one(snapshot.id)
+            return
+        self.actions_controller.perform(action, snapshot, self)
+
+    def reload_one(self, batch_id: int) -> None:
+        """Reload one batch call, with the loading indicator and a success message."""
+        self.show_message("Reloading…", 0)
+
+        def done(snapshot: object) -> None:
+            assert snapshot is None or isinstance(snapshot, BatchCallSnapshot)
+            self.apply_snapshot(batch_id, snapshot)
+            if snapshot is None:
+                self.show_message("That batch call no longer exists; it was removed from the list.")
+            else:
+                self.show_message(success_message(Action.RELOAD, snapshot.name))
+
+        self.tasks.submit("reloadOne", lambda _c: self.service.find(batch_id), on_done=done)
+
+    def _action_succeeded(self, action_value: str, batch_id: int, result: object) -> None:
+        action = Action(action_value)
+        if action is Action.DELETE:
+            shown = self.model.snapshot(batch_id)
+            name = shown.name if shown is not None else f"batch call {batch_id}"
+            self.apply_snapshot(batch_id, None)
+            self.show_message(success_message(action, name))
+        elif isinstance(result, BatchCallSnapshot):
+            self.apply_snapshot(batch_id, result)
+            self.show_message(success_message(action, result.name))
+        self.wake_engine()
+
+    def _action_refused(self, _action_value: str, batch_id: int, message: str) -> None:
+        """The status changed meanwhile (or the batch call is gone): show it as it is now."""
+        self.show_message(message)
+        self.mark_dirty(batch_id)
+
+    def wake_engine(self) -> None:
+        if self.engine is not None:
+            try:
+                self.engine.wake()
+            except RuntimeError:
+                pass
+
+    # ----------------------------------------------------------------- dialogs
+    def open_details(self, batch_id: int) -> Any:
+        """Show the details dialog of a batch call (one per batch call, raised if open)."""
+        from app.views.details import DetailsDialog
+
+        dialog = self._details.get(batch_id)
+        if dialog is None:
+            snapshot = self.model.snapshot(batch_id) or self.service.find(batch_id)
+            if snapshot is None:
+                self.show_message("That batch call no longer exists.")
+                return None
+            dialog = DetailsDialog(
+                self.context, snapshot, self.actions_controller, self.tasks, self
+            )
+            dialog.reloadRequested.connect(self.mark_dirty)
+            dialog.finished.connect(lambda _r, i=batch_id: self._details_closed(i))
+            self._details[batch_id] = dialog
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        self.detailsOpened.emit(batch_id)
+        return dialog
+
+    def details_dialog(self, batch_id: int) -> Any:
+        return self._details.get(batch_id)
+
+    def _details_closed(self, batch_id: int) -> None:
+        dialog = self._details.pop(batch_id, None)
+        if dialog is not None:
+            dialog.deleteLater()
+
+    def _forward_to_details(self, snapshot: BatchCallSnapshot) -> None:
+        dialog = self._details.get(snapshot.id)
+        if dialog is not None:
+            dialog.update_snapshot(snapshot)
+
+    def _details_gone(self, batch_id: int) -> None:
+        dialog = self._details.get(batch_id)
+        if dialog is not None:
+            dialog.batch_deleted()
+
+    def open_create_dialog(self) -> Any:
+        from app.views.create_dialog import CreateDialog
+
+        existing = self.findChild(CreateDialog, "createDialog")
+        if existing is not None and existing.isVisible():
+            existing.raise_()
+            return existing
+        dialog = CreateDialog(self.context, self)
+        dialog.created.connect(self._batch_created)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    def _batch_created(self, snapshot: BatchCallSnapshot) -> None:
+        self._loaded_once = True
+        self.model.upsert(snapshot)
+        if self.search_field.text() and not self.select_batch(snapshot.id):
+            self.search_field.clear()
+        self.select_batch(snapshot.id)
+        self._update_empty_state()
+        self.show_message(
+            f"Created “{snapshot.name}” with {snapshot.total_recipients:,} recipients; "
+            f"status {snapshot.status_display}."
+        )
+        self.wake_engine()
+
+    def open_settings_dialog(self) -> Any:
+        from app.views.settings_dialog import SettingsDialog
+
+        existing = self.findChild(SettingsDialog, "settingsDialog")
+        if existing is not None and existing.isVisible():
+            existing.raise_()
+            return existing
+        dialog = SettingsDialog(self.context, self)
+        dialog.saved.connect(self._settings_saved)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    def _settings_saved(self) -> None:
+        self.update_mode_label()
+        self.show_message("Settings saved.")
+        self.wake_engine()
+
+    # ----------------------------------------------------------------- shutdown
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop timers and background work (bounded) so the application can exit."""
+        if self._closing:
+            return
+        self._closing = True
+        self.live_timer.stop()
+        self.poll_timer.stop()
+        for dialog in list(self._details.values()):
+            dialog.close()
+        for dialog in self.findChildren(QDialog):
+            if dialog.isVisible():
+                abandon = getattr(dialog, "abandon", None)
+                if callable(abandon):
+                    abandon()
+                else:
+                    dialog.reject()
+        if self._owns_on_change:
+            self.service.on_change = None
+        self.tasks.shutdown(timeout_ms)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

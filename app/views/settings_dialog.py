@@ -1,0 +1,628 @@
+"""Settings: the telephony provider (Simulation or Twilio, credentials in the keyring),
+the plan's limits, the default country, agents and from numbers, and where the database is.
+
+Secrets never reach the database: the auth token goes to the operating system's keyring
+(app.services.secrets) and is shown masked; the account SID is stored as a plain setting
+so the window can say which account it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import phonenumbers
+from PySide6.QtCore import QLocale, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.engine import make_url
+
+from app.services import secrets
+from app.services.batch_calls import CONCURRENCY_MAX, ValidationError
+from app.services.settings import SettingsError
+from app.views import formatting
+from app.views.context import AppContext
+from app.views.records_model import RecordsTableModel
+from app.views.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = (("Simulation (no real calls)", "simulation"), ("Twilio", "twilio"))
+AGENT_KINDS = (
+    ("Spoken message (TwiML)", "twiml"),
+    ("Voice webhook URL", "url"),
+    ("TwiML App SID", "application"),
+)
+KIND_NAMES = {value: label for label, value in AGENT_KINDS}
+
+
+def country_name(code: str) -> str:
+    territory = QLocale.codeToTerritory(code)
+    if territory == QLocale.Country.AnyTerritory:
+        return code
+    return QLocale.territoryToString(territory)
+
+
+class SettingsDialog(QDialog):
+    """Signals: saved() after the settings were stored; connectionChecked(bool, str) with the
+    result of Test connection; numbersImported(str) with the import summary."""
+
+    saved = Signal()
+    connectionChecked = Signal(bool, str)
+    numbersImported = Signal(str)
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("settingsDialog")
+        self.setWindowTitle("Settings")
+        self.resize(760, 600)
+        self.context = context
+        self.service = context.service
+        self.tasks = TaskRunner(self, max_threads=1)
+        self.tasks.setObjectName("settingsTaskRunner")
+        self.settings = context.settings.load()
+        self.saved_credentials = self._load_credentials()
+
+        layout = QVBoxLayout(self)
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("settingsTabs")
+        self.tabs.addTab(self._build_provider_tab(), "Telephony")
+        self.tabs.addTab(self._build_agents_tab(), "Agents")
+        self.tabs.addTab(self._build_numbers_tab(), "From numbers")
+        self.tabs.addTab(self._build_database_tab(), "Database")
+        layout.addWidget(self.tabs, 1)
+
+        footer = QHBoxLayout()
+        self.error_label = QLabel(self)
+        self.error_label.setObjectName("settingsErrorLabel")
+        self.error_label.setProperty("role", "error")
+        self.error_label.setWordWrap(True)
+        footer.addWidget(self.error_label, 1)
+        self.save_button = QPushButton("Save", self)
+        self.save_button.setObjectName("settingsSaveButton")
+        self.save_button.setDefault(True)
+        self.save_button.clicked.connect(self.save)
+        footer.addWidget(self.save_button)
+        cancel = QPushButton("Cancel", self)
+        cancel.setObjectName("settingsCancelButton")
+        cancel.clicked.connect(self.reject)
+        footer.addWidget(cancel)
+        layout.addLayout(footer)
+
+        self.refresh_agents()
+        self.refresh_numbers()
+        self._provider_changed()
+
+    def _load_credentials(self) -> secrets.TwilioCredentials | None:
+        try:
+            return secrets.load_twilio_credentials()
+        except (secrets.SecretStoreUnavailable, ValueError) as error:
+            log.info("no saved Twilio credentials: %s", error)
+            return None
+
+    # ----------------------------------------------------------------- construction
+    def _build_provider_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("telephonyTab")
+        outer = QVBoxLayout(tab)
+
+        provider_box = QGroupBox("Telephony provider", tab)
+        form = QFormLayout(provider_box)
+        self.provider_combo = QComboBox(provider_box)
+        self.provider_combo.setObjectName("providerCombo")
+        for label, value in PROVIDERS:
+            self.provider_combo.addItem(label, value)
+        self.provider_combo.setCurrentIndex(
+            max(0, self.provider_combo.findData(self.settings.provider))
+        )
+        self.provider_combo.currentIndexChanged.connect(self._provider_changed)
+        form.addRow("Provider:", self.provider_combo)
+        self.provider_hint = QLabel(provider_box)
+        self.provider_hint.setObjectName("providerHint")
+        self.provider_hint.setProperty("role", "hint")
+        self.provider_hint.setWordWrap(True)
+        form.addRow("", self.provider_hint)
+        outer.addWidget(provider_box)
+
+        self.twilio_box = QGroupBox("Twilio account", tab)
+        self.twilio_box.setObjectName("twilioBox")
+        form = QFormLayout(self.twilio_box)
+        saved = self.saved_credentials
+        self.account_sid_field = QLineEdit(self.twilio_box)
+        self.account_sid_field.setObjectName("accountSidField")
+        self.account_sid_field.setPlaceholderText("AC followed by 32 characters")
+        self.account_sid_field.setText(
+            self.settings.twilio_account_sid or (saved.account_sid if saved else "")
+        )
+        form.addRow("Account SID:", self.account_sid_field)
+        self.token_field = QLineEdit(self.twilio_box)
+        self.token_field.setObjectName("authTokenField")
+        self.token_field.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_field.setPlaceholderText(
+            "Saved in the keyring: leave empty to keep it" if saved else "Auth Token"
+        )
+        form.addRow("Auth token or API key secret:", self.token_field)
+        self.api_key_field = QLineEdit(self.twilio_box)
+        self.api_key_field.setObjectName("apiKeySidField")
+        self.api_key_field.setPlaceholderText("Optional: SK… (then the secret above is the key's)")
+        self.api_key_field.setText(saved.api_key_sid or "" if saved else "")
+        form.addRow("API key SID:", self.api_key_field)
+        test_row = QHBoxLayout()
+        self.test_button = QPushButton("Test connection", self.twilio_box)
+        self.test_button.setObjectName("testConnectionButton")
+        self.test_button.clicked.connect(self.test_connection)
+        test_row.addWidget(self.test_button)
+        self.connection_label = QLabel(self.twilio_box)
+        self.connection_label.setObjectName("connectionResultLabel")
+        self.connection_label.setWordWrap(True)
+        test_row.addWidget(self.connection_label, 1)
+        form.addRow("", test_row)
+        secret_note = QLabel(
+            "The token is kept in this computer's keyring, never in the database, logs or exports.",
+            self.twilio_box,
+        )
+        secret_note.setProperty("role", "hint")
+        secret_note.setWordWrap(True)
+        form.addRow("", secret_note)
+        outer.addWidget(self.twilio_box)
+
+        limits = QGroupBox("Limits", tab)
+        limits.setObjectName("limitsBox")
+        form = QFormLayout(limits)
+        self.concurrency_spin = QSpinBox(limits)
+        self.concurrency_spin.setObjectName("planConcurrencySpin")
+        self.concurrency_spin.setRange(1, CONCURRENCY_MAX)
+        self.concurrency_spin.setValue(self.settings.plan_concurrency)
+        self.concurrency_spin.setToolTip(
+            "Simultaneous calls the account may hold, shared by every running batch call"
+        )
+        form.addRow("Plan concurrency (simultaneous calls):", self.concurrency_spin)
+        self.cps_spin = QDoubleSpinBox(limits)
+        self.cps_spin.setObjectName("callsPerSecondSpin")
+        self.cps_spin.setDecimals(1)
+        self.cps_spin.setRange(0.1, 1000.0)
+        self.cps_spin.setValue(self.settings.calls_per_second)
+        self.cps_spin.setToolTip("Twilio's default for an account is 1 call per second")
+        form.addRow("Calls started per second:", self.cps_spin)
+        self.country_combo = QComboBox(limits)
+        self.country_combo.setObjectName("defaultCountryCombo")
+        for code in sorted(phonenumbers.SUPPORTED_REGIONS):
+            self.country_combo.addItem(f"{code} – {country_name(code)}", code)
+        self.country_combo.setCurrentIndex(
+            max(0, self.country_combo.findData(self.settings.default_country))
+        )
+        self.country_combo.setToolTip("Turns national numbers in a CSV into international ones")
+        form.addRow("Default country for phone numbers:", self.country_combo)
+        outer.addWidget(limits)
+        outer.addStretch(1)
+        return tab
+
+    def _table(self, parent: QWidget, name: str, model: RecordsTableModel) -> QTableView:
+        table = QTableView(parent)
+        table.setObjectName(name)
+        table.setModel(model)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        return table
+
+    def _build_agents_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("agentsTab")
+        outer = QVBoxLayout(tab)
+        intro = QLabel(
+            "An agent is what a recipient hears when they answer. Only active agents can be "
+            "chosen for a new batch call.",
+            tab,
+        )
+        intro.setWordWrap(True)
+        outer.addWidget(intro)
+        self.agents_model = RecordsTableModel(["Name", "Kind", "Active", "Content"], self)
+        self.agents_model.setObjectName("agentsModel")
+        self.agents_table = self._table(tab, "agentsTable", self.agents_model)
+        for column, width in ((0, 160), (1, 160), (2, 60)):
+            self.agents_table.setColumnWidth(column, width)
+        outer.addWidget(self.agents_table, 1)
+        self.toggle_agent_button = QPushButton("Activate / deactivate", tab)
+        self.toggle_agent_button.setObjectName("toggleAgentActiveButton")
+        self.toggle_agent_button.clicked.connect(self.toggle_agent)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.toggle_agent_button)
+        outer.addLayout(row)
+
+        add = QGroupBox("Add an agent", tab)
+        add.setObjectName("addAgentBox")
+        form = QFormLayout(add)
+        self.agent_name_field = QLineEdit(add)
+        self.agent_name_field.setObjectName("agentNameField")
+        form.addRow("Name:", self.agent_name_field)
+        self.agent_kind_combo = QComboBox(add)
+        self.agent_kind_combo.setObjectName("agentKindCombo")
+        for label, value in AGENT_KINDS:
+            self.agent_kind_combo.addItem(label, value)
+        self.agent_kind_combo.currentIndexChanged.connect(self._agent_kind_changed)
+        form.addRow("Kind:", self.agent_kind_combo)
+        self.agent_value_field = QLineEdit(add)
+        self.agent_value_field.setObjectName("agentValueField")
+        form.addRow("Content:", self.agent_value_field)
+        buttons = QHBoxLayout()
+        self.agent_error_label = QLabel(add)
+        self.agent_error_label.setObjectName("agentErrorLabel")
+        self.agent_error_label.setProperty("role", "error")
+        self.agent_error_label.setWordWrap(True)
+        buttons.addWidget(self.agent_error_label, 1)
+        self.add_agent_button = QPushButton("Add agent", add)
+        self.add_agent_button.setObjectName("addAgentButton")
+        self.add_agent_button.clicked.connect(self.add_agent)
+        buttons.addWidget(self.add_agent_button)
+        form.addRow(buttons)
+        outer.addWidget(add)
+        self._agent_kind_changed()
+        return tab
+
+    def _build_numbers_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("numbersTab")
+        outer = QVBoxLayout(tab)
+        self.numbers_model = RecordsTableModel(["Number", "Label", "Source", "Active"], self)
+        self.numbers_model.setObjectName("fromNumbersModel")
+        self.numbers_table = self._table(tab, "fromNumbersTable", self.numbers_model)
+        for column, width in ((0, 160), (1, 220), (2, 100)):
+            self.numbers_table.setColumnWidth(column, width)
+        outer.addWidget(self.numbers_table, 1)
+
+        import_row = QHBoxLayout()
+        self.import_label = QLabel(tab)
+        self.import_label.setObjectName("importResultLabel")
+        self.import_label.setWordWrap(True)
+        import_row.addWidget(self.import_label, 1)
+        self.import_button = QPushButton("Import from Twilio", tab)
+        self.import_button.setObjectName("importFromTwilioButton")
+        self.import_button.setToolTip(
+            "Add the account's voice numbers, verified caller IDs and TwiML apps"
+        )
+        self.import_button.clicked.connect(self.import_from_twilio)
+        import_row.addWidget(self.import_button)
+        outer.addLayout(import_row)
+
+        add = QGroupBox("Add a from number (simulation)", tab)
+        add.setObjectName("addFromNumberBox")
+        form = QFormLayout(add)
+        self.number_field = QLineEdit(add)
+        self.number_field.setObjectName("numberField")
+        self.number_field.setPlaceholderText("+12025550100")
+        form.addRow("Number:", self.number_field)
+        self.number_label_field = QLineEdit(add)
+        self.number_label_field.setObjectName("numberLabelField")
+        self.number_label_field.setPlaceholderText("For example: Main line")
+        form.addRow("Label:", self.number_label_field)
+        buttons = QHBoxLayout()
+        self.number_error_label = QLabel(add)
+        self.number_error_label.setObjectName("numberErrorLabel")
+        self.number_error_label.setProperty("role", "error")
+        self.number_error_label.setWordWrap(True)
+        buttons.addWidget(self.number_error_label, 1)
+        self.add_number_button = QPushButton("Add number", add)
+        self.add_number_button.setObjectName("addFromNumberButton")
+        self.add_number_button.clicked.connect(self.add_number)
+        buttons.addWidget(self.add_number_button)
+        form.addRow(buttons)
+        outer.addWidget(add)
+        return tab
+
+    def _build_database_tab(self) -> QWidget:
+        tab = QWidget(self)
+        tab.setObjectName("databaseTab")
+        outer = QVBoxLayout(tab)
+        form = QFormLayout()
+        url = make_url(self.context.database_url)
+        if url.get_backend_name() == "sqlite":
+            kind = "SQLite file on this computer"
+            location = url.database or ":memory:"
+        else:
+            kind = f"{url.get_backend_name().title()} server (can be shared by several desktops)"
+            location = self.context.database_description
+        kind_label = QLabel(kind, tab)
+        kind_label.setObjectName("databaseKindLabel")
+        form.addRow("Database:", kind_label)
+        self.database_field = QLineEdit(location, tab)
+        self.database_field.setObjectName("databaseLocationField")
+        self.database_field.setReadOnly(True)
+        self.database_field.setCursorPosition(0)
+        form.addRow("Location:", self.database_field)
+        outer.addLayout(form)
+        note = QLabel(
+            "To use another database (for example a shared PostgreSQL server), start Batch "
+            "Calls with --database-url URL or set the BATCHCALLS_DATABASE_URL environment "
+            "variable. A change takes effect only after Batch Calls is restarted.",
+            tab,
+        )
+        note.setObjectName("databaseNote")
+        note.setProperty("role", "hint")
+        note.setWordWrap(True)
+        outer.addWidget(note)
+        outer.addStretch(1)
+        return tab
+
+    # ----------------------------------------------------------------- provider
+    def provider(self) -> str:
+        return str(self.provider_combo.currentData())
+
+    def _provider_changed(self, *_args: Any) -> None:
+        twilio = self.provider() == "twilio"
+        self.twilio_box.setEnabled(twilio)
+        self.provider_hint.setText(
+            "Calls are placed through your Twilio account: real phones ring."
+            if twilio
+            else "No account is needed and no phone rings: outcomes and durations are "
+            "simulated. Use it to learn the application or to test a campaign."
+        )
+
+    def _provider_from_fields(self) -> Any:
+        """A TwilioProvider from what is typed (or saved); raises ProviderError with a reason."""
+        from app.services.providers import twilio_api_base
+        from app.services.telephony import FatalProviderError
+        from app.services.twilio_provider import TwilioProvider
+
+        sid = self.account_sid_field.text().strip()
+        secret = self.token_field.text().strip()
+        key_sid = self.api_key_field.text().strip() or None
+        saved = self.saved_credentials
+        if not secret and saved is not None and saved.account_sid == sid:
+            secret, key_sid = saved.secret, key_sid or saved.api_key_sid
+        if not sid:
+            raise FatalProviderError("Enter the Twilio Account SID (it starts with AC).")
+        if not secret:
+            raise FatalProviderError("Enter the Auth Token (or the API key secret).")
+        base_url = twilio_api_base(self.settings)
+        if key_sid:
+            return TwilioProvider(
+                sid, api_key_sid=key_sid, api_key_secret=secret, base_url=base_url
+            )
+        return TwilioProvider(sid, secret, base_url=base_url)
+
+    def test_connection(self) -> None:
+        """Check the credentials against Twilio in the background and show the answer."""
+        from app.services.telephony import ProviderError
+
+        try:
+            provider = self._provider_from_fields()
+        except ProviderError as error:
+            self._connection_result(False, str(error))
+            return
+        self.test_button.setEnabled(False)
+        self.connection_label.setText("Connecting to Twilio…")
+
+        def check(_control: object) -> Any:
+            try:
+                return provider.check_credentials()
+            finally:
+                provider.close()
+
+        def done(account: Any) -> None:
+            self.test_button.setEnabled(True)
+            name = account.friendly_name or formatting.mask_sid(account.account_id)
+            ok = account.status == "active"
+            self._connection_result(
+                ok,
+                f"Connected to “{name}” ({account.status})."
+                if ok
+                else f"Connected to “{name}”, but the account is {account.status}: "
+                "reactivate it in the Twilio Console.",
+            )
+
+        def failed(error: BaseException) -> None:
+            self.test_button.setEnabled(True)
+            self._connection_result(False, str(error))
+
+        self.tasks.submit("testConnection", check, on_done=done, on_error=failed, owner=self)
+
+    def _connection_result(self, ok: bool, message: str) -> None:
+        self.connection_label.setText(("✔ " if ok else "✖ ") + message)
+        self.connection_label.setProperty("role", "ok" if ok else "error")
+        self.connection_label.style().unpolish(self.connection_label)
+        self.connection_label.style().polish(self.connection_label)
+        self.connectionChecked.emit(ok, message)
+
+    # ----------------------------------------------------------------- agents and numbers
+    def refresh_agents(self) -> None:
+        agents = self.service.list_agents()
+        self.agents_model.set_records(
+            [
+                (a.name, KIND_NAMES.get(a.kind, a.kind), "Yes" if a.active else "No", a.value)
+                for a in agents
+            ],
+            agents,
+        )
+
+    def refresh_numbers(self) -> None:
+        numbers = self.service.list_from_numbers()
+        self.numbers_model.set_records(
+            [
+                (n.phone_number, n.label, n.source.title(), "Yes" if n.active else "No")
+                for n in numbers
+            ],
+            numbers,
+        )
+
+    def _agent_kind_changed(self, *_args: Any) -> None:
+        kind = self.agent_kind_combo.currentData()
+        self.agent_value_field.setPlaceholderText(
+            {
+                "twiml": "<Response><Say>Hello {{name}}</Say></Response>",
+                "url": "https://example.com/voice",
+                "application": "AP followed by 32 characters",
+            }[kind]
+        )
+
+    def add_agent(self) -> None:
+        try:
+            agent = self.service.add_agent(
+                self.agent_name_field.text(),
+                str(self.agent_kind_combo.currentData()),
+                self.agent_value_field.text().strip(),
+            )
+        except ValidationError as error:
+            self.agent_error_label.setText(" ".join(error.problems.values()))
+            return
+        self.agent_error_label.setText(f"Added “{agent.name}”.")
+        self.agent_name_field.clear()
+        self.agent_value_field.clear()
+        self.refresh_agents()
+
+    def toggle_agent(self) -> None:
+        index = self.agents_table.currentIndex()
+        agent = self.agents_model.payload(index.row()) if index.isValid() else None
+        if agent is None:
+            self.agent_error_label.setText("Select an agent first.")
+            return
+        self.service.set_agent_active(agent.id, not agent.active)
+        self.refresh_agents()
+        self.agents_table.selectRow(index.row())
+
+    def add_number(self) -> None:
+        try:
+            number = self.service.add_from_number(
+                self.number_field.text(), self.number_label_field.text(), source="simulated"
+            )
+        except ValidationError as error:
+            self.number_error_label.setText(
+                " ".join(error.problems.values())
+                + ". Enter it in international form, for example +12025550100."
+            )
+            return
+        self.number_error_label.setText(f"Added {number.display}.")
+        self.number_field.clear()
+        self.number_label_field.clear()
+        self.refresh_numbers()
+
+    def import_from_twilio(self) -> None:
+        """Add the account's voice numbers, caller IDs and TwiML apps (in the background)."""
+        from app.services.telephony import ProviderError
+
+        try:
+            provider = self._provider_from_fields()
+        except ProviderError as error:
+            self.import_label.setText(f"✖ {error}")
+            self.numbersImported.emit(str(error))
+            return
+        self.import_button.setEnabled(False)
+        self.import_label.setText("Reading the Twilio account…")
+
+        def fetch(_control: object) -> tuple[list[Any], list[Any]]:
+            try:
+                return provider.list_from_numbers(), provider.list_applications()
+            finally:
+                provider.close()
+
+        def done(result: object) -> None:
+            self.import_button.setEnabled(True)
+            assert isinstance(result, tuple)
+            numbers, applications = result
+            summary = self._store_imported(numbers, applications)
+            self.import_label.setText(summary)
+            self.refresh_numbers()
+            self.refresh_agents()
+            self.numbersImported.emit(summary)
+
+        def failed(error: BaseException) -> None:
+            self.import_button.setEnabled(True)
+            self.import_label.setText(f"✖ {error}")
+            self.numbersImported.emit(str(error))
+
+        self.tasks.submit("importFromTwilio", fetch, on_done=done, on_error=failed, owner=self)
+
+    def _store_imported(self, numbers: list[Any], applications: list[Any]) -> str:
+        added = skipped = 0
+        for info in numbers:
+            try:
+                self.service.add_from_number(info.phone_number, info.label, source=info.source)
+                added += 1
+            except ValidationError as error:
+                skipped += 1
+                log.info("number not imported: %s", error)
+        existing = {a.value for a in self.service.list_agents()}
+        names = {a.name.casefold() for a in self.service.list_agents()}
+        apps = 0
+        for app in applications:
+            if app.sid in existing:
+                continue
+            name = app.friendly_name
+            if name.casefold() in names:
+                name = f"{name} ({app.sid[-6:]})"
+            try:
+                self.service.add_agent(name[:100], "application", app.sid)
+                names.add(name.casefold())
+                apps += 1
+            except ValidationError as error:
+                log.info("application not imported: %s", error)
+        text = (
+            f"✔ Imported {added} number{'s' if added != 1 else ''} and {apps} "
+            f"TwiML app{'s' if apps != 1 else ''}."
+        )
+        if skipped:
+            text += f" {skipped} number{'s' if skipped != 1 else ''} could not be used."
+        return text
+
+    # ----------------------------------------------------------------- save
+    def save(self) -> None:
+        """Store the settings (and the secret in the keyring); stays open on a problem."""
+        provider = self.provider()
+        sid = self.account_sid_field.text().strip()
+        secret = self.token_field.text().strip()
+        key_sid = self.api_key_field.text().strip() or None
+        if provider == "twilio":
+            saved = self.saved_credentials
+            if not sid:
+                self._error("Enter the Twilio Account SID, or choose Simulation.")
+                return
+            if not secret and (saved is None or saved.account_sid != sid):
+                self._error("Enter the Auth Token (or the API key secret) for this account.")
+                return
+        if secret:
+            try:
+                secrets.store_twilio_credentials(sid, secret, api_key_sid=key_sid)
+            except (secrets.SecretStoreUnavailable, ValueError) as error:
+                self._error(str(error))
+                return
+            self.token_field.clear()
+        try:
+            self.context.settings.update(
+                provider=provider,
+                plan_concurrency=self.concurrency_spin.value(),
+                calls_per_second=self.cps_spin.value(),
+                default_country=str(self.country_combo.currentData()),
+                twilio_account_sid=sid,
+            )
+        except SettingsError as error:
+            self._error(str(error))
+            return
+        self.saved.emit()
+        self.accept()
+
+    def _error(self, message: str) -> None:
+        """Shown under the tabs; the dialog stays open so nothing typed is lost."""
+        self.error_label.setText(message)
+
+    def done(self, result: int) -> None:
+        self.tasks.shutdown(3000)
+        super().done(result)

@@ -1,0 +1,335 @@
+"""The create dialog: defaults, the CSV validation view (fix, remove, duplicates), schedule
+checks, drag and drop, the template, background reading with Cancel, and creation."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+import pytest
+from PySide6.QtCore import QDate, QMimeData, QPointF, Qt, QTime, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton
+
+from app.models.snapshots import SendType
+from app.models.status import BatchStatus
+from app.services.batch_calls import RecipientQuery, scheduled_instant
+from app.views.context import local_timezone_name
+from app.views.create_dialog import CreateDialog
+from app.views.rejected_model import RejectedColumn, RowState
+
+BAD_CSV = (
+    "phone_number,name,city\n"
+    "+12025550101,Ada,Austin\n"  # row 2
+    "12345,Bob,Boston\n"  # row 3: too short
+    "+12025550102,Cy,Chicago\n"  # row 4
+    "call me,Dee,Denver\n"  # row 5: letters
+    "+12025550101,Ada again,Austin\n"  # row 6: duplicate of row 2
+)
+
+
+@pytest.fixture
+def bad_csv(tmp_path):
+    path = tmp_path / "recipients.csv"
+    path.write_text(BAD_CSV, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def open_create(qtbot, context, model_checks):
+    def opener() -> CreateDialog:
+        dialog = CreateDialog(context)
+        qtbot.addWidget(dialog)
+        model_checks.check(dialog.rejected_model)
+        dialog.show()
+        return dialog
+
+    return opener
+
+
+def load(dialog: CreateDialog, qtbot, path, answers) -> object:
+    answers.open_path = str(path)
+    with qtbot.waitSignal(dialog.scanned, timeout=10_000) as scanned:
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "chooseCsvButton"), Qt.MouseButton.LeftButton
+        )
+    return scanned.args[0]
+
+
+def text(dialog, name: str) -> str:
+    return dialog.findChild(QLabel, name).text()
+
+
+def test_defaults(open_create, context):
+    dialog = open_create()
+    assert dialog.objectName() == "createDialog"
+    assert dialog.timezone_combo.currentText() == local_timezone_name()
+    assert dialog.start_edit.time() == QTime(9, 0)
+    assert dialog.end_edit.time() == QTime(18, 0)
+    assert dialog.allowed_days() == frozenset({1, 2, 3, 4, 5})
+    assert not dialog.day_boxes[6].isChecked() and not dialog.day_boxes[7].isChecked()
+    assert dialog.concurrency_spin.value() == 1
+    assert dialog.send_now_radio.isChecked() and not dialog.date_edit.isEnabled()
+    assert dialog.agent_combo.currentText() == "Demo message"
+    assert dialog.from_combo.count() == 1
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    assert not create.isEnabled()
+    assert text(dialog, "createProblemsLabel") == "Enter a name (1 to 100 characters)."
+    dialog.name_field.setText("Reminders")
+    assert text(dialog, "createProblemsLabel") == "Choose the recipients CSV file."
+
+
+def test_validation_view_fix_remove_and_duplicates(open_create, bad_csv, answers, qtbot):
+    dialog = open_create()
+    report = load(dialog, qtbot, bad_csv, answers)
+    assert report.accepted_count == 3 and report.rejected_count == 2
+    assert text(dialog, "acceptedCountLabel") == "✔ 3 recipients will be called"
+    assert text(dialog, "rejectedCountLabel") == "✖ 2 rows rejected"
+    assert "1 duplicate number: +12025550101 (rows 2, 6)" in text(dialog, "duplicatesLabel")
+    model = dialog.rejected_model
+    rows = [model.index(r, RejectedColumn.ROW).data() for r in range(model.rowCount())]
+    assert rows == ["3", "5"]
+    assert "too short" in model.index(0, RejectedColumn.REASON).data()
+    assert "letters" in model.index(1, RejectedColumn.REASON).data()
+
+    # Fix row 3 through the real cell editor: a wrong fix keeps it rejected with a reason.
+    dialog.select_rejected(0)
+    table = dialog.rejected_table
+    table.edit(model.index(0, RejectedColumn.PHONE))
+    (editor,) = table.viewport().findChildren(QLineEdit)  # the cell editor
+    editor.selectAll()
+    qtbot.keyClicks(editor, "202 555")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # the delegate commits on its next turn
+    qtbot.waitUntil(lambda: model.index(0, RejectedColumn.PHONE).data() == "202 555")
+    assert model.entry(0).state is RowState.REJECTED
+    assert model.setData(model.index(0, RejectedColumn.PHONE), "(202) 555-0199")
+    assert model.entry(0).state is RowState.FIXED
+    assert model.index(0, RejectedColumn.REASON).data() == "Fixed: will be called as +12025550199"
+    assert text(dialog, "acceptedCountLabel") == "✔ 4 recipients will be called"
+    assert text(dialog, "rejectedCountLabel") == "✖ 1 row rejected"
+
+    # Remove row 5.
+    dialog.select_rejected(1)
+    qtbot.mouseClick(dialog.findChild(QPushButton, "removeRowButton"), Qt.MouseButton.LeftButton)
+    assert model.entry(1).state is RowState.REMOVED
+    assert text(dialog, "rejectedCountLabel") == "1 removed"
+    assert dialog.findChild(QPushButton, "restoreRowButton").isEnabled()
+
+    # Drop the duplicate.
+    dialog.drop_duplicates.setChecked(True)
+    assert text(dialog, "acceptedCountLabel") == "✔ 3 recipients will be called"
+    options = dialog.import_options()
+    assert options.fixes == {3: {"phone_number": "(202) 555-0199"}}
+    assert options.removed_rows == frozenset({5})
+    assert options.drop_duplicates
+
+
+def test_create_stores_exactly_what_the_validation_view_shows(
+    open_create, context, bad_csv, answers, qtbot
+):
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.rejected_model.fix(0, "+12025550199")
+    dialog.select_rejected(1)
+    dialog.remove_selected_row()
+    dialog.drop_duplicates.setChecked(True)
+    qtbot.keyClicks(dialog.name_field, "  Spring reminders ")
+    dialog.timezone_combo.setCurrentText("America/Chicago")
+    dialog.start_edit.setTime(QTime(10, 30))
+    dialog.end_edit.setTime(QTime(16, 0))
+    dialog.day_boxes[1].setChecked(False)
+    dialog.day_boxes[6].setChecked(True)
+    dialog.concurrency_spin.setValue(4)
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    assert create.isEnabled(), dialog.problems()
+    with qtbot.waitSignal(dialog.created, timeout=10_000) as created:
+        qtbot.mouseClick(create, Qt.MouseButton.LeftButton)
+    snapshot = created.args[0]
+    assert not dialog.isVisible()
+    assert snapshot.name == "Spring reminders"
+    assert snapshot.status is BatchStatus.SCHEDULED
+    assert snapshot.total_recipients == 3
+    assert snapshot.timezone == "America/Chicago"
+    assert (snapshot.window_start, snapshot.window_end) == ("10:30", "16:00")
+    assert snapshot.allowed_days == frozenset({2, 3, 4, 5, 6})
+    assert snapshot.reserved_concurrency == 4
+    assert snapshot.send_type is SendType.SEND_NOW
+    phones = [
+        r.phone_number for r in context.service.recipients_page(snapshot.id, RecipientQuery())
+    ]
+    assert phones == ["+12025550101", "+12025550199", "+12025550102"]
+
+
+def test_schedule_in_the_past_is_refused_and_a_future_one_stored(
+    open_create, context, bad_csv, answers, qtbot
+):
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.name_field.setText("Scheduled")
+    dialog.timezone_combo.setCurrentText("Europe/London")
+    dialog.schedule_radio.setChecked(True)
+    assert dialog.date_edit.isEnabled()
+    now = context.clock()  # Monday 2026-11-23, 14:00 UTC (+ a few minutes)
+    dialog.date_edit.setDate(QDate(now.year, now.month, now.day))
+    dialog.time_edit.setTime(QTime(8, 0))
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    assert not create.isEnabled()
+    assert text(dialog, "createProblemsLabel") == (
+        "The scheduled time 2026-11-23 08:00 (Europe/London) is in the past; "
+        "choose a later time or Send now."
+    )
+    dialog.date_edit.setDate(QDate(2026, 11, 30))
+    dialog.time_edit.setTime(QTime(9, 15))
+    assert create.isEnabled(), dialog.problems()
+    with qtbot.waitSignal(dialog.created, timeout=10_000) as created:
+        create.click()
+    snapshot = created.args[0]
+    assert snapshot.send_type is SendType.SCHEDULE
+    assert snapshot.scheduled_at == scheduled_instant(
+        date(2026, 11, 30), time(9, 15), "Europe/London"
+    )
+
+
+def test_other_problems_disable_create_with_a_reason(open_create, bad_csv, answers, qtbot):
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.name_field.setText("x" * 101)
+    assert "maximum is 100" in text(dialog, "createProblemsLabel")
+    dialog.name_field.setText("Fine")
+    dialog.timezone_combo.setCurrentText("Mars/Olympus")
+    assert "not a known timezone" in text(dialog, "createProblemsLabel")
+    dialog.timezone_combo.setCurrentText("UTC")
+    dialog.end_edit.setTime(QTime(9, 0))
+    assert text(dialog, "createProblemsLabel").startswith("The time range is empty")
+    dialog.end_edit.setTime(QTime(17, 0))
+    for check in dialog.day_boxes.values():
+        check.setChecked(False)
+    assert text(dialog, "createProblemsLabel") == "Choose at least one allowed day."
+    dialog.day_boxes[3].setChecked(True)
+    assert dialog.findChild(QPushButton, "createConfirmButton").isEnabled()
+
+
+def test_a_file_without_valid_rows_or_without_phone_column(open_create, tmp_path, answers, qtbot):
+    dialog = open_create()
+    dialog.name_field.setText("Nobody")
+    none_valid = tmp_path / "none.csv"
+    none_valid.write_text("phone_number\nabc\n", encoding="utf-8")
+    load(dialog, qtbot, none_valid, answers)
+    assert text(dialog, "createProblemsLabel").startswith("No valid recipients")
+    no_phone = tmp_path / "nophone.csv"
+    no_phone.write_text("name,city\nAda,Austin\n", encoding="utf-8")
+    assert load(dialog, qtbot, no_phone, answers) is None
+    error = dialog.findChild(QLabel, "csvErrorLabel")
+    assert error.isVisible() and "phone" in error.text().lower()
+    assert not dialog.findChild(QPushButton, "createConfirmButton").isEnabled()
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("phone_number,name\n+12025550101,Ren\xe9e\n".encode("latin-1"))
+    assert load(dialog, qtbot, latin, answers) is None
+    assert "UTF-8" in error.text()
+
+
+def test_drag_and_drop_a_csv(open_create, bad_csv, qtbot):
+    dialog = open_create()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad_csv))])
+    enter = QDragEnterEvent(
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(dialog, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(dialog.scanned) as scanned:
+        QApplication.sendEvent(dialog, drop)
+    assert scanned.args[0].accepted_count == 3
+    assert dialog.csv_path == str(bad_csv)
+
+
+def test_download_template(open_create, answers, tmp_path, qtbot):
+    dialog = open_create()
+    answers.save_path = str(tmp_path / "template")
+    qtbot.mouseClick(
+        dialog.findChild(QPushButton, "downloadTemplateButton"), Qt.MouseButton.LeftButton
+    )
+    written = (tmp_path / "template.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert written[0].startswith("phone_number,name,")
+    assert len(written) == 3
+    assert "Template saved" in text(dialog, "csvFileLabel")
+
+
+def big_csv(path, rows: int) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("phone_number,name,note\n")
+        for i in range(rows):
+            handle.write(f"+1202555{i % 10000:04d},Person {i},{'x' * 40}\n")
+
+
+def test_large_file_shows_progress_and_can_be_cancelled(open_create, tmp_path, answers, qtbot):
+    path = tmp_path / "big.csv"
+    big_csv(path, 60_000)  # about 4 MB: dozens of progress steps
+    dialog = open_create()
+    seen: list[int] = []
+    dialog.scan_progress.valueChanged.connect(seen.append)
+    report = load(dialog, qtbot, path, answers)
+    assert report.total_rows == 60_000
+    assert any(0 < v < 1000 for v in seen), "no intermediate progress was shown"
+    assert not dialog.scan_progress.isVisible()
+
+    answers.open_path = str(path)
+    with qtbot.waitSignal(dialog.scanned) as scanned:
+        dialog.choose_csv()
+        assert dialog.findChild(QPushButton, "cancelScanButton").isVisible()
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "cancelScanButton"), Qt.MouseButton.LeftButton
+        )
+    assert scanned.args == [None]
+    assert text(dialog, "csvFileLabel").startswith("Reading cancelled")
+    assert text(dialog, "createProblemsLabel") in ("Enter a name (1 to 100 characters).",)
+
+
+def test_main_window_create_button_opens_the_dialog_and_shows_the_new_row(
+    open_main_window, bad_csv, answers, qtbot
+):
+    window = open_main_window()
+    qtbot.mouseClick(
+        window.findChild(QPushButton, "emptyStateCreateButton"), Qt.MouseButton.LeftButton
+    )
+    dialog = window.findChild(CreateDialog, "createDialog")
+    assert dialog is not None and dialog.isVisible()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.name_field.setText("From the window")
+    with qtbot.waitSignal(dialog.created):
+        dialog.findChild(QPushButton, "createConfirmButton").click()
+    assert window.current_snapshot().name == "From the window"
+    assert window.table.isVisible()
+    assert "Created “From the window” with 3 recipients" in window.statusBar().currentMessage()
+
+
+def test_creation_runs_in_the_background_and_can_be_cancelled(
+    open_create, context, tmp_path, answers, qtbot
+):
+    path = tmp_path / "big.csv"
+    big_csv(path, 60_000)
+    dialog = open_create()
+    load(dialog, qtbot, path, answers)
+    dialog.name_field.setText("Too big after all")
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    with qtbot.waitSignal(dialog.problemsChanged):
+        create.click()
+        assert dialog.create_progress.isVisible()
+        assert not create.isEnabled()
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "createCancelButton"), Qt.MouseButton.LeftButton
+        )
+    qtbot.waitUntil(lambda: text(dialog, "createProblemsLabel").startswith("Creation cancelled"))
+    assert dialog.isVisible()  # Cancel stopped the creation, not the dialog
+    assert context.service.list() == []  # nothing was stored
+    assert create.isEnabled()

@@ -1,0 +1,306 @@
+"""The details dialog: header actions, Summary, Configuration, Recipients (lazy pages, SQL
+filter/search/sort, call details, export) and History, updating live while open."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, time
+
+import pytest
+from PySide6.QtCore import QModelIndex, QPoint, Qt
+from PySide6.QtWidgets import QApplication, QComboBox, QLabel, QLineEdit, QPushButton, QTabWidget
+
+from app.models.snapshots import SendType
+from app.models.status import BatchStatus, RecipientStatus
+from app.services.batch_calls import scheduled_instant
+from app.views.detail_models import PAGE_SIZE, RecipientColumn
+
+
+@pytest.fixture
+def open_details(open_main_window, model_checks, qtbot):
+    """open_details(batch_id) -> the dialog, its models under qtmodeltester, loaded."""
+    window = None
+
+    def opener(batch_id: int):
+        nonlocal window
+        window = window or open_main_window()
+        dialog = window.open_details(batch_id)
+        model_checks.check(dialog.recipient_model)
+        model_checks.check(dialog.history_model)
+        with qtbot.waitSignal(dialog.recipient_model.loaded, timeout=5000):
+            pass
+        qtbot.waitUntil(lambda: dialog.history_model.rowCount() > 0)
+        dialog.window_under_test = window
+        return dialog
+
+    return opener
+
+
+def label(dialog, name: str) -> str:
+    widget = dialog.findChild(QLabel, name)
+    assert widget is not None, name
+    return widget.text()
+
+
+def column(dialog, which: RecipientColumn) -> list[str]:
+    model = dialog.recipient_model
+    return [model.index(row, which).data() for row in range(model.rowCount())]
+
+
+def test_summary_tab(open_details, seeded):
+    snapshot = seeded["completed"]
+    dialog = open_details(snapshot.id)
+    assert dialog.objectName() == "detailsDialog"
+    tabs = dialog.findChild(QTabWidget, "detailsTabs")
+    assert [tabs.tabText(i) for i in range(tabs.count())] == [
+        "Summary",
+        "Configuration",
+        "Recipients",
+        "History",
+    ]
+    assert label(dialog, "detailsNameLabel") == "Campaign completed"
+    assert label(dialog, "summaryStatus") == "Completed"
+    assert label(dialog, "summaryTotal") == "10"
+    assert label(dialog, "summaryAgent") == "Demo message"
+    assert label(dialog, "summaryFromNumber") == snapshot.from_number
+    assert label(dialog, "summaryCompleted") == "10 of 10"
+    assert label(dialog, "summaryRemaining") == "0"
+    assert label(dialog, "summaryPercent") == "100.0 %"
+    assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
+    assert label(dialog, "countCompleted") == "7"
+    assert label(dialog, "countFailed") == "2"
+    assert label(dialog, "countNoAnswer") == "1"
+    assert label(dialog, "countPending") == "0"
+    assert dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
+    assert dialog.findChild(QPushButton, "detailsDeleteButton").isVisible()
+
+
+def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, seeded, set_state):
+    reason = "Outside the calling hours (09:00 to 18:00 UTC, Monday to Friday)."
+    set_state(
+        seeded["running"].id,
+        BatchStatus.RUNNING,
+        {RecipientStatus.COMPLETED: 3},
+        waiting_reason=reason,
+    )
+    dialog = open_details(seeded["running"].id)
+    assert label(dialog, "summaryReasonLabel") == reason
+    assert label(dialog, "summaryRemaining") == "7"
+    assert label(dialog, "summaryPercent") == "30.0 %"
+    assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
+
+
+def test_failed_batch_shows_its_reason_and_clean_completion_offers_no_retry(open_details, seeded):
+    dialog = open_details(seeded["failed"].id)
+    assert label(dialog, "summaryReasonLabel") == "Failed: Twilio rejected the credentials."
+    dialog.close()
+    clean = open_details(seeded["completed-clean"].id)
+    assert not clean.findChild(QPushButton, "detailsRetryButton").isVisible()
+
+
+def test_configuration_tab_is_read_only_and_complete(open_details, make_batch, context):
+    start = scheduled_instant(date(2026, 12, 1), time(8, 30), "America/New_York")
+    snapshot = make_batch(
+        "Scheduled reminders",
+        send_type=SendType.SCHEDULE,
+        scheduled_at=start,
+        timezone="America/New_York",
+        window_start="08:30",
+        window_end="17:00",
+        allowed_days=frozenset({1, 3, 5}),
+        reserved_concurrency=3,
+    )
+    dialog = open_details(snapshot.id)
+    assert label(dialog, "configSendType") == "Schedule"
+    assert label(dialog, "configScheduled") == "2026-12-01 08:30 (America/New_York)"
+    assert label(dialog, "configTimezone") == "America/New_York"
+    assert label(dialog, "configTimeRange") == "08:30 to 17:00"
+    assert label(dialog, "configAllowedDays") == "Monday, Wednesday, Friday"
+    assert label(dialog, "configConcurrency") == "3"
+    assert dialog.configuration_tab.findChildren(QLineEdit) == []  # nothing editable
+    send_now = open_details(make_batch("Now").id)
+    assert label(send_now, "configSendType") == "Send Now"
+    assert label(send_now, "configScheduled") == "Not scheduled (Send Now)"
+    assert label(send_now, "configAllowedDays") == "Monday to Friday"
+
+
+def test_recipients_filter_search_and_sort(open_details, seeded, qtbot):
+    dialog = open_details(seeded["completed"].id)
+    model = dialog.recipient_model
+    assert model.rowCount() == 10
+    assert column(dialog, RecipientColumn.PHONE)[0] == "+12025550000"
+    assert column(dialog, RecipientColumn.VARIABLES)[0] == "city: Austin"
+
+    combo = dialog.findChild(QComboBox, "recipientStatusFilter")
+    with qtbot.waitSignal(model.loaded):
+        combo.setCurrentIndex(combo.findText("Failed"))
+    assert column(dialog, RecipientColumn.STATUS) == ["Failed", "Failed"]
+    assert label(dialog, "recipientCountLabel") == "2 matching recipients"
+
+    with qtbot.waitSignal(model.loaded):
+        combo.setCurrentIndex(combo.findText("All statuses"))
+    search = dialog.findChild(QLineEdit, "recipientSearch")
+    with qtbot.waitSignal(model.loaded):
+        qtbot.keyClicks(search, "person 8")
+    assert column(dialog, RecipientColumn.NAME) == ["Person 8"]
+    search.clear()
+    with qtbot.waitSignal(model.loaded):
+        qtbot.keyClicks(search, "555 0003")  # a phone number, as people type it
+    assert column(dialog, RecipientColumn.PHONE) == ["+12025550003"]
+    with qtbot.waitSignal(model.loaded):
+        search.clear()
+
+    header = dialog.recipient_table.horizontalHeader()
+    status_x = header.sectionViewportPosition(RecipientColumn.STATUS) + 5
+    with qtbot.waitSignal(model.loaded):
+        qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(status_x, 5))
+    assert column(dialog, RecipientColumn.STATUS)[0] == "Completed"
+    with qtbot.waitSignal(model.loaded):
+        qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(status_x, 5))
+    assert column(dialog, RecipientColumn.STATUS)[0] == "No Answer"
+
+
+def test_call_details_for_completed_failed_and_uncalled(open_details, seeded, qtbot):
+    dialog = open_details(seeded["running"].id)
+    statuses = column(dialog, RecipientColumn.STATUS)
+    dialog.select_recipient(statuses.index("Completed"))
+    assert label(dialog, "callDuration") == "42 s"
+    assert label(dialog, "callAnsweredBy") == "human"
+    assert label(dialog, "callCallId").startswith("SIM")
+    assert label(dialog, "callError") == "—"
+    dialog.select_recipient(statuses.index("Pending"))
+    assert label(dialog, "callRequested") == "Not called yet."
+    assert label(dialog, "callDuration") == ""
+    dialog.close()
+
+    failed = open_details(seeded["completed"].id)
+    failed.select_recipient(column(failed, RecipientColumn.STATUS).index("Failed"))
+    assert label(failed, "callError") == "The recipient's phone number cannot be reached."
+    assert label(failed, "callAttempts") == "1"
+
+
+def test_recipients_are_fetched_lazily_in_pages(open_main_window, make_batch, qtbot):
+    # No model tester here: it asks for every page on each change, which is its job.
+    window = open_main_window()
+    dialog = window.open_details(make_batch("Big list", recipients=450).id)
+    model = dialog.recipient_model
+    with qtbot.waitSignal(model.loaded):
+        pass
+    assert model.rowCount() == PAGE_SIZE
+    assert model.total == 450
+    assert label(dialog, "recipientCountLabel") == "200 of 450 recipients loaded"
+    # Scrolling to the end of what is loaded brings the next page.
+    dialog.tabs.setCurrentWidget(dialog.recipients_tab)
+    with qtbot.waitSignal(model.pageFetched) as fetched:
+        dialog.recipient_table.scrollToBottom()
+    assert fetched.args == [400]
+    while model.canFetchMore(QModelIndex()):
+        with qtbot.waitSignal(model.pageFetched):
+            model.fetchMore(QModelIndex())
+    assert model.rowCount() == 450
+    assert column(dialog, RecipientColumn.ROW)[-1] == "451"
+
+
+def test_export_writes_the_filtered_recipients(open_details, seeded, answers, qtbot, tmp_path):
+    dialog = open_details(seeded["completed"].id)
+    combo = dialog.findChild(QComboBox, "recipientStatusFilter")
+    with qtbot.waitSignal(dialog.recipient_model.loaded):
+        combo.setCurrentIndex(combo.findText("Completed"))
+    answers.save_path = str(tmp_path / "out")
+    qtbot.mouseClick(dialog.findChild(QPushButton, "exportButton"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: label(dialog, "detailsMessageLabel").startswith("Exported"))
+    assert label(dialog, "detailsMessageLabel") == "Exported 7 recipients to out.csv."
+    with open(tmp_path / "out.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 7 and {r["status"] for r in rows} == {"COMPLETED"}
+    assert rows[0]["phone_number"] == "+12025550000"
+    assert rows[0]["city"] == "Austin"
+
+
+def test_export_cancelled_writes_nothing(open_details, seeded, answers, qtbot, tmp_path):
+    dialog = open_details(seeded["completed"].id)
+    answers.save_path = None
+    qtbot.mouseClick(dialog.findChild(QPushButton, "exportButton"), Qt.MouseButton.LeftButton)
+    assert label(dialog, "detailsMessageLabel") == ""
+    assert list(tmp_path.glob("*.csv")) == []
+
+
+def test_details_update_live_and_keep_the_selected_recipient(
+    open_details, seeded, set_state, qtbot
+):
+    snapshot = seeded["running"]
+    dialog = open_details(snapshot.id)
+    statuses = column(dialog, RecipientColumn.STATUS)
+    in_progress_row = statuses.index("In Progress")
+    dialog.select_recipient(in_progress_row)
+    set_state(
+        snapshot.id,
+        BatchStatus.RUNNING,
+        {RecipientStatus.COMPLETED: 9, RecipientStatus.NO_ANSWER: 1},
+    )
+    # What the engine's signals do:
+    dialog.window_under_test.mark_dirty(snapshot.id)
+    dialog.window_under_test._recipients_changed(snapshot.id)
+    qtbot.waitUntil(lambda: label(dialog, "summaryCompleted") == "10 of 10")
+    assert label(dialog, "countInProgress") == "0"
+    qtbot.waitUntil(lambda: "In Progress" not in column(dialog, RecipientColumn.STATUS))
+    assert dialog.recipient_table.currentIndex().row() == in_progress_row
+    assert label(dialog, "callDuration") != ""  # the call details follow the new outcome
+
+
+def test_history_lists_supervisor_actions(open_details, context, seeded, qtbot):
+    snapshot = seeded["running"]
+    context.service.pause(snapshot.id)
+    context.service.resume(snapshot.id)
+    dialog = open_details(snapshot.id)
+    model = dialog.history_model
+    actions = [model.index(r, 1).data() for r in range(model.rowCount())]
+    assert actions == ["Create", "Pause", "Resume"]
+    assert model.index(1, 2).data() == "qa"
+    assert model.index(1, 3).data() == "test-host"
+    context.service.rename(snapshot.id, "Renamed campaign")  # relayed as a change
+    qtbot.waitUntil(lambda: model.rowCount() == 4)
+    assert label(dialog, "detailsNameLabel") == "Renamed campaign"
+
+
+def test_header_retry_and_delete(open_details, context, seeded, answers, qtbot):
+    snapshot = seeded["failed"]
+    dialog = open_details(snapshot.id)
+    window = dialog.window_under_test
+    with qtbot.waitSignal(window.actions_controller.succeeded):
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "detailsRetryButton"), Qt.MouseButton.LeftButton
+        )
+    assert answers.questions[-1][0] == "Retry batch call"
+    assert context.service.get(snapshot.id).status is BatchStatus.SCHEDULED
+    qtbot.waitUntil(lambda: label(dialog, "detailsStatusLabel") == "Scheduled")
+    assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
+
+    answers.confirm = False
+    qtbot.mouseClick(
+        dialog.findChild(QPushButton, "detailsDeleteButton"), Qt.MouseButton.LeftButton
+    )
+    assert context.service.find(snapshot.id) is not None
+    answers.confirm = True
+    with qtbot.waitSignal(window.actions_controller.succeeded):
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "detailsDeleteButton"), Qt.MouseButton.LeftButton
+        )
+    assert context.service.find(snapshot.id) is None
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    assert window.model.row_of(snapshot.id) is None
+
+
+def test_header_reload_shows_progress_then_success(open_details, seeded, set_state, qtbot):
+    snapshot = seeded["paused"]
+    dialog = open_details(snapshot.id)
+    set_state(snapshot.id, BatchStatus.PAUSED, {RecipientStatus.COMPLETED: 6})
+    with qtbot.waitSignal(dialog.reloaded):
+        qtbot.mouseClick(
+            dialog.findChild(QPushButton, "detailsReloadButton"), Qt.MouseButton.LeftButton
+        )
+        assert dialog.loading.isVisible()
+    assert not dialog.loading.isVisible()
+    assert label(dialog, "detailsMessageLabel") == "Reloaded."
+    assert label(dialog, "summaryCompleted") == "6 of 10"
+    assert QApplication.activeModalWidget() is None

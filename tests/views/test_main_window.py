@@ -1,0 +1,168 @@
+"""The main window's list: what the supervisor sees, the live search, sorting, the empty
+state, reload, and live updates that keep selection and search."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QTableView, QWidget
+
+from app.models.status import BatchStatus, RecipientStatus
+from app.views.batch_model import Column
+from app.views.main_window import MainWindow
+
+
+def visible_column(window: MainWindow, column: Column = Column.NAME) -> list[str]:
+    proxy = window.proxy
+    return [proxy.index(row, column).data() for row in range(proxy.rowCount())]
+
+
+def row_text(window: MainWindow, name: str) -> dict[Column, str]:
+    proxy = window.proxy
+    for row in range(proxy.rowCount()):
+        if proxy.index(row, Column.NAME).data() == name:
+            return {c: proxy.index(row, c).data() for c in Column}
+    raise AssertionError(f"{name} not shown")
+
+
+def test_list_shows_every_batch_call_with_its_columns(open_main_window, seeded):
+    window = open_main_window()
+    table = window.findChild(QTableView, "batchCallTable")
+    assert table is not None and table.isVisible()
+    headers = [window.proxy.headerData(c, Qt.Orientation.Horizontal) for c in Column]
+    assert headers[:5] == ["Batch Call Name", "Total Recipients", "Status", "Progress", "Created"]
+    assert sorted(visible_column(window)) == sorted(s.name for s in seeded.values())
+
+    running = row_text(window, "Campaign running")
+    assert running[Column.STATUS] == "In Progress"
+    assert running[Column.TOTAL] == "10"
+    assert running[Column.PROGRESS] == "30 % (3/10)"
+    assert row_text(window, "Campaign completed")[Column.PROGRESS] == "100 % (10/10)"
+    assert row_text(window, "Campaign scheduled")[Column.STATUS] == "Scheduled"
+    assert row_text(window, "Campaign paused")[Column.STATUS] == "Paused"
+    # Newest first by default.
+    assert visible_column(window)[0] == "Campaign failed"
+
+
+def test_search_filters_as_typed_case_insensitively_by_name_only(open_main_window, seeded, qtbot):
+    window = open_main_window()
+    field = window.findChild(QLineEdit, "searchField")
+    assert field.isClearButtonEnabled()
+    qtbot.keyClicks(field, "COMPL")
+    assert sorted(visible_column(window)) == ["Campaign completed", "Campaign completed-clean"]
+    qtbot.keyClicks(field, "eted-c")
+    assert visible_column(window) == ["Campaign completed-clean"]
+    # Names only: a status word or a count does not match.
+    field.clear()
+    qtbot.keyClicks(field, "In Progress")
+    assert visible_column(window) == []
+    summary = window.findChild(QLabel, "searchSummaryLabel")
+    assert "No batch call name contains" in summary.text()
+    # Clearing (Esc, or the clear button) shows all again.
+    qtbot.keyClick(field, Qt.Key.Key_Escape)
+    assert field.text() == ""
+    assert len(visible_column(window)) == len(seeded)
+    assert not summary.isVisible()
+
+
+def test_sorting_is_numeric_for_counts_and_progress(open_main_window, make_batch):
+    for name, count in (("Nine", 9), ("Eighty", 80), ("Seven hundred", 700)):
+        make_batch(name, recipients=count)
+    window = open_main_window()
+    window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.AscendingOrder)
+    assert visible_column(window) == ["Nine", "Eighty", "Seven hundred"]
+    window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.DescendingOrder)
+    assert visible_column(window, Column.TOTAL) == ["700", "80", "9"]
+
+
+def test_empty_state_invites_to_create_the_first_batch_call(open_main_window, qtbot):
+    window = open_main_window()
+    empty = window.findChild(QWidget, "emptyState")
+    assert empty.isVisible()
+    assert not window.table.isVisible()
+    button = window.findChild(QPushButton, "emptyStateCreateButton")
+    assert "first batch call" in button.text()
+
+
+def test_reload_shows_loading_then_success_and_new_rows(open_main_window, make_batch, qtbot):
+    window = open_main_window()
+    make_batch("Made elsewhere")  # e.g. by a second desktop
+    with qtbot.waitSignal(window.tasks.busyChanged) as busy:
+        qtbot.mouseClick(window.reload_button, Qt.MouseButton.LeftButton)
+    assert busy.args == [True]
+    assert window.loading_indicator.isVisible()
+    qtbot.waitUntil(lambda: not window.loading_indicator.isVisible())
+    assert visible_column(window) == ["Made elsewhere"]
+    assert window.statusBar().currentMessage() == "Reloaded 1 batch call."
+    assert window.table.isVisible()
+
+
+def test_live_update_changes_only_the_row_and_keeps_selection_and_search(
+    open_main_window, set_state, seeded, qtbot
+):
+    window = open_main_window()
+    qtbot.keyClicks(window.search_field, "campaign r")
+    assert window.select_batch(seeded["running"].id)
+    changed_rows: list[int] = []
+    window.model.dataChanged.connect(lambda top, _bottom, _roles: changed_rows.append(top.row()))
+    window.model.rowsRemoved.connect(lambda *_: changed_rows.append(-1))
+    set_state(
+        seeded["running"].id,
+        BatchStatus.RUNNING,
+        {RecipientStatus.COMPLETED: 8, RecipientStatus.IN_PROGRESS: 2},
+    )
+    window.mark_dirty(seeded["running"].id)  # what the engine's batchCallChanged does
+    qtbot.waitUntil(lambda: row_text(window, "Campaign running")[Column.PROGRESS].startswith("80"))
+    assert changed_rows == [window.model.row_of(seeded["running"].id)]
+    assert window.current_snapshot().id == seeded["running"].id
+    assert window.search_field.text() == "campaign r"
+
+
+def test_bursts_of_changes_are_coalesced(open_main_window, context, seeded, qtbot):
+    window = open_main_window()
+    submitted: list[str] = []
+    original = window.tasks.submit
+
+    def spy(name, *args, **kwargs):
+        submitted.append(name)
+        return original(name, *args, **kwargs)
+
+    window.tasks.submit = spy  # type: ignore[method-assign]
+    for _ in range(50):
+        for snapshot in seeded.values():
+            window.mark_dirty(snapshot.id)
+    with qtbot.waitSignal(window.tasks.taskFinished, timeout=3000):
+        pass
+    assert submitted.count("refresh") == 1
+
+
+def test_status_bar_says_simulation_mode_and_engine_stopped(open_main_window):
+    window = open_main_window()
+    assert "Simulation mode" in window.mode_label.text()
+    assert window.engine_label.text() == "Engine stopped"
+
+
+def test_twilio_mode_shows_masked_account(open_main_window, context):
+    sid = "AC" + "0123456789abcdef" * 2
+    context.settings.update(provider="twilio", twilio_account_sid=sid)
+    window = open_main_window()
+    assert window.mode_label.text() == "Twilio: AC01…cdef"
+    assert sid not in window.mode_label.text()
+
+
+def test_enter_and_double_click_open_details(open_main_window, seeded, qtbot):
+    window = open_main_window()
+    window.select_batch(seeded["paused"].id)
+    window.table.setFocus()
+    with qtbot.waitSignal(window.detailsOpened) as opened:
+        qtbot.keyClick(window.table, Qt.Key.Key_Return)
+    assert opened.args == [seeded["paused"].id]
+    window.details_dialog(seeded["paused"].id).close()
+    index = window.proxy.mapFromSource(
+        window.model.index(window.model.row_of(seeded["failed"].id), 0)
+    )
+    rect = window.table.visualRect(index)
+    # A real double-click starts with a press (the view remembers the pressed row).
+    qtbot.mouseClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    with qtbot.waitSignal(window.detailsOpened) as opened:
+        qtbot.mouseDClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert opened.args == [seeded["failed"].id]
