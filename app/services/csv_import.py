@@ -384,7 +384,8 @@ def _open_csv(
                 "phone_number column; use Download template for an example."
             )
         delimiter = _detect_delimiter(header_line)
-        records = csv.reader(itertools.chain([header_line], text), delimiter=delimiter)
+        # strict: a quote still open at the end of the file is an error, not a swallowed tail.
+        records = csv.reader(itertools.chain([header_line], text), delimiter=delimiter, strict=True)
         header = next(records)
         layout = _build_layout(header, delimiter)
     except BaseException:
@@ -434,6 +435,31 @@ def _ragged_reason(count: int, expected: int, fields: list[str]) -> str:
     return reason
 
 
+NAME_MAX_CHARS = 200
+_SWALLOWED_REASON = (
+    "a value runs over several lines and a following line looks like another row, so a "
+    'double quote (") is probably missing its closing quote; fix the quote and load the file again'
+)
+
+
+def _swallowed_rows(fields: list[str], delimiter: str) -> bool:
+    """True when a quoted value spans lines that look like rows of their own: the mark of
+    an opening quote whose closing quote is missing (the rows would be lost silently)."""
+    for value in fields:
+        if "\n" in value or "\r" in value:
+            for line in value.splitlines()[1:]:
+                stripped = line.strip()
+                if delimiter in stripped or (stripped[:1] in "+0123456789" and stripped):
+                    return True
+    return False
+
+
+def _name_problem(name: str | None) -> str | None:
+    if name is not None and len(name) > NAME_MAX_CHARS:
+        return f"the name is {len(name)} characters long; at most {NAME_MAX_CHARS} are kept"
+    return None
+
+
 def _check_row(
     row_number: int,
     phone_raw: str,
@@ -461,6 +487,9 @@ def _check_row(
     except PhoneError as exc:
         return RejectedRow(row_number, phone_raw, exc.reason, values())
     name = (name_raw.strip() or None) if name_raw is not None else None
+    problem = _name_problem(name)
+    if problem:
+        return RejectedRow(row_number, phone_raw, problem, values())
     return RecipientRow(row_number, phone, name, variables, ignore)
 
 
@@ -567,6 +596,14 @@ def _rows(opened: _OpenFile, options: ImportOptions) -> Iterator[RecipientRow | 
             phone_raw = fields[phone_index]
             if (not phone_raw or phone_raw.isspace()) and not any(f.strip() for f in fields):
                 continue
+            if not fixed and _swallowed_rows(fields, layout.delimiter):
+                yield RejectedRow(
+                    row_number,
+                    phone_raw,
+                    _SWALLOWED_REASON,
+                    dict(zip(columns, fields, strict=True)),
+                )
+                continue
             if flag_index is not None or fixed:
                 yield _check_row(
                     row_number,
@@ -589,13 +626,16 @@ def _rows(opened: _OpenFile, options: ImportOptions) -> Iterator[RecipientRow | 
                     dict(zip(columns, fields, strict=True)),
                 )
                 continue
-            yield RecipientRow(
-                row_number,
-                phone,
-                (fields[name_index].strip() or None) if name_index is not None else None,
-                variables_of(fields),
-                False,
-            )
+            name = (fields[name_index].strip() or None) if name_index is not None else None
+            if name is not None and len(name) > NAME_MAX_CHARS:
+                yield RejectedRow(
+                    row_number,
+                    phone_raw,
+                    _name_problem(name) or "",
+                    dict(zip(columns, fields, strict=True)),
+                )
+                continue
+            yield RecipientRow(row_number, phone, name, variables_of(fields), False)
     except UnicodeDecodeError:
         raise _decode_error(opened.path, opened.encoding, layout.delimiter) from None
     except csv.Error as exc:

@@ -260,10 +260,42 @@ def test_ragged_rows_are_rejected_with_the_count_of_values() -> None:
 
 
 def test_unclosed_quote_is_explained_on_the_row_it_starts() -> None:
-    report = scan(corpus("unterminated_quote.csv"))
-    assert report.accepted_count == 0
+    # The quote never closes: the rest of the file cannot be trusted, so nothing is accepted.
+    with pytest.raises(CsvImportError, match=r"Row 2 cannot be read .*closing quote"):
+        scan(corpus("unterminated_quote.csv"))
+
+
+def test_a_quote_closed_rows_later_does_not_swallow_them_silently(tmp_path: Path) -> None:
+    path = tmp_path / "swallow.csv"
+    write_lines(
+        path,
+        [
+            "phone_number,name",
+            '+12025550101,"Bob',
+            "+12025550102,Carl",
+            '+12025550103,Dina"',
+            "+12025550104,Eve",
+        ],
+    )
+    report = scan(path)
+    assert report.accepted_count == 1  # Eve
     reason = rejected_by_row(report)[2]
     assert "missing its closing quote" in reason
+    assert [r.name for r in rows_of(path)] == ["Eve"]
+
+
+def test_a_quoted_multi_line_name_is_still_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "multiline.csv"
+    write_lines(path, ["phone_number,name", '+12025550101,"Bob', 'the builder"'])
+    assert [r.name for r in rows_of(path)] == ["Bob\nthe builder"]
+
+
+def test_a_name_longer_than_200_characters_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    write_lines(path, ["phone_number,name", f"+12025550101,{'x' * 201}", "+12025550102,Ann"])
+    report = scan(path)
+    assert "201 characters" in rejected_by_row(report)[2]
+    assert report.accepted_count == 1
 
 
 def test_scientific_notation_rows() -> None:
