@@ -38,7 +38,7 @@ from app.models.snapshots import (
     RecipientSnapshot,
     SendType,
 )
-from app.models.status import Action, ActionNotAllowed, RecipientStatus
+from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
 from app.services.batch_calls import (
     AGENT_KINDS,
@@ -49,6 +49,7 @@ from app.services.batch_calls import (
     ValidationError,
     scheduled_instant,
 )
+from app.services.csv_export import CsvExportError
 from app.services.settings import AppSettings, SettingsError, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,10 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- helpers
 
 
-def local_timezone_name() -> str:
-    """The supervisor's IANA timezone without tzlocal: the clock's zone key, $TZ, the
-    /etc/localtime link or /etc/timezone; UTC when none of them names a known zone."""
+def local_timezone_name() -> str | None:
+    """The supervisor's IANA timezone: the clock's zone key, $TZ, the /etc/localtime link,
+    /etc/timezone, then Qt's system zone (which maps Windows zones to IANA names). None
+    when nothing names a known zone: the caller asks for --timezone rather than guess UTC."""
     zone = datetime.now().astimezone().tzinfo
     candidates: list[str] = [str(getattr(zone, "key", "") or "")]
     candidates.append(os.environ.get("TZ", "").lstrip(":"))
@@ -115,13 +117,24 @@ def local_timezone_name() -> str:
         candidates.append(_ETC_TIMEZONE.read_text(encoding="utf-8").strip())
     except (OSError, UnicodeDecodeError):
         pass
+    candidates.append(_qt_system_zone())
     for candidate in candidates:
         # "/usr/share/zoneinfo/Europe/Paris" (Linux), "/var/db/timezone/zoneinfo/..." (macOS)
         name = candidate.replace(os.sep, "/").split("zoneinfo/", 1)[-1]
         name = name.removeprefix("posix/").removeprefix("right/")
         if name and not name.startswith("/") and _is_timezone(name):
             return name
-    return "UTC"
+    return None
+
+
+def _qt_system_zone() -> str:
+    """Qt's IANA id of the system zone (the only reliable source on Windows)."""
+    try:
+        from PySide6.QtCore import QTimeZone
+
+        return bytes(QTimeZone.systemTimeZoneId().data()).decode("ascii", "replace")
+    except Exception:  # Qt missing or broken: the other sources decide
+        return ""
 
 
 def _is_timezone(name: str) -> bool:
@@ -546,11 +559,17 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
         problems["default_country"] = (
             f'"{default_country}" is not a country code; use two letters such as US or GB.'
         )
-    timezone = args.timezone or local_timezone_name()
-    try:
-        parse_timezone(timezone)
-    except WindowError as e:
-        problems["timezone"] = str(e)
+    timezone = args.timezone or local_timezone_name() or ""
+    if not timezone:
+        problems["timezone"] = (
+            "This computer's timezone could not be determined; pass --timezone "
+            "(for example --timezone America/New_York)."
+        )
+    else:
+        try:
+            parse_timezone(timezone)
+        except WindowError as e:
+            problems["timezone"] = str(e)
     start, end = "09:00", "18:00"
     try:
         first, last = _time_range(args.time_range)
@@ -684,7 +703,9 @@ def cmd_create(ctx: Context) -> int:
         progress.finish()
     ctx.emit({"batch_call": batch_document(created), "import": report_document(report)})
     when = "to start at the next worker pickup"
-    if created.scheduled_at is not None:
+    if created.status is not BatchStatus.SCHEDULED:
+        when = f"now {created.status.display_name} (changed while its recipients were stored)"
+    elif created.scheduled_at is not None:
         local = created.scheduled_at.astimezone(parse_timezone(created.timezone))
         when = f"scheduled for {local:%Y-%m-%d %H:%M} {created.timezone}"
     ctx.say(
@@ -768,6 +789,8 @@ def cmd_export(ctx: Context) -> int:
     path = _writable(ctx.args.path, ctx.args.force)
     try:
         count = ctx.service.export_recipients(b.id, path, RecipientQuery(status=ctx.args.status))
+    except CsvExportError as e:
+        raise CliError(str(e)) from e
     except OSError as e:
         raise CliError(f"Cannot write {path}: {e.strerror or e}.") from e
     ctx.emit({"exported": {"batch_call_id": b.id, "path": str(path), "recipients": count}})

@@ -234,6 +234,27 @@ def test_create_uses_the_local_timezone_by_default(run, ready, monkeypatch):
     assert batch["allowed_days"] == [1, 2, 3, 4, 5]
 
 
+def test_create_asks_for_a_timezone_when_the_computer_does_not_say(run, ready, monkeypatch):
+    monkeypatch.setattr(cli, "local_timezone_name", lambda: None)
+    args = create_args(ready)
+    del args[args.index("--timezone") : args.index("--timezone") + 2]
+
+    result = run(*args)
+
+    assert result.code == 1 and "--timezone" in result.err
+    assert run("list", "--json").json["batch_calls"] == []
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(run, ready, tmp_path):
+    run(*create_args(ready))
+
+    for target in (tmp_path / "missing-dir" / "out.csv", Path("/proc/out.csv")):
+        result = run("export", "1", str(target))
+
+        assert result.code == 1
+        assert "Unexpected" not in result.err and str(target.parent) in result.err
+
+
 def test_create_with_no_valid_recipient_is_refused_even_with_allow_rejected(run, ready, tmp_path):
     path = tmp_path / "none.csv"
     path.write_text("phone_number\nabc\n", encoding="utf-8")
@@ -381,7 +402,7 @@ def test_settings_show_and_set(run):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("plan_concurrency", "0", "at least 1"),
+        ("plan_concurrency", "0", "between 1 and"),
         ("plan_concurrency", "many", "not a valid int"),
         ("answering_machine_detection", "maybe", "true or false"),
         ("password", "x", '"password" is not a setting'),
@@ -404,6 +425,7 @@ def no_system_zone(monkeypatch, tmp_path):
     monkeypatch.delenv("TZ", raising=False)
     monkeypatch.setattr(cli, "_ETC_LOCALTIME", tmp_path / "no-localtime")
     monkeypatch.setattr(cli, "_ETC_TIMEZONE", tmp_path / "no-timezone")
+    monkeypatch.setattr(cli, "_qt_system_zone", lambda: "")
     return tmp_path
 
 
@@ -423,8 +445,10 @@ def test_local_timezone_from_the_localtime_link(no_system_zone, monkeypatch):
     assert local_timezone_name() == "Europe/Paris"
 
 
-def test_local_timezone_from_etc_timezone_then_utc(no_system_zone, monkeypatch):
+def test_local_timezone_from_etc_timezone_then_qt_then_unknown(no_system_zone, monkeypatch):
     monkeypatch.setenv("TZ", "Not/AZone")
-    assert local_timezone_name() == "UTC"
+    assert local_timezone_name() is None  # never a silent UTC for a New York supervisor
+    monkeypatch.setattr(cli, "_qt_system_zone", lambda: "America/Denver")
+    assert local_timezone_name() == "America/Denver"
     (no_system_zone / "no-timezone").write_text("Australia/Sydney\n", encoding="utf-8")
     assert local_timezone_name() == "Australia/Sydney"

@@ -10,7 +10,7 @@ from typing import Any
 import platformdirs
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "BatchCalls"
 DATABASE_URL_ENV = "BATCHCALLS_DATABASE_URL"
+MIGRATION_LOCK = 4_206_111_505  # any constant shared by every Batch Calls process
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -40,7 +41,13 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's own lower() folds ASCII only: "Élan" would never match "élan".
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -75,6 +82,10 @@ def migrate(engine: Engine) -> None:
     """Apply every pending migration (run at each start; a no-op when up to date)."""
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two desktops starting together on a new shared database: one migrates, the
+            # other waits for the lock and then finds the schema up to date.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     log.info("database schema up to date at %s", describe_url(str(engine.url)))

@@ -125,6 +125,10 @@ class BatchCall(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     created_by: Mapped[str] = mapped_column(String(100), default="")
+    #: Set while the recipients are being stored and renewed with every chunk; NULL once
+    #: the import finished. A stale value means the importing process died: the engine
+    #: removes such a batch call (creation is all or nothing).
+    import_heartbeat_at: Mapped[datetime | None]
 
     agent: Mapped[Agent] = relationship(lazy="joined", innerjoin=True)
 

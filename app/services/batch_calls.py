@@ -151,9 +151,11 @@ class RecipientSort(StrEnum):
 
 
 _SORT_COLUMNS: dict[RecipientSort, Any] = {
-    RecipientSort.ROW: Recipient.row_number,
+    # Recipients are inserted in file order, so the id orders rows like row_number does,
+    # and (batch_call_id[, status], id) indexes serve it without a sort.
+    RecipientSort.ROW: Recipient.id,
     RecipientSort.PHONE: Recipient.phone_number,
-    RecipientSort.NAME: Recipient.name,
+    RecipientSort.NAME: func.lower(Recipient.name),
     RecipientSort.STATUS: Recipient.status,
     RecipientSort.ATTEMPTS: Recipient.attempts,
     RecipientSort.ENDED: Recipient.ended_at,
@@ -311,9 +313,10 @@ class BatchCallService:
     ) -> BatchCallSnapshot:
         """Store the batch call and all its recipients, or nothing.
 
-        The batch call is committed first as PENDING (visible, cancellable), then every
-        recipient is inserted in one transaction that ends by making it SCHEDULED. If
-        anything fails the batch call is removed again.
+        The batch call is committed first as PENDING (visible, cancellable, never dialed),
+        then the recipients are stored chunk by chunk and it becomes SCHEDULED. If anything
+        fails the batch call and its recipients are removed again; if the process dies, the
+        engine removes it once its import heartbeat is stale.
         """
         now = self.clock()
         with self.sessions.begin() as session:
@@ -335,6 +338,7 @@ class BatchCallService:
                 created_at=now,
                 updated_at=now,
                 created_by=self.actor.user,
+                import_heartbeat_at=now,
             )
             session.add(batch)
             session.flush()
@@ -355,47 +359,64 @@ class BatchCallService:
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         progress: Callable[[int], None] | None,
     ) -> int:
+        """Insert the recipients chunk by chunk, each chunk its own short transaction, so a
+        million-row import never holds SQLite's write lock for long (a Cancel, or the engine,
+        gets in between). The batch call stays PENDING, which nothing dials; the heartbeat
+        lets the engine remove it if this process dies before the end."""
         total = 0
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
-        with self.sessions.begin() as session:
-            connection = session.connection()
-            pending = RecipientStatus.PENDING.value
-            for chunk in recipient_chunks:
-                if not chunk:
-                    continue
-                rows = []
-                for r in chunk:
-                    variables = r.variables or None
-                    if variables:
-                        variable_columns.update(dict.fromkeys(variables))
-                    rows.append(
-                        {
-                            "batch_call_id": batch_id,
-                            "row_number": r.row_number,
-                            "phone_number": r.phone_number,
-                            "name": r.name,
-                            "variables": variables,
-                            "status": pending,
-                            "attempts": 0,
-                        }
-                    )
-                connection.execute(insert(Recipient), rows)
-                total += len(rows)
-                if progress:
-                    progress(total)
-            if total == 0:
-                raise ValidationError(
-                    {"recipients": "No valid recipients: at least one is required."}
+        pending = RecipientStatus.PENDING.value
+        for chunk in recipient_chunks:
+            if not chunk:
+                continue
+            rows = []
+            for r in chunk:
+                variables = r.variables or None
+                if variables:
+                    variable_columns.update(dict.fromkeys(variables))
+                rows.append(
+                    {
+                        "batch_call_id": batch_id,
+                        "row_number": r.row_number,
+                        "phone_number": r.phone_number,
+                        "name": r.name,
+                        "variables": variables,
+                        "status": pending,
+                        "attempts": 0,
+                    }
                 )
-            # Ends the import: SCHEDULED unless the supervisor cancelled it meanwhile.
-            batch = session.get(BatchCall, batch_id)
+            with self.sessions.begin() as session:
+                still_there = session.execute(
+                    update(BatchCall)
+                    .where(BatchCall.id == batch_id)
+                    .values(
+                        import_heartbeat_at=self.clock(),
+                        total_recipients=BatchCall.total_recipients + len(rows),
+                        pending_count=BatchCall.pending_count + len(rows),
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+                if not still_there:
+                    raise NotFound("The batch call was deleted while its recipients were stored.")
+                session.connection().execute(insert(Recipient), rows)
+            total += len(rows)
+            if progress:
+                progress(total)
+        if total == 0:
+            raise ValidationError({"recipients": "No valid recipients: at least one is required."})
+        with self.sessions.begin() as session:
+            # SCHEDULED only if still PENDING: a Cancel committed meanwhile stands.
+            session.execute(
+                update(BatchCall)
+                .where(BatchCall.id == batch_id, BatchCall.status == BatchStatus.PENDING.value)
+                .values(status=BatchStatus.SCHEDULED.value)
+                .execution_options(synchronize_session=False)
+            )
+            batch = session.get(BatchCall, batch_id, populate_existing=True)
             if batch is None:
                 raise NotFound("The batch call was deleted while its recipients were stored.")
-            batch.total_recipients = total
-            batch.pending_count = total
             batch.variable_columns = list(variable_columns)
-            if batch.status == BatchStatus.PENDING.value:
-                batch.status = BatchStatus.SCHEDULED.value
+            batch.import_heartbeat_at = None
             self._audit(
                 session,
                 batch,
@@ -403,6 +424,48 @@ class BatchCallService:
                 f"{total} recipients; {SendType(spec.send_type).display_name}",
             )
         return total
+
+    def discard_abandoned_imports(
+        self, stale_after: timedelta = timedelta(minutes=10)
+    ) -> list[int]:
+        """Remove batch calls whose import stopped without finishing (the importing process
+        died): creation is all or nothing. Returns their ids."""
+        cutoff = self.clock() - stale_after
+        with self.sessions() as session:
+            stale = session.execute(
+                select(BatchCall.id, BatchCall.name).where(
+                    BatchCall.import_heartbeat_at.is_not(None),
+                    BatchCall.import_heartbeat_at < cutoff,
+                )
+            ).all()
+        removed = []
+        for batch_id, name in stale:
+            with self.sessions.begin() as session:
+                gone = session.execute(
+                    delete(BatchCall).where(
+                        BatchCall.id == batch_id,
+                        BatchCall.import_heartbeat_at.is_not(None),
+                        BatchCall.import_heartbeat_at < cutoff,
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+                if not gone:
+                    continue
+                session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
+                session.add(
+                    AuditEvent(
+                        batch_call_id=batch_id,
+                        batch_call_name=name,
+                        action="DISCARD",
+                        detail="its recipient import was interrupted; nothing was kept",
+                        user=self.actor.user,
+                        host=self.actor.host,
+                        at=self.clock(),
+                    )
+                )
+            log.warning("removed batch call %s: its recipient import was interrupted", batch_id)
+            removed.append(batch_id)
+            self._changed(batch_id)
+        return removed
 
     def _discard_failed_create(self, batch_id: int) -> None:
         with self.sessions.begin() as session:
@@ -629,8 +692,11 @@ class BatchCallService:
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""
-        if reference.strip().isdigit():
-            return self.get(int(reference))
+        text = reference.strip()
+        if text and text.isascii() and text.isdigit():
+            if len(text) > 18:  # beyond any stored id (64-bit), and beyond SQLite's integers
+                raise NotFound(f"No batch call with id {text}.")
+            return self.get(int(text))
         with self.sessions() as session:
             matches = session.scalars(
                 select(BatchCall).where(func.lower(BatchCall.name) == reference.strip().lower())
@@ -654,12 +720,14 @@ class BatchCallService:
         if text:
             digits = "".join(ch for ch in text if ch.isdigit())
             looks_like_phone = bool(digits) and all(ch in PHONE_CHARS for ch in text)
+            by_name = func.lower(Recipient.name).contains(text.lower(), autoescape=True)
             if looks_like_phone:
-                conditions.append(Recipient.phone_number.contains(digits, autoescape=True))
-            else:
+                # "101" may be a number fragment or a name such as "Room 101".
                 conditions.append(
-                    func.lower(Recipient.name).contains(text.lower(), autoescape=True)
+                    or_(Recipient.phone_number.contains(digits, autoescape=True), by_name)
                 )
+            else:
+                conditions.append(by_name)
         return conditions
 
     def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
@@ -688,7 +756,9 @@ class BatchCallService:
         limit: int = 200,
     ) -> builtins.list[RecipientSnapshot]:
         column = _SORT_COLUMNS[RecipientSort(query.sort)]
-        order = [column.desc() if query.descending else column.asc()]
+        ordered = column.desc() if query.descending else column.asc()
+        # Empty names and times sort last either way, on SQLite and PostgreSQL alike.
+        order = [ordered.nulls_last()]
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
         stmt = (
             select(Recipient)
@@ -731,20 +801,9 @@ class BatchCallService:
             if batch is None:
                 raise NotFound(f"No batch call with id {batch_id}.")
             variables = list(batch.variable_columns or [])
-        columns = [
-            "phone_number",
-            "name",
-            "status",
-            "attempts",
-            "last_error",
-            "provider_call_id",
-            "requested_at",
-            "answered_at",
-            "ended_at",
-            "duration_seconds",
-            "answered_by",
-            *[v for v in variables if v not in EXPORT_FIXED_COLUMNS],
-        ]
+        # A CSV column named like an outcome column ("status") is exported as "var_status".
+        headers = {v: f"var_{v}" if v in EXPORT_FIXED_COLUMNS else v for v in variables}
+        columns = [*EXPORT_COLUMNS, *headers.values()]
 
         def rows() -> Iterator[dict[str, object]]:
             for r in self.iter_recipients(batch_id, query):
@@ -761,9 +820,8 @@ class BatchCallService:
                     "duration_seconds": "" if r.duration_seconds is None else r.duration_seconds,
                     "answered_by": r.answered_by or "",
                 }
-                for key in variables:
-                    if key not in EXPORT_FIXED_COLUMNS:
-                        row[key] = r.variables.get(key, "")
+                for key, header in headers.items():
+                    row[header] = r.variables.get(key, "")
                 yield row
 
         return export_recipients(rows(), columns, path)
@@ -890,21 +948,20 @@ class BatchCallService:
         return sum(b.counts[s] for s in OPEN_RECIPIENT_STATUSES)
 
 
-EXPORT_FIXED_COLUMNS = frozenset(
-    {
-        "phone_number",
-        "name",
-        "status",
-        "attempts",
-        "last_error",
-        "provider_call_id",
-        "requested_at",
-        "answered_at",
-        "ended_at",
-        "duration_seconds",
-        "answered_by",
-    }
+EXPORT_COLUMNS = (
+    "phone_number",
+    "name",
+    "status",
+    "attempts",
+    "last_error",
+    "provider_call_id",
+    "requested_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "answered_by",
 )
+EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
 
 
 def _iso(value: datetime | None) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +61,7 @@ from app.models.schema import Agent, BatchCall, CallAttempt, Recipient, UTCDateT
 from app.models.snapshots import SendType
 from app.models.status import BatchStatus, RecipientStatus
 from app.models.window import CallingWindow, WindowError, parse_timezone
+from app.services.batch_calls import Actor, BatchCallService
 from app.services.lease import DialerLease, write_transaction
 from app.services.settings import AppSettings, load_settings
 from app.services.telephony import (
@@ -84,6 +86,7 @@ RUNNING = BatchStatus.RUNNING.value
 IN_PROGRESS = RecipientStatus.IN_PROGRESS
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
+ENGINE_ACTOR = Actor(user="dialer", host=socket.gethostname())
 
 #: Settings whose change means the provider must be built again.
 PROVIDER_SETTINGS = ("provider", "simulation_seed", "twilio_account_sid", "twilio_api_base")
@@ -614,6 +617,10 @@ class DialerEngine:
         """Make due SCHEDULED batch calls RUNNING; one conditional UPDATE each, so of two
         engines racing for one batch call exactly one takes it."""
         report = report or TickReport()
+        # A batch call whose importing process died is removed (creation is all or nothing).
+        discarder = BatchCallService(self.sessions, clock=lambda: now, actor=ENGINE_ACTOR)
+        for batch_id in discarder.discard_abandoned_imports():
+            report.touch(batch_id)
         with self.sessions() as session:
             due = session.execute(
                 select(BatchCall.id, BatchCall.name)

@@ -4,6 +4,8 @@ one database agree on the plan's limits). Secrets live in the keyring (app.servi
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -40,19 +42,34 @@ class AppSettings:
     twilio_api_base: str = ""
 
     def validate(self) -> AppSettings:
+        """Every value within bounds the engine can live with, or SettingsError."""
+        from app.models.phone import is_supported_country
+
         if self.provider not in PROVIDERS:
             raise SettingsError(f"Provider must be one of {', '.join(PROVIDERS)}.")
-        if self.plan_concurrency < 1:
-            raise SettingsError("Plan concurrency must be a whole number of at least 1.")
-        if not 0 < self.calls_per_second <= 1000:
-            raise SettingsError("Calls per second must be more than 0 and at most 1000.")
-        if self.pickup_interval_seconds <= 0 or self.dial_interval_seconds <= 0:
-            raise SettingsError("Tick intervals must be positive.")
-        if self.ring_timeout_seconds < 5 or self.ring_timeout_seconds > 600:
-            raise SettingsError("Ring timeout must be between 5 and 600 seconds.")
-        if len(self.default_country) != 2 or not self.default_country.isalpha():
-            raise SettingsError("Default country must be a two-letter code such as US or GB.")
+        _bounded("Plan concurrency", self.plan_concurrency, 1, 10_000)
+        _bounded("Calls per second", self.calls_per_second, 0.01, 1000)
+        _bounded("The pickup interval", self.pickup_interval_seconds, 0.05, 3600)
+        _bounded("The dialing interval", self.dial_interval_seconds, 0.01, 60)
+        _bounded("The ring timeout", self.ring_timeout_seconds, 5, 600)
+        _bounded("The maximum call duration", self.max_call_duration_seconds, 60, 24 * 3600)
+        if not is_supported_country(self.default_country):
+            raise SettingsError(
+                f'"{self.default_country}" is not a country code phone numbers can use; '
+                "use a two-letter code such as US or GB."
+            )
+        base = self.twilio_api_base.strip()
+        if base and not re.match(r"^https?://[^\s/]+", base):
+            raise SettingsError(
+                "The Twilio API base must be a URL such as https://api.twilio.com "
+                "(or empty for Twilio itself)."
+            )
         return self
+
+
+def _bounded(what: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise SettingsError(f"{what} must be between {low:g} and {high:g}; {value!r} is not.")
 
 
 def _coerce(name: str, raw: str) -> Any:
@@ -61,7 +78,9 @@ def _coerce(name: str, raw: str) -> Any:
     try:
         if kind is bool:
             return raw.strip().lower() in {"1", "true", "yes", "on"}
-        return kind(raw)
+        if kind is int:
+            return int(raw.strip())
+        return kind(raw.strip()) if kind is float else kind(raw)
     except ValueError:
         raise SettingsError(f'Setting {name}: "{raw}" is not a valid {kind.__name__}.') from None
 

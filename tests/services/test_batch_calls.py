@@ -3,6 +3,7 @@ section 3, creation, retry semantics, queries and the audit trail."""
 
 from __future__ import annotations
 
+import csv
 import threading
 from datetime import timedelta
 
@@ -285,7 +286,7 @@ def test_recipient_pages_filter_search_and_sort(service, agent_and_number, sessi
     created = service.create(new_spec(agent, number), [rows])
     force(sessions, created.id, BatchStatus.RUNNING, {R.FAILED: 1})
     by_name = service.recipients_page(created.id, RecipientQuery(sort=RecipientSort.NAME))
-    assert [r.name for r in by_name] == ["Mia", "Zoe", "adam"]  # SQL collation order
+    assert [r.name for r in by_name] == ["adam", "Mia", "Zoe"]  # case does not matter
     failed = service.recipients_page(created.id, RecipientQuery(status=R.FAILED))
     assert [r.status for r in failed] == [R.FAILED]
     assert service.count_recipients(created.id, RecipientQuery(status=R.PENDING)) == 2
@@ -339,3 +340,102 @@ def test_every_change_is_announced(sessions, clock, agent_and_number):
     svc.cancel(created.id)
     svc.delete(created.id)
     assert seen == [created.id] * 4
+
+
+def test_a_cancel_during_the_import_stands(service, agent_and_number):
+    agent, number = agent_and_number
+
+    def chunks():
+        yield make_rows(2)
+        (pending,) = service.list()
+        service.cancel(pending.id)  # a second desktop, while the rows are stored
+        yield make_rows(2, start=2)
+
+    created = service.create(new_spec(agent, number), chunks())
+    assert created.status is BatchStatus.CANCELLED
+    assert created.total_recipients == 4  # all stored: a Retry reaches them
+    assert [h.action for h in service.history(created.id)] == ["CANCEL", "CREATE"]
+
+
+def test_an_import_whose_process_died_is_removed_by_the_sweep(
+    service, agent_and_number, sessions, clock
+):
+    agent, number = agent_and_number
+    alive = service.create(new_spec(agent, number, name="Finished"), [make_rows(2)])
+
+    class Died(BaseException):
+        """Stands for the process being killed: nothing in create() runs after it."""
+
+    def chunks():
+        yield make_rows(3)
+        raise Died
+
+    # Simulate a kill: the clean-up that an exception triggers must not run.
+    original = service._discard_failed_create
+    service._discard_failed_create = lambda batch_id: None  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        service.create(new_spec(agent, number, name="Interrupted"), chunks())
+    service._discard_failed_create = original  # type: ignore[method-assign]
+    (stuck,) = [b for b in service.list() if b.name == "Interrupted"]
+    assert stuck.status is BatchStatus.PENDING
+    assert service.discard_abandoned_imports() == []  # its heartbeat is fresh
+    clock.advance(minutes=11)
+    assert service.discard_abandoned_imports() == [stuck.id]
+    assert [b.name for b in service.list()] == ["Finished"]
+    with sessions() as session:
+        assert (
+            session.scalar(select(Recipient.id).where(Recipient.batch_call_id == stuck.id)) is None
+        )
+    assert service.get(alive.id).status is BatchStatus.SCHEDULED
+    assert service.discard_abandoned_imports() == []
+
+
+def test_accented_names_are_found_in_any_case(service, agent_and_number):
+    agent, number = agent_and_number
+    created = service.create(
+        new_spec(agent, number, name="Élan Ölkampagne"), [[Row(2, "+12025550001", "Çelik")]]
+    )
+    for text in ("élan", "ÉLAN", "lan Ö", "Élan"):
+        assert [b.id for b in service.list(text)] == [created.id], text
+    assert service.resolve("élan ölkampagne").id == created.id
+    assert (
+        service.count_recipients(created.id, RecipientQuery(search="çELİK".replace("İ", "I"))) == 1
+    )
+
+
+def test_a_digit_search_also_matches_names(service, agent_and_number):
+    agent, number = agent_and_number
+    created = service.create(
+        new_spec(agent, number),
+        [
+            [
+                Row(2, "+12025550001", "Room 101"),
+                Row(3, "+12025550101", "Ann"),
+                Row(4, "+12025550002", "Bo"),
+            ]
+        ],
+    )
+    found = service.recipients_page(created.id, RecipientQuery(search="101"))
+    assert sorted(r.name for r in found) == ["Ann", "Room 101"]
+
+
+def test_ids_beyond_any_stored_id_are_simply_not_found(service):
+    for reference in ("99999999999999999999", "999999999999", "²"):
+        with pytest.raises(NotFound):
+            service.resolve(reference)
+
+
+def test_exported_variables_named_like_outcome_columns_keep_their_values(
+    service, agent_and_number, tmp_path
+):
+    agent, number = agent_and_number
+    created = service.create(
+        new_spec(agent, number),
+        [[Row(2, "+12025550001", "Ann", {"status": "vip", "attempts": "3", "city": "Oslo"})]],
+    )
+    path = tmp_path / "out.csv"
+    service.export_recipients(created.id, path)
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["status"] == "PENDING" and row["var_status"] == "vip"
+    assert row["var_attempts"] == "3" and row["city"] == "Oslo"
