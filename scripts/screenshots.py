@@ -277,7 +277,7 @@ def main() -> int:
         rename.reject()
 
         settings = SettingsDialog(context, window)
-        settle(settings)
+        settle(settings, lambda: settings.credentials_ready)  # the keyring is read off-thread
         save(settings, args.out, "12_settings_telephony")
         settings.tabs.setCurrentWidget(settings.tabs.widget(1))
         save(settings, args.out, "13_settings_agents")

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSpinBox,
     QTableView,
     QTimeEdit,
@@ -55,8 +56,43 @@ from app.views.context import AppContext, local_timezone_name
 from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
 from app.views.rename_dialog import name_problem
 from app.views.tasks import Task, TaskCancelled, TaskRunner
+from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
+
+ROW_COLUMN_MIN_WIDTH = 45
+DUPLICATE_EXAMPLES = 3  # on the line
+DUPLICATE_TOOLTIP_GROUPS = 15  # in its tooltip
+
+
+def duplicates_summary(report: CsvReport) -> tuple[str, str]:
+    """(one line, tooltip) about the numbers found on several rows."""
+    count = report.duplicate_count
+    what = f"{formatting.count(count)} duplicate number{'s' if count != 1 else ''}"
+
+    def rows_of(group: Any, limit: int) -> str:
+        shown = ", ".join(str(r) for r in group.row_numbers[:limit])
+        return shown + (", …" if len(group.row_numbers) > limit else "")
+
+    examples = "; ".join(
+        f"{g.phone_number} (rows {rows_of(g, 4)})" for g in report.duplicates[:DUPLICATE_EXAMPLES]
+    )
+    more = "; …" if len(report.duplicates) > DUPLICATE_EXAMPLES else ""
+    line = f"{what}: {examples}{more}"
+    listed = [
+        f"{g.phone_number}: rows {rows_of(g, 10)}"
+        for g in report.duplicates[:DUPLICATE_TOOLTIP_GROUPS]
+    ]
+    hidden = count - sum(
+        len(g.row_numbers) - 1 for g in report.duplicates[:DUPLICATE_TOOLTIP_GROUPS]
+    )
+    if hidden > 0:
+        listed.append(f"… and {formatting.count(hidden)} more duplicate rows")
+    tooltip = (
+        f"{what} (a phone number on more than one row). Keep them to call each row, or "
+        "call each number once:\n" + "\n".join(listed)
+    )
+    return line, tooltip
 
 
 class CreateDialog(QDialog):
@@ -80,7 +116,9 @@ class CreateDialog(QDialog):
         self.resize(1000, 720)
         self.context = context
         self.service = context.service
-        self.tasks = TaskRunner(self, max_threads=1)
+        # Detached: closing the dialog cancels the reading or creation and never waits for
+        # it (a file on a slow share, a long transaction rolling back).
+        self.tasks = TaskRunner(self, detached=True)
         self.tasks.setObjectName("createTaskRunner")
         try:
             self.settings = context.load_settings()
@@ -194,11 +232,14 @@ class CreateDialog(QDialog):
         self.accepted_label = QLabel(box)
         self.accepted_label.setObjectName("acceptedCountLabel")
         self.accepted_label.setProperty("role", "ok")
-        counts.addWidget(self.accepted_label)
         self.rejected_label = QLabel(box)
         self.rejected_label.setObjectName("rejectedCountLabel")
         self.rejected_label.setProperty("role", "error")
-        counts.addWidget(self.rejected_label)
+        for count_label in (self.accepted_label, self.rejected_label):
+            # The counts are what the supervisor checks first: never squeezed by the rest.
+            count_label.setMinimumHeight(count_label.fontMetrics().height())
+            count_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            counts.addWidget(count_label)
         counts.addStretch(1)
         layout.addLayout(counts)
 
@@ -206,12 +247,16 @@ class CreateDialog(QDialog):
         self.validation.setObjectName("validationView")
         v_layout = QVBoxLayout(self.validation)
         v_layout.setContentsMargins(0, 0, 0, 0)
-        duplicates = QHBoxLayout()
-        self.duplicates_label = QLabel(self.validation)
+        duplicates = QVBoxLayout()
+        duplicates.setContentsMargins(0, 0, 0, 0)
+        duplicates.setSpacing(2)
+        # One line however many duplicates: the examples are elided, the list is in the
+        # tooltip (a wrapped paragraph squeezed the counts and the table).
+        self.duplicates_label = ElidedLabel("", self.validation)
         self.duplicates_label.setObjectName("duplicatesLabel")
-        self.duplicates_label.setWordWrap(True)
-        duplicates.addWidget(self.duplicates_label, 1)
-        self.keep_duplicates = QRadioButton("Keep them", self.validation)
+        duplicates.addWidget(self.duplicates_label)
+        choice = QHBoxLayout()
+        self.keep_duplicates = QRadioButton("Keep them (call every row)", self.validation)
         self.keep_duplicates.setObjectName("keepDuplicatesRadio")
         self.drop_duplicates = QRadioButton("Call each number once", self.validation)
         self.drop_duplicates.setObjectName("dropDuplicatesRadio")
@@ -220,8 +265,10 @@ class CreateDialog(QDialog):
         self.duplicates_group.addButton(self.drop_duplicates)
         self.keep_duplicates.setChecked(True)
         self.drop_duplicates.toggled.connect(self.update_problems)
-        duplicates.addWidget(self.keep_duplicates)
-        duplicates.addWidget(self.drop_duplicates)
+        choice.addWidget(self.keep_duplicates)
+        choice.addWidget(self.drop_duplicates)
+        choice.addStretch(1)
+        duplicates.addLayout(choice)
         self.duplicates_row = QWidget(self.validation)
         self.duplicates_row.setLayout(duplicates)
         v_layout.addWidget(self.duplicates_row)
@@ -242,7 +289,7 @@ class CreateDialog(QDialog):
         self.rejected_table.setWordWrap(False)
         header = self.rejected_table.horizontalHeader()
         header.setSectionResizeMode(RejectedColumn.REASON, QHeaderView.ResizeMode.Stretch)
-        self.rejected_table.setColumnWidth(RejectedColumn.ROW, 45)
+        self.rejected_table.setColumnWidth(RejectedColumn.ROW, ROW_COLUMN_MIN_WIDTH)
         self.rejected_table.setColumnWidth(RejectedColumn.PHONE, 150)
         self.rejected_table.setColumnWidth(RejectedColumn.STATE, 70)
         self.rejected_table.selectionModel().currentRowChanged.connect(
@@ -513,6 +560,7 @@ class CreateDialog(QDialog):
         self.keep_duplicates.setChecked(True)
         self.validation.setVisible(bool(report.rejected_count or report.duplicate_count))
         self.rejected_table.setVisible(bool(report.rejected))
+        self._size_row_column(report)
         self._fill_duplicates(report)
         self.update_problems()
         self.scanned.emit(report)
@@ -551,20 +599,20 @@ class CreateDialog(QDialog):
         self.scan_progress.setVisible(visible)
         self.cancel_scan_button.setVisible(visible)
 
+    def _size_row_column(self, report: CsvReport) -> None:
+        """The Row column as wide as its largest row number (row 300,001 must not read
+        "300…")."""
+        widest = max((r.row_number for r in report.rejected), default=0)
+        metrics = self.rejected_table.fontMetrics()
+        needed = metrics.horizontalAdvance(str(widest)) + 4 * metrics.averageCharWidth()
+        self.rejected_table.setColumnWidth(RejectedColumn.ROW, max(ROW_COLUMN_MIN_WIDTH, needed))
+
     def _fill_duplicates(self, report: CsvReport) -> None:
         if not report.duplicate_count:
             self.duplicates_row.setVisible(False)
             return
         self.duplicates_row.setVisible(True)
-        examples = []
-        for group in report.duplicates[:3]:
-            rows = ", ".join(str(r) for r in group.row_numbers[:4])
-            examples.append(f"{group.phone_number} (rows {rows})")
-        more = "…" if len(report.duplicates) > 3 else ""
-        self.duplicates_label.setText(
-            f"{formatting.count(report.duplicate_count)} duplicate "
-            f"number{'s' if report.duplicate_count != 1 else ''}: " + "; ".join(examples) + more
-        )
+        self.duplicates_label.setText(*duplicates_summary(report))
 
     # ----------------------------------------------------------------- rejected rows
     def _selected_row(self) -> int | None:
@@ -619,6 +667,24 @@ class CreateDialog(QDialog):
             - self.rejected_model.count(RowState.REMOVED)
         )
 
+    def _no_recipients_problem(self) -> str:
+        """Why nobody would be called, in words that match what the file holds."""
+        assert self.report is not None
+        if self.report.total_rows == 0:
+            return (
+                "The file has no recipient rows, only the header: add one row per "
+                "recipient, or choose another file."
+            )
+        if self.rejected_count() > 0:
+            return (
+                "No valid recipients: fix the rejected rows or choose another file. "
+                "At least one is needed."
+            )
+        return (
+            "No recipients left: restore a removed row, keep the duplicates, or choose "
+            "another file. At least one is needed."
+        )
+
     def problems(self) -> list[str]:
         """What keeps Create disabled, in the supervisor's words (first is shown)."""
         found: list[str] = []
@@ -636,10 +702,7 @@ class CreateDialog(QDialog):
         elif self.report is None:
             found.append("Choose the recipients CSV file.")
         elif self.accepted_count() == 0:
-            found.append(
-                "No valid recipients: fix the rejected rows or choose another file. "
-                "At least one is needed."
-            )
+            found.append(self._no_recipients_problem())
         zone = self.timezone_combo.currentText().strip()
         try:
             parse_timezone(zone)
@@ -806,19 +869,20 @@ class CreateDialog(QDialog):
         self.reject()
 
     def abandon(self) -> None:
-        """The application is closing: cancel any reading or creation (bounded) and close."""
+        """The application is closing: cancel any reading or creation and close at once (a
+        cancelled creation rolls back on its own thread; nothing was stored)."""
         if self._create_task is not None:
             self._create_task.cancel()
         self.cancel_scan()
-        self.tasks.shutdown(3000)
+        self.tasks.shutdown(0)
         self._create_task = None
         self.done(QDialog.DialogCode.Rejected)
 
     def done(self, result: int) -> None:
         if self._create_task is not None and result != QDialog.DialogCode.Accepted:
             self._create_task.cancel()
-            return  # closes when the cancelled creation has been rolled back
+            return  # stays open until the cancelled creation has been rolled back
         self.cancel_scan()
         self.recheck_timer.stop()
-        self.tasks.shutdown(3000)
+        self.tasks.shutdown(0)  # never waits: see tasks.py
         super().done(result)

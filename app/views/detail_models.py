@@ -3,7 +3,9 @@ SQL) and the history (audit events).
 
 A batch call can have a million recipients, so the recipients model holds only the pages
 the supervisor scrolled to: `canFetchMore`/`fetchMore` read 200 rows at a time, and a new
-filter, search or sort asks the database again instead of sorting in memory.
+filter, search or sort asks the database again instead of sorting in memory. Live updates
+re-read only the rows around what is on screen (by id, a bounded amount of work however
+far the supervisor scrolled), compared with what is shown off the GUI thread.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
+from sqlalchemy import select
 
+from app.models.schema import Recipient
 from app.models.snapshots import AuditSnapshot, RecipientSnapshot
 from app.models.status import RecipientStatus
-from app.services.batch_calls import BatchCallService, RecipientQuery, RecipientSort
+from app.services.batch_calls import (
+    BatchCallService,
+    RecipientQuery,
+    RecipientSort,
+    recipient_snapshot,
+)
 from app.views import formatting
 from app.views.tasks import TaskRunner
 
@@ -32,6 +41,34 @@ log = logging.getLogger(__name__)
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 PAGE_SIZE = 200
+#: A live refresh re-reads the rows on screen and this many on either side.
+REFRESH_MARGIN = PAGE_SIZE
+
+
+def recipients_by_id(
+    service: BatchCallService, batch_id: int, ids: list[int]
+) -> dict[int, RecipientSnapshot]:
+    """The current state of these recipients of the batch call (runs off the GUI thread).
+
+    The service pages recipients by position; a live refresh needs the same recipients
+    again wherever the engine's changes moved them, hence this small read by id."""
+    if not ids:
+        return {}
+    stmt = select(Recipient).where(Recipient.batch_call_id == batch_id, Recipient.id.in_(ids))
+    with service.sessions() as session:
+        return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
+
+
+def changed_rows(
+    start: int, shown: list[RecipientSnapshot], fresh: dict[int, RecipientSnapshot]
+) -> list[tuple[int, RecipientSnapshot]]:
+    """(row, new snapshot) for each shown recipient whose data changed (pure; worker side)."""
+    changes = []
+    for offset, old in enumerate(shown):
+        new = fresh.get(old.id)
+        if new is not None and new != old:
+            changes.append((start + offset, new))
+    return changes
 
 
 class RecipientRole(IntEnum):
@@ -95,6 +132,8 @@ class RecipientTableModel(QAbstractTableModel):
     ):
         super().__init__(parent)
         self.setObjectName("recipientModel")
+        #: The rows on screen, (first, last); the dialog tells it (see `set_visible_rows`).
+        self._visible: tuple[int, int] = (0, PAGE_SIZE - 1)
         self._service = service
         self._batch_id = batch_id
         self._tasks = tasks
@@ -266,29 +305,41 @@ class RecipientTableModel(QAbstractTableModel):
     def load(self) -> None:
         self.set_query(self._query)
 
+    def set_visible_rows(self, first: int, last: int) -> None:
+        """Which rows the view shows now: a live refresh re-reads them, plus a margin."""
+        self._visible = (max(0, first), max(first, last))
+
     def refresh(self) -> None:
-        """Re-read the rows already shown (live updates) without losing the selection:
-        rows whose content changed are reported with dataChanged; if the set of rows
-        changed (a status filter), the model is reset (the view restores the selection)."""
+        """Live update: re-read, by id, the rows on screen plus REFRESH_MARGIN either side
+        (never everything loaded), and the count. The worker compares; the GUI thread only
+        stores the changed rows and reports their span with one dataChanged. Rows keep
+        their place (a recipient that left the status filter stays until the next query)."""
         if self._refreshing:
             return
         self._refreshing = True
         generation = self._generation
         query = self._query
-        loaded = max(len(self._rows), PAGE_SIZE)
         batch_id = self._batch_id
+        first, last = self._visible
+        start = max(0, min(first, len(self._rows)) - REFRESH_MARGIN)
+        stop = min(len(self._rows), last + 1 + REFRESH_MARGIN)
+        shown = self._rows[start:stop]  # a copy: the worker never sees the live list
+        service = self._service
 
-        def read(_control: object) -> tuple[int, list[RecipientSnapshot]]:
-            total = self._service.count_recipients(batch_id, query)
-            return total, self._service.recipients_page(batch_id, query, 0, loaded)
+        def read(_control: object) -> tuple[int, list[tuple[int, RecipientSnapshot]]]:
+            total = service.count_recipients(batch_id, query)
+            fresh = recipients_by_id(service, batch_id, [r.id for r in shown])
+            return total, changed_rows(start, shown, fresh)
 
         def done(result: object) -> None:
             self._refreshing = False
             if generation != self._generation:
                 return
             assert isinstance(result, tuple)
-            total, fresh = result
-            self._apply_refresh(total, fresh)
+            total, changes = result
+            self._apply_changes(changes)
+            self._total = max(total, len(self._rows))
+            self.loaded.emit(self._total)
 
         def failed(error: BaseException) -> None:
             self._refreshing = False
@@ -298,29 +349,59 @@ class RecipientTableModel(QAbstractTableModel):
             "recipientsRefresh", read, on_done=done, on_error=failed, quiet=True, owner=self
         )
 
-    def _apply_refresh(self, total: int, fresh: list[RecipientSnapshot]) -> None:
-        current = self._rows
-        same_rows = len(fresh) >= len(current) and all(
-            a.id == b.id for a, b in zip(current, fresh, strict=False)
-        )
-        if not same_rows:
-            self.beginResetModel()
-            self._rows = fresh
-            self._total = max(total, len(fresh))
-            self.endResetModel()
+    def reload_rows(self) -> None:
+        """Reload (the supervisor asked): query again every row loaded so far, so rows that
+        left or joined the filter or moved in the sort order are shown where they belong;
+        the comparison is made off the GUI thread."""
+        self._generation += 1
+        generation = self._generation
+        query = self._query
+        batch_id = self._batch_id
+        shown = list(self._rows)
+        service = self._service
+
+        def read(_control: object) -> tuple[int, list[RecipientSnapshot] | None, list[Any]]:
+            total = service.count_recipients(batch_id, query)
+            fresh = service.recipients_page(batch_id, query, 0, max(len(shown), PAGE_SIZE))
+            same_rows = len(fresh) >= len(shown) and all(
+                a.id == b.id for a, b in zip(shown, fresh, strict=False)
+            )
+            if not same_rows:
+                return total, fresh, []
+            return total, None, changed_rows(0, shown, {r.id: r for r in fresh[: len(shown)]})
+
+        def done(result: object) -> None:
+            if generation != self._generation:
+                return
+            assert isinstance(result, tuple)
+            total, replacement, changes = result
+            if replacement is not None:
+                self.beginResetModel()
+                self._rows = list(replacement)
+                self._total = max(total, len(replacement))
+                self.endResetModel()
+            else:
+                self._apply_changes(changes)
+                self._total = max(total, len(self._rows))
             self.loaded.emit(self._total)
-            return
-        changed = [row for row in range(len(current)) if current[row] != fresh[row]]
+
+        self._tasks.submit("recipientsReload", read, on_done=done, owner=self)
+
+    def _apply_changes(self, changes: list[tuple[int, RecipientSnapshot]]) -> None:
+        rows = self._rows
+        changed = []
+        for row, fresh in changes:
+            if row < len(rows) and rows[row].id == fresh.id:
+                rows[row] = fresh
+                changed.append(row)
         if changed:
             # One signal for the changed span: each emit is a round trip through Qt (and,
             # with the engine busy, a wait for the interpreter lock), so never one per row.
-            first, last = changed[0], changed[-1]
-            current[first : last + 1] = fresh[first : last + 1]
             self.dataChanged.emit(
-                self.index(first, 0), self.index(last, len(RecipientColumn) - 1), _RECIPIENT_ROLES
+                self.index(min(changed), 0),
+                self.index(max(changed), len(RecipientColumn) - 1),
+                _RECIPIENT_ROLES,
             )
-        self._total = max(total, len(current))
-        self.loaded.emit(self._total)
 
 
 class HistoryColumn(IntEnum):

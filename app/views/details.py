@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, formatting
+from app.views import ask, detail_models, formatting
 from app.views.actions import ActionController
 from app.views.context import AppContext
 from app.views.detail_models import (
@@ -47,6 +47,7 @@ from app.views.detail_models import (
     RecipientTableModel,
 )
 from app.views.tasks import TaskRunner
+from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class DetailsDialog(QDialog):
         self.recipients_timer.setObjectName("recipientsRefreshTimer")
         self.recipients_timer.setSingleShot(True)
         self.recipients_timer.setInterval(RECIPIENTS_REFRESH_MS)
-        self.recipients_timer.timeout.connect(self.recipient_model.refresh)
+        self.recipients_timer.timeout.connect(self.refresh_recipients)
 
         reload_shortcut = QShortcut(QKeySequence("F5"), self)
         reload_shortcut.setObjectName("detailsReloadShortcut")
@@ -144,17 +145,17 @@ class DetailsDialog(QDialog):
     def _build_header(self) -> QHBoxLayout:
         header = QHBoxLayout()
         titles = QVBoxLayout()
-        self.name_label = QLabel(self)
+        # A 100-character name is elided (whole in the tooltip and the window title)
+        # instead of forcing the dialog wider than the screen.
+        self.name_label = ElidedLabel("", self)
         self.name_label.setObjectName("detailsNameLabel")
         self.name_label.setProperty("role", "title")
-        self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         titles.addWidget(self.name_label)
         self.status_label = QLabel(self)
         self.status_label.setObjectName("detailsStatusLabel")
         self.status_label.setProperty("role", "status")
-        titles.addWidget(self.status_label)
-        header.addLayout(titles)
-        header.addStretch(1)
+        titles.addWidget(self.status_label, 0, Qt.AlignmentFlag.AlignLeft)
+        header.addLayout(titles, 1)
 
         self.reload_button = QPushButton("Reload", self)
         self.reload_button.setObjectName("detailsReloadButton")
@@ -299,6 +300,7 @@ class DetailsDialog(QDialog):
         splitter.setObjectName("recipientsSplitter")
         self.recipient_model = RecipientTableModel(self.service, self.snapshot.id, self.tasks, self)
         self.recipient_model.loaded.connect(self._recipients_loaded)
+        self.recipient_model.pageFetched.connect(self._recipients_loaded)
         self.recipient_model.modelAboutToBeReset.connect(self._remember_recipient)
         self.recipient_model.modelReset.connect(self._restore_recipient)
         self.recipient_model.dataChanged.connect(self._recipient_data_changed)
@@ -417,13 +419,13 @@ class DetailsDialog(QDialog):
         self.summary["finished"].setText(formatting.local_time(s.finished_at))
         self.summary["agent"].setText(s.agent_name)
         self.summary["from_number"].setText(s.from_number)
-        self.progress_bar.setValue(round(s.progress_percent * 10))
+        self.progress_bar.setValue(formatting.progress_tenths(s))
         self.progress_bar.setFormat(formatting.progress_text(s))
         self.summary["completed"].setText(
             f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
         )
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
-        self.summary["percent"].setText(f"{s.progress_percent:.1f} %")
+        self.summary["percent"].setText(formatting.percent_text(s))
         self.summary["retries"].setText(str(s.retry_count))
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
@@ -534,6 +536,20 @@ class DetailsDialog(QDialog):
         if not self.recipients_timer.isActive():
             self.recipients_timer.start()
 
+    def visible_recipient_rows(self) -> tuple[int, int]:
+        """The first and last recipient rows on screen (the top page before it is shown)."""
+        table = self.recipient_table
+        first = table.rowAt(0)
+        if first < 0:
+            return 0, detail_models.PAGE_SIZE - 1
+        last = table.rowAt(table.viewport().height() - 1)
+        return first, last if last >= 0 else self.recipient_model.rowCount() - 1
+
+    def refresh_recipients(self) -> None:
+        """Re-read the recipients on screen (and a page either side): live updates."""
+        self.recipient_model.set_visible_rows(*self.visible_recipient_rows())
+        self.recipient_model.refresh()
+
     def batch_deleted(self) -> None:
         """The batch call no longer exists: say so and close."""
         self._deleted = True
@@ -558,7 +574,9 @@ class DetailsDialog(QDialog):
         self._sort = (column, order)
         self.recipient_model.sort(column, order)
 
-    def _recipients_loaded(self, total: int) -> None:
+    def _recipients_loaded(self, *_args: Any) -> None:
+        """ "200 of 450 recipients loaded" after a query, a refresh and each further page."""
+        total = self.recipient_model.total
         shown = self.recipient_model.rowCount()
         query = self.recipient_model.query
         filtered = query.status is not None or bool(query.search.strip())
@@ -664,7 +682,7 @@ class DetailsDialog(QDialog):
                 return
             assert isinstance(snapshot, BatchCallSnapshot)
             self.update_snapshot(snapshot)
-            self.recipient_model.refresh()
+            self.recipient_model.reload_rows()
             self.load_history()
             self._show_busy(False, "Reloaded.")
             self.reloaded.emit()

@@ -21,11 +21,25 @@ def count(value: int) -> str:
     return f"{value:,}"
 
 
+def progress_tenths(snapshot: BatchCallSnapshot) -> int:
+    """Finished recipients in tenths of a percent, rounded down (exact integer arithmetic):
+    every percentage shown derives from it, so "21 %" never sits beside "22.0 %", and 100
+    means every recipient has an outcome."""
+    if not snapshot.total_recipients:
+        return 0
+    return snapshot.finished_count * 1000 // snapshot.total_recipients
+
+
 def progress_text(snapshot: BatchCallSnapshot) -> str:
     """ "45 % (450/1,000)": finished recipients out of all, as the list shows it."""
-    percent = snapshot.progress_percent
-    shown = int(percent) if percent < 100 else 100
+    shown = progress_tenths(snapshot) // 10
     return f"{shown} % ({count(snapshot.finished_count)}/{count(snapshot.total_recipients)})"
+
+
+def percent_text(snapshot: BatchCallSnapshot) -> str:
+    """ "21.9 %": the same figure as progress_text with one decimal (rounded down too)."""
+    whole, tenth = divmod(progress_tenths(snapshot), 10)
+    return f"{whole}.{tenth} %"
 
 
 def local_time(value: datetime | None, zone: tzinfo | None = None, seconds: bool = False) -> str:

@@ -63,6 +63,18 @@ LIVE_UPDATE_MS = 200
 POLL_MS = 5000
 
 
+def _saved_account_sid() -> str:
+    """The account SID of the saved credentials, or "" (runs off the GUI thread)."""
+    from app.services import secrets
+
+    try:
+        credentials = secrets.load_twilio_credentials()
+    except Exception as error:  # no keyring, unreadable entry: the label says "no account"
+        log.info("no saved Twilio account: %s", error)
+        return ""
+    return credentials.account_sid if credentials else ""
+
+
 class ChangeRelay(QObject):
     """Turns the service's change callback (any thread) into a queued Qt signal.
 
@@ -91,7 +103,7 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.rect = QRect(option.rect).adjusted(3, 3, -3, -3)
         bar.minimum = 0
         bar.maximum = 1000
-        bar.progress = round(float(percent) * 10)
+        bar.progress = int(float(percent) * 10)  # rounded down, like the text
         bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
@@ -127,9 +139,13 @@ class MainWindow(QMainWindow):
         self._refreshing = False
         self._details: dict[int, Any] = {}
         self._closing = False
+        self._mode_generation = 0
 
         self.tasks = TaskRunner(self)
         self.tasks.busyChanged.connect(self._show_busy)
+        # The keyring can block (a locked wallet): read it where closing never waits.
+        self.keyring_tasks = TaskRunner(self, detached=True)
+        self.keyring_tasks.setObjectName("keyringTaskRunner")
         self.actions_controller = ActionController(self.service, self.tasks, self)
         self.actions_controller.succeeded.connect(self._action_succeeded)
         self.actions_controller.refused.connect(self._action_refused)
@@ -352,6 +368,8 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.mode_label)
 
     def _connect_engine(self) -> None:
+        """Follow the engine's signals, and show the state it is in already: the engine is
+        started before the window exists and reports a state only when it changes."""
         if self.engine is None:
             self.set_engine_state("stopped")
             return
@@ -359,7 +377,19 @@ class MainWindow(QMainWindow):
         self.engine.recipientsChanged.connect(self._recipients_changed)
         self.engine.waitingReasonChanged.connect(self._waiting_reason_changed)
         self.engine.engineStateChanged.connect(self.set_engine_state)
-        self.set_engine_state("starting")
+        # Read after connecting: a change from now on also arrives as a (queued) signal.
+        self.set_engine_state(self.current_engine_state())
+
+    def current_engine_state(self) -> str:
+        """The engine's state now ("starting" while its thread runs but has not ticked)."""
+        if self.engine is None:
+            return "stopped"
+        state = getattr(self.engine, "state", None)
+        if not isinstance(state, str) or not state:
+            return "starting"
+        if state == "stopped" and self.engine.isRunning():
+            return "starting"
+        return state
 
     @property
     def loaded(self) -> bool:
@@ -369,6 +399,7 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- status bar
     def update_mode_label(self) -> None:
         """ "Simulation mode" unmistakably, or the Twilio account (SID masked)."""
+        self._mode_generation += 1
         try:
             settings = self.context.load_settings()
         except Exception as error:  # a broken setting must not keep the window closed
@@ -377,15 +408,23 @@ class MainWindow(QMainWindow):
             return
         if settings.provider == "twilio":
             sid = settings.twilio_account_sid
-            if not sid:
-                try:
-                    from app.services import secrets
+            if sid:
+                self._show_twilio_account(sid)
+            else:  # credentials given only to the keyring or the environment
+                self._show_twilio_account(None)
+                asked = self._mode_generation
 
-                    credentials = secrets.load_twilio_credentials()
-                    sid = credentials.account_sid if credentials else ""
-                except Exception:
-                    sid = ""
-            self.mode_label.setText(f"Twilio: {formatting.mask_sid(sid)}")
+                def found(account: object) -> None:
+                    if asked == self._mode_generation:  # not a newer setting meanwhile
+                        self._show_twilio_account(str(account))
+
+                self.keyring_tasks.submit(
+                    "readAccountSid",
+                    lambda _c: _saved_account_sid(),
+                    on_done=found,
+                    quiet=True,
+                    owner=self,
+                )
             self.mode_label.setProperty("mode", "twilio")
             self.mode_label.setToolTip("Calls are placed through Twilio: real phones ring.")
         else:
@@ -396,6 +435,12 @@ class MainWindow(QMainWindow):
             )
         self.mode_label.style().unpolish(self.mode_label)
         self.mode_label.style().polish(self.mode_label)
+
+    def _show_twilio_account(self, sid: str | None) -> None:
+        if sid is None:
+            self.mode_label.setText("Twilio: reading the account…")
+        else:
+            self.mode_label.setText(f"Twilio: {formatting.mask_sid(sid)}")
 
     @Slot(str)
     def set_engine_state(self, state: str) -> None:
@@ -796,6 +841,7 @@ class MainWindow(QMainWindow):
                     dialog.reject()
         if self._owns_on_change:
             self.service.on_change = None
+        self.keyring_tasks.shutdown(0)
         self.tasks.shutdown(timeout_ms)
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.services.batch_calls import NAME_MAX, ValidationError, validate_name
+from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,13 @@ class RenameDialog(QDialog):
         self.setMinimumWidth(420)
 
         layout = QVBoxLayout(self)
-        label = QLabel(f"New name for “{current_name}” (1 to {NAME_MAX} characters):", self)
-        label.setWordWrap(True)
+        # The current name on a line of its own, elided (a long name wrapped inside the
+        # prompt was clipped at the top); the whole name is in the tooltip.
+        self.current_label = ElidedLabel(f"Renaming “{current_name}”", self)
+        self.current_label.setObjectName("renameCurrentName")
+        layout.addWidget(self.current_label)
+        label = QLabel(f"&New name (1 to {NAME_MAX} characters):", self)
+        label.setObjectName("renamePrompt")
         layout.addWidget(label)
 
         self.field = QLineEdit(current_name, self)

@@ -4,11 +4,16 @@ the plan's limits, the default country, agents and from numbers, and where the d
 Secrets never reach the database: the auth token goes to the operating system's keyring
 (app.services.secrets) and is shown masked; the account SID is stored as a plain setting
 so the window can say which account it uses.
+
+The keyring and Twilio are read and written off the GUI thread (a locked keyring or a
+slow network must not freeze the window), on a detached task runner: closing the dialog
+never waits for them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
@@ -59,13 +64,39 @@ def country_name(code: str) -> str:
     return QLocale.territoryToString(territory)
 
 
+def api_key_change_problem(
+    saved: secrets.TwilioCredentials | None, account_sid: str, key_sid: str | None
+) -> str | None:
+    """Why the saved secret cannot be kept when the API key SID was changed or cleared
+    without typing a new secret (a secret belongs to one key, or is the Auth Token)."""
+    if saved is None or saved.account_sid != account_sid or key_sid == saved.api_key_sid:
+        return None
+    if saved.api_key_sid is None:
+        return (
+            "You entered an API key SID: also enter that key's secret (the saved secret is "
+            "the Auth Token), or clear the API key SID to keep using the Auth Token."
+        )
+    old = formatting.mask_sid(saved.api_key_sid)
+    if key_sid is None:
+        return (
+            f"You cleared the API key SID: enter the Auth Token (the saved secret belongs "
+            f"to API key {old}), or put the API key SID back."
+        )
+    return (
+        f"The API key SID changed: enter the new key's secret (the saved secret belongs "
+        f"to API key {old})."
+    )
+
+
 class SettingsDialog(QDialog):
     """Signals: saved() after the settings were stored; connectionChecked(bool, str) with the
-    result of Test connection; numbersImported(str) with the import summary."""
+    result of Test connection; numbersImported(str) with the import summary;
+    credentialsLoaded() once the saved credentials were read from the keyring."""
 
     saved = Signal()
     connectionChecked = Signal(bool, str)
     numbersImported = Signal(str)
+    credentialsLoaded = Signal()
 
     def __init__(self, context: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -74,10 +105,13 @@ class SettingsDialog(QDialog):
         self.resize(760, 600)
         self.context = context
         self.service = context.service
-        self.tasks = TaskRunner(self, max_threads=1)
+        self.tasks = TaskRunner(self, detached=True)
         self.tasks.setObjectName("settingsTaskRunner")
         self.settings = context.settings.load()
-        self.saved_credentials = self._load_credentials()
+        self.saved_credentials: secrets.TwilioCredentials | None = None
+        self._credentials_ready = False
+        self._waiting_for_credentials: list[Callable[[], None]] = []
+        self._saving = False
 
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget(self)
@@ -108,13 +142,56 @@ class SettingsDialog(QDialog):
         self.refresh_agents()
         self.refresh_numbers()
         self._provider_changed()
+        self._load_credentials()
 
-    def _load_credentials(self) -> secrets.TwilioCredentials | None:
-        try:
-            return secrets.load_twilio_credentials()
-        except (secrets.SecretStoreUnavailable, ValueError) as error:
-            log.info("no saved Twilio credentials: %s", error)
-            return None
+    # ----------------------------------------------------------------- saved credentials
+    def _load_credentials(self) -> None:
+        """Read the keyring in the background; what needs the saved secret waits for it."""
+
+        def read(_control: object) -> secrets.TwilioCredentials | None:
+            try:
+                return secrets.load_twilio_credentials()
+            except (secrets.SecretStoreUnavailable, ValueError) as error:
+                log.info("no saved Twilio credentials: %s", error)
+                return None
+
+        def done(saved: object) -> None:
+            assert saved is None or isinstance(saved, secrets.TwilioCredentials)
+            self._credentials_read(saved)
+
+        def failed(error: BaseException) -> None:
+            log.warning("the keyring could not be read: %s", error)
+            self._credentials_read(None)
+
+        self.tasks.submit("loadCredentials", read, on_done=done, on_error=failed, owner=self)
+
+    def _credentials_read(self, saved: secrets.TwilioCredentials | None) -> None:
+        self.saved_credentials = saved
+        self._credentials_ready = True
+        if saved is not None:
+            if not self.account_sid_field.text().strip():
+                self.account_sid_field.setText(saved.account_sid)
+            same_account = saved.account_sid == self.account_sid_field.text().strip()
+            if same_account and not self.api_key_field.text().strip():
+                self.api_key_field.setText(saved.api_key_sid or "")
+        self.token_field.setPlaceholderText(
+            "Saved in the keyring: leave empty to keep it" if saved else "Auth Token"
+        )
+        self.credentialsLoaded.emit()
+        waiting, self._waiting_for_credentials = self._waiting_for_credentials, []
+        for then in waiting:
+            then()
+
+    def _with_credentials(self, then: Callable[[], None]) -> None:
+        """Run `then` now, or as soon as the saved credentials have been read."""
+        if self._credentials_ready:
+            then()
+        else:
+            self._waiting_for_credentials.append(then)
+
+    @property
+    def credentials_ready(self) -> bool:
+        return self._credentials_ready
 
     # ----------------------------------------------------------------- construction
     def _build_provider_tab(self) -> QWidget:
@@ -143,25 +220,19 @@ class SettingsDialog(QDialog):
         self.twilio_box = QGroupBox("Twilio account", tab)
         self.twilio_box.setObjectName("twilioBox")
         form = QFormLayout(self.twilio_box)
-        saved = self.saved_credentials
         self.account_sid_field = QLineEdit(self.twilio_box)
         self.account_sid_field.setObjectName("accountSidField")
         self.account_sid_field.setPlaceholderText("AC followed by 32 characters")
-        self.account_sid_field.setText(
-            self.settings.twilio_account_sid or (saved.account_sid if saved else "")
-        )
+        self.account_sid_field.setText(self.settings.twilio_account_sid)
         form.addRow("Account SID:", self.account_sid_field)
         self.token_field = QLineEdit(self.twilio_box)
         self.token_field.setObjectName("authTokenField")
         self.token_field.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token_field.setPlaceholderText(
-            "Saved in the keyring: leave empty to keep it" if saved else "Auth Token"
-        )
+        self.token_field.setPlaceholderText("Reading the keyring…")
         form.addRow("Auth token or API key secret:", self.token_field)
         self.api_key_field = QLineEdit(self.twilio_box)
         self.api_key_field.setObjectName("apiKeySidField")
         self.api_key_field.setPlaceholderText("Optional: SK… (then the secret above is the key's)")
-        self.api_key_field.setText(saved.api_key_sid or "" if saved else "")
         form.addRow("API key SID:", self.api_key_field)
         test_row = QHBoxLayout()
         self.test_button = QPushButton("Test connection", self.twilio_box)
@@ -387,10 +458,13 @@ class SettingsDialog(QDialog):
         secret = self.token_field.text().strip()
         key_sid = self.api_key_field.text().strip() or None
         saved = self.saved_credentials
-        if not secret and saved is not None and saved.account_sid == sid:
-            secret, key_sid = saved.secret, key_sid or saved.api_key_sid
         if not sid:
             raise FatalProviderError("Enter the Twilio Account SID (it starts with AC).")
+        if not secret and saved is not None and saved.account_sid == sid:
+            problem = api_key_change_problem(saved, sid, key_sid)
+            if problem:
+                raise FatalProviderError(problem)
+            secret = saved.secret
         if not secret:
             raise FatalProviderError("Enter the Auth Token (or the API key secret).")
         base_url = twilio_api_base(self.settings)
@@ -402,6 +476,9 @@ class SettingsDialog(QDialog):
 
     def test_connection(self) -> None:
         """Check the credentials against Twilio in the background and show the answer."""
+        self._with_credentials(self._test_connection_now)
+
+    def _test_connection_now(self) -> None:
         from app.services.telephony import ProviderError
 
         try:
@@ -517,6 +594,9 @@ class SettingsDialog(QDialog):
 
     def import_from_twilio(self) -> None:
         """Add the account's voice numbers, caller IDs and TwiML apps (in the background)."""
+        self._with_credentials(self._import_now)
+
+    def _import_now(self) -> None:
         from app.services.telephony import ProviderError
 
         try:
@@ -585,29 +665,64 @@ class SettingsDialog(QDialog):
 
     # ----------------------------------------------------------------- save
     def save(self) -> None:
-        """Store the settings (and the secret in the keyring); stays open on a problem."""
+        """Store the settings (and the secret in the keyring, in the background); stays open
+        on a problem."""
+        self._with_credentials(self._save_now)
+
+    def _save_now(self) -> None:
+        if self._saving:
+            return
         provider = self.provider()
         sid = self.account_sid_field.text().strip()
         secret = self.token_field.text().strip()
         key_sid = self.api_key_field.text().strip() or None
+        saved = self.saved_credentials
         if provider == "twilio":
-            saved = self.saved_credentials
             if not sid:
                 self._error("Enter the Twilio Account SID, or choose Simulation.")
                 return
             if not secret and (saved is None or saved.account_sid != sid):
                 self._error("Enter the Auth Token (or the API key secret) for this account.")
                 return
-        if secret:
-            try:
-                secrets.store_twilio_credentials(sid, secret, api_key_sid=key_sid)
-            except (secrets.SecretStoreUnavailable, ValueError) as error:
-                self._error(str(error))
+        if not secret:
+            problem = api_key_change_problem(saved, sid, key_sid)
+            if problem:
+                self._error(problem)
                 return
+            self._store_settings(sid)
+            return
+
+        self._saving = True
+        self.save_button.setEnabled(False)
+        self._error("Saving the credentials in the keyring…", role="hint")
+
+        def store(_control: object) -> secrets.TwilioCredentials:
+            secrets.store_twilio_credentials(sid, secret, api_key_sid=key_sid)
+            return secrets.TwilioCredentials(sid, secret, key_sid)
+
+        def done(stored: object) -> None:
+            assert isinstance(stored, secrets.TwilioCredentials)
+            self._saving = False
+            self.save_button.setEnabled(True)
+            self.saved_credentials = stored
             self.token_field.clear()
+            self._store_settings(sid)
+
+        def failed(error: BaseException) -> None:
+            self._saving = False
+            self.save_button.setEnabled(True)
+            if isinstance(error, secrets.SecretStoreUnavailable | ValueError):
+                self._error(str(error))
+            else:
+                log.error("the credentials could not be saved: %s", error)
+                self._error(f"The credentials could not be saved in the keyring: {error}.")
+
+        self.tasks.submit("storeCredentials", store, on_done=done, on_error=failed, owner=self)
+
+    def _store_settings(self, sid: str) -> None:
         try:
             self.context.settings.update(
-                provider=provider,
+                provider=self.provider(),
                 plan_concurrency=self.concurrency_spin.value(),
                 calls_per_second=self.cps_spin.value(),
                 default_country=str(self.country_combo.currentData()),
@@ -616,13 +731,21 @@ class SettingsDialog(QDialog):
         except SettingsError as error:
             self._error(str(error))
             return
+        self._error("", role="hint")
         self.saved.emit()
         self.accept()
 
-    def _error(self, message: str) -> None:
+    def _error(self, message: str, role: str = "error") -> None:
         """Shown under the tabs; the dialog stays open so nothing typed is lost."""
         self.error_label.setText(message)
+        if self.error_label.property("role") != role:
+            self.error_label.setProperty("role", role)
+            self.error_label.style().unpolish(self.error_label)
+            self.error_label.style().polish(self.error_label)
 
     def done(self, result: int) -> None:
-        self.tasks.shutdown(3000)
+        """Closing never waits: a Twilio request or a keyring call still running is
+        cancelled and its answer ignored (the dialog stays responsive, see tasks.py)."""
+        self._waiting_for_credentials.clear()
+        self.tasks.shutdown(0)
         super().done(result)

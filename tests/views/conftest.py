@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,11 +23,12 @@ from sqlalchemy.engine import make_url
 
 from app.models.schema import BatchCall, Recipient
 from app.models.snapshots import BatchCallSnapshot
-from app.models.status import BatchStatus, RecipientStatus
+from app.models.status import Action, BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, NewBatchCall
 from app.views import ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
 from app.views.main_window import MainWindow
+from app.views.tasks import detached_threads
 
 #: Qt's offscreen platform cannot raise windows, grab the keyboard or propagate size
 #: hints, and says so each time; that is the test platform talking, not the application.
@@ -240,6 +242,22 @@ def make_batch(context: AppContext) -> Callable[..., BatchCallSnapshot]:
 
 
 @pytest.fixture
+def performed(context: AppContext, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Action]]:
+    """Every (batch call id, action) the service was asked to perform. The GUI performs
+    actions in the background, so a test of a declined action waits until the window's
+    background work is done and then checks that this stayed empty."""
+    calls: list[tuple[int, Action]] = []
+    original = context.service.perform
+
+    def spy(batch_id: int, action: Action) -> BatchCallSnapshot | None:
+        calls.append((batch_id, action))
+        return original(batch_id, action)
+
+    monkeypatch.setattr(context.service, "perform", spy)
+    return calls
+
+
+@pytest.fixture
 def set_state(context: AppContext) -> Callable[..., BatchCallSnapshot]:
     """set_state(batch_id, status, {recipient status: count}, failure_reason=...)."""
     return lambda batch_id, status, outcomes=None, **kw: force_state(
@@ -344,3 +362,16 @@ def no_window_left(qapp: QApplication) -> Iterator[None]:
         if widget.isVisible():
             widget.close()
     assert not visible, f"windows left open: {visible}"
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left(qapp: QApplication) -> Iterator[None]:
+    """A test must not leave a detached task (a dialog's keyring, network or file work)
+    running: they get 5 s in all to end, then the test fails."""
+    yield
+    deadline = time.monotonic() + 5.0
+    for thread in detached_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    QApplication.processEvents()  # their (dropped) results, routed on the GUI thread
+    left = detached_threads()
+    assert not left, f"detached tasks still running: {len(left)}"

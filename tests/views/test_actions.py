@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QMenu, QPushButton
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QLineEdit, QMenu, QPushButton
 
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, BatchCallService
 from app.views.actions import confirmation, menu_actions
 from app.views.rename_dialog import RenameDialog
+from tests.views.layout_checks import assert_nothing_clipped
 
 P, RE, C, RT, D, N, L = (
     Action.PAUSE,
@@ -96,19 +97,23 @@ def test_context_menu_on_a_row_selects_it_and_offers_its_actions(open_main_windo
 @pytest.mark.parametrize("accept", [True, False], ids=["confirmed", "declined"])
 @pytest.mark.parametrize(("case", "action"), CONFIRMED_CASES)
 def test_action_through_the_gui_has_its_effect(
-    open_main_window, context, seeded, answers, qtbot, case, action, accept
+    open_main_window, context, seeded, answers, performed, qtbot, case, action, accept
 ):
     snapshot = seeded[case]
     window = open_main_window()
     window.select_batch(snapshot.id)
     menu = window.row_menu(snapshot)
     (entry,) = [a for a in menu.actions() if a.data() == action.value]
+    succeeded: list[tuple[str, int]] = []
+    window.actions_controller.succeeded.connect(lambda kind, i, _r: succeeded.append((kind, i)))
     answers.confirm = accept
     if accept:
         with qtbot.waitSignal(window.actions_controller.succeeded, timeout=5000):
             entry.trigger()
     else:
         entry.trigger()
+        # Anything the trigger started in the background has finished after this.
+        qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
     menu.deleteLater()
 
     # The question said what will happen, naming the batch call.
@@ -118,8 +123,12 @@ def test_action_through_the_gui_has_its_effect(
 
     stored = context.service.find(snapshot.id)
     if not accept:
+        assert performed == [] and succeeded == []  # declined: nothing was even attempted
         assert stored is not None and stored.status is snapshot.status
+        assert window.model.snapshot(snapshot.id).status is snapshot.status
         return
+    assert performed == [(snapshot.id, action)]
+    assert succeeded == [(action.value, snapshot.id)]
     if EFFECT[action] is None:
         assert stored is None
         assert window.model.row_of(snapshot.id) is None
@@ -203,6 +212,25 @@ def test_rename_validation(qtbot, text, valid, reason):
     assert dialog.result() == (
         QDialog.DialogCode.Accepted if valid else QDialog.DialogCode.Rejected
     )
+
+
+def test_rename_dialog_with_a_long_current_name(qtbot):
+    name = (
+        "Quarterly appointment reminders for the north-east region clinics, second wave, "
+        "December 2026 tuvwxy"
+    )
+    assert len(name) == 100
+    dialog = RenameDialog(name)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: assert_nothing_clipped(dialog), timeout=3000)
+    field = dialog.findChild(QLineEdit, "renameField")
+    field.setText(name + "!")  # 101 characters: the reason shows, and nothing is cut off
+    assert dialog.problem_label.isVisible()
+    qtbot.waitUntil(lambda: assert_nothing_clipped(dialog), timeout=3000)
+    assert dialog.width() < 700
+    current = dialog.findChild(QLabel, "renameCurrentName")
+    assert current.toolTip() == f"Renaming “{name}”"  # elided on screen, whole here
 
 
 def test_action_refused_because_status_changed_meanwhile(

@@ -4,6 +4,7 @@ engine starts and stops with the window, and a database that cannot be opened sa
 from __future__ import annotations
 
 import argparse
+import time
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
@@ -13,17 +14,24 @@ from app.views.context import DEMO_AGENT_NAME, build_context, ensure_demo_defaul
 from app.views.main_window import MainWindow
 
 
-def close_main_window_when_dialing(seen: dict) -> None:
-    """Runs inside run_gui's event loop: note what the window shows, then close it."""
+def close_main_window_when_dialing(seen: dict, deadline_s: float = 15.0) -> None:
+    """Runs inside run_gui's event loop: note what the window shows, then close it; after
+    `deadline_s` it closes whatever is open (the test then fails instead of hanging)."""
+    deadline = time.monotonic() + deadline_s
 
     def check() -> None:
+        late = time.monotonic() > deadline
         for widget in QApplication.topLevelWidgets():
             if isinstance(widget, MainWindow) and widget.isVisible() and widget.loaded:
                 seen["engine"] = widget.engine_label.text()
                 seen["mode"] = widget.mode_label.text()
-                if seen["engine"] == "Engine: dialing":
+                if seen["engine"] == "Engine: dialing" or late:
                     widget.close()
                     return
+        if late:
+            seen["late"] = f"no loaded main window after {deadline_s} s"
+            QApplication.quit()
+            return
         QTimer.singleShot(20, check)
 
     QTimer.singleShot(20, check)

@@ -16,6 +16,7 @@ from app.services.batch_calls import RecipientQuery, scheduled_instant
 from app.views.context import local_timezone_name
 from app.views.create_dialog import CreateDialog
 from app.views.rejected_model import RejectedColumn, RowState
+from tests.views.layout_checks import assert_nothing_clipped
 
 BAD_CSV = (
     "phone_number,name,city\n"
@@ -333,3 +334,45 @@ def test_creation_runs_in_the_background_and_can_be_cancelled(
     assert dialog.isVisible()  # Cancel stopped the creation, not the dialog
     assert context.service.list() == []  # nothing was stored
     assert create.isEnabled()
+
+
+def test_many_duplicates_and_large_row_numbers_fit_a_small_window(
+    open_create, tmp_path, answers, qtbot
+):
+    lines = ["phone_number,name"]
+    for i in range(40):  # 40 numbers, each on two rows
+        lines += [f"+1202555{i:04d},Person {i}", f"+1202555{i:04d},Again {i}"]
+    lines += [""] * 120_000  # blank lines count: the rows below are numbers 120,082 and on
+    lines += ["nope,Bad row", "+12025550001,Late duplicate"]
+    path = tmp_path / "duplicates.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dialog = open_create()
+    dialog.resize(1000, 500)  # a laptop-sized window
+    load(dialog, qtbot, path, answers)
+    # Nothing is cut off: the counts, the file line, the one-line duplicates summary.
+    qtbot.waitUntil(lambda: assert_nothing_clipped(dialog), timeout=3000)
+    for count in (dialog.accepted_label, dialog.rejected_label):
+        assert count.height() >= count.sizeHint().height()
+    assert text(dialog, "acceptedCountLabel") == "✔ 81 recipients will be called"
+    summary = dialog.duplicates_label
+    assert summary.text().startswith("41 duplicate numbers: +12025550000 (rows 2, 3)")
+    assert summary.height() < 2 * summary.fontMetrics().height()  # one line
+    assert "+12025550001: rows 4, 5, 120083" in summary.toolTip()
+    assert "… and 25 more duplicate rows" in summary.toolTip()
+    # The Row column shows the whole row number.
+    table = dialog.rejected_table
+    assert dialog.rejected_model.index(0, RejectedColumn.ROW).data() == "120082"
+    assert table.columnWidth(RejectedColumn.ROW) >= table.sizeHintForColumn(RejectedColumn.ROW)
+
+
+def test_a_header_only_file_says_it_has_no_rows(open_create, tmp_path, answers, qtbot):
+    dialog = open_create()
+    dialog.name_field.setText("Nobody yet")
+    path = tmp_path / "header.csv"
+    path.write_text("phone_number,name,city\n", encoding="utf-8")
+    report = load(dialog, qtbot, path, answers)
+    assert report.total_rows == 0 and report.rejected_count == 0
+    problem = text(dialog, "createProblemsLabel")
+    assert problem.startswith("The file has no recipient rows, only the header")
+    assert "rejected" not in problem
+    assert not dialog.findChild(QPushButton, "createConfirmButton").isEnabled()

@@ -8,12 +8,23 @@ from datetime import date, time
 
 import pytest
 from PySide6.QtCore import QModelIndex, QPoint, Qt
-from PySide6.QtWidgets import QApplication, QComboBox, QLabel, QLineEdit, QPushButton, QTabWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTabWidget,
+)
 
 from app.models.snapshots import SendType
-from app.models.status import BatchStatus, RecipientStatus
+from app.models.status import Action, BatchStatus, RecipientStatus
 from app.services.batch_calls import scheduled_instant
-from app.views.detail_models import PAGE_SIZE, RecipientColumn
+from app.views import detail_models
+from app.views.batch_model import Column
+from app.views.detail_models import PAGE_SIZE, REFRESH_MARGIN, RecipientColumn
+from tests.views.layout_checks import assert_nothing_clipped
 
 
 @pytest.fixture
@@ -194,11 +205,64 @@ def test_recipients_are_fetched_lazily_in_pages(open_main_window, make_batch, qt
     with qtbot.waitSignal(model.pageFetched) as fetched:
         dialog.recipient_table.scrollToBottom()
     assert fetched.args == [400]
+    assert label(dialog, "recipientCountLabel") == "400 of 450 recipients loaded"
     while model.canFetchMore(QModelIndex()):
         with qtbot.waitSignal(model.pageFetched):
             model.fetchMore(QModelIndex())
     assert model.rowCount() == 450
     assert column(dialog, RecipientColumn.ROW)[-1] == "451"
+    assert label(dialog, "recipientCountLabel") == "450 recipients"
+
+
+def test_live_refresh_reads_only_the_rows_on_screen(
+    open_main_window, make_batch, set_state, context, qtbot, monkeypatch
+):
+    # No model tester here either (it would fetch every page). 1,000 rows loaded, the
+    # supervisor looks at rows around 700: a live refresh must not re-read all 1,000
+    # (with 50,000 loaded that stalled the window for 100-240 ms every second).
+    window = open_main_window()
+    snapshot = make_batch("Long list", recipients=1000)
+    dialog = window.open_details(snapshot.id)
+    dialog.tabs.setCurrentWidget(dialog.recipients_tab)
+    model = dialog.recipient_model
+    table = dialog.recipient_table
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE, timeout=5000)
+    while model.canFetchMore(QModelIndex()):
+        with qtbot.waitSignal(model.pageFetched):
+            model.fetchMore(QModelIndex())
+    assert model.rowCount() == 1000
+    dialog.select_recipient(700)
+    table.scrollTo(model.index(700, 0), QAbstractItemView.ScrollHint.PositionAtCenter)
+    scrolled = table.verticalScrollBar().value()
+    first, last = dialog.visible_recipient_rows()
+    assert first <= 700 <= last
+
+    read: list[int] = []  # recipients read from the database by the refresh
+    by_id = detail_models.recipients_by_id
+    page = context.service.recipients_page
+
+    def counting_by_id(service, batch_id, ids):
+        found = by_id(service, batch_id, ids)
+        read.append(len(found))
+        return found
+
+    def counting_page(*args, **kwargs):
+        found = page(*args, **kwargs)
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(detail_models, "recipients_by_id", counting_by_id)
+    monkeypatch.setattr(context.service, "recipients_page", counting_page)
+    set_state(snapshot.id, BatchStatus.RUNNING, {RecipientStatus.COMPLETED: 1000})
+    with qtbot.waitSignal(model.loaded, timeout=5000):
+        dialog.recipients_changed()  # what the engine's recipientsChanged signal does
+    assert [model.index(row, RecipientColumn.STATUS).data() for row in (first, 700, last)] == [
+        "Completed"
+    ] * 3
+    assert label(dialog, "callDuration") != ""  # the selected recipient's call details
+    assert 0 < sum(read) <= (last - first + 1) + 2 * REFRESH_MARGIN
+    assert table.currentIndex().row() == 700
+    assert table.verticalScrollBar().value() == scrolled
 
 
 def test_export_writes_the_filtered_recipients(open_details, seeded, answers, qtbot, tmp_path):
@@ -263,7 +327,7 @@ def test_history_lists_supervisor_actions(open_details, context, seeded, qtbot):
     assert label(dialog, "detailsNameLabel") == "Renamed campaign"
 
 
-def test_header_retry_and_delete(open_details, context, seeded, answers, qtbot):
+def test_header_retry_and_delete(open_details, context, seeded, answers, performed, qtbot):
     snapshot = seeded["failed"]
     dialog = open_details(snapshot.id)
     window = dialog.window_under_test
@@ -276,11 +340,17 @@ def test_header_retry_and_delete(open_details, context, seeded, answers, qtbot):
     qtbot.waitUntil(lambda: label(dialog, "detailsStatusLabel") == "Scheduled")
     assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
 
+    assert performed == [(snapshot.id, Action.RETRY)]
+
     answers.confirm = False
     qtbot.mouseClick(
         dialog.findChild(QPushButton, "detailsDeleteButton"), Qt.MouseButton.LeftButton
     )
+    assert answers.questions[-1][0] == "Delete batch call"
+    qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
+    assert performed == [(snapshot.id, Action.RETRY)]  # declined: Delete never attempted
     assert context.service.find(snapshot.id) is not None
+    assert dialog.isVisible()
     answers.confirm = True
     with qtbot.waitSignal(window.actions_controller.succeeded):
         qtbot.mouseClick(
@@ -304,3 +374,31 @@ def test_header_reload_shows_progress_then_success(open_details, seeded, set_sta
     assert label(dialog, "detailsMessageLabel") == "Reloaded."
     assert label(dialog, "summaryCompleted") == "6 of 10"
     assert QApplication.activeModalWidget() is None
+
+
+def test_a_100_character_name_is_elided_not_widening_the_dialog(open_details, make_batch, qtbot):
+    name = "W" * 100  # the longest name allowed, in the widest letter
+    dialog = open_details(make_batch(name).id)
+    assert dialog.minimumSizeHint().width() < 900
+    assert dialog.width() == 900  # not forced wider (it was 1,436 px and more)
+    qtbot.waitUntil(lambda: assert_nothing_clipped(dialog), timeout=3000)
+    title = dialog.name_label
+    assert title.text() == name and title.toolTip() == name
+    assert title.shown_text().endswith("…")
+    assert dialog.windowTitle().startswith(name)
+    reload_button = dialog.findChild(QPushButton, "detailsReloadButton")
+    assert reload_button.geometry().right() < dialog.width()  # the header buttons still show
+
+
+def test_percentages_agree_everywhere(open_details, make_batch, set_state, qtbot):
+    # 9 of 41 is 21.95 %: rounding the decimal ("22.0 %") beside the truncated whole
+    # ("21 %") made the summary contradict itself.
+    snapshot = make_batch("Odd total", recipients=41)
+    set_state(snapshot.id, BatchStatus.RUNNING, {RecipientStatus.COMPLETED: 9})
+    dialog = open_details(snapshot.id)
+    assert label(dialog, "summaryPercent") == "21.9 %"
+    assert dialog.progress_bar.format() == "21 % (9/41)"
+    window = dialog.window_under_test
+    qtbot.waitUntil(lambda: window.model.snapshot(snapshot.id) is not None, timeout=5000)
+    row = window.model.row_of(snapshot.id)
+    assert window.model.index(row, Column.PROGRESS).data() == "21 % (9/41)"

@@ -3,10 +3,14 @@ state, reload, and live updates that keep selection and search."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QTableView, QWidget
 
 from app.models.status import BatchStatus, RecipientStatus
+from app.services.engine_thread import EngineHost
 from app.views.batch_model import Column
 from app.views.main_window import MainWindow
 
@@ -166,3 +170,35 @@ def test_enter_and_double_click_open_details(open_main_window, seeded, qtbot):
     with qtbot.waitSignal(window.detailsOpened) as opened:
         qtbot.mouseDClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert opened.args == [seeded["failed"].id]
+
+
+@pytest.fixture
+def running_engine(context, qtbot) -> Iterator[EngineHost]:
+    """The dialer engine on the test database, started (as run_gui starts it) before any
+    window exists; stopped (bounded) after the test."""
+    engine = EngineHost(context.database_url, clock=context.clock)
+    engine.start()
+    yield engine
+    engine.stop(5000)
+    assert not engine.isRunning(), "the engine thread is still running"
+
+
+def test_engine_state_reached_before_the_window_opened_is_shown(
+    open_main_window, running_engine, qtbot
+):
+    # The engine reports a state only when it changes; this one was reported to nobody.
+    qtbot.waitUntil(lambda: running_engine.state == "dialing", timeout=10_000)
+    window = open_main_window(engine=running_engine)
+    assert window.engine_label.text() == "Engine: dialing"
+
+
+def test_engine_state_changes_reach_the_status_bar(open_main_window, context, qtbot):
+    engine = EngineHost(context.database_url, clock=context.clock)
+    window = open_main_window(engine=engine)
+    assert window.engine_label.text() == "Engine stopped"  # not started yet
+    engine.start()
+    try:
+        qtbot.waitUntil(lambda: window.engine_label.text() == "Engine: dialing", timeout=10_000)
+    finally:
+        engine.stop(5000)
+    qtbot.waitUntil(lambda: window.engine_label.text() == "Engine stopped", timeout=5000)

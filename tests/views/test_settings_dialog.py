@@ -3,18 +3,25 @@ Twilio stand-in), limits, agents, from numbers (added or imported) and the datab
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
 import keyring
 import pytest
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton
+from shiboken6 import isValid
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from app.models.schema import Setting
 from app.services import secrets
 from app.standin.twilio_server import TwilioStandin
+from app.views.qa import StallMeter
 from app.views.settings_dialog import SettingsDialog
 
 
@@ -62,6 +69,7 @@ def open_settings(qtbot, context, model_checks):
         model_checks.check(dialog.agents_model)
         model_checks.check(dialog.numbers_model)
         dialog.show()
+        qtbot.waitUntil(lambda: dialog.credentials_ready, timeout=5000)  # read off-thread
         return dialog
 
     return opener
@@ -134,14 +142,15 @@ def test_twilio_without_a_token_is_refused_with_a_reason(open_settings, context,
     assert context.settings.load().provider == "simulation"
 
 
-def test_no_keyring_says_what_to_do(open_settings, context):
+def test_no_keyring_says_what_to_do(open_settings, context, qtbot):
     # The suite's default keyring is the null backend: nothing can be stored.
     dialog = open_settings()
     dialog.provider_combo.setCurrentIndex(dialog.provider_combo.findData("twilio"))
     dialog.account_sid_field.setText("AC" + "0" * 32)
     dialog.token_field.setText("secret")
-    dialog.save()
-    assert "keyring" in dialog.error_label.text()
+    dialog.save()  # the keyring is written in the background
+    qtbot.waitUntil(lambda: "install and unlock" in dialog.error_label.text(), timeout=5000)
+    assert dialog.isVisible() and dialog.save_button.isEnabled()
     assert context.settings.load().provider == "simulation"
 
 
@@ -221,3 +230,139 @@ def test_main_window_mode_follows_saved_settings(open_main_window, memory_keyrin
         click(qtbot, dialog, "settingsSaveButton")
     assert window.mode_label.text() == "Twilio: AC12…5678"
     assert window.statusBar().currentMessage() == "Settings saved."
+
+
+class RecordingKeyring(MemoryKeyring):
+    """Notes every keyring call made on the GUI (main) thread: a locked keyring can block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gui_thread_calls: list[str] = []
+
+    def _note(self, what: str) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.gui_thread_calls.append(what)
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._note("get")
+        return super().get_password(service, username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._note("set")
+        super().set_password(service, username, password)
+
+
+@pytest.fixture
+def recording_keyring(monkeypatch, memory_keyring) -> RecordingKeyring:
+    backend = RecordingKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", backend)
+    return backend
+
+
+def test_the_keyring_is_never_used_on_the_gui_thread(
+    open_settings, open_main_window, context, recording_keyring, qtbot
+):
+    sid = "AC" + "12345678" * 4
+    secrets.store_twilio_credentials(sid, "old-token")
+    context.settings.update(provider="twilio")  # the SID only in the keyring
+    recording_keyring.gui_thread_calls.clear()
+
+    window = open_main_window()
+    qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: AC12…5678", timeout=5000)
+    dialog = open_settings()  # waits until the saved credentials were read
+    assert dialog.account_sid_field.text() == sid
+    dialog.token_field.setText("new-token")
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    assert recording_keyring.gui_thread_calls == []
+    assert secrets.load_twilio_credentials().secret == "new-token"
+
+
+@pytest.mark.parametrize(
+    ("saved_key", "typed_key", "reason"),
+    [
+        (None, "SK" + "2" * 32, "also enter that key's secret"),
+        ("SK" + "2" * 32, "", "You cleared the API key SID: enter the Auth Token"),
+        ("SK" + "2" * 32, "SK" + "3" * 32, "enter the new key's secret"),
+    ],
+    ids=["key added", "key cleared", "key changed"],
+)
+def test_an_api_key_change_without_its_secret_is_refused(
+    open_settings, context, memory_keyring, qtbot, saved_key, typed_key, reason
+):
+    sid = "AC" + "1" * 32
+    secrets.store_twilio_credentials(sid, "s" * 32, api_key_sid=saved_key)
+    context.settings.update(provider="twilio", twilio_account_sid=sid)
+    dialog = open_settings()
+    assert dialog.api_key_field.text() == (saved_key or "")
+    dialog.api_key_field.setText(typed_key)
+    saved: list[bool] = []
+    dialog.saved.connect(lambda: saved.append(True))
+    click(qtbot, dialog, "settingsSaveButton")
+    assert reason in dialog.error_label.text()
+    assert dialog.isVisible() and saved == []
+    assert secrets.load_twilio_credentials().api_key_sid == saved_key  # unchanged
+    # Test connection refuses for the same reason instead of sending the wrong secret.
+    with qtbot.waitSignal(dialog.connectionChecked) as checked:
+        click(qtbot, dialog, "testConnectionButton")
+    assert checked.args[0] is False and reason in checked.args[1]
+
+    # With the secret that belongs to it, the change is stored.
+    dialog.token_field.setText("k" * 32)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    stored = secrets.load_twilio_credentials()
+    assert (stored.api_key_sid, stored.secret) == (typed_key or None, "k" * 32)
+
+
+@pytest.fixture
+def silent_twilio(monkeypatch) -> Iterator[list[socket.socket]]:
+    """A Twilio address that accepts connections and never answers (a hung network)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:  # the accept timeout: look at `stop` again
+                continue
+
+    acceptor = threading.Thread(target=accept, name="silentTwilio", daemon=True)
+    acceptor.start()
+    monkeypatch.setenv("BATCHCALLS_TWILIO_API_BASE", f"http://127.0.0.1:{server.getsockname()[1]}")
+    yield accepted
+    stop.set()
+    acceptor.join(2)
+    for connection in accepted:  # the waiting request fails at once
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("button", ["testConnectionButton", "importFromTwilioButton"])
+def test_closing_settings_while_twilio_does_not_answer_never_freezes(
+    open_main_window, memory_keyring, silent_twilio, qtbot, button
+):
+    window = open_main_window()
+    dialog = window.open_settings_dialog()
+    qtbot.waitUntil(lambda: dialog.credentials_ready, timeout=5000)
+    dialog.provider_combo.setCurrentIndex(dialog.provider_combo.findData("twilio"))
+    dialog.account_sid_field.setText("AC" + "0" * 32)
+    dialog.token_field.setText("t" * 32)
+    click(qtbot, dialog, button)
+    qtbot.waitUntil(lambda: len(silent_twilio) > 0, timeout=5000)  # the request waits
+
+    meter = StallMeter(parent=window)
+    meter.start()
+    started = time.monotonic()
+    click(qtbot, dialog, "settingsCancelButton")
+    closing_took = time.monotonic() - started
+    qtbot.waitUntil(lambda: not isValid(dialog), timeout=5000)  # deleted (deleteLater)
+    meter.stop()
+    assert closing_took < 0.5, f"Cancel took {closing_took:.1f} s"
+    assert meter.worst_ms < 500, f"the window froze for {meter.worst_ms:.0f} ms"
+    # The abandoned request ends when the connection drops (the `silent_twilio` teardown);
+    # its answer goes nowhere (`no_thread_left` checks that the thread ended).
+    assert window.isVisible() and window.statusBar().currentMessage() != "Settings saved."

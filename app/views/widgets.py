@@ -1,0 +1,90 @@
+"""Small widgets the views share.
+
+`ElidedLabel` shows a text of any length (a 100-character batch call name, a summary of
+thousands of duplicate rows) on one line that never widens its window: what does not fit
+ends with "…", and the whole text is in the tooltip.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+log = logging.getLogger(__name__)
+
+#: The widest an elided label asks to be, in average characters: a window sized from its
+#: contents' hints stays reasonable whatever the text.
+HINT_CHARACTERS = 60
+
+
+class ElidedLabel(QLabel):
+    """A one-line plain-text label that elides instead of growing or wrapping.
+
+    `text()` is the whole text; `shown_text()` is what is painted. The tooltip is the whole
+    text when it is elided, or the explicit `tooltip` given to `setText`.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self._tooltip: str | None = None
+        self.setTextFormat(Qt.TextFormat.PlainText)  # a name is never HTML
+        self.setWordWrap(False)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setText(text)
+
+    def setText(self, text: str, tooltip: str | None = None) -> None:
+        self._full = text
+        self._tooltip = tooltip
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def shown_text(self) -> str:
+        return super().text()
+
+    def is_elided(self) -> bool:
+        return self.shown_text() != self._full
+
+    def sizeHint(self) -> QSize:
+        """Room for the whole text, up to HINT_CHARACTERS (a layout with more room still
+        gives it more), one line high."""
+        metrics = self.fontMetrics()
+        margins = self.contentsMargins()
+        wanted = metrics.horizontalAdvance(self._full) + 2
+        wanted = min(wanted, HINT_CHARACTERS * metrics.averageCharWidth())
+        return QSize(
+            wanted + margins.left() + margins.right(),
+            metrics.height() + margins.top() + margins.bottom(),
+        )
+
+    def minimumSizeHint(self) -> QSize:
+        """A few characters wide whatever the text: a long text cannot widen the window."""
+        hint = self.sizeHint()
+        return QSize(
+            min(hint.width(), self.fontMetrics().horizontalAdvance("M…") * 3), hint.height()
+        )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self.updateGeometry()
+            self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
+        if shown != super().text():
+            super().setText(shown)
+        if self._tooltip is not None:
+            self.setToolTip(self._tooltip)
+        else:
+            self.setToolTip(self._full if shown != self._full else "")
