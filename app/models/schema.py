@@ -170,6 +170,10 @@ class CallAttempt(Base):
     __table_args__ = (
         UniqueConstraint("recipient_id", "attempt_number", name="uq_call_attempts_recipient"),
         Index("ix_call_attempts_open", "batch_call_id", "outcome"),
+        # The attempts awaiting reconciliation (no outcome, no call id), in id order: the
+        # dialer looks for them every tick, while refused attempts (no call id, FAILED)
+        # pile up for ever.
+        Index("ix_call_attempts_unresolved", "outcome", "provider_call_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,7 +12,9 @@ a test can run a week of dialing in seconds. A round:
    records their outcomes; a call unresolved long past its limits is settled FAILED;
 5. dials: per RUNNING batch call whose calling window is open, queues a few recipients
    and starts calls within its reserved concurrency, the plan's concurrency (shared
-   fairly) and the calls-per-second pacing (CallPacer: never more in any one second);
+   fairly) and the calls-per-second pacing (CallPacer: never more in any one second),
+   for at most `place_budget_seconds` per tick, then leaves the database's write lock
+   free for a moment (`lock_gap_seconds`) so that a Pause is never starved;
 6. completes batch calls with nothing left to call and writes the visible reasons.
 
 Every query of a tick is an indexed LIMIT (or reads the per-status counters), so a tick
@@ -32,6 +34,7 @@ import math
 import random
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -43,6 +46,7 @@ from sqlalchemy import (
     Engine,
     String,
     Table,
+    and_,
     bindparam,
     delete,
     event,
@@ -57,7 +61,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.db import make_engine, migrate
 from app.models.recipients import move_recipients
-from app.models.schema import Agent, BatchCall, CallAttempt, Recipient, UTCDateTime
+from app.models.schema import Agent, BatchCall, CallAttempt, EngineLease, Recipient, UTCDateTime
 from app.models.snapshots import SendType
 from app.models.status import BatchStatus, RecipientStatus
 from app.models.window import CallingWindow, WindowError, parse_timezone
@@ -92,6 +96,7 @@ ENGINE_ACTOR = Actor(user="dialer", host=socket.gethostname())
 PROVIDER_SETTINGS = ("provider", "simulation_seed", "twilio_account_sid", "twilio_api_base")
 
 NO_FINAL_STATUS = "No final status from the provider: the call was not reported as ended in time."
+OUTCOME_UNKNOWN = "Outcome unknown: the provider never confirmed this call"
 
 
 #: How long the engine waits for another writer (an import, a second desktop) before the
@@ -144,6 +149,13 @@ class EngineConfig:
     queue_lookahead: int = 1000
     #: Calls started per tick at most (keeps one tick short).
     max_placements_per_tick: int = 1000
+    #: Placing a call holds the database's write lock while the provider answers (the
+    #: no-call-after-Pause protocol), so a tick places for at most this long, then leaves
+    #: the lock free for at least `lock_gap_seconds` (longer than SQLite's longest retry
+    #: sleep) so that a waiting Pause or Cancel gets in and the GUI gets its updates. It
+    #: also bounds how long after its claim a call's request can be sent.
+    place_budget_seconds: float = 1.0
+    lock_gap_seconds: float = 0.1
     #: With a real clock (the engine is given a `sleep`), a tick also places the calls
     #: the pacing allows within this many seconds, waiting for each one's turn, instead
     #: of leaving the slot idle until the next tick.
@@ -152,6 +164,10 @@ class EngineConfig:
     #: request the provider is still processing is never mistaken for a lost one.
     unknown_settle_seconds: float = 15.0
     reconcile_per_tick: int = 50
+    #: Reconciliation asks for the provider's calls from this long before the batch call
+    #: started (and before the measured clock difference): this computer's clock may be
+    #: ahead of the provider's, and a call it misses would be placed a second time.
+    clock_skew_allowance_seconds: float = 600.0
     #: Transient provider errors: exponential backoff with jitter between these bounds.
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 60.0
@@ -180,6 +196,8 @@ class TickReport:
     picked_up: list[int] = field(default_factory=list)
     placed: int = 0
     settled: int = 0
+    #: Placing stopped because the tick's placing time budget was used up.
+    budget_used: bool = False
     #: Seconds until the next tick is useful when sooner than the usual interval
     #: (the pacing frees a slot), else None.
     next_tick_in: float | None = None
@@ -291,13 +309,18 @@ def capacity_reason(plan_concurrency: int) -> str:
     )
 
 
+def without_retrying(message: str) -> str:
+    """A provider message without its "Retrying." (the reason says when instead)."""
+    detail = message.replace("; retrying.", ".").replace("Retrying.", "")
+    return " ".join(detail.split())
+
+
 def provider_reason(message: str, retry_at: datetime, zone_name: str) -> str:
     try:
         local = retry_at.astimezone(parse_timezone(zone_name))
     except WindowError:
         local = retry_at
-    detail = message.replace("Retrying.", "").replace("  ", " ").strip()
-    return f"Provider unreachable: {detail} Next try at {local:%H:%M:%S %Z}."
+    return f"Provider unreachable: {without_retrying(message)} Next try at {local:%H:%M:%S %Z}."
 
 
 @dataclass(frozen=True)
@@ -327,6 +350,9 @@ class _Claim:
     batch_id: int
     attempt_number: int
     request: CallRequest
+    #: When transaction A claimed it (its attempt's created_at): its request is sent
+    #: within `place_budget_seconds` of this or not at all.
+    claimed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -349,11 +375,24 @@ class _Polls:
     futures: list[Future[CallState | ProviderError | None]] = field(default_factory=list)
 
 
+@dataclass
+class _ReconcileTrouble:
+    """An attempt the provider could not be asked about: when to ask again, why, and
+    when to stop waiting for an answer and settle it."""
+
+    retry_at: datetime
+    failures: int
+    batch_id: int
+    message: str
+    give_up_at: datetime
+
+
 # Hot-path statements, built once: SQLAlchemy then reuses their compiled form and cache
 # key, and they run on the session's Connection (Core), not through the ORM.
 _B = cast(Table, BatchCall.__table__)
 _R = cast(Table, Recipient.__table__)
 _A = cast(Table, CallAttempt.__table__)
+_L = cast(Table, EngineLease.__table__)
 
 
 def _when(name: str) -> Any:
@@ -362,6 +401,36 @@ def _when(name: str) -> Any:
 
 _BATCH_STATUS_SHARED = (
     select(_B.c.status).where(_B.c.id == bindparam("p_batch")).with_for_update(read=True)
+)
+#: Inside transaction B: this engine must still hold the lease (on PostgreSQL the row
+#: stays locked, so a takeover waits until the call's id is stored).
+_LEASE_HOLDER_SHARED = (
+    select(_L.c.holder).where(_L.c.name == bindparam("p_name")).with_for_update(read=True)
+)
+#: Attempts whose call id is unknown, old enough to reconcile: sent (requested_at, set
+#: when the answer was lost) before `p_sent_cutoff`, or, never recorded as sent (a
+#: crash), claimed before `p_claim_cutoff`. The index ix_call_attempts_unresolved
+#: (outcome, provider_call_id, id) reaches them directly, in id order, so the query does
+#: not slow down as refused attempts (no call id, FAILED) pile up.
+_UNRESOLVED_ATTEMPTS = (
+    select(
+        _A.c.id,
+        _A.c.recipient_id,
+        _A.c.batch_call_id,
+        _A.c.attempt_number,
+        _A.c.created_at,
+        _A.c.requested_at,
+    )
+    .where(
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+        or_(
+            and_(_A.c.requested_at.is_not(None), _A.c.requested_at <= _when("p_sent_cutoff")),
+            and_(_A.c.requested_at.is_(None), _A.c.created_at <= _when("p_claim_cutoff")),
+        ),
+    )
+    .order_by(_A.c.id)
+    .limit(bindparam("p_limit"))
 )
 _QUEUED_CANDIDATES = (
     select(_R.c.id, _R.c.phone_number, _R.c.name, _R.c.variables, _R.c.attempts)
@@ -491,10 +560,16 @@ class DialerEngine:
         self._provider_retry_at: datetime | None = None
         self._provider_failures = 0
         self._provider_problem = ""
+        #: The last trouble was a rate limit (the provider answers), not unreachability.
+        self._provider_rate_limited = False
         self._poll_retry_at: datetime | None = None
         self._poll_failures = 0
-        #: attempt id -> (next reconciliation try, failures so far)
-        self._reconcile_later: dict[int, tuple[datetime, int]] = {}
+        #: Attempts whose reconciliation failed: when to ask again, and why it failed.
+        self._reconcile_later: dict[int, _ReconcileTrouble] = {}
+        #: The provider's clock minus this computer's, measured from calls just placed.
+        self._clock_offset: timedelta | None = None
+        #: When the last burst of placing that used up its time budget ended.
+        self._burst_ended_at: datetime | None = None
         self._stop = threading.Event()
         self._sleep = sleep
         self._pool: ThreadPoolExecutor | None = None
@@ -530,10 +605,13 @@ class DialerEngine:
         self._stop.set()
 
     def close(self) -> None:
-        """Release the lease and the polling threads (the engine may not tick again)."""
+        """Release the lease and the polling threads (the engine may not tick again).
+
+        Never waits for a poll still in flight: stopping must stay quick (an application
+        closing), and a poll's answer is only asked again at the next start."""
         self._stop.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         if self.lease is not None:
             try:
@@ -572,7 +650,22 @@ class DialerEngine:
         self._complete(done, now, report)
         if self._provider_error is not None:
             report.state = f"error: {self._provider_error.message}"
+        elif self._unreachable(now):
+            assert self._provider_retry_at is not None
+            wait = max(0.0, (self._provider_retry_at - now).total_seconds())
+            report.state = (
+                "error: the telephony provider cannot be reached: "
+                f"{without_retrying(self._provider_problem)} Next try in {wait:.0f} s."
+            )
         return report
+
+    def _unreachable(self, now: datetime) -> bool:
+        """The provider cannot be reached (not merely limiting our rate) until a retry."""
+        return (
+            self._provider_retry_at is not None
+            and now < self._provider_retry_at
+            and not self._provider_rate_limited
+        )
 
     # ------------------------------------------------------------------ settings, provider
     def _refresh_settings(self, now: datetime, force: bool = False) -> AppSettings:
@@ -700,6 +793,8 @@ class DialerEngine:
         demands: dict[int, tuple[int, int]] = {}
         by_id = {b.id: b for b in batches}
         blocked = self._provider_retry_at is not None and now < self._provider_retry_at
+        #: Batch calls whose reason is the provider's trouble if it cannot be reached.
+        reachable_matters: list[_Batch] = []
         for batch in batches:
             try:
                 window = CallingWindow.from_text(
@@ -715,8 +810,18 @@ class DialerEngine:
                     self._requeue_to_pending(batch.id, report)
                 continue
             has_work = batch.pending or batch.queued
+            if (has_work or batch.in_progress) and provider is not None:
+                reachable_matters.append(batch)
+            if blocked and (has_work or batch.in_progress) and provider is not None:
+                # The provider cannot be asked (to place or to check calls): say so, also
+                # when every line is busy and only the calls in progress are waited for.
+                assert self._provider_retry_at is not None
+                reasons[batch.id] = provider_reason(
+                    self._provider_problem, self._provider_retry_at, batch.timezone
+                )
+                continue
             if not has_work:
-                reasons[batch.id] = None
+                reasons[batch.id] = self._reconcile_reason(batch.id, batch.timezone)
                 continue
             if provider is None:
                 message = (
@@ -726,15 +831,9 @@ class DialerEngine:
                 )
                 self._fail_batch(batch.id, message, now, report)
                 continue
-            if blocked:
-                assert self._provider_retry_at is not None
-                reasons[batch.id] = provider_reason(
-                    self._provider_problem, self._provider_retry_at, batch.timezone
-                )
-                continue
             queued = batch.queued + self._top_up_queue(batch, now, report)
             free_here = batch.reserved_concurrency - batch.in_progress
-            reasons[batch.id] = None
+            reasons[batch.id] = self._reconcile_reason(batch.id, batch.timezone)
             if queued and free_here > 0:
                 demands[batch.id] = (batch.in_progress, min(queued, free_here))
         free_lines = settings.plan_concurrency - busy_lines
@@ -749,12 +848,22 @@ class DialerEngine:
             for batch_id in demands:
                 reasons[batch_id] = capacity_reason(settings.plan_concurrency)
         if shares and provider is not None:
+            self._lock_gap()
             claims = self._claim_all(shares, by_id, settings, now, report)
             self._place_all(provider, claims, windows, report)
         if sum(demands[b][1] for b in demands) > budget and free_lines > budget:
             frees = self.pacer.frees_at(max(1, self.pacer.limit // 10))
             if frees is not None:
                 report.next_tick_in = max(0.01, (frees - self.clock()).total_seconds())
+        if report.budget_used:  # more to place: right after the lock gap
+            report.next_tick_in = self.config.lock_gap_seconds
+        retry_at = self._provider_retry_at
+        if not blocked and retry_at is not None and self.clock() < retry_at:
+            # Placing just found the provider unreachable: say so now, not next tick.
+            for batch in reachable_matters:
+                reasons[batch.id] = provider_reason(
+                    self._provider_problem, retry_at, batch.timezone
+                )
         self._write_reasons(by_id, reasons, report)
         return done
 
@@ -778,7 +887,11 @@ class DialerEngine:
             ).all()
             if not ids:
                 return 0
-            still_running = session.scalar(select(BatchCall.status).where(BatchCall.id == batch.id))
+            # Locked (FOR SHARE on PostgreSQL): a Pause committing between this check
+            # and the move would otherwise leave its batch call with QUEUED recipients.
+            still_running = (
+                session.connection().execute(_BATCH_STATUS_SHARED, {"p_batch": batch.id}).scalar()
+            )
             if still_running != RUNNING:
                 return 0
             moved = move_recipients(
@@ -837,6 +950,7 @@ class DialerEngine:
         """Transaction A for each batch call: QUEUED -> IN_PROGRESS (attempts + 1) and a
         CallAttempt row without a call id, committed before the provider is asked."""
         per_batch: dict[int, list[_Claim]] = {}
+        claimed_at = self.clock()
         for batch_id, count in shares.items():
             batch = batches[batch_id]
             try:
@@ -850,7 +964,7 @@ class DialerEngine:
                 reason = f"The call settings cannot be used: {exc} Fix them in Settings."
                 self._fail_batch(batch_id, reason, now, report)
                 continue
-            claims = self._claim(batch, agent, count, settings, now)
+            claims = self._claim(batch, agent, count, settings, now, claimed_at)
             if claims:
                 per_batch[batch_id] = claims
                 report.touch(batch_id)
@@ -871,6 +985,7 @@ class DialerEngine:
         count: int,
         settings: AppSettings,
         now: datetime,
+        claimed_at: datetime,
     ) -> list[_Claim]:
         with write_transaction(self.sessions) as session:
             connection = session.connection()
@@ -920,7 +1035,7 @@ class DialerEngine:
                             "provider": provider,
                             "to_number": row.phone_number,
                             "from_number": batch.from_number,
-                            "created_at": now,
+                            "created_at": claimed_at,
                         }
                         for row in rows
                         if row.id in requests
@@ -936,6 +1051,7 @@ class DialerEngine:
                     batch.id,
                     numbers[recipient_id],
                     requests[recipient_id],
+                    claimed_at,
                 )
                 for attempt_id, recipient_id in inserted
             ]
@@ -950,11 +1066,18 @@ class DialerEngine:
         windows: Mapping[int, CallingWindow],
         report: TickReport,
     ) -> None:
-        """Place the claimed calls in order. Before each: the engine still holds the
-        lease, the pacing allows it, and the batch call's calling window is still open at
-        that very moment (placing can outlast the instant the tick started at)."""
+        """Place the claimed calls in order. Before each: the engine is not stopping, still
+        holds the lease, the pacing allows it, the tick's placing time budget is not used
+        up, and the batch call's calling window is still open at that very moment
+        (placing can outlast the instant the tick started at). Claims left over go back
+        to the queue."""
         remaining = deque(claims)
         closed: set[int] = set()
+        deadline = (
+            min(c.claimed_at for c in claims) + timedelta(seconds=self.config.place_budget_seconds)
+            if claims
+            else self.clock()
+        )
         try:
             while remaining:
                 if self._stop.is_set():
@@ -964,6 +1087,11 @@ class DialerEngine:
                     log.warning("placing stopped: the dialer lease was lost")
                     break
                 if not self._wait_for_pacing():
+                    break
+                if self._stop.is_set():
+                    break
+                if self.clock() >= deadline:
+                    report.budget_used = True
                     break
                 claim = remaining[0]
                 if claim.batch_id in closed or not windows[claim.batch_id].is_open(self.clock()):
@@ -975,13 +1103,26 @@ class DialerEngine:
                 # Popped before it is placed: if placing it fails half-way, it is not
                 # voided here but reconciled (its call may exist).
                 remaining.popleft()
-                stop = self._place_one(provider, claim, report)
+                stop = self._place_one(provider, claim, report, deadline)
                 if stop:
                     log.info("placing stopped for this tick: %s", stop)
                     break
         finally:
             if remaining:
                 self._void_claims(remaining, report)
+            if report.budget_used:
+                self._burst_ended_at = self.clock()
+
+    def _lock_gap(self) -> None:
+        """After a burst of placing that used its whole budget, the write lock stays free
+        for `lock_gap_seconds` before the next burst, even if ticks follow each other at
+        once: a writer waiting for SQLite's lock (a Pause) retries within that time."""
+        ended, self._burst_ended_at = self._burst_ended_at, None
+        if ended is None or self._sleep is None:
+            return
+        rest = self.config.lock_gap_seconds - (self.clock() - ended).total_seconds()
+        if rest > 0:
+            self._sleep(rest)
 
     def _wait_for_pacing(self) -> bool:
         """True when a call may start now, after waiting for the pacing if the engine
@@ -998,13 +1139,18 @@ class DialerEngine:
         return not self._stop.is_set() and self.pacer.available(self.clock()) > 0
 
     def _place_one(
-        self, provider: TelephonyProvider, claim: _Claim, report: TickReport
+        self,
+        provider: TelephonyProvider,
+        claim: _Claim,
+        report: TickReport,
+        deadline: datetime | None = None,
     ) -> str | None:
         """Transaction B: lock the batch call, re-check, ask the provider, store the id.
 
-        Returns why placing must stop for this tick (a transient provider error), else
-        None. Never raises out of the transaction for a provider error: what it records
-        (a voided attempt, an attempt to reconcile) must be committed."""
+        Returns why placing must stop for this tick (a transient provider error, the
+        lease or the time budget lost while waiting for the lock), else None. Never
+        raises out of the transaction for a provider error: what it records (a voided
+        attempt, an attempt to reconcile) must be committed."""
         with write_transaction(self.sessions) as session:
             connection = session.connection()
             status = connection.execute(_BATCH_STATUS_SHARED, {"p_batch": claim.batch_id}).scalar()
@@ -1018,7 +1164,27 @@ class DialerEngine:
                 report.touch(claim.batch_id)
                 log.info("batch call %s is %s: call not placed", claim.batch_id, status)
                 return None
+            if self.lease is not None:
+                # The lease is renewed only every few seconds: another engine may have
+                # taken it over meanwhile (this computer stalled, or its clock jumped).
+                holder = connection.execute(
+                    _LEASE_HOLDER_SHARED, {"p_name": self.lease.name}
+                ).scalar()
+                if holder != self.lease.holder:
+                    self._void(session, claim, QUEUED)
+                    report.touch(claim.batch_id)
+                    self.lease.forget()
+                    log.warning("placing stopped: the dialer lease is held by %s", holder)
+                    return "the dialer lease was taken over"
+            if deadline is not None and self.clock() > deadline:
+                # The lock took long to get: the request would be sent later than the
+                # reconciliation of a crash allows for (see _reconcile_unknown).
+                self._void(session, claim, QUEUED)
+                report.touch(claim.batch_id)
+                report.budget_used = True
+                return "the tick's time for placing calls is used up"
             to = mask_number(claim.request.to)
+            sent_at = self.clock()
             try:
                 state = provider.place_call(claim.request)
             except RecipientProviderError as exc:
@@ -1055,10 +1221,14 @@ class DialerEngine:
                 self.pacer.record(self.clock())
                 retry_at = self._note_provider_trouble(exc)
                 if self._maybe_placed(exc):
+                    # The provider may still create the call a while after the request
+                    # failed: the reconciliation's settle time counts from now.
                     session.execute(
                         update(CallAttempt)
                         .where(CallAttempt.id == claim.attempt_id)
-                        .values(provider_status="unknown", error=exc.message)
+                        .values(
+                            provider_status="unknown", error=exc.message, requested_at=self.clock()
+                        )
                     )
                     log.warning(
                         "call to %s: no answer from the provider (%s); it will be reconciled",
@@ -1077,7 +1247,9 @@ class DialerEngine:
                     update(CallAttempt)
                     .where(CallAttempt.id == claim.attempt_id)
                     .values(
-                        provider_status="unknown", error=f"Unexpected error: {type(exc).__name__}"
+                        provider_status="unknown",
+                        error=f"Unexpected error: {type(exc).__name__}",
+                        requested_at=self.clock(),
                     )
                 )
                 self._note_provider_trouble(
@@ -1088,6 +1260,8 @@ class DialerEngine:
             moment = self.clock()
             self.pacer.record(moment)
             self._note_provider_ok()
+            if state.created_at is not None:
+                self._note_clock_offset(state.created_at - sent_at)
             connection.execute(
                 _STORE_CALL_ID,
                 {
@@ -1121,11 +1295,26 @@ class DialerEngine:
 
     @staticmethod
     def _maybe_placed(exc: TransientProviderError) -> bool:
-        """A rate limit (429) or a refused connection never created a call; a timeout,
-        a lost connection or a server error may have."""
+        """A rate limit (429) or a connection never made (refused, host unknown, connect
+        timeout: no byte of the request was sent) never created a call; a timeout, a lost
+        connection or a server error may have."""
         if _rate_limited(exc):
             return False
-        return bool(exc.outcome_unknown) or exc.http_status is None or exc.http_status >= 500
+        return bool(exc.outcome_unknown) or (exc.http_status is not None and exc.http_status >= 500)
+
+    def _note_clock_offset(self, offset: timedelta) -> None:
+        """The provider's clock minus this computer's (from a call just created; Twilio's
+        times have whole seconds). Reconciliation widens its search by it."""
+        previous = self._clock_offset
+        self._clock_offset = offset
+        if abs(offset) > timedelta(seconds=60) and (
+            previous is None or abs(offset - previous) > timedelta(seconds=30)
+        ):
+            log.warning(
+                "this computer's clock differs from the telephony provider's by about %.0f s; "
+                "set it right (automatic time) so calling hours and times are exact",
+                -offset.total_seconds(),
+            )
 
     def _void(
         self,
@@ -1158,10 +1347,11 @@ class DialerEngine:
     def _void_claims(self, claims: Iterable[_Claim], report: TickReport) -> None:
         """Claims not placed this tick go back to the queue (or PENDING if stopped)."""
         with write_transaction(self.sessions) as session:
+            connection = session.connection()
             for claim in claims:
-                status = session.scalar(
-                    select(BatchCall.status).where(BatchCall.id == claim.batch_id)
-                )
+                status = connection.execute(
+                    _BATCH_STATUS_SHARED, {"p_batch": claim.batch_id}
+                ).scalar()
                 if status is None:
                     continue
                 self._void(session, claim, QUEUED if status == RUNNING else PENDING)
@@ -1182,11 +1372,13 @@ class DialerEngine:
             delay = max(delay, min(retry_after, self.config.backoff_max_seconds))
         return timedelta(seconds=delay)
 
-    def _note_provider_trouble(self, exc: TransientProviderError) -> datetime:
+    def _note_provider_trouble(self, exc: ProviderError) -> datetime:
         self._provider_failures += 1
-        retry_at = self.clock() + self._backoff(self._provider_failures, exc.retry_after)
+        retry_after = getattr(exc, "retry_after", None)
+        retry_at = self.clock() + self._backoff(self._provider_failures, retry_after)
         self._provider_retry_at = retry_at
         self._provider_problem = exc.message
+        self._provider_rate_limited = _rate_limited(exc)
         log.warning(
             "telephony provider unreachable (%s); next try in %.1f s",
             exc.message,
@@ -1454,15 +1646,26 @@ class DialerEngine:
         answers = polls.answers
         if polls.futures:
             # A slow provider must not hold the tick: past the budget the polls not yet
-            # started are skipped (asked again next tick); those in flight are awaited.
-            _, late = wait(polls.futures, timeout=self.config.poll_budget_seconds)
+            # started are skipped (asked again next tick); those in flight are awaited,
+            # unless the engine is stopping (their answers are then simply not used).
+            late = set(polls.futures)
+            until = time.monotonic() + self.config.poll_budget_seconds
+            while late and not self._stop.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                _, late = wait(late, timeout=min(left, 0.1))
             if late:
                 polls.stop.set()
-            answers = [future.result() for future in polls.futures]
+            if self._stop.is_set():
+                answers = [f.result() if f.done() else None for f in polls.futures]
+            else:
+                answers = [future.result() for future in polls.futures]
         results = [(a, o) for a, o in zip(polls.attempts, answers, strict=True) if o is not None]
-        for _, outcome in results:
-            if isinstance(outcome, CallState):
-                self._poll_failures = 0
+        if any(isinstance(outcome, CallState) for _, outcome in results):
+            self._poll_failures = 0
+            if self._unreachable(now):
+                self._note_provider_ok()  # it answers again
         stopped = next(
             (o for _, o in results if not isinstance(o, CallState) and _stops_polling(o)), None
         )
@@ -1471,6 +1674,11 @@ class DialerEngine:
             retry_after = getattr(stopped, "retry_after", None)
             self._poll_retry_at = self.clock() + self._backoff(self._poll_failures, retry_after)
             log.warning("checking calls paused: %s", stopped.message)
+            if isinstance(stopped, TransientProviderError) and not _rate_limited(stopped):
+                # No connection at all: the provider is unreachable, for placing calls
+                # too; the batch calls say so (even when every line is busy). Polls are
+                # tried again at the same moment, so the reason holds until then.
+                self._poll_retry_at = self._note_provider_trouble(stopped)
         # A provider that cannot be asked at all gets this much longer past the deadline.
         give_up_after = timedelta(seconds=self.config.unreachable_grace_seconds)
         # Calls still open only get their poll time (and status) written: one UPDATE per
@@ -1511,40 +1719,112 @@ class DialerEngine:
         """Attempts without a call id (a crash, or an answer lost after sending): ask the
         provider whether the call exists. Found: adopt it and track it. Not found: void
         the attempt and queue the recipient again. Each runs under the write lock, so an
-        engine placing that very call (transaction B) is never overtaken."""
-        if self._provider_retry_at is not None and now < self._provider_retry_at:
-            return
-        cutoff = now - timedelta(seconds=self.config.unknown_settle_seconds)
+        engine placing that very call (transaction B) is never overtaken.
+
+        An attempt is asked about once the provider has had `unknown_settle_seconds` to
+        create its call, counted from when its request was last known to be in flight.
+        If the provider cannot be asked until long after the call would have ended (ring
+        timeout + maximum duration + margins), the attempt is settled FAILED ("outcome
+        unknown"): never placed again, never left In Progress for ever."""
+        settings = self.settings
+        settle = timedelta(seconds=self.config.unknown_settle_seconds)
+        budget = timedelta(seconds=self.config.place_budget_seconds)
         with self.sessions() as session:
-            ids = session.scalars(
-                select(CallAttempt.id)
-                .where(
-                    CallAttempt.provider_call_id.is_(None),
-                    CallAttempt.outcome.is_(None),
-                    CallAttempt.created_at <= cutoff,
+            rows = (
+                session.connection()
+                .execute(
+                    _UNRESOLVED_ATTEMPTS,
+                    {
+                        "p_sent_cutoff": now - settle,
+                        "p_claim_cutoff": now - settle - budget,
+                        "p_limit": self.config.reconcile_per_tick,
+                    },
                 )
-                .order_by(CallAttempt.id)
-                .limit(self.config.reconcile_per_tick)
-            ).all()
-        for attempt_id in ids:
+                .all()
+            )
+        blocked = self._provider_retry_at is not None and now < self._provider_retry_at
+        for row in rows:
             if self._stop.is_set():
                 return
-            later = self._reconcile_later.get(attempt_id)
-            if later is not None and now < later[0]:
+            sent = _aware(row.requested_at) or _aware(row.created_at) or now
+            attempt = _OpenAttempt(
+                row.id, row.recipient_id, row.batch_call_id, row.attempt_number, "", sent
+            )
+            give_up_at = self._deadline(attempt, settings) + timedelta(
+                seconds=self.config.unreachable_grace_seconds
+            )
+            trouble = self._reconcile_later.get(row.id)
+            if blocked or (trouble is not None and now < trouble.retry_at):
+                if now >= give_up_at:
+                    reason = trouble.message if trouble else self._provider_problem
+                    self._give_up_unknown(attempt, reason, now, report)
                 continue
             try:
-                self._reconcile_one(provider, attempt_id, now, report)
-                self._reconcile_later.pop(attempt_id, None)
+                self._reconcile_one(provider, row.id, now, report)
+                self._reconcile_later.pop(row.id, None)
             except ProviderError as exc:
                 # Ask about this one again later; only a provider that limits our rate or
                 # cannot be reached at all holds everything back.
-                failures = (later[1] if later else 0) + 1
+                failures = (trouble.failures if trouble else 0) + 1
                 delay = min(self._backoff(failures, None), timedelta(seconds=30))
-                self._reconcile_later[attempt_id] = (now + delay, failures)
-                log.warning("could not reconcile call attempt %s yet: %s", attempt_id, exc.message)
+                self._reconcile_later[row.id] = _ReconcileTrouble(
+                    now + delay, failures, row.batch_call_id, exc.message, give_up_at
+                )
+                log.warning("could not reconcile call attempt %s yet: %s", row.id, exc.message)
+                if now >= give_up_at:
+                    self._give_up_unknown(attempt, exc.message, now, report)
                 if isinstance(exc, TransientProviderError) and _stops_polling(exc):
                     self._note_provider_trouble(exc)
-                    return
+                    blocked = True  # the others are only checked against their deadline
+
+    def _give_up_unknown(
+        self, attempt: _OpenAttempt, reason: str, now: datetime, report: TickReport
+    ) -> None:
+        """The provider never said whether this call exists, and it would have ended long
+        ago: the recipient is FAILED (not called again: it may have been)."""
+        detail = without_retrying(reason)
+        message = f"{OUTCOME_UNKNOWN}." + (f" Last answer: {detail}" if detail else "")
+        with write_transaction(self.sessions) as session:
+            settled = self._settle(session, attempt, None, now, error=message)
+        self._reconcile_later.pop(attempt.id, None)
+        if settled:
+            report.settled += 1
+            report.touch(attempt.batch_id)
+            log.error(
+                "call attempt %s of batch call %s settled as failed: %s",
+                attempt.id,
+                attempt.batch_id,
+                message,
+            )
+
+    def _reconcile_reason(self, batch_id: int, zone_name: str) -> str | None:
+        """The waiting reason while calls of this batch call cannot be confirmed."""
+        troubles = [t for t in self._reconcile_later.values() if t.batch_id == batch_id]
+        if not troubles:
+            return None
+        first = min(troubles, key=lambda t: t.give_up_at)
+        try:
+            give_up = first.give_up_at.astimezone(parse_timezone(zone_name))
+        except WindowError:
+            give_up = first.give_up_at
+        detail = first.message.replace("Retrying.", "").replace("  ", " ").strip()
+        count = len(troubles)
+        calls = "1 call" if count == 1 else f"{count} calls"
+        return (
+            f"Cannot confirm {calls} with the provider: {detail} Trying again; a call still "
+            f"unconfirmed at {give_up:%a %d %b %H:%M %Z} is marked failed."
+        )
+
+    def _lookback_start(self, created: datetime, started: datetime | None) -> datetime:
+        """From when to ask the provider for the calls of an attempt claimed at `created`
+        (this computer's clock). The provider stamps calls with its own clock, which may
+        be behind this one: search from the batch call's start (at most a day back), less
+        an allowance and the measured clock difference."""
+        offset = abs(self._clock_offset) if self._clock_offset is not None else timedelta(0)
+        allowance = timedelta(seconds=self.config.clock_skew_allowance_seconds) + offset
+        earliest = created - timedelta(hours=24)
+        base = max(started, earliest) if started is not None else created
+        return min(base, created) - allowance
 
     def _reconcile_one(
         self, provider: TelephonyProvider, attempt_id: int, now: datetime, report: TickReport
@@ -1562,8 +1842,15 @@ class DialerEngine:
             if attempt is None:
                 return
             created = _aware(attempt.created_at) or now
+            batch_started = _aware(
+                session.scalar(
+                    select(BatchCall.started_at).where(BatchCall.id == attempt.batch_call_id)
+                )
+            )
             found = provider.find_calls(
-                attempt.to_number, attempt.from_number, since=created - timedelta(minutes=1)
+                attempt.to_number,
+                attempt.from_number,
+                since=self._lookback_start(created, batch_started),
             )
             self._note_provider_ok()
             known = (
@@ -1577,8 +1864,13 @@ class DialerEngine:
                 if found
                 else set()
             )
+            # Calls already held by another attempt are not this one's; of the others,
+            # the one created nearest to when this attempt's request was sent.
+            expected = (_aware(attempt.requested_at) or created) + (
+                self._clock_offset or timedelta(0)
+            )
             candidates = [s for s in found if s.call_id not in known]
-            candidates.sort(key=lambda s: s.created_at or created)
+            candidates.sort(key=lambda s: abs((s.created_at or expected) - expected))
             open_attempt = _OpenAttempt(
                 attempt.id,
                 attempt.recipient_id,
@@ -1607,8 +1899,12 @@ class DialerEngine:
                 if state.outcome is not CallOutcome.IN_PROGRESS:
                     self._settle(session, replace(open_attempt, call_id=state.call_id), state, now)
             else:
-                status = session.scalar(
-                    select(BatchCall.status).where(BatchCall.id == attempt.batch_call_id)
+                # Locked (FOR SHARE on PostgreSQL), so a Pause cannot commit in between
+                # and leave the recipient QUEUED in a paused batch call.
+                status = (
+                    session.connection()
+                    .execute(_BATCH_STATUS_SHARED, {"p_batch": attempt.batch_call_id})
+                    .scalar()
                 )
                 session.expunge(attempt)
                 self._void(session, open_attempt, QUEUED if status == RUNNING else PENDING)

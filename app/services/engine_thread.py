@@ -9,8 +9,12 @@ window ever runs database or network work, and no ORM object crosses a thread.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +33,59 @@ log = logging.getLogger(__name__)
 #: Threads whose stop() timed out, with their worker: kept referenced until they finish,
 #: so neither a running QThread nor the object it runs is ever destroyed.
 _LINGERING: dict[QThread, QObject] = {}
+
+#: At exit, how long to wait for engine threads still inside a provider or database call
+#: (both time out well within this) before ending the process without them.
+EXIT_WAIT_SECONDS = 20.0
+#: The exit code when that wait was not enough (the process did not stop cleanly).
+EXIT_STUCK = 1
+_exit_hook_installed = False
+
+
+def _finish_lingering_at_exit() -> None:
+    """At interpreter exit every Qt object is destroyed, and destroying a QThread that
+    still runs aborts the process ("QThread: Destroyed while thread is still running").
+    So wait for the engine threads that did not stop in time; if one still runs after
+    EXIT_WAIT_SECONDS, end the process here, with the logs flushed, instead."""
+    if not _LINGERING:
+        return
+    log.warning(
+        "waiting up to %g s for the engine to finish its current request before exiting",
+        EXIT_WAIT_SECONDS,
+    )
+    until = time.monotonic() + EXIT_WAIT_SECONDS
+    for thread in list(_LINGERING):
+        left_ms = max(0, round((until - time.monotonic()) * 1000))
+        if not thread.isFinished():
+            thread.wait(left_ms)
+    if all(thread.isFinished() for thread in list(_LINGERING)):
+        _LINGERING.clear()  # finished: destroying them is safe
+        return
+    log.error(
+        "the engine thread is still inside a provider or database call %g s after the "
+        "application closed; exiting without it (a call it was placing is reconciled at "
+        "the next start)",
+        EXIT_WAIT_SECONDS,
+    )
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(EXIT_STUCK)
+
+
+def _linger(thread: QThread, worker: QObject) -> None:
+    """Keep a thread that did not stop in time (and its worker) referenced until it
+    finishes, and make sure the process never exits while it runs."""
+    global _exit_hook_installed
+    _LINGERING[thread] = worker
+    thread.finished.connect(lambda: _LINGERING.pop(thread, None))
+    if not _exit_hook_installed:
+        # Registered after PySide's own exit clean-up, so it runs before it.
+        atexit.register(_finish_lingering_at_exit)
+        _exit_hook_installed = True
 
 
 def _utcnow() -> datetime:
@@ -141,8 +198,7 @@ class EngineHost(QObject):
             "still running); it will stop when that call returns",
             timeout_ms,
         )
-        _LINGERING[thread] = worker
-        thread.finished.connect(lambda: _LINGERING.pop(thread, None))
+        _linger(thread, worker)
 
 
 class _EngineWorker(QObject):

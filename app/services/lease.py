@@ -3,9 +3,11 @@
 Two desktops, or a desktop and a headless worker, may share one database. Each runs an
 engine, but only the holder of the "dialer" lease picks up, dials, tracks and
 reconciles; the others stand by and take over when the holder stops renewing (it
-crashed, lost the network, was killed). Taking the lease is one conditional UPDATE
-(`WHERE holder = me OR expires_at <= now`) and, for the very first engine, an INSERT
-whose primary key settles an insert race; both work the same on SQLite and PostgreSQL.
+crashed, lost the network, was killed). Renewing or taking the lease is one
+compare-and-set UPDATE (`WHERE holder = <as read> AND heartbeat_at = <as read>`) and, for
+the very first engine, an INSERT whose primary key settles an insert race; both work the
+same on SQLite and PostgreSQL. No engine compares its clock with another's: a standby
+engine takes over only after watching the heartbeat stand still for the lease's expiry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from app.models.schema import EngineLease
 log = logging.getLogger(__name__)
 
 DIALER_LEASE = "dialer"
+#: The holder of a lease released on a clean stop: any engine may take it at once.
+RELEASED = ""
 
 
 def new_holder_id() -> str:
@@ -80,7 +84,14 @@ def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 
 class DialerLease:
-    """Acquire-or-renew with a heartbeat; `hold(now)` is called at the top of every tick."""
+    """Acquire-or-renew with a heartbeat; `hold(now)` is called at the top of every tick.
+
+    Expiry is judged without comparing two computers' clocks (a desktop whose clock is
+    fast would otherwise take over a live lease): the holder changes `heartbeat_at` at
+    every renewal, and another engine takes over only once it has itself watched the row
+    stay unchanged for `ttl_seconds` of its own clock (or the holder released it, or
+    its process is gone). Taking over is a compare-and-set on (holder, heartbeat_at).
+    """
 
     def __init__(
         self,
@@ -101,87 +112,113 @@ class DialerLease:
         self._renewed_at: datetime | None = None
         self._expires_at: datetime | None = None
         self._other: str | None = None
+        #: The other holder's row as last seen, and since when (this engine's clock) it
+        #: has not changed.
+        self._seen: tuple[str, datetime] | None = None
+        self._seen_since: datetime | None = None
 
     @property
     def held(self) -> bool:
         return self._renewed_at is not None
+
+    def forget(self) -> None:
+        """The lease turned out to be held by another engine: ask again next time."""
+        if self._renewed_at is not None:
+            log.warning("the dialer lease was taken over by another engine; standing by")
+        self._renewed_at = self._expires_at = None
+
+    def _unchanged_for(self, holder: str, heartbeat_at: datetime, now: datetime) -> timedelta:
+        """How long (this engine's clock) the other holder's row has stayed as it is."""
+        seen = (holder, heartbeat_at)
+        if (
+            seen != self._seen
+            or self._seen_since is None
+            or now < self._seen_since  # this clock went back: start watching again
+        ):
+            self._seen, self._seen_since = seen, now
+        return now - self._seen_since
 
     def hold(self, now: datetime) -> LeaseState:
         """Take or renew the lease if possible; renew at most once per heartbeat."""
         if (
             self._renewed_at is not None
             and self._expires_at is not None
-            and now < self._renewed_at + self.heartbeat
+            and self._renewed_at <= now < self._renewed_at + self.heartbeat
             and now < self._expires_at
         ):
             return LeaseState(True, self.holder, self._expires_at)
         expires = now + self.ttl
         try:
             with write_transaction(self.sessions) as session:
-                taken = session.execute(
-                    update(EngineLease)
-                    .where(
-                        EngineLease.name == self.name,
-                        (EngineLease.holder == self.holder) | (EngineLease.expires_at <= now),
+                current = session.execute(
+                    select(EngineLease.holder, EngineLease.heartbeat_at)
+                    .where(EngineLease.name == self.name)
+                    .with_for_update()
+                ).first()
+                if current is None:
+                    session.add(
+                        EngineLease(
+                            name=self.name,
+                            holder=self.holder,
+                            heartbeat_at=now,
+                            expires_at=expires,
+                        )
                     )
-                    .values(holder=self.holder, heartbeat_at=now, expires_at=expires)
-                    .execution_options(synchronize_session=False)
-                )
-                won = taken.rowcount == 1  # type: ignore[attr-defined]
-                if not won:
-                    current = session.execute(
-                        select(EngineLease.holder, EngineLease.expires_at).where(
-                            EngineLease.name == self.name
+                    session.flush()
+                else:
+                    holder, beat = current[0], current[1]
+                    if holder != self.holder:
+                        released = holder == RELEASED
+                        gone = not released and holder_is_gone(holder)
+                        stale = (
+                            not released
+                            and not gone
+                            and self._unchanged_for(holder, beat, now) >= self.ttl
                         )
-                    ).first()
-                    if current is None:
-                        session.add(
-                            EngineLease(
-                                name=self.name,
-                                holder=self.holder,
-                                heartbeat_at=now,
-                                expires_at=expires,
-                            )
+                        if not (released or gone or stale):
+                            return self._lost(holder, beat)
+                    # A heartbeat that always changes, whatever this clock says.
+                    new_beat = max(now, beat + timedelta(microseconds=1))
+                    taken = session.execute(
+                        update(EngineLease)
+                        .where(
+                            EngineLease.name == self.name,
+                            EngineLease.holder == holder,
+                            EngineLease.heartbeat_at == beat,
                         )
-                        session.flush()
-                        won = True
-                    elif holder_is_gone(current[0]):
-                        taken = session.execute(
-                            update(EngineLease)
-                            .where(EngineLease.name == self.name, EngineLease.holder == current[0])
-                            .values(holder=self.holder, heartbeat_at=now, expires_at=expires)
-                            .execution_options(synchronize_session=False)
-                        )
-                        if taken.rowcount != 1:  # type: ignore[attr-defined]
-                            return self._lost(*self._read())
-                        log.info("took over the dialer lease of %s (no longer running)", current[0])
-                        won = True
-                    else:
-                        return self._lost(current[0], current[1])
+                        .values(holder=self.holder, heartbeat_at=new_beat, expires_at=expires)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if taken.rowcount != 1:  # type: ignore[attr-defined]
+                        return self._lost(*self._read())
+                    if holder != self.holder and holder != RELEASED:
+                        log.info("took over the dialer lease of %s (it stopped renewing)", holder)
         except IntegrityError:  # another engine inserted the row first
             return self._lost(*self._read())
         if self._renewed_at is None:
             log.info("this engine (%s) now holds the dialer lease", self.holder)
         self._renewed_at, self._expires_at, self._other = now, expires, None
+        self._seen = self._seen_since = None
         return LeaseState(True, self.holder, expires)
 
     def _read(self) -> tuple[str | None, datetime | None]:
         with self.sessions() as session:
             row = session.execute(
-                select(EngineLease.holder, EngineLease.expires_at).where(
+                select(EngineLease.holder, EngineLease.heartbeat_at).where(
                     EngineLease.name == self.name
                 )
             ).first()
         return (row[0], row[1]) if row else (None, None)
 
-    def _lost(self, holder: str | None, expires_at: datetime | None) -> LeaseState:
+    def _lost(self, holder: str | None, heartbeat_at: datetime | None) -> LeaseState:
         if self._renewed_at is not None:
             log.warning("the dialer lease was taken over by %s; standing by", holder)
         elif holder != self._other:
             log.info("standing by: dialing is done by %s", holder)
         self._renewed_at = self._expires_at = None
         self._other = holder
-        return LeaseState(False, holder, expires_at)
+        expires = heartbeat_at + self.ttl if heartbeat_at is not None else None
+        return LeaseState(False, holder, expires)
 
     def release(self, now: datetime) -> None:
         """Let another engine take over at once (on a clean stop)."""
@@ -192,7 +229,7 @@ class DialerLease:
             session.execute(
                 update(EngineLease)
                 .where(EngineLease.name == self.name, EngineLease.holder == self.holder)
-                .values(expires_at=now)
+                .values(holder=RELEASED, expires_at=now)
                 .execution_options(synchronize_session=False)
             )
         log.info("dialer lease released by %s", self.holder)

@@ -51,17 +51,24 @@ def _configure_logging() -> None:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM set `stop` (only the main thread may install handlers)."""
+def _stop_on_signals(
+    stop: threading.Event, on_signal: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """SIGINT / SIGTERM set `stop` and call `on_signal` (the engine's request_stop, so a
+    tick stops placing calls at once instead of finishing its round); only the main
+    thread may install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info(
-            "received %s: finishing the current tick, then stopping", signal.Signals(signum).name
+            "received %s: no new call is placed; stopping after the current request",
+            signal.Signals(signum).name,
         )
         stop.set()
+        if on_signal is not None:
+            on_signal()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -125,7 +132,7 @@ def run_worker(
     state = ""
     code = EXIT_OK
     try:
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop, engine.request_stop):
             while True:
                 report = _safe_tick(engine)
                 if report.state != state:

@@ -10,9 +10,11 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from app.models.db import open_database
 from app.models.schema import EngineLease
+from app.models.status import RecipientStatus
 from app.services.engine import DialerEngine, EngineConfig
 from app.services.lease import DialerLease, holder_is_gone
 from tests.services.engine_support import ScriptedProvider, finished, new_batch
@@ -138,3 +140,59 @@ def test_a_live_or_remote_holder_is_not_presumed_gone():
     assert not holder_is_gone("another-host:4242:abc")
     assert not holder_is_gone("garbage")
     assert not holder_is_gone(None)
+
+
+def test_a_standby_engine_whose_clock_is_fast_never_takes_over_a_live_lease(
+    service, sessions, second_database, clock
+):
+    """The second desktop's clock is 40 s ahead (more than the lease's expiry): it must
+    not judge the holder's lease expired by its own clock."""
+    new_batch(service, 200, reserved=2)
+    first, first_calls = make_engine(sessions, clock)
+    second, second_calls = make_engine(second_database, lambda: clock() + timedelta(seconds=40))
+    for _ in range(60):
+        assert first.tick().state == "dialing"
+        assert second.tick().state.startswith("standby: dialing is done by")
+        clock.advance(1)
+    assert first_calls.placements and not second_calls.placements
+    # The first engine dies: the second takes over once it has itself watched the lease
+    # stand still for the expiry (30 s of its own clock), however far its clock is off.
+    for _ in range(24):
+        assert second.tick().state.startswith("standby")
+        clock.advance(1)
+    for _ in range(8):
+        clock.advance(1)
+        second.tick()
+    assert second.tick().state == "dialing"
+    assert second_calls.placements
+
+
+def test_an_engine_whose_lease_was_taken_over_between_heartbeats_places_no_call(
+    service, sessions, second_database, clock
+):
+    batch = new_batch(service, 20, reserved=10)
+    provider = ScriptedProvider(clock)
+    first = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={"calls_per_second": 2.0, "plan_concurrency": 10},
+    )
+    assert first.tick().state == "dialing"
+    placed = len(provider.placements)
+    assert placed == 2
+    # Another engine took the lease over (this computer stalled past the expiry); the
+    # first one renews only every 5 s, so it still believes it holds the lease.
+    with second_database.begin() as session:
+        session.execute(update(EngineLease).values(holder="elsewhere:4242:abcdef01"))
+    clock.advance(1)
+    first.tick()
+    assert len(provider.placements) == placed
+    assert first.tick().state == "standby: dialing is done by elsewhere:4242:abcdef01"
+    snapshot = service.get(batch.id)
+    assert snapshot.counts[RecipientStatus.IN_PROGRESS] == placed  # nothing lost either
+    assert (
+        snapshot.counts[RecipientStatus.QUEUED] + snapshot.counts[RecipientStatus.PENDING]
+        == 20 - placed
+    )

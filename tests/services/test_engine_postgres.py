@@ -9,6 +9,7 @@ import time
 import pytest
 from sqlalchemy import text
 
+import app.services.engine as engine_module
 from app.models.db import make_engine, open_database
 from app.models.status import BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, BatchCallService
@@ -95,6 +96,8 @@ def test_a_pause_waits_for_the_call_being_placed_on_postgresql(pg):
     committed: list[float] = []
     placed: list[float] = []
     worker: list[threading.Thread] = []
+    #: Recorded, not asserted, in the provider call: the engine would swallow an assert.
+    overtaken: list[int] = []
 
     def supervisor() -> None:
         service.pause(batch.id)
@@ -106,13 +109,15 @@ def test_a_pause_waits_for_the_call_being_placed_on_postgresql(pg):
             worker.append(thread)
             thread.start()
             time.sleep(0.2)
-            assert not committed, "the pause must wait for the call being placed"
+            if committed:
+                overtaken.append(len(placed))
         placed.append(time.monotonic())
 
     provider = ScriptedProvider(clock, on_place=during_place)
     engine = make_engine_for(sessions, provider, clock)
     engine.tick()
     worker[0].join(30)
+    assert overtaken == [], "the pause must wait for the call being placed"
     assert committed and all(moment < committed[0] for moment in placed)
     calls = len(provider.placed_to())
     for _ in range(10):
@@ -141,3 +146,51 @@ def test_only_one_engine_dials_a_postgresql_database(pg, postgres_url):
     other_db.dispose()
     everyone = first_provider.placed_to() + second_provider.placed_to()
     assert sorted(everyone) == sorted(set(everyone)) and len(everyone) == 10
+
+
+def _waiting_for_a_lock(sessions) -> bool:
+    """Another backend of this database waits for a row lock (the supervisor's UPDATE)."""
+    with sessions() as session:
+        return bool(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        )
+
+
+def test_a_pause_during_the_queue_top_up_leaves_nothing_queued_on_postgresql(pg, monkeypatch):
+    """The engine is moving the next recipients PENDING -> QUEUED when the supervisor
+    pauses: the Pause waits for that move (FOR SHARE on the batch call), then takes the
+    queued recipients back, so the paused batch call has nothing QUEUED."""
+    service, sessions, clock = pg
+    batch = new_batch(service, 30, reserved=5)
+    engine = make_engine_for(
+        sessions, ScriptedProvider(clock), clock, calls_per_second=1.0, plan_concurrency=10
+    )
+    engine.tick()  # picked up, one call placed, four recipients queued
+    real_move = engine_module.move_recipients
+    pausing: list[threading.Thread] = []
+
+    def move(session, batch_id, sources, target, **kwargs):  # type: ignore[no-untyped-def]
+        if target is RecipientStatus.QUEUED and not pausing:
+            thread = threading.Thread(target=service.pause, args=(batch.id,))
+            pausing.append(thread)
+            thread.start()
+            deadline = time.monotonic() + 5  # until the Pause waits for the lock or is done
+            while thread.is_alive() and not _waiting_for_a_lock(sessions):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        return real_move(session, batch_id, sources, target, **kwargs)
+
+    monkeypatch.setattr(engine_module, "move_recipients", move)
+    clock.advance(2)
+    engine.tick()  # tops the queue up
+    assert pausing
+    pausing[0].join(30)
+    snapshot = service.get(batch.id)
+    assert snapshot.status is BatchStatus.PAUSED
+    assert snapshot.counts[RecipientStatus.QUEUED] == 0
+    assert_counters_exact(service, batch.id)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Slot
 
 from app.models.status import BatchStatus
-from app.services.engine_thread import _LINGERING, EngineHost
+from app.services.engine_thread import _LINGERING, EXIT_STUCK, EngineHost
 from app.services.telephony import CallRequest
 from tests.services.engine_support import ScriptedProvider, new_batch
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FAST = {"dial_interval_seconds": 0.05, "calls_per_second": 50.0, "plan_concurrency": 20}
 
@@ -164,3 +169,66 @@ def test_stop_returns_within_its_bound_even_while_a_provider_call_hangs(
     assert thread in _LINGERING  # kept alive, never destroyed while running
     release.set()  # the provider answers: the thread finishes on its own
     qtbot.waitUntil(lambda: thread.isFinished() and thread not in _LINGERING, timeout=10_000)
+
+
+#: An application that closes while the engine is inside a provider call that lasts
+#: HANG seconds; EngineHost.stop gives up after 0.3 s. argv: database URL, HANG, the
+#: exit wait.
+CLOSING_APP = """
+import sys, threading, time
+from datetime import UTC, datetime
+from PySide6.QtCore import QCoreApplication
+from app.models.db import open_database
+from app.services.batch_calls import Actor, BatchCallService
+import app.services.engine_thread as engine_thread
+from tests.services.engine_support import ScriptedProvider, new_batch
+
+url, hang, engine_thread.EXIT_WAIT_SECONDS = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+now = lambda: datetime.now(UTC)
+db, sessions = open_database(url)
+new_batch(BatchCallService(sessions, clock=now, actor=Actor("qa", "h")), 2)
+app = QCoreApplication([])
+in_call = threading.Event()
+
+def slow_call(request):
+    in_call.set()
+    time.sleep(hang)
+
+host = engine_thread.EngineHost(
+    url, provider=ScriptedProvider(now, on_place=slow_call),
+    settings_overrides={"dial_interval_seconds": 0.05},
+)
+host.start()
+while not in_call.is_set():
+    app.processEvents()
+    time.sleep(0.01)
+host.stop(300)
+db.dispose()
+print("window closed", flush=True)
+"""
+
+
+def close_app_during_a_call(database_url: str, hang: float, exit_wait: float):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSING_APP, database_url, str(hang), str(exit_wait)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return result, time.monotonic() - started
+
+
+def test_the_application_exits_cleanly_when_the_engine_outlives_its_stop_bound(database_url):
+    """The provider call ends 1 s after the window closed: the process waits for it and
+    exits normally, instead of aborting ("QThread: Destroyed while thread ... running")."""
+    result, _ = close_app_during_a_call(database_url, hang=1.0, exit_wait=20)
+    assert "window closed" in result.stdout
+    assert "Destroyed while thread" not in result.stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_engine_stuck_at_exit_ends_the_process_without_aborting(database_url):
+    result, took = close_app_during_a_call(database_url, hang=30.0, exit_wait=0.3)
+    assert "Destroyed while thread" not in result.stderr
+    assert result.returncode == EXIT_STUCK, result.stderr[-2000:]
+    assert "exiting without it" in result.stderr
+    assert took < 20

@@ -62,6 +62,30 @@ def test_runs_until_the_stop_event_is_set(service, database_url):
     assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 3
 
 
+def test_sigterm_stops_placing_calls_at_once(service, database_url):
+    """The signal arrives while a tick is placing its calls: the call being placed is the
+    last one, not the whole round."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed only in the main thread")
+    batch = new_batch(service, 30, reserved=30)
+
+    def terminate_at_the_third_call(request: object) -> None:
+        if len(provider.placements) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    provider = ScriptedProvider(real_clock, on_place=terminate_at_the_third_call)
+    code = run_worker(
+        database_url,
+        provider=provider,
+        settings_overrides={"calls_per_second": 100.0, "plan_concurrency": 30},
+    )
+    assert code == EXIT_OK
+    assert len(provider.placements) == 3
+    snapshot = service.get(batch.id)
+    assert snapshot.counts[RecipientStatus.IN_PROGRESS] == 3
+    assert snapshot.counts[RecipientStatus.PENDING] + snapshot.counts[RecipientStatus.QUEUED] == 27
+
+
 def test_an_unreachable_database_is_a_clear_error(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
