@@ -13,7 +13,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Never touch the supervisor's real keyring or data directory from a test.
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
 
-from app.models.db import open_database
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
+from app.models.db import make_engine, open_database
 from app.services.batch_calls import Actor, BatchCallService
 
 POSTGRES_URL_ENV = "BATCHCALLS_TEST_POSTGRES_URL"
@@ -98,3 +101,35 @@ def postgres_url() -> Iterator[str]:
     if not url:
         pytest.skip(f"{POSTGRES_URL_ENV} not set (make test starts PostgreSQL)")
     yield url
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring that lives in a dict, so no test touches the computer's real one."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.entries:
+            raise PasswordDeleteError(f"no {username} in {service}")
+        del self.entries[(service, username)]
+
+
+def fresh_postgres(url: str) -> None:
+    """Empty the test PostgreSQL database (the next open_database migrates it anew)."""
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import text
 
 import app.services.engine as engine_module
-from app.models.db import make_engine, open_database
+from app.models.db import open_database
 from app.models.status import BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, BatchCallService
 from app.services.engine import DialerEngine, EngineConfig
 from app.services.telephony import CallRequest
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, fresh_postgres
 from tests.services.engine_support import (
     ScriptedProvider,
     assert_counters_exact,
@@ -31,11 +31,7 @@ CONFIG = EngineConfig(poll_interval_seconds=1.0, seed=5)
 
 @pytest.fixture
 def pg(postgres_url):
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_postgres(postgres_url)
     engine, sessions = open_database(postgres_url)
     clock = FakeClock()
     service = BatchCallService(sessions, clock=clock, actor=Actor("qa", "pg-host"))

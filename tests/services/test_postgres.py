@@ -6,24 +6,19 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import text
 
-from app.models.db import make_engine, open_database
+from app.models.db import open_database
 from app.models.recipients import recount
 from app.models.status import ActionNotAllowed, BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, BatchCallService, NewBatchCall, RecipientQuery
-from tests.conftest import FakeClock, make_rows
+from tests.conftest import FakeClock, fresh_postgres, make_rows
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_service(postgres_url):
-    engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    fresh_postgres(postgres_url)
     engine, sessions = open_database(postgres_url)
     service = BatchCallService(sessions, clock=FakeClock(), actor=Actor("qa", "pg-host"))
     yield service

@@ -6,9 +6,8 @@ import logging
 
 import keyring.core
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail, null
-from keyring.errors import KeyringLocked, PasswordDeleteError
+from keyring.errors import KeyringLocked
 
 from app.services.secrets import (
     ACCOUNT_SID_ENV,
@@ -21,30 +20,10 @@ from app.services.secrets import (
     load_twilio_credentials,
     store_twilio_credentials,
 )
+from tests.conftest import MemoryKeyring
 
 SID = "AC" + "b" * 32
 TOKEN = "s3cr3t-token-value"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in a dict, so no test touches the real one."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.entries:
-            raise PasswordDeleteError(username)
-        del self.entries[(service, username)]
 
 
 class LockedKeyring(MemoryKeyring):

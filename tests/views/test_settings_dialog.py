@@ -10,8 +10,6 @@ from collections.abc import Iterator
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton
 from shiboken6 import isValid
@@ -23,26 +21,7 @@ from app.services import secrets
 from app.standin.twilio_server import TwilioStandin
 from app.views.qa import StallMeter
 from app.views.settings_dialog import SettingsDialog
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring in a dict: no test touches the computer's real one."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.entries.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
+from tests.conftest import MemoryKeyring
 
 
 @pytest.fixture
