@@ -10,7 +10,6 @@ import copy
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from app.views import ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
 from app.views.main_window import MainWindow
 from app.views.tasks import detached_threads
+from tests.conftest import Row, make_rows
 
 #: Qt's offscreen platform cannot raise windows, grab the keyboard or propagate size
 #: hints, and says so each time; that is the test platform talking, not the application.
@@ -42,21 +42,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.qt_log_ignore(OFFSCREEN_NOISE))
 
 
-@dataclass(frozen=True)
-class Row:
-    """A recipient as the CSV importer hands it to the service."""
-
-    row_number: int
-    phone_number: str
-    name: str | None = None
-    variables: dict[str, str] = field(default_factory=dict)
-
-
 def rows(count: int, start: int = 0) -> list[Row]:
-    return [
-        Row(i + 2, f"+1202555{(start + i) % 10000:04d}", f"Person {start + i}", {"city": "Austin"})
-        for i in range(count)
-    ]
+    return make_rows(count, start)
 
 
 _TEMPLATES: dict[tuple[str, datetime], tuple[Path, datetime]] = {}
