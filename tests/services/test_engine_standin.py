@@ -29,6 +29,7 @@ from tests.services.engine_support import (
     rows,
     run_until,
 )
+from tests.standin.oai_validation import twilio_validator
 
 CONFIG = EngineConfig(poll_interval_seconds=1.0, unknown_settle_seconds=5.0, seed=3)
 
@@ -37,6 +38,13 @@ CONFIG = EngineConfig(poll_interval_seconds=1.0, unknown_settle_seconds=5.0, see
 def standin(clock):
     with TwilioStandin(clock=clock, seed=5) as server:
         yield server
+        # Whatever the engine sent during the test is valid against Twilio's OpenAPI
+        # description (../shared/twilio-oai), faults and retries included.
+        requests = list(server.requests)
+    validator = twilio_validator()
+    assert requests, "the engine sent nothing to the stand-in"
+    for entry in requests:
+        validator.assert_request_valid(entry)
 
 
 @pytest.fixture
