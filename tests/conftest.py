@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -133,3 +135,30 @@ def fresh_postgres(url: str) -> None:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one `batchcalls` command returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run(database_url, capsys):
+    """Run `batchcalls --database-url <tmp> ARGS...` in-process and capture what it printed."""
+    from app.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(["--database-url", database_url, *args])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +20,6 @@ from app.cli import local_timezone_name, main
 
 REPO = Path(__file__).resolve().parent.parent
 TWIML = "<Response><Say>Hello</Say></Response>"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def run(database_url, capsys):
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main(["--database-url", database_url, *args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
 
 
 @pytest.fixture

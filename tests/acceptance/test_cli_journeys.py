@@ -5,49 +5,22 @@ template, create batch calls from good and bad CSV files, and act on them."""
 from __future__ import annotations
 
 import csv
-import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from app.cli import main
 from app.models.recipients import move_recipients
 from app.models.schema import BatchCall, Recipient
 from app.models.status import RecipientStatus
+from tests.conftest import CliResult
 
 GOOD_ROWS = [
     ("+12025550143", "Ada Lovelace", "Washington"),
     ("+12025550144", "Alan Turing", "London"),
     ("+12025550145", "Grace Hopper", "Arlington"),
 ]
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def run(database_url, capsys):
-    """Run `batchcalls --database-url <tmp> ARGS...` and capture what it printed."""
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main(["--database-url", database_url, *args])
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
 
 
 def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
@@ -70,7 +43,7 @@ def good_csv(tmp_path) -> Path:
     return write_csv(tmp_path / "recipients.csv", GOOD_ROWS)
 
 
-def create(run, csv_path: Path, *extra: str, name: str = "Spring reminders") -> Result:
+def create(run, csv_path: Path, *extra: str, name: str = "Spring reminders") -> CliResult:
     return run(
         "create", "--name", name, "--agent", "Reminder", "--from-number", "+12025550100",
         "--csv", str(csv_path), "--timezone", "America/New_York", *extra,
