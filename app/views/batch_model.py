@@ -7,25 +7,22 @@ keeps its selection, its scroll position and the search text while counts change
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QObject,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
 
 from app.models.snapshots import BatchCallSnapshot
 from app.views import formatting
+from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
-
-AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 class BatchCallRole(IntEnum):
@@ -54,6 +51,7 @@ HEADERS = {
     Column.CREATED: "Created",
     Column.ACTIONS: "",
 }
+HEADER_TEXTS = tuple(HEADERS[column] for column in Column)
 
 _CHANGED_ROLES = [
     Qt.ItemDataRole.DisplayRole,
@@ -65,7 +63,7 @@ _CHANGED_ROLES = [
 ]
 
 
-class BatchCallTableModel(QAbstractTableModel):
+class BatchCallTableModel(FlatTableModel):
     """One row per batch call; `BatchCallRole.SNAPSHOT` hands out the BatchCallSnapshot."""
 
     def __init__(self, parent: QObject | None = None):
@@ -75,26 +73,22 @@ class BatchCallTableModel(QAbstractTableModel):
         self._row_of: dict[int, int] = {}
 
     # ----------------------------------------------------------------- Qt interface
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(Column)
-
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(Column):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return HEADERS[Column(section)]
-            if role == Qt.ItemDataRole.ToolTipRole and section == Column.ACTIONS:
-                return "Actions"
-        return None
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.ToolTipRole
+            and section == Column.ACTIONS
+        ):
+            return "Actions"
+        return super().headerData(section, orientation, role)
 
-    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def row_items(self) -> Sequence[Any]:
+        return self._rows
+
+    def header_texts(self) -> Sequence[str]:
+        return HEADER_TEXTS
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):

@@ -11,15 +11,14 @@ far the supervisor scrolled), compared with what is shown off the GUI thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from enum import IntEnum
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QObject,
-    QPersistentModelIndex,
     Qt,
     Signal,
 )
@@ -35,11 +34,11 @@ from app.services.batch_calls import (
     recipient_snapshot,
 )
 from app.views import formatting
+from app.views.table_model import AnyIndex, FlatTableModel
 from app.views.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
-AnyIndex = QModelIndex | QPersistentModelIndex
 PAGE_SIZE = 200
 #: A live refresh re-reads the rows on screen and this many on either side.
 REFRESH_MARGIN = PAGE_SIZE
@@ -95,6 +94,7 @@ RECIPIENT_HEADERS = {
     RecipientColumn.ENDED: "Call Ended",
     RecipientColumn.VARIABLES: "Variables",
 }
+RECIPIENT_HEADER_TEXTS = tuple(RECIPIENT_HEADERS[column] for column in RecipientColumn)
 
 #: Which SQL sort a header click asks for (Variables cannot be sorted).
 SORT_FOR_COLUMN = {
@@ -113,7 +113,7 @@ _RECIPIENT_ROLES = [
 ]
 
 
-class RecipientTableModel(QAbstractTableModel):
+class RecipientTableModel(FlatTableModel):
     """The recipients of one batch call, a page at a time.
 
     Signals: loaded(int) with the number of matching recipients, after a (re)query;
@@ -145,27 +145,11 @@ class RecipientTableModel(QAbstractTableModel):
         self._fetching = False
 
     # ----------------------------------------------------------------- Qt interface
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
+    def row_items(self) -> Sequence[Any]:
+        return self._rows
 
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(RecipientColumn)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(RecipientColumn)
-        ):
-            return RECIPIENT_HEADERS[RecipientColumn(section)]
-        return None
-
-    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def header_texts(self) -> Sequence[str]:
+        return RECIPIENT_HEADER_TEXTS
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
@@ -419,9 +403,10 @@ HISTORY_HEADERS = {
     HistoryColumn.HOST: "Computer",
     HistoryColumn.DETAIL: "Detail",
 }
+HISTORY_HEADER_TEXTS = tuple(HISTORY_HEADERS[column] for column in HistoryColumn)
 
 
-class HistoryTableModel(QAbstractTableModel):
+class HistoryTableModel(FlatTableModel):
     """The audit trail of one batch call: who did what, from which computer, when."""
 
     def __init__(self, parent: QObject | None = None):
@@ -429,22 +414,11 @@ class HistoryTableModel(QAbstractTableModel):
         self.setObjectName("historyModel")
         self._events: list[AuditSnapshot] = []
 
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._events)
+    def row_items(self) -> Sequence[Any]:
+        return self._events
 
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HistoryColumn)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(HistoryColumn)
-        ):
-            return HISTORY_HEADERS[HistoryColumn(section)]
-        return None
+    def header_texts(self) -> Sequence[str]:
+        return HISTORY_HEADER_TEXTS
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._events):

@@ -6,14 +6,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
+
+from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
 
-AnyIndex = QModelIndex | QPersistentModelIndex
 
-
-class RecordsTableModel(QAbstractTableModel):
+class RecordsTableModel(FlatTableModel):
     """Rows of text with one payload object each (`Qt.UserRole` hands it out)."""
 
     def __init__(self, headers: Sequence[str], parent: QObject | None = None):
@@ -22,22 +22,11 @@ class RecordsTableModel(QAbstractTableModel):
         self._rows: list[tuple[str, ...]] = []
         self._payloads: list[Any] = []
 
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
+    def row_items(self) -> Sequence[Any]:
+        return self._rows
 
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._headers)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(self._headers)
-        ):
-            return self._headers[section]
-        return None
+    def header_texts(self) -> Sequence[str]:
+        return self._headers
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):

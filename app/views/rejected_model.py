@@ -7,26 +7,23 @@ The supervisor can fix a row by editing its phone number (re-checked at once wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
     QObject,
-    QPersistentModelIndex,
     Qt,
     Signal,
 )
 from PySide6.QtGui import QBrush, QColor
 
 from app.services.csv_import import PHONE_COLUMN_NAMES, RecipientRow, RejectedRow
+from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
 
-AnyIndex = QModelIndex | QPersistentModelIndex
 _PHONE_NAMES = frozenset(name.casefold() for name in PHONE_COLUMN_NAMES)
 
 #: Re-checks one edited row: (values by header, row number) -> accepted or rejected.
@@ -52,6 +49,7 @@ HEADERS = {
     RejectedColumn.REASON: "Reason",
     RejectedColumn.STATE: "State",
 }
+HEADER_TEXTS = tuple(HEADERS[column] for column in RejectedColumn)
 
 
 _CHANGED_ROLES = [
@@ -80,7 +78,7 @@ def phone_key(columns: tuple[str, ...] | list[str]) -> str:
     return "phone_number"
 
 
-class RejectedRowsModel(QAbstractTableModel):
+class RejectedRowsModel(FlatTableModel):
     """Rejected rows with their reason; the phone cell is editable.
 
     Signals: edited() after a fix or a removal changed the counts.
@@ -96,23 +94,6 @@ class RejectedRowsModel(QAbstractTableModel):
         self._checker: Checker | None = None
 
     # ----------------------------------------------------------------- Qt interface
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._entries)
-
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(RejectedColumn)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(RejectedColumn)
-        ):
-            return HEADERS[RejectedColumn(section)]
-        return None
-
     def flags(self, index: AnyIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
@@ -123,6 +104,12 @@ class RejectedRowsModel(QAbstractTableModel):
         ):
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
+
+    def row_items(self) -> Sequence[Any]:
+        return self._entries
+
+    def header_texts(self) -> Sequence[str]:
+        return HEADER_TEXTS
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._entries):
