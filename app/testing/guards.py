@@ -1,0 +1,56 @@
+"""Checks a GUI test runs around itself: Qt's model tester on several models at once, and
+no window or detached background thread left behind."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QAbstractItemModel
+from PySide6.QtWidgets import QApplication
+
+from app.views.tasks import detached_threads
+
+#: How long a test's detached tasks (a dialog's keyring, network or file work) get, in all,
+#: to end after the test.
+THREAD_GRACE_S = 5.0
+
+
+class ModelChecks:
+    """qtmodeltester for several models at once (pytest-qt's fixture keeps only its last
+    check). Attach a model before its first change: `model_checks.check(window.model)`."""
+
+    def __init__(self, config: Any):
+        self._config = config
+        self._testers: list[Any] = []
+
+    def check(self, model: QAbstractItemModel) -> None:
+        from pytestqt.modeltest import ModelTester  # needs pytest-qt's Qt set up first
+
+        tester = ModelTester(self._config)  # type: ignore[no-untyped-call]
+        tester.check(model)  # type: ignore[no-untyped-call]
+        self._testers.append(tester)
+
+    def cleanup(self) -> None:
+        for tester in self._testers:
+            tester._cleanup()
+        self._testers.clear()
+
+
+def close_visible_windows(app: QApplication) -> list[str]:
+    """Close every visible top-level window; return their names (empty: none was left)."""
+    QApplication.processEvents()
+    visible = [w.objectName() or type(w).__name__ for w in app.topLevelWidgets() if w.isVisible()]
+    for widget in app.topLevelWidgets():
+        if widget.isVisible():
+            widget.close()
+    return visible
+
+
+def threads_still_running(grace_s: float = THREAD_GRACE_S) -> int:
+    """Wait up to `grace_s` in all for the detached tasks to end; return how many did not."""
+    deadline = time.monotonic() + grace_s
+    for thread in detached_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    QApplication.processEvents()  # their (dropped) results, routed on the GUI thread
+    return len(detached_threads())
