@@ -47,9 +47,10 @@ def close_visible_windows(app: QApplication) -> list[str]:
     return visible
 
 
-def threads_still_running(grace_s: float = THREAD_GRACE_S) -> int:
-    """Wait up to `grace_s` in all for the detached tasks to end; return how many did not."""
-    deadline = time.monotonic() + grace_s
+def threads_still_running(grace_s: float | None = None) -> int:
+    """Wait up to `grace_s` (THREAD_GRACE_S) in all for the detached tasks to end; return
+    how many did not."""
+    deadline = time.monotonic() + (THREAD_GRACE_S if grace_s is None else grace_s)
     for thread in detached_threads():
         thread.join(max(0.0, deadline - time.monotonic()))
     QApplication.processEvents()  # their (dropped) results, routed on the GUI thread
