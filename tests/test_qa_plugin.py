@@ -1,7 +1,8 @@
-"""The `batchcalls` pytest plugin's guards fail a test that leaves a window or a detached
-thread behind, its `answers` stand-in answers for the supervisor, `launched` stops the
-engine it started; and this project's suite gets the plugin exactly once, with or without
-the entry point. Each runs in a pytest of its own, as a QA suite would."""
+"""The `batchcalls` pytest plugin's guards fail a test that leaves a window, a detached
+thread or a running timer behind, its `answers` stand-in answers for the supervisor,
+`launched` stops the engine it started; and this project's suite gets the plugin exactly
+once, with or without the entry point. Each runs in a pytest of its own, as a QA suite
+would."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = """
 import time
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
 import app.testing.guards
@@ -60,6 +62,15 @@ def test_launched_runs_the_engine_and_a_clean_test_passes(launched, qtbot):
 
 def test_the_engine_was_stopped_after_the_previous_test():
     assert not KEEP[-1].isRunning()
+
+
+def test_a_timer_left_running_fails(no_timer_left):
+    window = QWidget()  # never shown, or closed: still there
+    window.setObjectName("closedWindow")
+    timer = QTimer(window)
+    timer.setObjectName("forgottenTimer")
+    timer.start(60_000)
+    KEEP.append(window)
 """
 
 
@@ -81,11 +92,13 @@ def test_the_guards_fail_leaks_and_the_fixtures_work(tmp_path):
     (tmp_path / "test_plugin.py").write_text(SUITE, encoding="utf-8")
     result = run_pytest(tmp_path, "-rA")
     output = result.stdout + result.stderr
-    assert "5 passed, 2 errors" in result.stdout, output  # errors: at teardown
+    assert "6 passed, 3 errors" in result.stdout, output  # errors: at teardown
     assert "ERROR test_plugin.py::test_a_window_left_open_fails" in result.stdout
     assert "windows left open: ['forgottenWindow']" in result.stdout
     assert "ERROR test_plugin.py::test_a_detached_task_left_running_fails" in result.stdout
     assert "detached tasks still running: 1" in result.stdout
+    assert "ERROR test_plugin.py::test_a_timer_left_running_fails" in result.stdout
+    assert "timers still running: ['forgottenTimer of closedWindow']" in result.stdout
 
 
 def test_this_suite_registers_the_plugin_once_without_the_entry_point():

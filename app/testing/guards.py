@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QAbstractItemModel
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QAbstractItemModel, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QStatusBar
 
 from app.views.tasks import detached_threads
 
@@ -45,6 +45,24 @@ def close_visible_windows(app: QApplication) -> list[str]:
         if widget.isVisible():
             widget.close()
     return visible
+
+
+def timers_still_active(app: QApplication) -> list[str]:
+    """The QTimers still running in any window (open, or closed but not deleted) or
+    parented to the application: "timerName of parentName". A status bar's own message
+    timer and Qt's internal ones ("qt_...") are not the application's."""
+    roots: list[QObject] = [app, *app.topLevelWidgets()]
+    active = []
+    for root in roots:
+        for timer in root.findChildren(QTimer):
+            parent = timer.parent()
+            if not timer.isActive() or isinstance(parent, QStatusBar):
+                continue
+            if timer.objectName().startswith("qt_"):
+                continue
+            owner = parent.objectName() or type(parent).__name__ if parent else "nothing"
+            active.append(f"{timer.objectName() or 'an unnamed QTimer'} of {owner}")
+    return sorted(set(active))
 
 
 def threads_still_running(grace_s: float | None = None) -> int:

@@ -16,7 +16,8 @@ Fixtures (function scope unless said):
 - `open_main_window` (the main window on `context`, without the engine);
 - `launch_app` / `launched` (the application as `batchcalls` starts it: the engine on its
   thread with the simulation, or with the Twilio stand-in `twilio_standin`);
-- `no_window_left`, `no_thread_left` (leak guards; every window fixture above uses them).
+- `no_window_left`, `no_thread_left`, `no_timer_left` (leak guards; the window fixtures
+  above use them).
 """
 
 from __future__ import annotations
@@ -241,6 +242,17 @@ def no_window_left(qapp: Any) -> Iterator[None]:
 
 
 @pytest.fixture
+def no_timer_left(qapp: Any) -> Iterator[None]:
+    """A test must not leave a timer running in a window, open or closed (a closed
+    dialog's refresh timer would keep reading the database)."""
+    from app.testing.guards import timers_still_active
+
+    yield
+    active = timers_still_active(qapp)
+    assert not active, f"timers still running: {active}"
+
+
+@pytest.fixture
 def no_thread_left(qapp: Any) -> Iterator[None]:
     """A test must not leave a detached task (a dialog's keyring, network or file work)
     running: they get 5 s in all to end, then the test fails."""
@@ -260,6 +272,7 @@ def open_main_window(
     answers: Answers,
     no_window_left: None,
     no_thread_left: None,
+    no_timer_left: None,
 ) -> Iterator[Callable[..., MainWindow]]:
     """Open the main window (models under qtmodeltester from the start) and wait for its
     first load. Closed, with its background work and timers stopped, after the test."""
@@ -305,6 +318,7 @@ def launch_app(
     answers: Answers,
     no_window_left: None,
     no_thread_left: None,
+    no_timer_left: None,
 ) -> Callable[..., Launched]:
     """launch_app(clock=speed_clock, standin=None, provider=None, with_engine=True,
     settings=None) -> Launched: the application as `batchcalls` starts it on

@@ -29,6 +29,9 @@ rows = make_rows
 
 
 @pytest.fixture(autouse=True)
-def gui_guards(answers: Answers, no_window_left: None, no_thread_left: None) -> None:
-    """Every test here: modal questions answered by `answers`, and no window or detached
-    thread left behind (the plugin's fixtures; its window fixtures use them anyway)."""
+def gui_guards(
+    answers: Answers, no_window_left: None, no_thread_left: None, no_timer_left: None
+) -> None:
+    """Every test here: modal questions answered by `answers`, and no window, detached
+    thread or running timer left behind (the plugin's fixtures; its window fixtures use
+    them anyway)."""

@@ -96,6 +96,7 @@ def test_every_window_names_its_widgets_actions_and_timers(
     assert unnamed(details) == []
     create = CreateDialog(context, window)
     qtbot.addWidget(create)
+    create.show()  # closing a dialog never shown would leave its recheck timer running
     assert unnamed(create) == []
     settings = SettingsDialog(context, window)
     qtbot.addWidget(settings)
@@ -128,6 +129,7 @@ def test_the_qa_guide_lists_every_object_name(open_main_window, seeded, context,
     details = window.open_details(seeded["running"].id)
     create = CreateDialog(context, window)
     qtbot.addWidget(create)
+    create.show()  # closing a dialog never shown would leave its recheck timer running
     settings = SettingsDialog(context, window)
     qtbot.addWidget(settings)
     rename = RenameDialog("Campaign running", window)
