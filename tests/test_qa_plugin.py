@@ -78,7 +78,7 @@ def run_pytest(cwd: Path, *args: str, **env_extra: str) -> subprocess.CompletedP
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env.update(QT_QPA_PLATFORM="offscreen", **env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
