@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,10 @@ def test_the_example_suite_fails_without_the_plugin(tmp_path):
     assert f"{EXAMPLE_TESTS} errors" in result.stdout, output
     assert "fixture 'open_main_window' not found" in result.stdout
     assert "fixture 'launch_app' not found" in result.stdout
+
+
+def test_the_qa_extra_pins_what_this_suite_runs_with():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    assert extras["qa"] and set(extras["qa"]) <= set(extras["test"])
+    assert project["entry-points"]["pytest11"] == {"batchcalls": "app.testing.pytest_plugin"}
