@@ -6,7 +6,9 @@ every command alike, and prints each command's median and its ratio to its basel
 - `batchcalls list --json` on an up-to-date SQLite database with a few batch calls against
   `python -c "import sqlalchemy"` (target: 2x, and under 0.4 s).
 
-    .venv/bin/python bench/cli_startup.py [--repeat 21]
+    .venv/bin/python bench/cli_startup.py [--repeat 21] [--bundle dist/batchcalls]
+
+With --bundle, the packaged program (make package) is timed too, with the same commands.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def time_once(command: list[str], env: dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=21, help="runs of each command")
+    parser.add_argument(
+        "--bundle", type=Path, help="also time this packaged program folder (make package)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = prepare_database(Path(tmp))
@@ -85,6 +90,10 @@ def main() -> int:
             "batchcalls --version": [*cli, "--version"],
             "batchcalls list --json": [*cli, "list", "--json"],
         }
+        if args.bundle:
+            frozen = str(args.bundle.resolve() / "batchcalls")
+            commands["frozen --version"] = [frozen, "--version"]
+            commands["frozen list --json"] = [frozen, "list", "--json"]
         for command in commands.values():  # warm the file cache and the bytecode
             time_once(command, env)
         times: dict[str, list[float]] = {name: [] for name in commands}

@@ -246,3 +246,11 @@ def test_numbers_add_in_simulation_mode_asks_nobody(run, memory_keyring, standin
     assert result.code == 0
     assert result.json["number"]["source"] == "simulated"
     assert standin.requests == []
+
+
+def test_numbers_add_in_twilio_mode_without_credentials_adds_nothing(run, memory_keyring, standin):
+    assert run("settings", "set", "provider", "twilio").code == 0
+    result = run("numbers", "add", OWNED)
+    assert result.code == 1
+    assert 'Run "batchcalls twilio login"' in result.err
+    assert run("numbers", "--json").json["numbers"] == []
