@@ -1153,8 +1153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("worker", "run the dialer without a window", cmd_worker)
     sub.description = (
         "Run the dialer without a window until Ctrl+C or SIGTERM (one worker per database "
-        "dials; another stands by). The options below change the stored settings for this "
-        "worker only; see docs/operating.md."
+        "dials; another stands by). The options below override the stored settings for this "
+        "worker only (nothing is saved); see docs/operating.md."
     )
     sub.add_argument("--once", action="store_true", help="one pickup and dialing pass, then exit")
     add_engine_options(sub)

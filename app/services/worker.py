@@ -181,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.services.worker",
         description="Run the Batch Calls dialer without a window until Ctrl+C / SIGTERM. "
-        "The options change the stored settings for this worker only.",
+        "The options override the stored settings for this worker only (nothing is saved).",
     )
     parser.add_argument(
         "--database-url", help="database URL (default: BATCHCALLS_DATABASE_URL or the local file)"
