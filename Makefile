@@ -33,7 +33,7 @@ test: $(STAMP) qt-deps lint
 	bash scripts/run_tests.sh
 
 ## The one-folder bundle (PyInstaller), its desktop entry and a tarball, in dist/.
-package: $(STAMP) qt-deps
+package: $(STAMP)
 	bash scripts/package.sh
 
 bench: $(STAMP)
