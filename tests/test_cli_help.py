@@ -131,3 +131,19 @@ def test_docs_operating_lists_every_setting_with_its_range():
         assert key in rows, key
         if spec.low is not None:
             assert f"| {spec.describe_values()} |" in rows[key], key
+
+
+def test_settings_show_and_set_cover_the_engine_timing(run):
+    shown = run("settings", "show", "--json").json["settings"]
+    assert (
+        shown["poll_interval_seconds"],
+        shown["lease_heartbeat_seconds"],
+        shown["lease_expiry_seconds"],
+    ) == (3.0, 5.0, 30.0)
+    assert "poll_interval_seconds = 3.0" in run("settings", "show").out
+
+    refused = run("settings", "set", "lease_expiry_seconds", "5")
+    assert refused.code == 1
+    assert "The lease expiry must be between 10 and 3600; 5.0 is not." in refused.err
+    assert run("settings", "set", "poll_interval_seconds", "10").code == 0
+    assert run("settings", "show", "--json").json["settings"]["poll_interval_seconds"] == 10.0
