@@ -254,3 +254,20 @@ def test_numbers_add_in_twilio_mode_without_credentials_adds_nothing(run, memory
     assert result.code == 1
     assert 'Run "batchcalls twilio login"' in result.err
     assert run("numbers", "--json").json["numbers"] == []
+
+
+def test_login_asks_the_account_sid_too_when_it_is_not_given(
+    run, memory_keyring, standin, asks, monkeypatch
+):
+    answers, prompts = asks
+    answers.append(standin.auth_token)
+    monkeypatch.setattr(
+        "builtins.input", lambda prompt="": prompts.append(prompt) or standin.account_sid
+    )
+
+    result = run("twilio", "login")
+
+    assert result.code == 0, result.err
+    assert prompts == ["Twilio Account SID: ", "Auth Token (not shown): "]
+    saved = load_twilio_credentials()
+    assert saved is not None and saved.account_sid == standin.account_sid
