@@ -26,18 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from app import __version__
-from app.models.snapshots import (
-    AGENT_KINDS,
-    AgentSnapshot,
-    AuditSnapshot,
-    BatchCallSnapshot,
-    FromNumberSnapshot,
-    RecipientSnapshot,
-    SendType,
-)
+from app.models.agents import AGENT_KINDS
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
-from app.services.csv_export import CsvExportError
 from app.services.setting_specs import SETTING_SPECS
 from app.services.worker_options import add_engine_options
 
@@ -47,6 +38,13 @@ if TYPE_CHECKING:
     # twilio, phonenumbers or Alembic (tests/test_cli_startup.py).
     from sqlalchemy.orm import Session, sessionmaker
 
+    from app.models.snapshots import (
+        AgentSnapshot,
+        AuditSnapshot,
+        BatchCallSnapshot,
+        FromNumberSnapshot,
+        RecipientSnapshot,
+    )
     from app.services.batch_calls import BatchCallService, NewBatchCall
     from app.services.settings import AppSettings, SettingsStore
 
@@ -395,6 +393,8 @@ def cmd_list(ctx: Context) -> int:
 
 
 def _describe_batch(b: BatchCallSnapshot) -> list[str]:
+    from app.models.snapshots import SendType
+
     counts = ", ".join(f"{s.display_name} {b.counts[s]}" for s in RecipientStatus)
     if b.send_type is SendType.SCHEDULE and b.scheduled_at is not None:
         zone = parse_timezone(b.timezone)
@@ -552,6 +552,7 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
     """The new batch call from the options; every problem found is reported at once."""
     import phonenumbers
 
+    from app.models.snapshots import SendType
     from app.services.batch_calls import NewBatchCall, ValidationError
 
     args = ctx.args
@@ -798,6 +799,7 @@ def _writable(path_text: str, force: bool) -> Path:
 
 def cmd_export(ctx: Context) -> int:
     from app.services.batch_calls import RecipientQuery
+    from app.services.csv_export import CsvExportError
 
     b = ctx.batch(ctx.args.reference)
     path = _writable(ctx.args.path, ctx.args.force)

@@ -26,10 +26,6 @@ class SendType(StrEnum):
         return "Send Now" if self is SendType.SEND_NOW else "Schedule"
 
 
-#: What an agent's value is: a TwiML App SID, a webhook URL, or TwiML itself.
-AGENT_KINDS = ("application", "url", "twiml")
-
-
 @dataclass(frozen=True)
 class AgentSnapshot:
     id: int

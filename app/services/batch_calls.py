@@ -23,10 +23,10 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.agents import AGENT_KINDS
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
-    AGENT_KINDS,
     AgentSnapshot,
     AuditSnapshot,
     BatchCallSnapshot,
