@@ -1237,6 +1237,9 @@ def _run_gui(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run one command, and return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # what argparse would print, without building the parser
+        print(f"{PROG} {__version__}")
+        return EXIT_OK
     try:
         args = build_parser().parse_args(argv)
     except UsageError as e:
