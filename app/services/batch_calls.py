@@ -20,9 +20,22 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import search_keys
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -155,11 +168,83 @@ _SORT_COLUMNS: dict[RecipientSort, Any] = {
     # and (batch_call_id[, status], id) indexes serve it without a sort.
     RecipientSort.ROW: Recipient.id,
     RecipientSort.PHONE: Recipient.phone_number,
-    RecipientSort.NAME: func.lower(Recipient.name),
+    RecipientSort.NAME: Recipient.name_key,
     RecipientSort.STATUS: Recipient.status,
     RecipientSort.ATTEMPTS: Recipient.attempts,
     RecipientSort.ENDED: Recipient.ended_at,
 }
+
+
+_NULLABLE_SORTS = frozenset({RecipientSort.NAME, RecipientSort.ENDED})
+
+
+def _sort_value(sort: RecipientSort, recipient: RecipientSnapshot) -> Any:
+    """The value of the sorted column for a recipient (what a keyset cursor compares)."""
+    if sort is RecipientSort.ROW:
+        return recipient.id
+    if sort is RecipientSort.PHONE:
+        return recipient.phone_number
+    if sort is RecipientSort.NAME:
+        return search_keys.name_key(recipient.name)
+    if sort is RecipientSort.STATUS:
+        return RecipientStatus(recipient.status).value
+    if sort is RecipientSort.ATTEMPTS:
+        return recipient.attempts
+    return recipient.ended_at
+
+
+def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> ColumnElement[bool]:
+    """Rows after `cursor` in the order (sorted column, then id; empty values last)."""
+    column = _SORT_COLUMNS[sort]
+    value = _sort_value(sort, cursor)
+
+    def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+        result: ColumnElement[bool] = a < b if descending else a > b
+        return result
+
+    if sort is RecipientSort.ROW:
+        return beyond(Recipient.id, cursor.id)
+    if value is None:  # among the empty values, which come last either way
+        return and_(column.is_(None), beyond(Recipient.id, cursor.id))
+    after_value = or_(beyond(column, value), and_(column == value, beyond(Recipient.id, cursor.id)))
+    if sort in _NULLABLE_SORTS:
+        return or_(after_value, column.is_(None))
+    return after_value
+
+
+def recipient_search(batch_id: int, text: str) -> ColumnElement[bool]:
+    """Recipients found by `text`, each way a range scan on an index:
+
+    - digits (with spaces, dashes, brackets): numbers that end with them; numbers that
+      start with them when the text starts with "+" (an international number);
+    - anything else too: names that start with the text, or whose last word does.
+    """
+    branches: list[Select[tuple[int]]] = []
+
+    def starts_with(column: Any, prefix: str) -> Select[tuple[int]]:
+        # Each way its own SELECT, so each uses its own index (in one WHERE with OR the
+        # planner may walk every recipient of the batch instead). The range is what the
+        # index serves; LIKE keeps the match exact under any database collation.
+        return select(Recipient.id).where(
+            Recipient.batch_call_id == batch_id,
+            column >= prefix,
+            column < search_keys.prefix_upper_bound(prefix),
+            column.startswith(prefix, autoescape=True),
+        )
+
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if digits and all(ch in PHONE_CHARS for ch in text):
+        if text.startswith("+"):
+            branches.append(starts_with(Recipient.phone_number, "+" + digits))
+        else:
+            branches.append(starts_with(Recipient.phone_digits_reversed, digits[::-1]))
+    folded = search_keys.name_key(text)
+    if folded:
+        branches.append(starts_with(Recipient.name_key, folded))
+        branches.append(starts_with(Recipient.name_last_word_key, folded))
+    if not branches:
+        return false()
+    return Recipient.id.in_(union_all(*branches) if len(branches) > 1 else branches[0])
 
 
 @dataclass(frozen=True)
@@ -725,16 +810,7 @@ class BatchCallService:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
         text = query.search.strip()
         if text:
-            digits = "".join(ch for ch in text if ch.isdigit())
-            looks_like_phone = bool(digits) and all(ch in PHONE_CHARS for ch in text)
-            by_name = func.lower(Recipient.name).contains(text.lower(), autoescape=True)
-            if looks_like_phone:
-                # "101" may be a number fragment or a name such as "Room 101".
-                conditions.append(
-                    or_(Recipient.phone_number.contains(digits, autoescape=True), by_name)
-                )
-            else:
-                conditions.append(by_name)
+            conditions.append(recipient_search(batch_id, text))
         return conditions
 
     def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
@@ -761,21 +837,51 @@ class BatchCallService:
         query: RecipientQuery = RecipientQuery(),
         offset: int = 0,
         limit: int = 200,
+        *,
+        after: RecipientSnapshot | None = None,
     ) -> builtins.list[RecipientSnapshot]:
-        column = _SORT_COLUMNS[RecipientSort(query.sort)]
+        """A page of recipients in the query's order: the page that follows the recipient
+        `after` (keyset paging: as fast at row 900,000 as at row 0), else from `offset`."""
+        sort = RecipientSort(query.sort)
+        column = _SORT_COLUMNS[sort]
         ordered = column.desc() if query.descending else column.asc()
         # Empty names and times sort last either way, on SQLite and PostgreSQL alike.
-        order = [ordered.nulls_last()]
+        order = [ordered.nulls_last()] if sort in _NULLABLE_SORTS else [ordered]
+        if sort is RecipientSort.ROW:
+            order = []
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
+        conditions = self._recipient_filter(batch_id, query)
+        if after is not None:
+            conditions.append(_after(sort, query.descending, after))
+            offset = 0
         stmt = (
             select(Recipient)
-            .where(*self._recipient_filter(batch_id, query))
+            .where(*conditions)
             .order_by(*order, tiebreak)
             .offset(offset)
             .limit(limit)
         )
         with self.sessions() as session:
             return [recipient_snapshot(r) for r in session.scalars(stmt)]
+
+    def recipient_at(
+        self, batch_id: int, query: RecipientQuery, position: int
+    ) -> RecipientSnapshot | None:
+        """The recipient at `position` (0-based) in the query's order, or None (a cursor for
+        `recipients_page(after=...)`; reading it counts the rows before it once)."""
+        page = self.recipients_page(batch_id, query, offset=position, limit=1)
+        return page[0] if page else None
+
+    def recipients_by_id(self, batch_id: int, ids: Sequence[int]) -> dict[int, RecipientSnapshot]:
+        """The current state of these recipients of the batch call (a live refresh of the
+        rows a view shows, whatever page they came from)."""
+        if not ids:
+            return {}
+        stmt = select(Recipient).where(
+            Recipient.batch_call_id == batch_id, Recipient.id.in_(list(ids))
+        )
+        with self.sessions() as session:
+            return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
 
     def iter_recipients(
         self, batch_id: int, query: RecipientQuery = RecipientQuery(), chunk: int = 5_000
