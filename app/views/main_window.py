@@ -7,6 +7,7 @@ the affected rows change, so selection, scroll position and search text stay put
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,7 @@ from PySide6.QtWidgets import (
 
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import Action
-from app.views import formatting
+from app.views import aio, formatting
 from app.views.actions import ActionController, build_menu, make_qactions, success_message
 from app.views.batch_model import (
     BatchCallFilterProxy,
@@ -419,14 +420,22 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- status bar
     def update_mode_label(self) -> None:
-        """ "Simulation mode" unmistakably, or the Twilio account (SID masked)."""
+        """ "Simulation mode" unmistakably, or the Twilio account (SID masked); the settings
+        are read in the background."""
         self._mode_generation += 1
-        try:
-            settings = self.context.load_settings()
-        except Exception as error:  # a broken setting must not keep the window closed
-            log.error("settings could not be read: %s", error)
-            self.mode_label.setText("Settings unreadable: open Settings")
-            return
+        aio.spawn(self._update_mode_label(self._mode_generation), name="modeLabel", owner=self)
+
+    async def _update_mode_label(self, generation: int) -> None:
+        async with self.tasks.tracking("readSettings", quiet=True):
+            try:
+                settings = await aio.in_worker(self.context.load_settings)
+            except Exception as error:  # a broken setting must not keep the window closed
+                if aio.alive(self):
+                    log.error("settings could not be read: %s", error)
+                    self.mode_label.setText("Settings unreadable: open Settings")
+                return
+        if not aio.alive(self) or generation != self._mode_generation:
+            return  # closed, or a newer setting meanwhile
         if settings.provider == "twilio":
             sid = settings.twilio_account_sid
             if sid:
@@ -501,17 +510,32 @@ class MainWindow(QMainWindow):
         if not quiet:
             self.show_message("Reloading batch calls…", 0)
             self.reload_button.setEnabled(False)
+        aio.spawn(self._reload(quiet, initial), name="reload", owner=self)
+
+    async def _reload(self, quiet: bool, initial: bool) -> None:
         started_dirty = set(self._dirty)
         shown = self.model.by_id()
         service = self.service
 
-        def read(_control: object) -> tuple[int, RowDiff]:
+        def read() -> tuple[int, RowDiff]:
             fresh = {s.id: s for s in service.list()}
             return len(fresh), diff_rows(shown, fresh)
 
-        def done(result: object) -> None:
-            assert isinstance(result, tuple)
-            count, diff = result
+        async with self.tasks.tracking("reload", quiet=quiet):
+            try:
+                count, diff = await aio.in_worker(read)
+            except Exception as error:  # the database went away: say what to do
+                if aio.alive(self):
+                    self.reload_button.setEnabled(True)
+                    log.error("reload failed: %s", error)
+                    self.show_message(
+                        f"Could not read the batch calls: {error}. Check the database "
+                        "connection and press Reload (F5).",
+                        0,
+                    )
+                return
+            if not aio.alive(self) or self._closing:
+                return
             for batch_id in diff.removed:
                 self.model.remove(batch_id)
                 self._details_gone(batch_id)
@@ -521,55 +545,41 @@ class MainWindow(QMainWindow):
             for row in diff.added:
                 self._forward_to_details(row.snapshot)
             self._dirty -= started_dirty
-            self._insert_in_chunks(list(diff.added), lambda: finished(count))
-
-        def finished(count: int) -> None:
-            self._loaded_once = True
-            self._update_empty_state()
-            self._update_search_summary()
-            self._update_action_states()
-            if not quiet:
-                self.reload_button.setEnabled(True)
-                self.show_message(
-                    f"Reloaded {count} batch call{'s' if count != 1 else ''}."
-                    if not initial
-                    else f"{count} batch call{'s' if count != 1 else ''}."
-                )
-            self.reloaded.emit(count)
-
-        def failed(error: BaseException) -> None:
+            await self._insert_in_chunks(list(diff.added))
+        if not aio.alive(self) or self._closing:
+            return
+        self._loaded_once = True
+        self._update_empty_state()
+        self._update_search_summary()
+        self._update_action_states()
+        if not quiet:
             self.reload_button.setEnabled(True)
-            log.error("reload failed: %s", error)
             self.show_message(
-                f"Could not read the batch calls: {error}. Check the database connection "
-                "and press Reload (F5).",
-                0,
+                f"Reloaded {count} batch call{'s' if count != 1 else ''}."
+                if not initial
+                else f"{count} batch call{'s' if count != 1 else ''}."
             )
+        self.reloaded.emit(count)
 
-        self.tasks.submit("reload", read, on_done=done, on_error=failed, quiet=quiet)
-
-    def _insert_in_chunks(self, rows: list[PreparedRow], then: Any) -> None:
-        """Append `rows` a chunk per event-loop turn, then call `then()`."""
-        chunk, rest = rows[:INSERT_CHUNK_ROWS], rows[INSERT_CHUNK_ROWS:]
-        self.model.append_prepared(chunk)
-        if not rest:
+    async def _insert_in_chunks(self, rows: list[PreparedRow]) -> None:
+        """Append `rows` a chunk per turn of the event loop (the window keeps painting and
+        answering in between)."""
+        self._inserting = len(rows) > INSERT_CHUNK_ROWS
+        try:
+            for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+                if start:
+                    await asyncio.sleep(0)  # let Qt paint and handle input
+                    if not aio.alive(self) or self._closing:
+                        return
+                self.model.append_prepared(rows[start : start + INSERT_CHUNK_ROWS])
             if self._inserting:
                 # Thousands of rows (snapshots, cells' wrappers) that live as long as the
                 # list: out of the collector's way, full collections stay short (a 10,000
                 # row list otherwise costs 80-170 ms per full collection, a visible stall).
                 gc.freeze()
-            self._inserting = False
-            then()
-            return
-        self._inserting = True
-
-        def next_chunk() -> None:
-            if self._closing:
+        finally:
+            if aio.alive(self):
                 self._inserting = False
-                return
-            self._insert_in_chunks(rest, then)
-
-        QTimer.singleShot(0, self, next_chunk)
 
     @Slot(int)
     def mark_dirty(self, batch_id: int) -> None:
@@ -801,9 +811,9 @@ class MainWindow(QMainWindow):
 
         dialog = self._details.get(batch_id)
         if dialog is None:
-            snapshot = self.model.snapshot(batch_id) or self.service.find(batch_id)
-            if snapshot is None:
-                self.show_message("That batch call no longer exists.")
+            snapshot = self.model.snapshot(batch_id)
+            if snapshot is None:  # not in the list (yet): read it in the background
+                aio.spawn(self._open_details_later(batch_id), name="openDetails", owner=self)
                 return None
             dialog = DetailsDialog(
                 self.context, snapshot, self.actions_controller, self.tasks, self
@@ -816,6 +826,18 @@ class MainWindow(QMainWindow):
         dialog.activateWindow()
         self.detailsOpened.emit(batch_id)
         return dialog
+
+    async def _open_details_later(self, batch_id: int) -> None:
+        async with self.tasks.tracking("openDetails"):
+            snapshot = await aio.in_worker(self.service.find, batch_id)
+        if not aio.alive(self):
+            return
+        if snapshot is None:
+            self.show_message("That batch call no longer exists.")
+            return
+        self.apply_snapshot(batch_id, snapshot)
+        if self.model.snapshot(batch_id) is not None:
+            self.open_details(batch_id)
 
     def details_dialog(self, batch_id: int) -> Any:
         return self._details.get(batch_id)

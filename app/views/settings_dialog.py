@@ -36,9 +36,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.engine import make_url
 
 from app.services import secrets
+from app.services.app_context import database_kind
 from app.services.batch_calls import CONCURRENCY_MAX, ValidationError
 from app.services.settings import SettingsError
 from app.views import formatting
@@ -405,13 +405,12 @@ class SettingsDialog(QDialog):
         tab.setObjectName("databaseTab")
         outer = QVBoxLayout(tab)
         form = QFormLayout()
-        url = make_url(self.context.database_url)
-        if url.get_backend_name() == "sqlite":
+        database = database_kind(self.context.database_url)
+        location = database.location
+        if database.is_file:
             kind = "SQLite file on this computer"
-            location = url.database or ":memory:"
         else:
-            kind = f"{url.get_backend_name().title()} server (can be shared by several desktops)"
-            location = self.context.database_description
+            kind = f"{database.backend.title()} server (can be shared by several desktops)"
         kind_label = QLabel(kind, tab)
         kind_label.setObjectName("databaseKindLabel")
         form.addRow("Database:", kind_label)

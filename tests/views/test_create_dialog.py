@@ -3,6 +3,7 @@ checks, drag and drop, the template, background reading with Cancel, and creatio
 
 from __future__ import annotations
 
+import threading
 from datetime import date, time
 
 import pytest
@@ -42,6 +43,7 @@ def open_create(qtbot, context, model_checks):
         qtbot.addWidget(dialog)
         model_checks.check(dialog.rejected_model)
         dialog.show()
+        qtbot.waitUntil(lambda: dialog.choices_loaded, timeout=5000)
         return dialog
 
     return opener
@@ -376,3 +378,25 @@ def test_a_header_only_file_says_it_has_no_rows(open_create, tmp_path, answers, 
     assert problem.startswith("The file has no recipient rows, only the header")
     assert "rejected" not in problem
     assert not dialog.findChild(QPushButton, "createConfirmButton").isEnabled()
+
+
+def test_agents_and_numbers_are_read_in_the_background(qtbot, context, bad_csv, answers):
+    """The dialog opens without touching the database; Create waits for the lists, and a
+    CSV chosen meanwhile is read once the default country is known."""
+    reads: list[str] = []
+    original = context.service.list_agents
+
+    def list_agents(*args, **kwargs):
+        reads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    context.service.list_agents = list_agents  # type: ignore[method-assign]
+    dialog = CreateDialog(context)
+    qtbot.addWidget(dialog)
+    assert dialog.agent_combo.count() == 0
+    assert "Reading the agents" in dialog.problems()[0]
+    assert not dialog.create_button.isEnabled()
+    with qtbot.waitSignal(dialog.scanned, timeout=10_000):
+        dialog.load_csv(str(bad_csv))  # before the lists arrived
+    assert dialog.choices_loaded and dialog.agent_combo.count() == 1
+    assert reads and threading.main_thread().name not in reads

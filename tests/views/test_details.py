@@ -27,6 +27,16 @@ from app.views.detail_models import PAGE_SIZE, REFRESH_MARGIN, RecipientColumn
 from tests.views.layout_checks import assert_nothing_clipped
 
 
+def details_of(window, batch_id: int, qtbot):
+    """The details dialog of `batch_id`, opened at once if the list shows it, else once
+    the window has read it in the background."""
+    dialog = window.open_details(batch_id)
+    if dialog is None:
+        qtbot.waitUntil(lambda: window.details_dialog(batch_id) is not None, timeout=5000)
+        dialog = window.details_dialog(batch_id)
+    return dialog
+
+
 @pytest.fixture
 def open_details(open_main_window, model_checks, qtbot):
     """open_details(batch_id) -> the dialog, its models under qtmodeltester, loaded."""
@@ -35,7 +45,7 @@ def open_details(open_main_window, model_checks, qtbot):
     def opener(batch_id: int):
         nonlocal window
         window = window or open_main_window()
-        dialog = window.open_details(batch_id)
+        dialog = details_of(window, batch_id, qtbot)
         model_checks.check(dialog.recipient_model)
         model_checks.check(dialog.history_model)
         with qtbot.waitSignal(dialog.recipient_model.loaded, timeout=5000):
@@ -193,7 +203,7 @@ def test_call_details_for_completed_failed_and_uncalled(open_details, seeded, qt
 def test_recipients_are_fetched_lazily_in_pages(open_main_window, make_batch, qtbot):
     # No model tester here: it asks for every page on each change, which is its job.
     window = open_main_window()
-    dialog = window.open_details(make_batch("Big list", recipients=450).id)
+    dialog = details_of(window, make_batch("Big list", recipients=450).id, qtbot)
     model = dialog.recipient_model
     with qtbot.waitSignal(model.loaded):
         pass
@@ -222,7 +232,7 @@ def test_live_refresh_reads_only_the_rows_on_screen(
     # (with 50,000 loaded that stalled the window for 100-240 ms every second).
     window = open_main_window()
     snapshot = make_batch("Long list", recipients=1000)
-    dialog = window.open_details(snapshot.id)
+    dialog = details_of(window, snapshot.id, qtbot)
     dialog.tabs.setCurrentWidget(dialog.recipients_tab)
     model = dialog.recipient_model
     table = dialog.recipient_table

@@ -207,8 +207,9 @@ def test_main_window_mode_follows_saved_settings(open_main_window, memory_keyrin
     dialog.token_field.setText("t0ken")
     with qtbot.waitSignal(dialog.saved):
         click(qtbot, dialog, "settingsSaveButton")
-    assert window.mode_label.text() == "Twilio: AC12…5678"
     assert window.statusBar().currentMessage() == "Settings saved."
+    # The settings are read again in the background (never on the GUI thread).
+    qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: AC12…5678", timeout=5000)
 
 
 class RecordingKeyring(MemoryKeyring):
