@@ -58,7 +58,8 @@ def test_twilio_mode_places_calls_through_the_standin(twilio_app, qtbot):
     window = launched.window
     service = launched.context.service
     sid = standin.account_sid
-    assert window.mode_label.text() == f"Twilio: {sid[:4]}…{sid[-4:]}"
+    # The window reads the settings in the background.
+    qtbot.waitUntil(lambda: window.mode_label.text() == f"Twilio: {sid[:4]}…{sid[-4:]}")
 
     agent = service.list_agents()[0]
     number = service.add_from_number("+14155550100", "Main line", source="incoming")

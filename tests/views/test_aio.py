@@ -128,6 +128,11 @@ def test_the_main_window_never_calls_the_database_on_the_gui_thread(
     dialog = window.open_create_dialog()
     qtbot.waitUntil(lambda: dialog.choices_loaded, timeout=5000)
     dialog.reject()
+    settings = window.open_settings_dialog()
+    qtbot.waitUntil(
+        lambda: settings.settings_loaded and settings.agents_model.rowCount() > 0, timeout=5000
+    )
+    settings.reject()
     window.update_mode_label()
     qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
     assert gui_calls == []
