@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import qasync
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.services.app_context import database_url, describe_url
 from app.views import aio, ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
+from app.views.icons import icon
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -70,17 +72,49 @@ def prepare_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication with the name, the Fusion style and the style sheet."""
     app = QApplication.instance()
     if not isinstance(app, QApplication):
+        # Fractional scale factors (125 %, 150 %) as the system sets them: icons are SVG.
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
         app = QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName(APPLICATION_NAME)
     app.setApplicationDisplayName(APPLICATION_NAME)
     app.setOrganizationName("BatchCalls")
+    app.setWindowIcon(icon("app"))
     app.setStyle("Fusion")
+    if QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark:
+        app.setPalette(dark_palette())
     path = style_sheet_path()
     if path is not None:
         app.setStyleSheet(path.read_text(encoding="utf-8"))
     else:
         log.debug("no style sheet found; using the plain Fusion style")
     return app
+
+
+def dark_palette() -> QPalette:
+    """Fusion's colours for a system that uses a dark appearance."""
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for key, value in (
+        (role.Window, "#202124"),
+        (role.WindowText, "#e8eaed"),
+        (role.Base, "#17181a"),
+        (role.AlternateBase, "#26282b"),
+        (role.Text, "#e8eaed"),
+        (role.Button, "#2d2f33"),
+        (role.ButtonText, "#e8eaed"),
+        (role.ToolTipBase, "#2d2f33"),
+        (role.ToolTipText, "#e8eaed"),
+        (role.PlaceholderText, "#9aa0a6"),
+        (role.Highlight, "#2f6fd1"),
+        (role.HighlightedText, "#ffffff"),
+        (role.Link, "#8ab4f8"),
+    ):
+        palette.setColor(key, QColor(value))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor("#6f7378"))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.ButtonText, QColor("#6f7378"))
+    return palette
 
 
 def start_engine(url: str, parent: QObject | None = None, **kwargs: Any) -> EngineHost | None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,8 +37,8 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, detail_models, formatting
-from app.views.actions import ActionController
+from app.views import ask, detail_models, formatting, look
+from app.views.actions import ActionController, menu_actions
 from app.views.context import AppContext
 from app.views.detail_models import (
     SORT_FOR_COLUMN,
@@ -169,8 +170,30 @@ class DetailsDialog(QDialog):
         self.delete_button.setObjectName("detailsDeleteButton")
         self.delete_button.setProperty("role", "danger")
         self.delete_button.clicked.connect(lambda: self._perform(Action.DELETE))
-        for button in (self.reload_button, self.retry_button, self.delete_button):
-            header.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        # Every other action the status allows (the same table as the list's menu).
+        self.action_buttons: dict[Action, QPushButton] = {
+            Action.RETRY: self.retry_button,
+            Action.DELETE: self.delete_button,
+        }
+        for action, tip in (
+            (Action.PAUSE, "Stop placing new calls; calls in progress finish"),
+            (Action.RESUME, "Continue with the remaining recipients"),
+            (Action.CANCEL, "Stop permanently; recipients not yet called stay pending"),
+            (Action.RENAME, "Change the name (nothing else changes)"),
+        ):
+            button = QPushButton(action.label, self)
+            button.setObjectName(f"details{action.label}Button")
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, a=action: self._perform(a))
+            self.action_buttons[action] = button
+        header.addWidget(self.reload_button, 0, Qt.AlignmentFlag.AlignTop)
+        for action in (Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY, Action.RENAME):
+            header.addWidget(self.action_buttons[action], 0, Qt.AlignmentFlag.AlignTop)
+        separator = QFrame(self)
+        separator.setObjectName("detailsDeleteSeparator")
+        separator.setFrameShape(QFrame.Shape.VLine)
+        header.addWidget(separator)
+        header.addWidget(self.delete_button, 0, Qt.AlignmentFlag.AlignTop)  # destructive: last
         return header
 
     def _build_summary_tab(self) -> QWidget:
@@ -196,10 +219,7 @@ class DetailsDialog(QDialog):
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title().replace('_', '')}")
             form.addRow(f"{label}:", self.summary[key])
-        self.progress_bar = QProgressBar(tab)
-        self.progress_bar.setObjectName("summaryProgressBar")
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setFormat("%p %")
+        self.progress_bar = look.SegmentedBar(tab)
         form.addRow("Progress:", self.progress_bar)
         for key, label in (
             ("completed", "Processed"),
@@ -402,10 +422,12 @@ class DetailsDialog(QDialog):
         self.name_label.setText(s.name)
         self.status_label.setText(s.status_display)
         self.status_label.setProperty("status", s.status.value)
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
-        actions = s.actions
-        self.retry_button.setVisible(Action.RETRY in actions and not self._deleted)
+        self.status_label.setStyleSheet(look.chip_style_sheet(s.status, self.palette()))
+        self.status_label.setToolTip(look.reason_line(s))
+        actions = set(menu_actions(s))
+        for action, button in self.action_buttons.items():
+            if action is not Action.DELETE:
+                button.setVisible(action in actions and not self._deleted)
         self.delete_button.setEnabled(not self._deleted)
         self.reload_button.setEnabled(not self._deleted)
 
@@ -419,8 +441,7 @@ class DetailsDialog(QDialog):
         self.summary["finished"].setText(formatting.local_time(s.finished_at))
         self.summary["agent"].setText(s.agent_name)
         self.summary["from_number"].setText(s.from_number)
-        self.progress_bar.setValue(formatting.progress_tenths(s))
-        self.progress_bar.setFormat(formatting.progress_text(s))
+        self.progress_bar.set_snapshot(s)
         self.summary["completed"].setText(
             f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
         )

@@ -17,18 +17,15 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QObject,
-    QPersistentModelIndex,
     QPoint,
-    QRect,
     Qt,
     QTimer,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QPainter
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QDialog,
     QHBoxLayout,
     QHeaderView,
@@ -38,10 +35,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QStackedWidget,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionProgressBar,
-    QStyleOptionViewItem,
+    QSystemTrayIcon,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -49,12 +43,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.snapshots import BatchCallSnapshot
-from app.models.status import Action
+from app.models.status import Action, BatchStatus
 from app.views import aio, formatting
 from app.views.actions import ActionController, build_menu, make_qactions, success_message
 from app.views.batch_model import (
     BatchCallFilterProxy,
-    BatchCallRole,
     BatchCallTableModel,
     Column,
     PreparedRow,
@@ -63,6 +56,8 @@ from app.views.batch_model import (
     snapshot_at,
 )
 from app.views.context import AppContext
+from app.views.icons import icon
+from app.views.look import BatchCallDelegate, row_height
 from app.views.tasks import TaskRunner
 
 if TYPE_CHECKING:
@@ -98,41 +93,14 @@ class ChangeRelay(QObject):
     changed = Signal(int)
 
 
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws the Progress column as a bar with its text ("45 % (450/1,000)")."""
-
-    def paint(
-        self,
-        painter: QPainter,
-        option: QStyleOptionViewItem,
-        index: QModelIndex | QPersistentModelIndex,
-    ) -> None:
-        percent = index.data(BatchCallRole.SORT_KEY)
-        if percent is None:
-            super().paint(painter, option, index)
-            return
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(option.rect, option.palette.highlight())
-        bar = QStyleOptionProgressBar()
-        bar.rect = QRect(option.rect).adjusted(3, 3, -3, -3)
-        bar.minimum = 0
-        bar.maximum = 1000
-        bar.progress = int(float(percent) * 10)  # rounded down, like the text
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Horizontal
-        bar.palette = option.palette
-        bar.fontMetrics = option.fontMetrics
-        style = option.widget.style() if option.widget else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
-
-
 class MainWindow(QMainWindow):
-    """The batch call list. Signals: detailsOpened(int) with the batch call id."""
+    """The batch call list. Signals: detailsOpened(int) with the batch call id;
+    reloaded(int) with the number of batch calls after a reload; notified(int, str) with
+    the id and the text of a notification (a batch call completed or failed)."""
 
     detailsOpened = Signal(int)
     reloaded = Signal(int)
+    notified = Signal(int, str)
 
     def __init__(
         self,
@@ -144,6 +112,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle("Batch Calls")
+        self.setWindowIcon(icon("app"))
         self.resize(1040, 620)
         self.context = context
         self.service = context.service
@@ -172,6 +141,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._build_status_bar()
+        self._build_tray()
 
         self.relay = ChangeRelay(self)
         self.relay.setObjectName("changeRelay")
@@ -217,24 +187,29 @@ class MainWindow(QMainWindow):
         self.create_button.setObjectName("createButton")
         self.create_button.setToolTip("Create a batch call (Ctrl+N)")
         self.create_button.setProperty("role", "primary")
+        self.create_button.setIcon(icon("new"))
         self.create_button.clicked.connect(self.open_create_dialog)
         bar.addWidget(self.create_button)
 
         self.reload_button = QPushButton("Reload", central)
         self.reload_button.setObjectName("reloadButton")
+        self.reload_button.setIcon(icon("reload"))
         self.reload_button.setToolTip("Re-read every batch call from the database (F5)")
         self.reload_button.clicked.connect(lambda: self.reload())
         bar.addWidget(self.reload_button)
 
         self.row_actions_button = QToolButton(central)
         self.row_actions_button.setObjectName("rowActionsButton")
-        self.row_actions_button.setText("⋮ Actions")
+        self.row_actions_button.setText("Actions")
+        self.row_actions_button.setIcon(icon("actions"))
+        self.row_actions_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.row_actions_button.setToolTip("Actions for the selected batch call")
         self.row_actions_button.clicked.connect(self.show_row_menu_for_current)
         bar.addWidget(self.row_actions_button)
 
         self.settings_button = QPushButton("Settings", central)
         self.settings_button.setObjectName("settingsButton")
+        self.settings_button.setIcon(icon("settings"))
         self.settings_button.setToolTip("Telephony provider, limits, agents and numbers (Ctrl+,)")
         self.settings_button.clicked.connect(self.open_settings_dialog)
         bar.addWidget(self.settings_button)
@@ -276,8 +251,11 @@ class MainWindow(QMainWindow):
         self.table.customContextMenuRequested.connect(self._context_menu_requested)
         self.table.activated.connect(self._row_activated)
         self.table.clicked.connect(self._row_clicked)
-        self.progress_delegate = ProgressDelegate(self.table)
-        self.table.setItemDelegateForColumn(Column.PROGRESS, self.progress_delegate)
+        self.delegate = BatchCallDelegate(self.table)
+        self.table.setItemDelegate(self.delegate)
+        self.table.verticalHeader().setDefaultSectionSize(
+            row_height(self.table.fontMetrics().height())
+        )
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
         for column, width in (
@@ -316,6 +294,26 @@ class MainWindow(QMainWindow):
         empty_layout.addLayout(row)
         empty_layout.addStretch(2)
         self.stack.addWidget(self.empty_state)
+
+        self.no_match_state = QWidget(self.stack)
+        self.no_match_state.setObjectName("noMatchState")
+        no_match_layout = QVBoxLayout(self.no_match_state)
+        no_match_layout.addStretch(1)
+        self.no_match_label = QLabel(self.no_match_state)
+        self.no_match_label.setObjectName("noMatchLabel")
+        self.no_match_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_match_label.setWordWrap(True)
+        no_match_layout.addWidget(self.no_match_label)
+        self.no_match_clear_button = QPushButton("Clear the search", self.no_match_state)
+        self.no_match_clear_button.setObjectName("noMatchClearButton")
+        self.no_match_clear_button.clicked.connect(self.search_field.clear)
+        clear_row = QHBoxLayout()
+        clear_row.addStretch(1)
+        clear_row.addWidget(self.no_match_clear_button)
+        clear_row.addStretch(1)
+        no_match_layout.addLayout(clear_row)
+        no_match_layout.addStretch(2)
+        self.stack.addWidget(self.no_match_state)
         layout.addWidget(self.stack, 1)
 
         self.setCentralWidget(central)
@@ -539,6 +537,7 @@ class MainWindow(QMainWindow):
             for batch_id in diff.removed:
                 self.model.remove(batch_id)
                 self._details_gone(batch_id)
+            self._note_transitions(diff.changed)
             self.model.update_rows(diff.changed)
             for snapshot in diff.changed:
                 self._forward_to_details(snapshot)
@@ -632,18 +631,68 @@ class MainWindow(QMainWindow):
             self._details_gone(batch_id)
         else:
             if self._loaded_once or self.model.snapshot(batch_id) is not None:
+                self._note_transitions([snapshot])
                 self.model.upsert(snapshot)
             self._forward_to_details(snapshot)
         self._update_action_states()
 
     def _update_empty_state(self) -> None:
         empty = self._loaded_once and self.model.rowCount() == 0
-        self.stack.setCurrentWidget(self.empty_state if empty else self.table)
+        no_match = (
+            not empty and bool(self.search_field.text().strip()) and self.proxy.rowCount() == 0
+        )
+        if empty:
+            self.stack.setCurrentWidget(self.empty_state)
+        elif no_match:
+            self.no_match_label.setText(
+                f"<h3>No batch call name contains “{self.search_field.text().strip()}”</h3>"
+                "<p>Check the spelling, search for part of the name, or clear the search "
+                f"to see all {formatting.count(self.model.rowCount())} batch calls.</p>"
+            )
+            self.stack.setCurrentWidget(self.no_match_state)
+        else:
+            self.stack.setCurrentWidget(self.table)
         self.search_field.setEnabled(not empty or bool(self.search_field.text()))
+
+    # ----------------------------------------------------------------- notifications
+    def _build_tray(self) -> None:
+        self.tray = QSystemTrayIcon(icon("app"), self)
+        self.tray.setObjectName("trayIcon")
+        self.tray.setToolTip("Batch Calls")
+        self.tray.activated.connect(lambda _reason: (self.showNormal(), self.activateWindow()))
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray.show()
+        self.notifications: list[tuple[int, str]] = []
+
+    def _note_transitions(self, snapshots: list[BatchCallSnapshot]) -> None:
+        """A tray notification when a batch call shown as running (or waiting) completes
+        or fails, for a supervisor working in another window."""
+        for snapshot in snapshots:
+            old = self.model.snapshot(snapshot.id)
+            if old is None or old.status == snapshot.status:
+                continue
+            if snapshot.status is BatchStatus.COMPLETED:
+                title = "Batch call completed"
+                text = (
+                    f"“{snapshot.name}”: {formatting.count(snapshot.finished_count)} of "
+                    f"{formatting.count(snapshot.total_recipients)} recipients reached an outcome."
+                )
+                kind = QSystemTrayIcon.MessageIcon.Information
+            elif snapshot.status is BatchStatus.FAILED:
+                title = "Batch call failed"
+                text = f"“{snapshot.name}”: {snapshot.failure_reason or 'no reason recorded.'}"
+                kind = QSystemTrayIcon.MessageIcon.Warning
+            else:
+                continue
+            self.notifications.append((snapshot.id, f"{title}: {text}"))
+            if self.tray.isVisible():
+                self.tray.showMessage(title, text, kind, 10_000)
+            self.notified.emit(snapshot.id, f"{title}: {text}")
 
     # ----------------------------------------------------------------- search
     def _search_changed(self, text: str) -> None:
         self.proxy.set_search(text)
+        self._update_empty_state()
         self._update_search_summary()
         self._update_action_states()
 

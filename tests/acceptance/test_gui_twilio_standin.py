@@ -89,5 +89,5 @@ def test_twilio_mode_places_calls_through_the_standin(twilio_app, qtbot):
     assert created == {f"+1202555{i:04d}": 1 for i in range(4)}
     assert standin.max_concurrent_in_progress() <= 2
     assert window.model.index(window.model.row_of(batch.id), Column.PROGRESS).data() == (
-        "100 % (4/4)"
+        "100% (4/4)"
     )

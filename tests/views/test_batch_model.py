@@ -144,7 +144,7 @@ def test_cells_hold_text_and_sort_keys(qapp, context):
     model = BatchCallTableModel()
     model.append_prepared([row])
     index = model.index(0, Column.PROGRESS)
-    assert index.data() == "25 % (2/8)"
+    assert index.data() == "25% (2/8)"
     assert index.data(Qt.ItemDataRole.UserRole + 1) == pytest.approx(25.0)
     assert snapshot_at(model.index(0, Column.ACTIONS)) == snapshot
     assert not model.flags(index) & Qt.ItemFlag.ItemIsEditable

@@ -86,8 +86,8 @@ def test_summary_tab(open_details, seeded):
     assert label(dialog, "summaryFromNumber") == snapshot.from_number
     assert label(dialog, "summaryCompleted") == "10 of 10"
     assert label(dialog, "summaryRemaining") == "0"
-    assert label(dialog, "summaryPercent") == "100.0 %"
-    assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
+    assert label(dialog, "summaryPercent") == "100.0%"
+    assert dialog.progress_bar.format() == "100% (10/10)"
     assert label(dialog, "countCompleted") == "7"
     assert label(dialog, "countFailed") == "2"
     assert label(dialog, "countNoAnswer") == "1"
@@ -107,7 +107,7 @@ def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, see
     dialog = open_details(seeded["running"].id)
     assert label(dialog, "summaryReasonLabel") == reason
     assert label(dialog, "summaryRemaining") == "7"
-    assert label(dialog, "summaryPercent") == "30.0 %"
+    assert label(dialog, "summaryPercent") == "30.0%"
     assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
 
 
@@ -401,14 +401,14 @@ def test_a_100_character_name_is_elided_not_widening_the_dialog(open_details, ma
 
 
 def test_percentages_agree_everywhere(open_details, make_batch, set_state, qtbot):
-    # 9 of 41 is 21.95 %: rounding the decimal ("22.0 %") beside the truncated whole
-    # ("21 %") made the summary contradict itself.
+    # 9 of 41 is 21.95 %: rounding the decimal ("22.0%") beside the truncated whole
+    # ("21%") made the summary contradict itself.
     snapshot = make_batch("Odd total", recipients=41)
     set_state(snapshot.id, BatchStatus.RUNNING, {RecipientStatus.COMPLETED: 9})
     dialog = open_details(snapshot.id)
-    assert label(dialog, "summaryPercent") == "21.9 %"
-    assert dialog.progress_bar.format() == "21 % (9/41)"
+    assert label(dialog, "summaryPercent") == "21.9%"
+    assert dialog.progress_bar.format() == "21% (9/41)"
     window = dialog.window_under_test
     qtbot.waitUntil(lambda: window.model.snapshot(snapshot.id) is not None, timeout=5000)
     row = window.model.row_of(snapshot.id)
-    assert window.model.index(row, Column.PROGRESS).data() == "21 % (9/41)"
+    assert window.model.index(row, Column.PROGRESS).data() == "21% (9/41)"

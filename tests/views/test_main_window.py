@@ -39,8 +39,8 @@ def test_list_shows_every_batch_call_with_its_columns(open_main_window, seeded):
     running = row_text(window, "Campaign running")
     assert running[Column.STATUS] == "In Progress"
     assert running[Column.TOTAL] == "10"
-    assert running[Column.PROGRESS] == "30 % (3/10)"
-    assert row_text(window, "Campaign completed")[Column.PROGRESS] == "100 % (10/10)"
+    assert running[Column.PROGRESS] == "30% (3/10)"
+    assert row_text(window, "Campaign completed")[Column.PROGRESS] == "100% (10/10)"
     assert row_text(window, "Campaign scheduled")[Column.STATUS] == "Scheduled"
     assert row_text(window, "Campaign paused")[Column.STATUS] == "Paused"
     # Newest first by default.
