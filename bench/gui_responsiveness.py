@@ -297,7 +297,7 @@ class BenchRecipient:
     def __init__(self, index: int):
         self.row_number = index + 2
         self.phone_number = f"+1{2025550000 + index * 7919 % 7_000_000_000:010d}"
-        self.name = f"{self.FIRST[index % 8]} {self.LAST[index // 8 % 8]} {index}"
+        self.name = f"{self.FIRST[index % 8]} {self.LAST[index // 8 % 8]}-{index}"
         self.variables = {"city": "Austin"}
 
 
@@ -340,7 +340,8 @@ def recipients_scenario(count: int) -> bool:
                 (f"last digits {digits!r}", digits),
                 (f"first digits {sample.phone_number[:7]!r}", sample.phone_number[:7]),
                 (f"name {sample.name!r}", sample.name),
-                ("surname 'Liskov'", "Liskov"),
+                ("surname 'Liskov' (1 in 8)", "Liskov"),
+                ("first name 'Grace' (1 in 8)", "Grace"),
             ):
                 searched = RecipientQuery(search=text)
 
@@ -350,7 +351,7 @@ def recipients_scenario(count: int) -> bool:
 
                 total, page = search()
                 ms = timed_ms(search)
-                ok &= ms <= 50 or total > 10_000
+                ok &= ms <= 50
                 print(
                     f"search by {label}: {ms:6.1f} ms for the count ({total:,}) and "
                     f"the first page ({page}) (limit 50 ms)"

@@ -279,9 +279,11 @@ def main() -> int:
         settings = SettingsDialog(context, window)
         settle(  # the keyring, the settings and the lists are read off-thread
             settings,
-            lambda: settings.credentials_ready
-            and settings.settings_loaded
-            and settings.numbers_model.rowCount() > 0,
+            lambda: (
+                settings.credentials_ready
+                and settings.settings_loaded
+                and settings.numbers_model.rowCount() > 0
+            ),
         )
         save(settings, args.out, "12_settings_telephony")
         settings.tabs.setCurrentWidget(settings.tabs.widget(1))
