@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     delete,
     false,
     func,
     insert,
+    not_,
     or_,
     select,
     union_all,
@@ -212,20 +212,25 @@ def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> 
     return after_value
 
 
-def recipient_search(batch_id: int, text: str) -> ColumnElement[bool]:
-    """Recipients found by `text`, each way a range scan on an index:
+#: A search matching at least this many recipients is "common": its first page is found
+#: by walking the batch call's rows in order (200 matches come quickly), and its count by
+#: counting each index range; a rarer one collects its matches from the indexes.
+COMMON_SEARCH = 2_000
+
+
+def search_branches(batch_id: int, text: str) -> list[ColumnElement[bool]]:
+    """The ways `text` finds recipients, each a range scan on an index:
 
     - digits (with spaces, dashes, brackets): numbers that end with them; numbers that
       start with them when the text starts with "+" (an international number);
     - anything else too: names that start with the text, or whose last word does.
     """
-    branches: list[Select[tuple[int]]] = []
+    branches: list[ColumnElement[bool]] = []
 
-    def starts_with(column: Any, prefix: str) -> Select[tuple[int]]:
-        # Each way its own SELECT, so each uses its own index (in one WHERE with OR the
-        # planner may walk every recipient of the batch instead). The range is what the
-        # index serves; LIKE keeps the match exact under any database collation.
-        return select(Recipient.id).where(
+    def starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+        # The range is what the index serves; LIKE keeps the match exact under any
+        # database collation.
+        return and_(
             Recipient.batch_call_id == batch_id,
             column >= prefix,
             column < search_keys.prefix_upper_bound(prefix),
@@ -242,9 +247,21 @@ def recipient_search(batch_id: int, text: str) -> ColumnElement[bool]:
     if folded:
         branches.append(starts_with(Recipient.name_key, folded))
         branches.append(starts_with(Recipient.name_last_word_key, folded))
+    return branches
+
+
+def recipient_search(batch_id: int, text: str, common: bool = False) -> ColumnElement[bool]:
+    """Recipients found by `text` (see search_branches). A rare search is a union of index
+    range scans (each way its own SELECT, so each uses its own index); a common one is
+    the same conditions ORed, which the database checks row by row in the page's order
+    and stops after a page."""
+    branches = search_branches(batch_id, text)
     if not branches:
         return false()
-    return Recipient.id.in_(union_all(*branches) if len(branches) > 1 else branches[0])
+    if common:
+        return or_(*branches)
+    selects = [select(Recipient.id).where(b) for b in branches]
+    return Recipient.id.in_(union_all(*selects) if len(selects) > 1 else selects[0])
 
 
 @dataclass(frozen=True)
@@ -803,33 +820,60 @@ class BatchCallService:
             return batch_snapshot(matches[0])
 
     def _recipient_filter(
-        self, batch_id: int, query: RecipientQuery
+        self, batch_id: int, query: RecipientQuery, common: bool = False
     ) -> builtins.list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
         if query.status is not None:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
         text = query.search.strip()
         if text:
-            conditions.append(recipient_search(batch_id, text))
+            conditions.append(recipient_search(batch_id, text, common))
         return conditions
 
-    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
-        with self.sessions() as session:
-            if not query.search.strip():
-                batch = session.get(BatchCall, batch_id)
-                if batch is None:
-                    return 0
-                if query.status is None:
-                    return int(batch.total_recipients)
-                return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
-            return int(
+    def _common_search(self, session: Session, batch_id: int, text: str) -> bool:
+        """Whether `text` matches COMMON_SEARCH recipients or more (a few capped index
+        range counts, a millisecond or two)."""
+        found = 0
+        for branch in search_branches(batch_id, text):
+            capped = select(Recipient.id).where(branch).limit(COMMON_SEARCH).subquery()
+            found += int(session.scalar(select(func.count()).select_from(capped)) or 0)
+            if found >= COMMON_SEARCH:
+                return True
+        return False
+
+    def _count_search(self, session: Session, batch_id: int, query: RecipientQuery) -> int:
+        """Matches of a search: each index range counted on its own, a recipient found by
+        two ways counted once (its later way excludes the earlier ones' ranges)."""
+        branches = search_branches(batch_id, query.search.strip())
+        status = (
+            [Recipient.status == RecipientStatus(query.status).value]
+            if query.status is not None
+            else []
+        )
+        total = 0
+        for n, branch in enumerate(branches):
+            earlier = [not_(b) for b in branches[:n]]
+            total += int(
                 session.scalar(
                     select(func.count())
                     .select_from(Recipient)
-                    .where(*self._recipient_filter(batch_id, query))
+                    .where(branch, *status, *[or_(e, e.is_(None)) for e in earlier])
                 )
                 or 0
             )
+        return total
+
+    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
+        with self.sessions() as session:
+            if query.search.strip():
+                return self._count_search(session, batch_id, query)
+            # The counters kept with every status change: never a count of the rows.
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                return 0
+            if query.status is None:
+                return int(batch.total_recipients)
+            return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
 
     def recipients_page(
         self,
@@ -850,7 +894,11 @@ class BatchCallService:
         if sort is RecipientSort.ROW:
             order = []
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
-        conditions = self._recipient_filter(batch_id, query)
+        with self.sessions() as session:
+            common = bool(query.search.strip()) and self._common_search(
+                session, batch_id, query.search.strip()
+            )
+        conditions = self._recipient_filter(batch_id, query, common=common)
         if after is not None:
             conditions.append(_after(sort, query.descending, after))
             offset = 0

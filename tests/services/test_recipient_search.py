@@ -218,3 +218,39 @@ def test_new_recipients_get_their_keys_on_insert(service, batch):
         session.commit()
     assert [r.name for r in found(service, batch.id, "clar")] == ["Joan Clarke"]
     assert [r.name for r in found(service, batch.id, "+44 7700")] == ["Joan Clarke"]
+
+
+@pytest.mark.parametrize("search", ["ada", "1037", "+1 202", "101", "hopp", "zz"])
+def test_common_searches_find_and_count_the_same_recipients(service, batch, search, monkeypatch):
+    """A search that matches many recipients takes another plan (rows walked in order);
+    it must find and count exactly what the index-union plan finds."""
+    from app.services import batch_calls
+
+    query = RecipientQuery(search=search)
+    rare = [r.id for r in service.recipients_page(batch.id, query, limit=1000)]
+    rare_count = service.count_recipients(batch.id, query)
+    monkeypatch.setattr(batch_calls, "COMMON_SEARCH", 1)
+    common = [r.id for r in service.recipients_page(batch.id, query, limit=1000)]
+    assert common == rare
+    assert service.count_recipients(batch.id, query) == rare_count == len(rare)
+    assert walk(service, batch.id, query, limit=4) == rare
+
+
+def test_a_recipient_found_two_ways_is_counted_once(service, batch):
+    with service.sessions() as session:
+        session.execute(
+            insert(Recipient),
+            [
+                {
+                    "batch_call_id": batch.id,
+                    "row_number": 100,
+                    "phone_number": "+12025559999",
+                    "name": "Ada Adams",  # starts with "ada" and so does its last word
+                    "status": "PENDING",
+                    "attempts": 0,
+                }
+            ],
+        )
+        session.commit()
+    names = [r.name for r in found(service, batch.id, "ada")]
+    assert names.count("Ada Adams") == 1
