@@ -47,6 +47,7 @@ from app.views.detail_models import (
     RecipientRole,
     RecipientTableModel,
 )
+from app.views.icons import ACTION_ICONS, icon
 from app.views.tasks import TaskRunner
 from app.views.widgets import ElidedLabel
 
@@ -186,13 +187,17 @@ class DetailsDialog(QDialog):
             button.setToolTip(tip)
             button.clicked.connect(lambda _checked=False, a=action: self._perform(a))
             self.action_buttons[action] = button
+        for action, button in (*self.action_buttons.items(), (Action.RELOAD, self.reload_button)):
+            button.setIcon(icon(ACTION_ICONS[action]))
         header.addWidget(self.reload_button, 0, Qt.AlignmentFlag.AlignTop)
         for action in (Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY, Action.RENAME):
             header.addWidget(self.action_buttons[action], 0, Qt.AlignmentFlag.AlignTop)
         separator = QFrame(self)
         separator.setObjectName("detailsDeleteSeparator")
         separator.setFrameShape(QFrame.Shape.VLine)
-        header.addWidget(separator)
+        separator.setFrameShadow(QFrame.Shadow.Sunken)
+        separator.setFixedHeight(self.reload_button.sizeHint().height())
+        header.addWidget(separator, 0, Qt.AlignmentFlag.AlignTop)
         header.addWidget(self.delete_button, 0, Qt.AlignmentFlag.AlignTop)  # destructive: last
         return header
 
