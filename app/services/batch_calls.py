@@ -851,9 +851,10 @@ class BatchCallService:
             else []
         )
         total = 0
-        for n, branch in enumerate(branches):
-            earlier = [not_(b) for b in branches[:n]]
-            total += int(
+        found_by: list[ColumnElement[bool]] = []  # earlier ways that found someone
+        for branch in branches:
+            earlier = [not_(b) for b in found_by]
+            found = int(
                 session.scalar(
                     select(func.count())
                     .select_from(Recipient)
@@ -861,6 +862,9 @@ class BatchCallService:
                 )
                 or 0
             )
+            if found:
+                found_by.append(branch)
+            total += found
         return total
 
     def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
@@ -1008,6 +1012,23 @@ class BatchCallService:
                     "answered_by": a.answered_by,
                 }
                 for a in attempts
+            ]
+
+    def outcomes_since(
+        self, batch_id: int, since: datetime
+    ) -> builtins.list[tuple[datetime, RecipientStatus]]:
+        """(end time, outcome) of the batch call's calls that ended at or after `since`
+        (the Summary's rate, estimate and chart)."""
+        stmt = select(CallAttempt.ended_at, CallAttempt.outcome).where(
+            CallAttempt.batch_call_id == batch_id,
+            CallAttempt.outcome.is_not(None),
+            CallAttempt.ended_at >= since,
+        )
+        with self.sessions() as session:
+            return [
+                (ended, RecipientStatus(outcome))
+                for ended, outcome in session.execute(stmt)
+                if ended is not None and outcome in RecipientStatus.__members__
             ]
 
     def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:

@@ -8,10 +8,11 @@ snapshots the main window forwards and from the engine's recipientsChanged signa
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QLocale, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,7 +38,7 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, detail_models, formatting, look
+from app.views import ask, detail_models, formatting, live_figures, look
 from app.views.actions import ActionController, menu_actions
 from app.views.context import AppContext
 from app.views.detail_models import (
@@ -52,6 +53,9 @@ from app.views.tasks import TaskRunner
 from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
+
+#: The Summary's live figures are read again at most this often.
+LIVE_FIGURES_MS = 5000
 
 RECIPIENTS_REFRESH_MS = 1000
 SEARCH_DELAY_MS = 250
@@ -71,12 +75,14 @@ class DetailsDialog(QDialog):
     """Everything about one batch call.
 
     Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
-    the dialog's own reload finished; historyLoaded(int) with the number of events.
+    the dialog's own reload finished; historyLoaded(int) with the number of events;
+    liveFiguresShown() after the Summary's live figures were read and shown.
     """
 
     reloadRequested = Signal(int)
     reloaded = Signal()
     historyLoaded = Signal(int)
+    liveFiguresShown = Signal()
 
     def __init__(
         self,
@@ -96,6 +102,8 @@ class DetailsDialog(QDialog):
         self.action_controller = actions
         self.tasks = tasks
         self._deleted = False
+        self._live_reading = False
+        self._live_figures: live_figures.LiveFigures | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -238,6 +246,27 @@ class DetailsDialog(QDialog):
             "Recipients with a final outcome: completed, failed or no answer"
         )
         outer.addLayout(form)
+
+        live = QGroupBox("Now", tab)
+        live.setObjectName("summaryLiveBox")
+        live_form = QFormLayout(live)
+        for key, label in (
+            ("in_progress", "Calls in progress"),
+            ("rate", f"Calls per minute (last {live_figures.RATE_MINUTES} min)"),
+            ("answer_rate", "Answer rate"),
+            ("finish", "Estimated finish"),
+        ):
+            name = "summary" + "".join(part.title() for part in key.split("_"))
+            self.summary[key] = _value_label(live, name)
+            live_form.addRow(f"{label}:", self.summary[key])
+        self.outcome_chart = live_figures.OutcomeChart(live)
+        live_form.addRow("Outcomes:", self.outcome_chart)
+        outer.addWidget(live)
+        self.live_timer = QTimer(self)
+        self.live_timer.setObjectName("liveFiguresTimer")
+        self.live_timer.setSingleShot(True)
+        self.live_timer.setInterval(LIVE_FIGURES_MS)
+        self.live_timer.timeout.connect(self.refresh_live_figures)
 
         box = QGroupBox("Recipients by status", tab)
         box.setObjectName("summaryCountsBox")
@@ -457,6 +486,54 @@ class DetailsDialog(QDialog):
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+        self.summary["in_progress"].setText(
+            formatting.count(s.counts.get(RecipientStatus.IN_PROGRESS, 0))
+        )
+        if not self.live_timer.isActive() and not self._live_reading:
+            # At most one read per LIVE_FIGURES_MS however often the counts change.
+            self.live_timer.start(0 if self._live_figures is None else LIVE_FIGURES_MS)
+
+    def refresh_live_figures(self) -> None:
+        """Read the recent outcomes in the background and show the rate, the answer rate,
+        the estimate and the chart. Signals liveFiguresShown when done."""
+        if self._deleted or self._live_reading:
+            return
+        self._live_reading = True
+        service, context, batch_id = self.service, self.context, self.snapshot.id
+
+        def read(_control: object) -> tuple[datetime, float, list[Any]]:
+            now = context.clock()
+            since = now - timedelta(minutes=live_figures.CHART_MINUTES)
+            return (
+                now,
+                context.load_settings().calls_per_second,
+                service.outcomes_since(batch_id, since),
+            )
+
+        def done(result: object) -> None:
+            self._live_reading = False
+            assert isinstance(result, tuple)
+            now, calls_per_second, outcomes = result
+            figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
+            self._live_figures = figures
+            self.summary["in_progress"].setText(formatting.count(figures.in_progress))
+            self.summary["rate"].setText(QLocale().toString(figures.per_minute, "f", 1))
+            self.summary["answer_rate"].setText(
+                "—"
+                if figures.answer_rate is None
+                else formatting.percent(round(figures.answer_rate * 100))
+            )
+            self.summary["finish"].setText(live_figures.finish_text(figures, self.snapshot))
+            self.outcome_chart.set_minutes(figures.minutes)
+            self.liveFiguresShown.emit()
+
+        def failed(error: BaseException) -> None:
+            self._live_reading = False
+            log.warning("live figures not read: %s", error)
+
+        self.tasks.submit(
+            "liveFigures", read, on_done=done, on_error=failed, quiet=True, owner=self
+        )
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
@@ -581,6 +658,7 @@ class DetailsDialog(QDialog):
         self._deleted = True
         self.fill_header()
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.close()
 
     # ----------------------------------------------------------------- recipients
@@ -730,5 +808,6 @@ class DetailsDialog(QDialog):
 
     def closeEvent(self, event: Any) -> None:
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.search_timer.stop()
         super().closeEvent(event)

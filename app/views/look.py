@@ -50,6 +50,8 @@ SEGMENTS: tuple[tuple[RecipientStatus, str, str], ...] = (
     (RecipientStatus.FAILED, "#d23f31", "#f06a5c"),
 )
 TRACK = ("#e3e6ea", "#3b3f45")
+#: The outcomes, in the bar's order.
+TERMINAL_ORDER = tuple(status for status, _light, _dark in SEGMENTS)
 
 
 def is_dark(palette: QPalette) -> bool:
