@@ -138,14 +138,16 @@ class CreateDialog(QDialog):
         columns = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(self._build_basics())
-        left.addWidget(self._build_recipients(), 1)
+        left.addStretch(1)
         right = QVBoxLayout()
         right.addWidget(self._build_schedule())
         right.addWidget(self._build_window())
         right.addStretch(1)
         columns.addLayout(left, 5)
-        columns.addLayout(right, 3)
-        outer.addLayout(columns, 1)
+        columns.addLayout(right, 4)
+        outer.addLayout(columns)
+        # The recipients (and their rejection reasons) get the dialog's whole width.
+        outer.addWidget(self._build_recipients(), 1)
         outer.addLayout(self._build_footer())
 
         self.recheck_timer = QTimer(self)
@@ -468,6 +470,8 @@ class CreateDialog(QDialog):
         self.concurrency_spin.setMaximumWidth(110)
         form.addRow("Reserved concurrency:", self.concurrency_spin)
         plan = QLabel(self._plan_text(), box)
+        # Two lines always fit, however little height the recipients below leave.
+        plan.setMinimumHeight(2 * plan.fontMetrics().lineSpacing() + 4)
         self.concurrency_hint = plan
         plan.setObjectName("concurrencyHint")
         plan.setProperty("role", "hint")

@@ -400,3 +400,21 @@ def test_agents_and_numbers_are_read_in_the_background(qtbot, context, bad_csv, 
         dialog.load_csv(str(bad_csv))  # before the lists arrived
     assert dialog.choices_loaded and dialog.agent_combo.count() == 1
     assert reads and threading.main_thread().name not in reads
+
+
+def test_rejection_reasons_get_the_dialogs_whole_width(open_create, bad_csv, qtbot, answers):
+    """The reasons were cut ("too long for United Kingd...") while the right-hand column
+    had 350 px free: the recipients now span the dialog."""
+    dialog = open_create()
+    dialog.resize(1000, 700)
+    load(dialog, qtbot, bad_csv, answers)
+    table = dialog.rejected_table
+
+    def reason_room() -> int:
+        return table.columnWidth(RejectedColumn.REASON)
+
+    qtbot.waitUntil(lambda: reason_room() >= 0.55 * dialog.width(), timeout=3000)
+    metrics = table.fontMetrics()
+    for row in range(dialog.rejected_model.rowCount()):
+        reason = dialog.rejected_model.index(row, RejectedColumn.REASON).data()
+        assert metrics.horizontalAdvance(reason) <= reason_room(), reason
