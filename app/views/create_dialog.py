@@ -54,6 +54,7 @@ from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, 
 from app.services.settings import AppSettings
 from app.views import ask, formatting
 from app.views.context import AppContext, local_timezone_name
+from app.views.fix_hints import fix_hint
 from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
 from app.views.rename_dialog import name_problem
 from app.views.tasks import Task, TaskCancelled, TaskRunner
@@ -702,7 +703,9 @@ class CreateDialog(QDialog):
             self.reason_label.setText("")
         else:
             what = self.rejected_model.index(row, RejectedColumn.REASON).data()  # type: ignore[arg-type]
-            self.reason_label.setText(f"Row {entry.rejected.row_number}: {what}")
+            self.reason_label.setText(
+                f"Row {entry.rejected.row_number}: {what}. How to fix it: {fix_hint(str(what))}"
+            )
         self.remove_row_button.setEnabled(row is not None and state is not RowState.REMOVED)
         self.restore_row_button.setEnabled(state is RowState.REMOVED)
 

@@ -418,3 +418,18 @@ def test_rejection_reasons_get_the_dialogs_whole_width(open_create, bad_csv, qtb
     for row in range(dialog.rejected_model.rowCount()):
         reason = dialog.rejected_model.index(row, RejectedColumn.REASON).data()
         assert metrics.horizontalAdvance(reason) <= reason_room(), reason
+
+
+def test_a_rejected_row_says_how_to_fix_it(open_create, bad_csv, qtbot, answers):
+    from app.views.fix_hints import DEFAULT_HINT, fix_hint
+
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.select_rejected(0)
+    shown = dialog.findChild(QLabel, "rejectedReasonLabel").text()
+    reason = dialog.rejected_model.index(0, RejectedColumn.REASON).data()
+    assert shown.startswith(f"Row {dialog.rejected_model.entry(0).rejected.row_number}: {reason}")
+    assert "How to fix it: " + fix_hint(reason) in shown
+    assert fix_hint("contains letters").startswith("Keep only the number")
+    assert "Text" in fix_hint("looks like a spreadsheet turned it into scientific notation")
+    assert fix_hint("something new") == DEFAULT_HINT
