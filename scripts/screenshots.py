@@ -263,8 +263,8 @@ def main() -> int:
         create.timezone_combo.setCurrentText("America/New_York")
         create.end_edit.setTime(QTime(17, 30))
         create.show()
-        create.load_csv(str(csv_path))
-        settle(create, lambda: create.report is not None)
+        create.load_csv(str(csv_path))  # read once the agents and numbers arrived
+        settle(create, lambda: create.choices_loaded and create.report is not None)
         create.rejected_model.fix(0, "(202) 555-0103")
         create.select_rejected(1)
         save(create, args.out, "10_create_dialog_validation")
@@ -277,7 +277,14 @@ def main() -> int:
         rename.reject()
 
         settings = SettingsDialog(context, window)
-        settle(settings, lambda: settings.credentials_ready)  # the keyring is read off-thread
+        settle(  # the keyring, the settings and the lists are read off-thread
+            settings,
+            lambda: (
+                settings.credentials_ready
+                and settings.settings_loaded
+                and settings.numbers_model.rowCount() > 0
+            ),
+        )
         save(settings, args.out, "12_settings_telephony")
         settings.tabs.setCurrentWidget(settings.tabs.widget(1))
         save(settings, args.out, "13_settings_agents")

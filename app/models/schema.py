@@ -6,6 +6,7 @@ no dialect-specific types, timestamps stored as UTC.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.models import search_keys
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -133,6 +136,11 @@ class BatchCall(Base):
     agent: Mapped[Agent] = relationship(lazy="joined", innerjoin=True)
 
 
+def _inserted(key: Callable[[str | None], str | None], column: str) -> Callable[[Any], Any]:
+    """A column default computed from another column of the inserted row."""
+    return lambda context: key(context.get_current_parameters().get(column))
+
+
 class Recipient(Base):
     __tablename__ = "recipients"
     __table_args__ = (
@@ -140,6 +148,10 @@ class Recipient(Base):
         # pages are all index range scans on (batch_call_id, status, id).
         Index("ix_recipients_batch_status", "batch_call_id", "status", "id"),
         Index("ix_recipients_batch_phone", "batch_call_id", "phone_number"),
+        # Searches by the last digits or by a name, and the name sort (app.models.search_keys).
+        Index("ix_recipients_batch_digits", "batch_call_id", "phone_digits_reversed"),
+        Index("ix_recipients_batch_name", "batch_call_id", "name_key"),
+        Index("ix_recipients_batch_last_word", "batch_call_id", "name_last_word_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -161,6 +173,16 @@ class Recipient(Base):
     answered_by: Mapped[str | None] = mapped_column(String(32))
     #: Earliest time the dialer may try this recipient again after a transient error.
     next_try_at: Mapped[datetime | None]
+    #: Search keys, filled on insert from the phone number and the name.
+    phone_digits_reversed: Mapped[str | None] = mapped_column(
+        String(20), default=_inserted(search_keys.reversed_digits, "phone_number")
+    )
+    name_key: Mapped[str | None] = mapped_column(
+        String(200), default=_inserted(search_keys.name_key, "name")
+    )
+    name_last_word_key: Mapped[str | None] = mapped_column(
+        String(200), default=_inserted(search_keys.last_word_key, "name")
+    )
 
 
 class CallAttempt(Base):

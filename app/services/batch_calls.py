@@ -20,10 +20,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.agents import AGENT_KINDS
+from app.models import search_keys
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -155,11 +168,100 @@ _SORT_COLUMNS: dict[RecipientSort, Any] = {
     # and (batch_call_id[, status], id) indexes serve it without a sort.
     RecipientSort.ROW: Recipient.id,
     RecipientSort.PHONE: Recipient.phone_number,
-    RecipientSort.NAME: func.lower(Recipient.name),
+    RecipientSort.NAME: Recipient.name_key,
     RecipientSort.STATUS: Recipient.status,
     RecipientSort.ATTEMPTS: Recipient.attempts,
     RecipientSort.ENDED: Recipient.ended_at,
 }
+
+
+_NULLABLE_SORTS = frozenset({RecipientSort.NAME, RecipientSort.ENDED})
+
+
+def _sort_value(sort: RecipientSort, recipient: RecipientSnapshot) -> Any:
+    """The value of the sorted column for a recipient (what a keyset cursor compares)."""
+    if sort is RecipientSort.ROW:
+        return recipient.id
+    if sort is RecipientSort.PHONE:
+        return recipient.phone_number
+    if sort is RecipientSort.NAME:
+        return search_keys.name_key(recipient.name)
+    if sort is RecipientSort.STATUS:
+        return RecipientStatus(recipient.status).value
+    if sort is RecipientSort.ATTEMPTS:
+        return recipient.attempts
+    return recipient.ended_at
+
+
+def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> ColumnElement[bool]:
+    """Rows after `cursor` in the order (sorted column, then id; empty values last)."""
+    column = _SORT_COLUMNS[sort]
+    value = _sort_value(sort, cursor)
+
+    def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+        result: ColumnElement[bool] = a < b if descending else a > b
+        return result
+
+    if sort is RecipientSort.ROW:
+        return beyond(Recipient.id, cursor.id)
+    if value is None:  # among the empty values, which come last either way
+        return and_(column.is_(None), beyond(Recipient.id, cursor.id))
+    after_value = or_(beyond(column, value), and_(column == value, beyond(Recipient.id, cursor.id)))
+    if sort in _NULLABLE_SORTS:
+        return or_(after_value, column.is_(None))
+    return after_value
+
+
+#: A search matching at least this many recipients is "common": its first page is found
+#: by walking the batch call's rows in order (200 matches come quickly), and its count by
+#: counting each index range; a rarer one collects its matches from the indexes.
+COMMON_SEARCH = 2_000
+
+
+def search_branches(batch_id: int, text: str) -> list[ColumnElement[bool]]:
+    """The ways `text` finds recipients, each a range scan on an index:
+
+    - digits (with spaces, dashes, brackets): numbers that end with them; numbers that
+      start with them when the text starts with "+" (an international number);
+    - anything else too: names that start with the text, or whose last word does.
+    """
+    branches: list[ColumnElement[bool]] = []
+
+    def starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+        # The range is what the index serves; LIKE keeps the match exact under any
+        # database collation.
+        return and_(
+            Recipient.batch_call_id == batch_id,
+            column >= prefix,
+            column < search_keys.prefix_upper_bound(prefix),
+            column.startswith(prefix, autoescape=True),
+        )
+
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if digits and all(ch in PHONE_CHARS for ch in text):
+        if text.startswith("+"):
+            branches.append(starts_with(Recipient.phone_number, "+" + digits))
+        else:
+            branches.append(starts_with(Recipient.phone_digits_reversed, digits[::-1]))
+    folded = search_keys.name_key(text)
+    if folded:
+        branches.append(starts_with(Recipient.name_key, folded))
+        branches.append(starts_with(Recipient.name_last_word_key, folded))
+    return branches
+
+
+def recipient_search(batch_id: int, text: str, common: bool = False) -> ColumnElement[bool]:
+    """Recipients found by `text` (see search_branches). A rare search is a union of index
+    range scans (each way its own SELECT, so each uses its own index); a common one is
+    the same conditions ORed, which the database checks row by row in the page's order
+    and stops after a page."""
+    branches = search_branches(batch_id, text)
+    if not branches:
+        return false()
+    if common:
+        return or_(*branches)
+    selects = [select(Recipient.id).where(b) for b in branches]
+    return Recipient.id.in_(union_all(*selects) if len(selects) > 1 else selects[0])
 
 
 @dataclass(frozen=True)
@@ -170,13 +272,15 @@ class RecipientQuery:
     descending: bool = False
 
 
-def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
+def batch_snapshot(batch: BatchCall | Any, agent_name: str | None = None) -> BatchCallSnapshot:
+    """The snapshot of a mapped BatchCall, or of a row of its table's columns read with
+    Core (a list of 10,000 skips the ORM) together with the agent's name."""
     return BatchCallSnapshot(
         id=batch.id,
         name=batch.name,
         status=BatchStatus(batch.status),
         agent_id=batch.agent_id,
-        agent_name=batch.agent.name,
+        agent_name=batch.agent.name if agent_name is None else agent_name,
         from_number=batch.from_number,
         send_type=SendType(batch.send_type),
         scheduled_at=batch.scheduled_at,
@@ -682,13 +786,18 @@ class BatchCallService:
 
     def list(self, search: str = "") -> builtins.list[BatchCallSnapshot]:
         """Every batch call, newest first; `search` matches names case-insensitively."""
-        stmt = select(BatchCall).order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+        # Plain rows, not mapped objects: the desktop reads 10,000 of these every poll.
+        stmt = (
+            select(*BatchCall.__table__.columns, Agent.name.label("agent_name_"))
+            .join(Agent, Agent.id == BatchCall.agent_id)
+            .order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+        )
         if search.strip():
             stmt = stmt.where(
                 func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
             )
         with self.sessions() as session:
-            return [batch_snapshot(b) for b in session.scalars(stmt)]
+            return [batch_snapshot(b, agent_name=b.agent_name_) for b in session.execute(stmt)]
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""
@@ -711,42 +820,64 @@ class BatchCallService:
             return batch_snapshot(matches[0])
 
     def _recipient_filter(
-        self, batch_id: int, query: RecipientQuery
+        self, batch_id: int, query: RecipientQuery, common: bool = False
     ) -> builtins.list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
         if query.status is not None:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
         text = query.search.strip()
         if text:
-            digits = "".join(ch for ch in text if ch.isdigit())
-            looks_like_phone = bool(digits) and all(ch in PHONE_CHARS for ch in text)
-            by_name = func.lower(Recipient.name).contains(text.lower(), autoescape=True)
-            if looks_like_phone:
-                # "101" may be a number fragment or a name such as "Room 101".
-                conditions.append(
-                    or_(Recipient.phone_number.contains(digits, autoescape=True), by_name)
-                )
-            else:
-                conditions.append(by_name)
+            conditions.append(recipient_search(batch_id, text, common))
         return conditions
 
-    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
-        with self.sessions() as session:
-            if not query.search.strip():
-                batch = session.get(BatchCall, batch_id)
-                if batch is None:
-                    return 0
-                if query.status is None:
-                    return int(batch.total_recipients)
-                return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
-            return int(
+    def _common_search(self, session: Session, batch_id: int, text: str) -> bool:
+        """Whether `text` matches COMMON_SEARCH recipients or more (a few capped index
+        range counts, a millisecond or two)."""
+        found = 0
+        for branch in search_branches(batch_id, text):
+            capped = select(Recipient.id).where(branch).limit(COMMON_SEARCH).subquery()
+            found += int(session.scalar(select(func.count()).select_from(capped)) or 0)
+            if found >= COMMON_SEARCH:
+                return True
+        return False
+
+    def _count_search(self, session: Session, batch_id: int, query: RecipientQuery) -> int:
+        """Matches of a search: each index range counted on its own, a recipient found by
+        two ways counted once (its later way excludes the earlier ones' ranges)."""
+        branches = search_branches(batch_id, query.search.strip())
+        status = (
+            [Recipient.status == RecipientStatus(query.status).value]
+            if query.status is not None
+            else []
+        )
+        total = 0
+        found_by: list[ColumnElement[bool]] = []  # earlier ways that found someone
+        for branch in branches:
+            earlier = [not_(b) for b in found_by]
+            found = int(
                 session.scalar(
                     select(func.count())
                     .select_from(Recipient)
-                    .where(*self._recipient_filter(batch_id, query))
+                    .where(branch, *status, *[or_(e, e.is_(None)) for e in earlier])
                 )
                 or 0
             )
+            if found:
+                found_by.append(branch)
+            total += found
+        return total
+
+    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
+        with self.sessions() as session:
+            if query.search.strip():
+                return self._count_search(session, batch_id, query)
+            # The counters kept with every status change: never a count of the rows.
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                return 0
+            if query.status is None:
+                return int(batch.total_recipients)
+            return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
 
     def recipients_page(
         self,
@@ -754,21 +885,55 @@ class BatchCallService:
         query: RecipientQuery = RecipientQuery(),
         offset: int = 0,
         limit: int = 200,
+        *,
+        after: RecipientSnapshot | None = None,
     ) -> builtins.list[RecipientSnapshot]:
-        column = _SORT_COLUMNS[RecipientSort(query.sort)]
+        """A page of recipients in the query's order: the page that follows the recipient
+        `after` (keyset paging: as fast at row 900,000 as at row 0), else from `offset`."""
+        sort = RecipientSort(query.sort)
+        column = _SORT_COLUMNS[sort]
         ordered = column.desc() if query.descending else column.asc()
         # Empty names and times sort last either way, on SQLite and PostgreSQL alike.
-        order = [ordered.nulls_last()]
+        order = [ordered.nulls_last()] if sort in _NULLABLE_SORTS else [ordered]
+        if sort is RecipientSort.ROW:
+            order = []
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
+        with self.sessions() as session:
+            common = bool(query.search.strip()) and self._common_search(
+                session, batch_id, query.search.strip()
+            )
+        conditions = self._recipient_filter(batch_id, query, common=common)
+        if after is not None:
+            conditions.append(_after(sort, query.descending, after))
+            offset = 0
         stmt = (
             select(Recipient)
-            .where(*self._recipient_filter(batch_id, query))
+            .where(*conditions)
             .order_by(*order, tiebreak)
             .offset(offset)
             .limit(limit)
         )
         with self.sessions() as session:
             return [recipient_snapshot(r) for r in session.scalars(stmt)]
+
+    def recipient_at(
+        self, batch_id: int, query: RecipientQuery, position: int
+    ) -> RecipientSnapshot | None:
+        """The recipient at `position` (0-based) in the query's order, or None (a cursor for
+        `recipients_page(after=...)`; reading it counts the rows before it once)."""
+        page = self.recipients_page(batch_id, query, offset=position, limit=1)
+        return page[0] if page else None
+
+    def recipients_by_id(self, batch_id: int, ids: Sequence[int]) -> dict[int, RecipientSnapshot]:
+        """The current state of these recipients of the batch call (a live refresh of the
+        rows a view shows, whatever page they came from)."""
+        if not ids:
+            return {}
+        stmt = select(Recipient).where(
+            Recipient.batch_call_id == batch_id, Recipient.id.in_(list(ids))
+        )
+        with self.sessions() as session:
+            return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
 
     def iter_recipients(
         self, batch_id: int, query: RecipientQuery = RecipientQuery(), chunk: int = 5_000
@@ -847,6 +1012,23 @@ class BatchCallService:
                     "answered_by": a.answered_by,
                 }
                 for a in attempts
+            ]
+
+    def outcomes_since(
+        self, batch_id: int, since: datetime
+    ) -> builtins.list[tuple[datetime, RecipientStatus]]:
+        """(end time, outcome) of the batch call's calls that ended at or after `since`
+        (the Summary's rate, estimate and chart)."""
+        stmt = select(CallAttempt.ended_at, CallAttempt.outcome).where(
+            CallAttempt.batch_call_id == batch_id,
+            CallAttempt.outcome.is_not(None),
+            CallAttempt.ended_at >= since,
+        )
+        with self.sessions() as session:
+            return [
+                (ended, RecipientStatus(outcome))
+                for ended, outcome in session.execute(stmt)
+                if ended is not None and outcome in RecipientStatus.__members__
             ]
 
     def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:

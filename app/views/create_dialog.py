@@ -51,8 +51,10 @@ from app.services.batch_calls import (
     scheduled_instant,
 )
 from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, ImportOptions
+from app.services.settings import AppSettings
 from app.views import ask, formatting
 from app.views.context import AppContext, local_timezone_name
+from app.views.fix_hints import fix_hint
 from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
 from app.views.rename_dialog import name_problem
 from app.views.tasks import Task, TaskCancelled, TaskRunner
@@ -100,12 +102,14 @@ class CreateDialog(QDialog):
 
     Signals: created(BatchCallSnapshot) once stored; scanned(object) after a CSV was read
     (the CsvReport, or None when the file was refused or the reading cancelled);
-    problemsChanged() whenever what blocks Create changed.
+    problemsChanged() whenever what blocks Create changed; choicesLoaded() once the
+    settings, agents and from numbers were read (in the background).
     """
 
     created = Signal(object)
     scanned = Signal(object)
     problemsChanged = Signal()
+    choicesLoaded = Signal()
 
     def __init__(self, context: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -120,13 +124,11 @@ class CreateDialog(QDialog):
         # it (a file on a slow share, a long transaction rolling back).
         self.tasks = TaskRunner(self, detached=True)
         self.tasks.setObjectName("createTaskRunner")
-        try:
-            self.settings = context.load_settings()
-        except Exception as error:  # unreadable settings: defaults, and say so in the log
-            log.error("settings could not be read, using defaults: %s", error)
-            from app.services.settings import AppSettings
-
-            self.settings = AppSettings()
+        # Filled in the background (never a database read on the GUI thread): until then
+        # the agent and number lists say "Loading…" and nothing can be created.
+        self.settings = AppSettings()
+        self.choices_loaded = False
+        self._pending_csv: str | None = None
         self.report: CsvReport | None = None
         self.csv_path: str | None = None
         self.csv_error: str | None = None
@@ -137,14 +139,16 @@ class CreateDialog(QDialog):
         columns = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(self._build_basics())
-        left.addWidget(self._build_recipients(), 1)
+        left.addStretch(1)
         right = QVBoxLayout()
         right.addWidget(self._build_schedule())
         right.addWidget(self._build_window())
         right.addStretch(1)
         columns.addLayout(left, 5)
-        columns.addLayout(right, 3)
-        outer.addLayout(columns, 1)
+        columns.addLayout(right, 4)
+        outer.addLayout(columns)
+        # The recipients (and their rejection reasons) get the dialog's whole width.
+        outer.addWidget(self._build_recipients(), 1)
         outer.addLayout(self._build_footer())
 
         self.recheck_timer = QTimer(self)
@@ -154,6 +158,7 @@ class CreateDialog(QDialog):
         self.recheck_timer.start()
         self._ready = True
         self.update_problems()
+        self._load_choices()
 
     # ----------------------------------------------------------------- construction
     def _build_basics(self) -> QGroupBox:
@@ -169,18 +174,68 @@ class CreateDialog(QDialog):
 
         self.agent_combo = QComboBox(box)
         self.agent_combo.setObjectName("agentCombo")
-        for agent in self.service.list_agents(active_only=True):
-            self.agent_combo.addItem(agent.name, agent.id)
+        self.agent_combo.setPlaceholderText("Loading…")
         self.agent_combo.currentIndexChanged.connect(self.update_problems)
         form.addRow("&Agent:", self.agent_combo)
 
         self.from_combo = QComboBox(box)
         self.from_combo.setObjectName("fromNumberCombo")
-        for number in self.service.list_from_numbers(active_only=True):
-            self.from_combo.addItem(number.display, number.id)
+        self.from_combo.setPlaceholderText("Loading…")
         self.from_combo.currentIndexChanged.connect(self.update_problems)
         form.addRow("&From number:", self.from_combo)
         return box
+
+    def _load_choices(self) -> None:
+        """Read the settings, the active agents and from numbers in the background."""
+        context, service = self.context, self.service
+
+        def read(_control: object) -> tuple[AppSettings, list[Any], list[Any]]:
+            try:
+                settings = context.load_settings()
+            except Exception as error:  # unreadable settings: defaults, said in the log
+                log.error("settings could not be read, using defaults: %s", error)
+                settings = AppSettings()
+            return (
+                settings,
+                service.list_agents(active_only=True),
+                service.list_from_numbers(active_only=True),
+            )
+
+        def done(result: object) -> None:
+            assert isinstance(result, tuple)
+            settings, agents, numbers = result
+            self.settings = settings
+            for agent in agents:
+                self.agent_combo.addItem(agent.name, agent.id)
+            for number in numbers:
+                self.from_combo.addItem(number.display, number.id)
+            for combo in (self.agent_combo, self.from_combo):
+                combo.setPlaceholderText("None available: add one in Settings")
+                if combo.count():
+                    combo.setCurrentIndex(0)
+            self.concurrency_hint.setText(self._plan_text())
+            self.choices_loaded = True
+            self.update_problems()
+            self.choicesLoaded.emit()
+            if self._pending_csv is not None:  # chosen before the settings were read
+                path, self._pending_csv = self._pending_csv, None
+                self.load_csv(path)
+
+        def failed(error: BaseException) -> None:
+            for combo in (self.agent_combo, self.from_combo):
+                combo.setPlaceholderText("Could not be read")
+            self.problems_label.setText(
+                f"The agents and numbers could not be read: {error}. Close this window, "
+                "check the database connection, and try again."
+            )
+
+        self.tasks.submit("loadChoices", read, on_done=done, on_error=failed, owner=self)
+
+    def _plan_text(self) -> str:
+        return (
+            f"Simultaneous calls for this batch call. The plan allows "
+            f"{self.settings.plan_concurrency} in all, shared by every running batch call."
+        )
 
     def _build_recipients(self) -> QGroupBox:
         box = QGroupBox("Recipients", self)
@@ -415,11 +470,10 @@ class CreateDialog(QDialog):
         self.concurrency_spin.setValue(1)
         self.concurrency_spin.setMaximumWidth(110)
         form.addRow("Reserved concurrency:", self.concurrency_spin)
-        plan = QLabel(
-            f"Simultaneous calls for this batch call. The plan allows "
-            f"{self.settings.plan_concurrency} in all, shared by every running batch call.",
-            box,
-        )
+        plan = QLabel(self._plan_text(), box)
+        # Two lines always fit, however little height the recipients below leave.
+        plan.setMinimumHeight(2 * plan.fontMetrics().lineSpacing() + 4)
+        self.concurrency_hint = plan
         plan.setObjectName("concurrencyHint")
         plan.setProperty("role", "hint")
         plan.setWordWrap(True)
@@ -504,6 +558,9 @@ class CreateDialog(QDialog):
 
     def load_csv(self, path: str) -> None:
         """Read (scan) the file in the background and show what an import would do."""
+        if not self.choices_loaded:  # the default country is not known yet
+            self._pending_csv = path
+            return
         self.cancel_scan()
         self.csv_path = path
         self.report = None
@@ -646,7 +703,9 @@ class CreateDialog(QDialog):
             self.reason_label.setText("")
         else:
             what = self.rejected_model.index(row, RejectedColumn.REASON).data()  # type: ignore[arg-type]
-            self.reason_label.setText(f"Row {entry.rejected.row_number}: {what}")
+            self.reason_label.setText(
+                f"Row {entry.rejected.row_number}: {what}. How to fix it: {fix_hint(str(what))}"
+            )
         self.remove_row_button.setEnabled(row is not None and state is not RowState.REMOVED)
         self.restore_row_button.setEnabled(state is RowState.REMOVED)
 
@@ -688,6 +747,8 @@ class CreateDialog(QDialog):
     def problems(self) -> list[str]:
         """What keeps Create disabled, in the supervisor's words (first is shown)."""
         found: list[str] = []
+        if not self.choices_loaded:
+            found.append("Reading the agents and from numbers…")
         problem = name_problem(self.name_field.text())
         if problem:
             found.append(problem)

@@ -8,16 +8,18 @@ snapshots the main window forwards and from the engine's recipientsChanged signa
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QLocale, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,8 +38,8 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, detail_models, formatting
-from app.views.actions import ActionController
+from app.views import ask, detail_models, formatting, live_figures, look
+from app.views.actions import ActionController, menu_actions
 from app.views.context import AppContext
 from app.views.detail_models import (
     SORT_FOR_COLUMN,
@@ -46,10 +48,14 @@ from app.views.detail_models import (
     RecipientRole,
     RecipientTableModel,
 )
+from app.views.icons import ACTION_ICONS, icon
 from app.views.tasks import TaskRunner
 from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
+
+#: The Summary's live figures are read again at most this often.
+LIVE_FIGURES_MS = 5000
 
 RECIPIENTS_REFRESH_MS = 1000
 SEARCH_DELAY_MS = 250
@@ -69,12 +75,14 @@ class DetailsDialog(QDialog):
     """Everything about one batch call.
 
     Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
-    the dialog's own reload finished; historyLoaded(int) with the number of events.
+    the dialog's own reload finished; historyLoaded(int) with the number of events;
+    liveFiguresShown() after the Summary's live figures were read and shown.
     """
 
     reloadRequested = Signal(int)
     reloaded = Signal()
     historyLoaded = Signal(int)
+    liveFiguresShown = Signal()
 
     def __init__(
         self,
@@ -94,6 +102,8 @@ class DetailsDialog(QDialog):
         self.action_controller = actions
         self.tasks = tasks
         self._deleted = False
+        self._live_reading = False
+        self._live_figures: live_figures.LiveFigures | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -169,8 +179,34 @@ class DetailsDialog(QDialog):
         self.delete_button.setObjectName("detailsDeleteButton")
         self.delete_button.setProperty("role", "danger")
         self.delete_button.clicked.connect(lambda: self._perform(Action.DELETE))
-        for button in (self.reload_button, self.retry_button, self.delete_button):
-            header.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        # Every other action the status allows (the same table as the list's menu).
+        self.action_buttons: dict[Action, QPushButton] = {
+            Action.RETRY: self.retry_button,
+            Action.DELETE: self.delete_button,
+        }
+        for action, tip in (
+            (Action.PAUSE, "Stop placing new calls; calls in progress finish"),
+            (Action.RESUME, "Continue with the remaining recipients"),
+            (Action.CANCEL, "Stop permanently; recipients not yet called stay pending"),
+            (Action.RENAME, "Change the name (nothing else changes)"),
+        ):
+            button = QPushButton(action.label, self)
+            button.setObjectName(f"details{action.label}Button")
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, a=action: self._perform(a))
+            self.action_buttons[action] = button
+        for action, button in (*self.action_buttons.items(), (Action.RELOAD, self.reload_button)):
+            button.setIcon(icon(ACTION_ICONS[action]))
+        header.addWidget(self.reload_button, 0, Qt.AlignmentFlag.AlignTop)
+        for action in (Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY, Action.RENAME):
+            header.addWidget(self.action_buttons[action], 0, Qt.AlignmentFlag.AlignTop)
+        separator = QFrame(self)
+        separator.setObjectName("detailsDeleteSeparator")
+        separator.setFrameShape(QFrame.Shape.VLine)
+        separator.setFrameShadow(QFrame.Shadow.Sunken)
+        separator.setFixedHeight(self.reload_button.sizeHint().height())
+        header.addWidget(separator, 0, Qt.AlignmentFlag.AlignTop)
+        header.addWidget(self.delete_button, 0, Qt.AlignmentFlag.AlignTop)  # destructive: last
         return header
 
     def _build_summary_tab(self) -> QWidget:
@@ -196,10 +232,7 @@ class DetailsDialog(QDialog):
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title().replace('_', '')}")
             form.addRow(f"{label}:", self.summary[key])
-        self.progress_bar = QProgressBar(tab)
-        self.progress_bar.setObjectName("summaryProgressBar")
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setFormat("%p %")
+        self.progress_bar = look.SegmentedBar(tab)
         form.addRow("Progress:", self.progress_bar)
         for key, label in (
             ("completed", "Processed"),
@@ -213,6 +246,27 @@ class DetailsDialog(QDialog):
             "Recipients with a final outcome: completed, failed or no answer"
         )
         outer.addLayout(form)
+
+        live = QGroupBox("Now", tab)
+        live.setObjectName("summaryLiveBox")
+        live_form = QFormLayout(live)
+        for key, label in (
+            ("in_progress", "Calls in progress"),
+            ("rate", f"Calls per minute (last {live_figures.RATE_MINUTES} min)"),
+            ("answer_rate", "Answer rate"),
+            ("finish", "Estimated finish"),
+        ):
+            name = "summary" + "".join(part.title() for part in key.split("_"))
+            self.summary[key] = _value_label(live, name)
+            live_form.addRow(f"{label}:", self.summary[key])
+        self.outcome_chart = live_figures.OutcomeChart(live)
+        live_form.addRow("Outcomes:", self.outcome_chart)
+        outer.addWidget(live)
+        self.live_timer = QTimer(self)
+        self.live_timer.setObjectName("liveFiguresTimer")
+        self.live_timer.setSingleShot(True)
+        self.live_timer.setInterval(LIVE_FIGURES_MS)
+        self.live_timer.timeout.connect(self.refresh_live_figures)
 
         box = QGroupBox("Recipients by status", tab)
         box.setObjectName("summaryCountsBox")
@@ -402,10 +456,12 @@ class DetailsDialog(QDialog):
         self.name_label.setText(s.name)
         self.status_label.setText(s.status_display)
         self.status_label.setProperty("status", s.status.value)
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
-        actions = s.actions
-        self.retry_button.setVisible(Action.RETRY in actions and not self._deleted)
+        self.status_label.setStyleSheet(look.chip_style_sheet(s.status, self.palette()))
+        self.status_label.setToolTip(look.reason_line(s))
+        actions = set(menu_actions(s))
+        for action, button in self.action_buttons.items():
+            if action is not Action.DELETE:
+                button.setVisible(action in actions and not self._deleted)
         self.delete_button.setEnabled(not self._deleted)
         self.reload_button.setEnabled(not self._deleted)
 
@@ -419,8 +475,7 @@ class DetailsDialog(QDialog):
         self.summary["finished"].setText(formatting.local_time(s.finished_at))
         self.summary["agent"].setText(s.agent_name)
         self.summary["from_number"].setText(s.from_number)
-        self.progress_bar.setValue(formatting.progress_tenths(s))
-        self.progress_bar.setFormat(formatting.progress_text(s))
+        self.progress_bar.set_snapshot(s)
         self.summary["completed"].setText(
             f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
         )
@@ -431,6 +486,54 @@ class DetailsDialog(QDialog):
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+        self.summary["in_progress"].setText(
+            formatting.count(s.counts.get(RecipientStatus.IN_PROGRESS, 0))
+        )
+        if not self.live_timer.isActive() and not self._live_reading:
+            # At most one read per LIVE_FIGURES_MS however often the counts change.
+            self.live_timer.start(0 if self._live_figures is None else LIVE_FIGURES_MS)
+
+    def refresh_live_figures(self) -> None:
+        """Read the recent outcomes in the background and show the rate, the answer rate,
+        the estimate and the chart. Signals liveFiguresShown when done."""
+        if self._deleted or self._live_reading:
+            return
+        self._live_reading = True
+        service, context, batch_id = self.service, self.context, self.snapshot.id
+
+        def read(_control: object) -> tuple[datetime, float, list[Any]]:
+            now = context.clock()
+            since = now - timedelta(minutes=live_figures.CHART_MINUTES)
+            return (
+                now,
+                context.load_settings().calls_per_second,
+                service.outcomes_since(batch_id, since),
+            )
+
+        def done(result: object) -> None:
+            self._live_reading = False
+            assert isinstance(result, tuple)
+            now, calls_per_second, outcomes = result
+            figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
+            self._live_figures = figures
+            self.summary["in_progress"].setText(formatting.count(figures.in_progress))
+            self.summary["rate"].setText(QLocale().toString(figures.per_minute, "f", 1))
+            self.summary["answer_rate"].setText(
+                "—"
+                if figures.answer_rate is None
+                else formatting.percent(round(figures.answer_rate * 100))
+            )
+            self.summary["finish"].setText(live_figures.finish_text(figures, self.snapshot))
+            self.outcome_chart.set_minutes(figures.minutes)
+            self.liveFiguresShown.emit()
+
+        def failed(error: BaseException) -> None:
+            self._live_reading = False
+            log.warning("live figures not read: %s", error)
+
+        self.tasks.submit(
+            "liveFigures", read, on_done=done, on_error=failed, quiet=True, owner=self
+        )
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
@@ -555,6 +658,7 @@ class DetailsDialog(QDialog):
         self._deleted = True
         self.fill_header()
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.close()
 
     # ----------------------------------------------------------------- recipients
@@ -704,5 +808,6 @@ class DetailsDialog(QDialog):
 
     def closeEvent(self, event: Any) -> None:
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.search_timer.stop()
         super().closeEvent(event)

@@ -3,6 +3,7 @@ checks, drag and drop, the template, background reading with Cancel, and creatio
 
 from __future__ import annotations
 
+import threading
 from datetime import date, time
 
 import pytest
@@ -42,6 +43,7 @@ def open_create(qtbot, context, model_checks):
         qtbot.addWidget(dialog)
         model_checks.check(dialog.rejected_model)
         dialog.show()
+        qtbot.waitUntil(lambda: dialog.choices_loaded, timeout=5000)
         return dialog
 
     return opener
@@ -233,7 +235,7 @@ def test_drag_and_drop_a_csv(open_create, bad_csv, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(bad_csv))])
     enter = QDragEnterEvent(
-        QPoint(20, 20),  # QDragEnterEvent takes a QPoint (QDropEvent a QPointF)
+        QPoint(20, 20),  # QDragEnterEvent takes a QPoint in PySide6 6.11 (QDropEvent a QPointF)
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
@@ -376,3 +378,58 @@ def test_a_header_only_file_says_it_has_no_rows(open_create, tmp_path, answers, 
     assert problem.startswith("The file has no recipient rows, only the header")
     assert "rejected" not in problem
     assert not dialog.findChild(QPushButton, "createConfirmButton").isEnabled()
+
+
+def test_agents_and_numbers_are_read_in_the_background(qtbot, context, bad_csv, answers):
+    """The dialog opens without touching the database; Create waits for the lists, and a
+    CSV chosen meanwhile is read once the default country is known."""
+    reads: list[str] = []
+    original = context.service.list_agents
+
+    def list_agents(*args, **kwargs):
+        reads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    context.service.list_agents = list_agents  # type: ignore[method-assign]
+    dialog = CreateDialog(context)
+    qtbot.addWidget(dialog)
+    assert dialog.agent_combo.count() == 0
+    assert "Reading the agents" in dialog.problems()[0]
+    assert not dialog.create_button.isEnabled()
+    with qtbot.waitSignal(dialog.scanned, timeout=10_000):
+        dialog.load_csv(str(bad_csv))  # before the lists arrived
+    assert dialog.choices_loaded and dialog.agent_combo.count() == 1
+    assert reads and threading.main_thread().name not in reads
+
+
+def test_rejection_reasons_get_the_dialogs_whole_width(open_create, bad_csv, qtbot, answers):
+    """The reasons were cut ("too long for United Kingd...") while the right-hand column
+    had 350 px free: the recipients now span the dialog."""
+    dialog = open_create()
+    dialog.resize(1000, 700)
+    load(dialog, qtbot, bad_csv, answers)
+    table = dialog.rejected_table
+
+    def reason_room() -> int:
+        return table.columnWidth(RejectedColumn.REASON)
+
+    qtbot.waitUntil(lambda: reason_room() >= 0.55 * dialog.width(), timeout=3000)
+    metrics = table.fontMetrics()
+    for row in range(dialog.rejected_model.rowCount()):
+        reason = dialog.rejected_model.index(row, RejectedColumn.REASON).data()
+        assert metrics.horizontalAdvance(reason) <= reason_room(), reason
+
+
+def test_a_rejected_row_says_how_to_fix_it(open_create, bad_csv, qtbot, answers):
+    from app.views.fix_hints import DEFAULT_HINT, fix_hint
+
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.select_rejected(0)
+    shown = dialog.findChild(QLabel, "rejectedReasonLabel").text()
+    reason = dialog.rejected_model.index(0, RejectedColumn.REASON).data()
+    assert shown.startswith(f"Row {dialog.rejected_model.entry(0).rejected.row_number}: {reason}")
+    assert "How to fix it: " + fix_hint(reason) in shown
+    assert fix_hint("contains letters").startswith("Keep only the number")
+    assert "Text" in fix_hint("looks like a spreadsheet turned it into scientific notation")
+    assert fix_hint("something new") == DEFAULT_HINT
