@@ -276,7 +276,7 @@ def snapshot_at(index: AnyIndex) -> BatchCallSnapshot | None:
     """The snapshot of the row of `index` (any column, any of the models or proxies)."""
     if not index.isValid():
         return None
-    value = index.siblingAtColumn(Column.NAME).data(BatchCallRole.SNAPSHOT)
+    value = index.sibling(index.row(), Column.NAME).data(BatchCallRole.SNAPSHOT)
     return value if isinstance(value, BatchCallSnapshot) else None
 
 

@@ -273,14 +273,14 @@ class DetailsDialog(QDialog):
         grid = QGridLayout(box)
         self.count_labels: dict[RecipientStatus, QLabel] = {}
         for column, status in enumerate(RecipientStatus):
-            name = QLabel(status.display_name, box)
-            name.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption = QLabel(status.display_name, box)
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             value = QLabel(box)
             value.setObjectName(f"count{status.display_name.replace(' ', '')}")
             value.setProperty("role", "count")
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(value, 0, column)
-            grid.addWidget(name, 1, column)
+            grid.addWidget(caption, 1, column)
             self.count_labels[status] = value
         outer.addWidget(box)
         outer.addStretch(1)

@@ -655,11 +655,15 @@ class MainWindow(QMainWindow):
         self.search_field.setEnabled(not empty or bool(self.search_field.text()))
 
     # ----------------------------------------------------------------- notifications
+    def _bring_to_front(self, _reason: object = None) -> None:
+        self.showNormal()
+        self.activateWindow()
+
     def _build_tray(self) -> None:
         self.tray = QSystemTrayIcon(icon("app"), self)
         self.tray.setObjectName("trayIcon")
         self.tray.setToolTip("Batch Calls")
-        self.tray.activated.connect(lambda _reason: (self.showNormal(), self.activateWindow()))
+        self.tray.activated.connect(self._bring_to_front)
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray.show()
         self.notifications: list[tuple[int, str]] = []
