@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QDate, QItemSelectionModel, Qt, QTime, QTimer, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -155,7 +155,8 @@ class CreateDialog(QDialog):
         self.recheck_timer.setObjectName("createRecheckTimer")
         self.recheck_timer.setInterval(30_000)  # "in the past" changes as time passes
         self.recheck_timer.timeout.connect(self.update_problems)
-        self.recheck_timer.start()
+        # Runs only while the dialog is shown, so a dialog built and dropped unseen leaves no
+        # timer behind (showEvent/hideEvent below).
         self._ready = True
         self.update_problems()
         self._load_choices()
@@ -938,6 +939,14 @@ class CreateDialog(QDialog):
         self.tasks.shutdown(0)
         self._create_task = None
         self.done(QDialog.DialogCode.Rejected)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.recheck_timer.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.recheck_timer.stop()
+        super().hideEvent(event)
 
     def done(self, result: int) -> None:
         if self._create_task is not None and result != QDialog.DialogCode.Accepted:
