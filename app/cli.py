@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import datetime, time
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,6 +29,13 @@ import phonenumbers
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cli_policy import (
+    add_create_options,
+    add_dnc_command,
+    describe_policy,
+    policy_document,
+    policy_fields,
+)
 from app.models.db import database_url, describe_url, open_database
 from app.models.snapshots import (
     AgentSnapshot,
@@ -39,7 +46,7 @@ from app.models.snapshots import (
     SendType,
 )
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
-from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
+from app.models.window import WindowError, parse_days, parse_timezone
 from app.services.batch_calls import (
     AGENT_KINDS,
     BatchCallService,
@@ -228,6 +235,7 @@ def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
         "started_at": _iso(b.started_at),
         "finished_at": _iso(b.finished_at),
         "updated_at": _iso(b.updated_at),
+        **policy_document(b),
         "actions": [a.value for a in b.actions],
     }
 
@@ -409,6 +417,7 @@ def _describe_batch(b: BatchCallSnapshot) -> list[str]:
         f"  Time range:           {b.window_start} to {b.window_end} ({b.timezone})",
         f"  Allowed days:         {b.allowed_days_display}",
         f"  Reserved concurrency: {b.reserved_concurrency}",
+        *describe_policy(b),
         f"  Created:              {_local(b.created_at)}",
         f"  Started:              {_local(b.started_at)}",
         f"  Finished:             {_local(b.finished_at)}",
@@ -533,13 +542,6 @@ def _schedule(text: str, timezone: str) -> datetime:
     return scheduled_instant(wall.date(), wall.time(), timezone)
 
 
-def _time_range(text: str) -> tuple[time, time]:
-    parts = text.split("-")
-    if len(parts) != 2:
-        raise WindowError(f'"{text}" is not a time range; use START-END such as 09:00-18:00.')
-    return parse_hhmm(parts[0]), parse_hhmm(parts[1])
-
-
 def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
     """The new batch call from the options; every problem found is reported at once."""
     args = ctx.args
@@ -570,12 +572,7 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
             parse_timezone(timezone)
         except WindowError as e:
             problems["timezone"] = str(e)
-    start, end = "09:00", "18:00"
-    try:
-        first, last = _time_range(args.time_range)
-        start, end = f"{first:%H:%M}", f"{last:%H:%M}"
-    except WindowError as e:
-        problems["time_range"] = str(e)
+    policy = policy_fields(args, timezone, problems)
     days = frozenset({1, 2, 3, 4, 5})
     try:
         days = parse_days(args.days)
@@ -597,10 +594,9 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
         send_type=send_type,
         scheduled_at=scheduled_at,
         timezone=timezone,
-        window_start=start,
-        window_end=end,
         allowed_days=days,
         reserved_concurrency=args.concurrency,
+        **policy,
     )
     try:
         with ctx.service.sessions() as session:
@@ -710,7 +706,7 @@ def cmd_create(ctx: Context) -> int:
         when = f"scheduled for {local:%Y-%m-%d %H:%M} {created.timezone}"
     ctx.say(
         f'Created batch call {created.id} "{created.name}" with {created.total_recipients} '
-        f"recipients, {when}; calls {created.window_start} to {created.window_end} "
+        f"recipients, {when}; calls {created.time_ranges_display} "
         f"{created.timezone}, {created.allowed_days_display}."
     )
     return EXIT_OK
@@ -980,12 +976,18 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--send-now", action="store_true", help="start at the next pickup (default)")
     when.add_argument("--schedule", metavar='"YYYY-MM-DD HH:MM"', help="start at this local time")
     sub.add_argument("--timezone", metavar="TZ", help="IANA name (default: this computer's)")
-    sub.add_argument("--time-range", default="09:00-18:00", metavar="HH:MM-HH:MM")
+    sub.add_argument(
+        "--time-range",
+        default="09:00-18:00",
+        metavar="RANGES",
+        help='daily calling windows: 09:00-18:00, 09:00-12:00,14:00-18:00 or "all day"',
+    )
     sub.add_argument("--days", default="mon-fri", help="allowed days, e.g. mon-fri or mon,wed")
     sub.add_argument("--concurrency", type=int, default=1, metavar="N")
     sub.add_argument("--default-country", metavar="CC", help="for national numbers (e.g. US)")
     sub.add_argument("--drop-duplicates", action="store_true", help="keep only the first row")
     sub.add_argument("--allow-rejected", action="store_true", help="skip rejected rows")
+    add_create_options(sub)
 
     sub = command("rename", "rename a batch call", cmd_rename)
     sub.add_argument("reference", metavar="ID")
@@ -1033,6 +1035,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = numbers.add_parser("add", parents=[common], help="add a from number")
     add.add_argument("phone_number", metavar="E164")
     add.add_argument("--label", default="")
+
+    add_dnc_command(commands, common, _Parser)
 
     sub = command("settings", "show or change shared settings", cmd_settings)
     settings = sub.add_subparsers(dest="settings_action", metavar="ACTION", parser_class=_Parser)

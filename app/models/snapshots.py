@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from app.models.creation import CreationRequest
+from app.models.policy import CallingSchedule, format_time_ranges
 from app.models.status import (
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -72,6 +74,58 @@ class BatchCallSnapshot:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    # Campaign policy (SPEC 10), in the stored text forms of app.models.creation.
+    time_ranges: str = ""
+    blackout_dates: str = ""
+    end_at: datetime | None = None
+    local_hours: str = ""
+    max_attempts: int = 1
+    retry_delay_minutes: int = 60
+    retry_outcomes: str = "no-answer,busy"
+
+    @property
+    def creation_request(self) -> CreationRequest:
+        """The batch call's rules as they were given (for the schedule and descriptions)."""
+        return CreationRequest(
+            name=self.name,
+            send_type=self.send_type.value,
+            scheduled_at=self.scheduled_at,
+            timezone=self.timezone,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            time_ranges=self.time_ranges,
+            allowed_days=self.allowed_days,
+            blackout_dates=self.blackout_dates,
+            end_at=self.end_at,
+            local_hours=self.local_hours,
+            reserved_concurrency=self.reserved_concurrency,
+            max_attempts=self.max_attempts,
+            retry_delay_minutes=self.retry_delay_minutes,
+            retry_outcomes=self.retry_outcomes,
+        )
+
+    @property
+    def schedule(self) -> CallingSchedule:
+        return self.creation_request.schedule()
+
+    @property
+    def time_ranges_display(self) -> str:
+        return format_time_ranges(self.creation_request.ranges())
+
+    @property
+    def local_hours_display(self) -> str:
+        rule = self.creation_request.local_hours_rule()
+        if rule is None:
+            return "Off (the batch call's window only)"
+        return f"{rule.start:%H:%M} to {rule.end:%H:%M} in each recipient's own timezone"
+
+    @property
+    def retries_display(self) -> str:
+        return self.creation_request.retry_policy().describe()
+
+    @property
+    def blackout_dates_display(self) -> str:
+        return ", ".join(self.blackout_dates.split(",")) if self.blackout_dates else "None"
 
     @property
     def status_display(self) -> str:
@@ -121,6 +175,8 @@ class RecipientSnapshot:
     ended_at: datetime | None
     duration_seconds: int | None
     answered_by: str | None
+    timezones: tuple[str, ...] = ()
+    next_try_at: datetime | None = None
 
 
 @dataclass(frozen=True)

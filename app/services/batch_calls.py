@@ -23,6 +23,24 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.creation import (
+    CONCURRENCY_MAX as CONCURRENCY_MAX,  # re-exported: views read it from here
+)
+from app.models.creation import (
+    NAME_MAX,
+    CreationRequest,
+    creation_problems,
+    name_problem,
+)
+from app.models.policy import (
+    blackout_dates_text,
+    parse_blackout_dates,
+    parse_retry_outcomes,
+    retry_outcomes_text,
+    time_ranges_text,
+    timezones_for_number,
+    timezones_from_text,
+)
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -44,19 +62,17 @@ from app.models.status import (
 )
 from app.models.window import (
     CallingWindow,
-    WindowError,
     days_from_text,
     days_to_text,
-    parse_hhmm,
     parse_timezone,
     resolve_local,
 )
 
 log = logging.getLogger(__name__)
 
-NAME_MAX = 100
-CONCURRENCY_MAX = 10_000
 INSERT_CHUNK = 5_000
+#: The timezone data's longest prefix (digits after the +) plus the +.
+PREFIX_DIGITS = 10
 PHONE_CHARS = frozenset("+0123456789 -().")
 AGENT_KINDS = ("application", "url", "twiml")
 
@@ -122,6 +138,33 @@ class NewBatchCall:
     allowed_days: frozenset[int] = field(default_factory=lambda: frozenset({1, 2, 3, 4, 5}))
     reserved_concurrency: int = 1
     variable_columns: tuple[str, ...] = ()
+    # Campaign policy (SPEC 10): see app.models.creation.CreationRequest for the forms.
+    time_ranges: str = ""
+    blackout_dates: str = ""
+    end_at: datetime | None = None
+    local_hours: str = ""
+    max_attempts: int = 1
+    retry_delay_minutes: int = 60
+    retry_outcomes: str = "no-answer,busy"
+
+    def creation_request(self) -> CreationRequest:
+        return CreationRequest(
+            name=self.name,
+            send_type=SendType(self.send_type).value,
+            scheduled_at=self.scheduled_at,
+            timezone=self.timezone,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            time_ranges=self.time_ranges,
+            allowed_days=self.allowed_days,
+            blackout_dates=self.blackout_dates,
+            end_at=self.end_at,
+            local_hours=self.local_hours,
+            reserved_concurrency=self.reserved_concurrency,
+            max_attempts=self.max_attempts,
+            retry_delay_minutes=self.retry_delay_minutes,
+            retry_outcomes=self.retry_outcomes,
+        )
 
 
 def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
@@ -131,14 +174,10 @@ def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
 
 def validate_name(name: str) -> str:
     """The trimmed name, or ValidationError: 1 to 100 characters after trimming."""
-    trimmed = name.strip()
-    if not trimmed:
-        raise ValidationError({"name": "Enter a name (1 to 100 characters)."})
-    if len(trimmed) > NAME_MAX:
-        raise ValidationError(
-            {"name": f"The name is {len(trimmed)} characters long; the maximum is {NAME_MAX}."}
-        )
-    return trimmed
+    problem = name_problem(name)
+    if problem:
+        raise ValidationError({"name": problem})
+    return name.strip()
 
 
 class RecipientSort(StrEnum):
@@ -194,6 +233,17 @@ def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
         started_at=batch.started_at,
         finished_at=batch.finished_at,
         updated_at=batch.updated_at,
+        time_ranges=batch.time_ranges or "",
+        blackout_dates=batch.blackout_dates or "",
+        end_at=batch.end_at,
+        local_hours=(
+            f"{batch.local_hours_start}-{batch.local_hours_end}"
+            if batch.local_hours_start and batch.local_hours_end
+            else ""
+        ),
+        max_attempts=batch.max_attempts,
+        retry_delay_minutes=batch.retry_delay_minutes,
+        retry_outcomes=batch.retry_outcomes,
     )
 
 
@@ -213,6 +263,8 @@ def recipient_snapshot(r: Recipient) -> RecipientSnapshot:
         ended_at=r.ended_at,
         duration_seconds=r.duration_seconds,
         answered_by=r.answered_by,
+        timezones=timezones_from_text(r.timezones),
+        next_try_at=r.next_try_at,
     )
 
 
@@ -224,6 +276,23 @@ def number_snapshot(n: FromNumber) -> FromNumberSnapshot:
     return FromNumberSnapshot(
         id=n.id, phone_number=n.phone_number, label=n.label, source=n.source, active=n.active
     )
+
+
+def _zones_text_cache() -> Callable[[str], str | None]:
+    """The stored timezones of a number, by its first digits (the timezone data is keyed by
+    prefix, so an import of a million numbers computes a few thousand)."""
+    cache: dict[str, str | None] = {}
+
+    def zones_of(e164: str) -> str | None:
+        key = e164[:PREFIX_DIGITS]
+        try:
+            return cache[key]
+        except KeyError:
+            zones = timezones_for_number(e164)
+            cache[key] = value = ",".join(sorted(zones)) or None
+            return value
+
+    return zones_of
 
 
 class BatchCallService:
@@ -247,10 +316,8 @@ class BatchCallService:
     def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
-        try:
-            values["name"] = validate_name(spec.name)
-        except ValidationError as e:
-            problems.update(e.problems)
+        problems.update(creation_problems(spec.creation_request(), self.clock()))
+        values["name"] = spec.name.strip()
         agent = session.get(Agent, spec.agent_id)
         if agent is None:
             problems["agent"] = "Choose an agent."
@@ -263,43 +330,6 @@ class BatchCallService:
             problems["from_number"] = f"The from number {number.phone_number} is not active."
         else:
             values["from_number"] = number.phone_number
-        try:
-            parse_timezone(spec.timezone)
-        except WindowError as e:
-            problems["timezone"] = str(e)
-        for key, text in (("window_start", spec.window_start), ("window_end", spec.window_end)):
-            try:
-                parse_hhmm(text)
-            except WindowError as e:
-                problems[key] = str(e)
-        if (
-            "window_start" not in problems
-            and "window_end" not in problems
-            and parse_hhmm(spec.window_start) == parse_hhmm(spec.window_end)
-        ):
-            problems["window_end"] = "The time range is empty: start and end are the same."
-        if not spec.allowed_days:
-            problems["allowed_days"] = "Choose at least one allowed day."
-        elif not set(spec.allowed_days) <= set(range(1, 8)):
-            problems["allowed_days"] = "Allowed days are weekdays 1 (Monday) to 7 (Sunday)."
-        if (
-            isinstance(spec.reserved_concurrency, bool)
-            or not isinstance(spec.reserved_concurrency, int)
-            or not 1 <= spec.reserved_concurrency <= CONCURRENCY_MAX
-        ):
-            problems["reserved_concurrency"] = (
-                f"Reserved concurrency must be a whole number from 1 to {CONCURRENCY_MAX}."
-            )
-        send_type = SendType(spec.send_type)
-        if send_type is SendType.SCHEDULE:
-            if spec.scheduled_at is None:
-                problems["scheduled_at"] = "A scheduled batch call needs a date and time."
-            elif spec.scheduled_at.tzinfo is None:
-                problems["scheduled_at"] = "The scheduled time needs a timezone."
-            elif spec.scheduled_at < self.clock() - timedelta(seconds=60):
-                problems["scheduled_at"] = (
-                    "The scheduled time is in the past; choose a later time or Send Now."
-                )
         if problems:
             raise ValidationError(problems)
         return values
@@ -321,6 +351,10 @@ class BatchCallService:
         now = self.clock()
         with self.sessions.begin() as session:
             values = self.validate_new(spec, session)
+            request = spec.creation_request()
+            ranges = request.ranges()
+            local_hours = request.local_hours_rule()
+            first = ranges[0]
             batch = BatchCall(
                 name=values["name"],
                 status=BatchStatus.PENDING.value,
@@ -330,9 +364,19 @@ class BatchCallService:
                 send_type=SendType(spec.send_type).value,
                 scheduled_at=spec.scheduled_at if spec.send_type == SendType.SCHEDULE else None,
                 timezone=spec.timezone,
-                window_start=parse_hhmm(spec.window_start).strftime("%H:%M"),
-                window_end=parse_hhmm(spec.window_end).strftime("%H:%M"),
+                # The first range also fills the one-window columns older readers know.
+                window_start=f"{first.start:%H:%M}",
+                window_end=f"{first.end:%H:%M}",
+                time_ranges=time_ranges_text(ranges) if spec.time_ranges else None,
                 allowed_days=days_to_text(spec.allowed_days),
+                blackout_dates=blackout_dates_text(parse_blackout_dates(spec.blackout_dates))
+                or None,
+                end_at=spec.end_at,
+                local_hours_start=f"{local_hours.start:%H:%M}" if local_hours else None,
+                local_hours_end=f"{local_hours.end:%H:%M}" if local_hours else None,
+                max_attempts=spec.max_attempts,
+                retry_delay_minutes=spec.retry_delay_minutes,
+                retry_outcomes=retry_outcomes_text(parse_retry_outcomes(spec.retry_outcomes)),
                 reserved_concurrency=spec.reserved_concurrency,
                 variable_columns=list(spec.variable_columns),
                 created_at=now,
@@ -366,6 +410,7 @@ class BatchCallService:
         total = 0
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
         pending = RecipientStatus.PENDING.value
+        zones_of = _zones_text_cache()
         for chunk in recipient_chunks:
             if not chunk:
                 continue
@@ -383,6 +428,7 @@ class BatchCallService:
                         "variables": variables,
                         "status": pending,
                         "attempts": 0,
+                        "timezones": zones_of(r.phone_number),
                     }
                 )
             with self.sessions.begin() as session:

@@ -816,6 +816,24 @@ def iter_recipient_chunks(
     logger.info("Read %d recipients from %s", count, opened.path.name)
 
 
+def iter_rows(
+    path: str | os.PathLike[str],
+    options: ImportOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+) -> Iterator[RecipientRow | RejectedRow]:
+    """Every data row once, accepted or rejected, in file order (the do-not-call import reads
+    a file in one pass with the same rules as a recipients file)."""
+    options = _checked(options)
+    opened = _open_csv(path, progress, cancel)
+    with opened.text:
+        for item in _rows(opened, options):
+            if item is not None:
+                yield item
+    if progress is not None:
+        progress(opened.size, opened.size)
+
+
 def require_recipients(report: CsvReport) -> None:
     """Refuse to create a batch call from a report without a single valid recipient."""
     if report.accepted_count > 0:
