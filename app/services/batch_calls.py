@@ -865,6 +865,12 @@ class BatchCallService:
                     "ended_at": _iso(r.ended_at),
                     "duration_seconds": "" if r.duration_seconds is None else r.duration_seconds,
                     "answered_by": r.answered_by or "",
+                    # "Skipped: do not call", "Expired", "Waiting for retry" as shown.
+                    "status_display": r.status.display_name,
+                    "next_attempt_at": _iso(r.next_try_at)
+                    if r.status is RecipientStatus.WAITING_RETRY
+                    else "",
+                    "timezones": " ".join(r.timezones),
                 }
                 for key, header in headers.items():
                     row[header] = r.variables.get(key, "")
@@ -1006,6 +1012,9 @@ EXPORT_COLUMNS = (
     "ended_at",
     "duration_seconds",
     "answered_by",
+    "status_display",
+    "next_attempt_at",
+    "timezones",
 )
 EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
 

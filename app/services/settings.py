@@ -40,6 +40,8 @@ class AppSettings:
     simulation_seed: int = 0
     twilio_account_sid: str = ""
     twilio_api_base: str = ""
+    #: SPEC 10: call attempts to one number in any 24 hours, all batch calls (0: no cap).
+    max_attempts_per_number_24h: int = 0
 
     def validate(self) -> AppSettings:
         """Every value within bounds the engine can live with, or SettingsError."""
@@ -53,6 +55,7 @@ class AppSettings:
         _bounded("The dialing interval", self.dial_interval_seconds, 0.01, 60)
         _bounded("The ring timeout", self.ring_timeout_seconds, 5, 600)
         _bounded("The maximum call duration", self.max_call_duration_seconds, 60, 24 * 3600)
+        _bounded("Attempts per number in 24 hours", self.max_attempts_per_number_24h, 0, 1000)
         if not is_supported_country(self.default_country):
             raise SettingsError(
                 f'"{self.default_country}" is not a country code phone numbers can use; '

@@ -222,7 +222,7 @@ class DetailsDialog(QDialog):
             name = QLabel(status.display_name, box)
             name.setAlignment(Qt.AlignmentFlag.AlignCenter)
             value = QLabel(box)
-            value.setObjectName(f"count{status.display_name.replace(' ', '')}")
+            value.setObjectName("count" + status.value.title().replace("_", ""))
             value.setProperty("role", "count")
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(value, 0, column)
@@ -245,6 +245,10 @@ class DetailsDialog(QDialog):
             ("timezone", "Timezone"),
             ("time_range", "Time range"),
             ("allowed_days", "Allowed days"),
+            ("blackout_dates", "Blackout dates"),
+            ("end_date", "End date"),
+            ("local_hours", "Recipient's local time"),
+            ("retries", "Automatic retries"),
             ("concurrency", "Reserved concurrency"),
             ("created", "Created"),
         ):
@@ -461,8 +465,16 @@ class DetailsDialog(QDialog):
             else "Not scheduled (Send Now)"
         )
         self.configuration["timezone"].setText(s.timezone)
-        self.configuration["time_range"].setText(f"{s.window_start} to {s.window_end}")
+        self.configuration["time_range"].setText(s.time_ranges_display)
         self.configuration["allowed_days"].setText(s.allowed_days_display)
+        self.configuration["blackout_dates"].setText(s.blackout_dates_display)
+        self.configuration["end_date"].setText(
+            f"{formatting.local_time(s.end_at, zone)} ({s.timezone}); then Expired"
+            if s.end_at
+            else "None"
+        )
+        self.configuration["local_hours"].setText(s.local_hours_display)
+        self.configuration["retries"].setText(s.retries_display)
         self.configuration["concurrency"].setText(str(s.reserved_concurrency))
         self.configuration["created"].setText(formatting.local_time(s.created_at))
 

@@ -41,3 +41,12 @@ def test_values_the_engine_cannot_live_with_are_refused(sessions, key, value):
 def test_unknown_setting_is_named(sessions):
     with pytest.raises(SettingsError, match="colour"):
         SettingsStore(sessions).update(colour="blue")
+
+
+def test_the_per_number_cap_is_off_by_default_and_bounded(sessions):
+    store = SettingsStore(sessions)
+    assert store.load().max_attempts_per_number_24h == 0
+    assert store.update(max_attempts_per_number_24h="3").max_attempts_per_number_24h == 3
+    with pytest.raises(SettingsError, match="Attempts per number in 24 hours"):
+        store.update(max_attempts_per_number_24h=-1)
+    assert store.load().max_attempts_per_number_24h == 3

@@ -133,6 +133,31 @@ def test_configuration_tab_is_read_only_and_complete(open_details, make_batch, c
     assert label(send_now, "configSendType") == "Send Now"
     assert label(send_now, "configScheduled") == "Not scheduled (Send Now)"
     assert label(send_now, "configAllowedDays") == "Monday to Friday"
+    # A batch call without policy reads as one window, no local hours, one attempt.
+    assert label(send_now, "configLocalHours") == "Off (the batch call's window only)"
+    assert label(send_now, "configRetries") == "One attempt (no automatic retry)"
+    assert label(send_now, "configEndDate") == "None"
+    assert label(send_now, "configBlackoutDates") == "None"
+
+
+def test_configuration_tab_shows_the_campaign_policy(open_details, make_batch):
+    snapshot = make_batch(
+        "Policy",
+        timezone="America/New_York",
+        time_ranges="09:00-12:00,14:00-18:00",
+        blackout_dates="2026-12-25",
+        end_at=scheduled_instant(date(2027, 1, 31), time(18, 0), "America/New_York"),
+        local_hours="08:00-21:00",
+        max_attempts=3,
+        retry_delay_minutes=30,
+        retry_outcomes="no-answer",
+    )
+    dialog = open_details(snapshot.id)
+    assert label(dialog, "configTimeRange") == "09:00 to 12:00, 14:00 to 18:00"
+    assert label(dialog, "configBlackoutDates") == "2026-12-25"
+    assert label(dialog, "configEndDate") == "2027-01-31 18:00 (America/New_York); then Expired"
+    assert label(dialog, "configLocalHours") == ("08:00 to 21:00 in each recipient's own timezone")
+    assert label(dialog, "configRetries") == "Up to 3 attempts, 30 min apart, after: no answer"
 
 
 def test_recipients_filter_search_and_sort(open_details, seeded, qtbot):
