@@ -49,6 +49,7 @@ from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientSt
 from app.models.window import WindowError, parse_days, parse_timezone
 from app.services.batch_calls import (
     AGENT_KINDS,
+    INSERT_CHUNK,
     BatchCallService,
     NewBatchCall,
     NotFound,
@@ -670,33 +671,45 @@ def cmd_create(ctx: Context) -> int:
         default_country=default_country, drop_duplicates=args.drop_duplicates
     )
     path = Path(args.csv).expanduser()
-    progress = _Progress(f"Checking {path.name}", not ctx.json and sys.stderr.isatty())
+    # One pass over the file: the rows are checked as they are stored, and the report is
+    # judged before the batch call can be dialed (refused: nothing is kept).
+    progress = _Progress(f"Importing {path.name}", not ctx.json and sys.stderr.isatty())
     try:
-        report = csv_import.scan(path, options, progress=progress)
-    except csv_import.CsvImportError as e:
-        raise CliError(str(e), {"csv": str(e)}) from e
-    finally:
-        progress.finish()
-    ctx.say(*_report_lines(report, args.allow_rejected, args.drop_duplicates))
-    if report.rejected_count and not args.allow_rejected:
-        raise CliError(
-            f"{report.rejected_count} of {report.total_rows} rows were rejected, so nothing was "
-            "created. Fix them in the file, or pass --allow-rejected to create the batch call "
-            "without them.",
-            {"recipients": f"{report.rejected_count} rejected rows."},
-            {"import": report_document(report)},
+        checked = csv_import.CheckedImport(
+            path, options, chunk_size=INSERT_CHUNK, progress=progress
         )
-    try:
-        csv_import.require_recipients(report)
     except csv_import.CsvImportError as e:
-        raise CliError(str(e), {"recipients": str(e)}, {"import": report_document(report)}) from e
-    progress = _Progress(f"Storing {path.name}", not ctx.json and sys.stderr.isatty())
+        progress.finish()
+        raise CliError(str(e), {"csv": str(e)}) from e
+
+    def judge() -> None:
+        progress.finish()
+        report = checked.report
+        assert report is not None
+        ctx.say(*_report_lines(report, args.allow_rejected, args.drop_duplicates))
+        if report.rejected_count and not args.allow_rejected:
+            raise CliError(
+                f"{report.rejected_count} of {report.total_rows} rows were rejected, so "
+                "nothing was created. Fix them in the file, or pass --allow-rejected to create "
+                "the batch call without them.",
+                {"recipients": f"{report.rejected_count} rejected rows."},
+                {"import": report_document(report)},
+            )
+        try:
+            csv_import.require_recipients(report)
+        except csv_import.CsvImportError as e:
+            raise CliError(
+                str(e), {"recipients": str(e)}, {"import": report_document(report)}
+            ) from e
+
     try:
-        created = ctx.service.create_from_csv(spec, path, options, progress=progress)
-    except csv_import.CsvImportError as e:  # the file changed since it was checked
+        created = ctx.service.create(spec, checked.chunks(), before_scheduled=judge)
+    except csv_import.CsvImportError as e:
         raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
     finally:
         progress.finish()
+    report = checked.report
+    assert report is not None
     ctx.emit({"batch_call": batch_document(created), "import": report_document(report)})
     when = "to start at the next worker pickup"
     if created.status is not BatchStatus.SCHEDULED:

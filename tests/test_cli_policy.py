@@ -94,3 +94,30 @@ def test_dnc_import_of_an_unreadable_file_imports_nothing(run, tmp_path: Path, c
     result = run("dnc", "import", str(path))
     assert result.code == 1 and "Nothing was imported" in result.err
     assert run("dnc", "list", "--json").json["do_not_call"]["count"] == 0
+
+
+def test_create_validates_each_row_once(run, ready: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+    from app.services import csv_import
+
+    calls: list[str] = []
+    original = csv_import.normalize_phone
+
+    def counting(text: str, *args: object) -> str:
+        calls.append(text)
+        return original(text, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(csv_import, "normalize_phone", counting)
+    path = tmp_path / "many.csv"
+    path.write_text(
+        "phone_number\n" + "".join(f"+1202555{i:04d}\n" for i in range(200)) + "nope\n",
+        encoding="utf-8",
+    )
+    refused = run(*create_args(path))
+    assert refused.code == 1 and "1 of 201 rows were rejected" in refused.err
+    assert run("list", "--json").json == {"batch_calls": []}  # nothing kept
+    calls.clear()
+    created = run(*create_args(path, "--allow-rejected", "--json"))
+    assert created.code == 0, created.err
+    assert created.json["batch_call"]["total_recipients"] == 200
+    assert created.json["import"]["rejected_count"] == 1
+    assert len(calls) == 201  # one normalisation per row, not two

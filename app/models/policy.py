@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from itertools import pairwise
 
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, tzdata
@@ -247,12 +246,29 @@ class CallingSchedule:
 UNKNOWN_TIMEZONE = "Etc/Unknown"
 
 
-@lru_cache(maxsize=65536)
-def _zones_for_prefix(digits: str) -> tuple[str, ...]:
-    for length in range(min(tzdata.TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
-        zones = tzdata.TIMEZONE_DATA.get(digits[:length])
+def _prefix_lengths() -> dict[str, tuple[int, ...]]:
+    """For the first two digits of a number: the lengths of the timezone data's prefixes
+    that start with them, longest first (a number is looked up in a few probes)."""
+    lengths: dict[str, set[int]] = {}
+    for prefix in tzdata.TIMEZONE_DATA:
+        lengths.setdefault(prefix[:2], set()).add(len(prefix))
+    return {key: tuple(sorted(found, reverse=True)) for key, found in lengths.items()}
+
+
+_LENGTHS = _prefix_lengths()
+_CACHE_LIMIT = 200_000
+_text_cache: dict[str, str | None] = {}
+
+
+def _zones_of_digits(digits: str) -> tuple[str, ...]:
+    lengths = _LENGTHS.get(digits[:2], ()) + _LENGTHS.get(digits[:1], ())
+    for length in lengths:
+        if length > len(digits):
+            continue
+        prefix = digits[:length]
+        zones = tzdata.TIMEZONE_DATA.get(prefix)
         if zones is not None:
-            if len(zones) > 1 and int(digits[:length]) in COUNTRY_CODE_TO_REGION_CODE:
+            if len(zones) > 1 and int(prefix) in COUNTRY_CODE_TO_REGION_CODE:
                 # Only the country is known (a toll-free or mobile range): all of its
                 # zones would never be inside the hours together, so the number counts
                 # as having no known timezone and follows the batch's window.
@@ -264,8 +280,24 @@ def _zones_for_prefix(digits: str) -> tuple[str, ...]:
 def timezones_for_number(e164: str) -> tuple[str, ...]:
     """The timezones of an E.164 number from libphonenumber's timezone data (the longest
     matching prefix); () when none is known or only the country's whole list is."""
+    return _zones_of_digits(e164[1:] if e164.startswith("+") else e164)
+
+
+def stored_timezones_for_number(e164: str) -> str | None:
+    """The stored form of a number's timezones ("America/Boise,America/Los_Angeles"), or
+    None: what an import writes for each recipient, cached by the longest prefix the data
+    could use, so a million numbers cost a few thousand lookups."""
     digits = e164[1:] if e164.startswith("+") else e164
-    return _zones_for_prefix(digits[: tzdata.TIMEZONE_LONGEST_PREFIX])
+    lengths = _LENGTHS.get(digits[:2])
+    key = digits[: lengths[0]] if lengths else digits[:1]
+    try:
+        return _text_cache[key]
+    except KeyError:
+        pass
+    if len(_text_cache) >= _CACHE_LIMIT:
+        _text_cache.clear()
+    _text_cache[key] = text = ",".join(sorted(_zones_of_digits(key))) or None
+    return text
 
 
 def timezones_text(zones: Iterable[str]) -> str:
