@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import cache
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, tzdata
 
@@ -468,3 +470,42 @@ class RetryPolicy:
 def within_number_cap(attempts_last_24h: int, cap: int | None) -> bool:
     """SPEC 10: never more than `cap` attempts to one number in any 24 hours (None: no cap)."""
     return cap is None or attempts_last_24h < cap
+
+
+def _all_timezone_texts() -> tuple[str, ...]:
+    """Every stored form a recipient's timezones can take (a few hundred)."""
+    found = set()
+    for prefix in tzdata.TIMEZONE_DATA:
+        zones = _zones_of_digits(prefix)
+        if zones:
+            found.add(",".join(sorted(zones)))
+    return tuple(sorted(found))
+
+
+ALL_TIMEZONE_TEXTS = _all_timezone_texts()
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    """Kept for good: zoneinfo's own cache holds only the last few zones used."""
+    return parse_timezone(name)
+
+
+def open_timezone_texts(hours: LocalHours, now: datetime) -> tuple[list[str], list[str]]:
+    """(open, closed): the stored timezone forms whose every zone is inside the hours at
+    `now`, and the others. Each zone is looked at once, by its wall clock."""
+    inside: dict[str, bool] = {}
+
+    def is_inside(zone: str) -> bool:
+        try:
+            return inside[zone]
+        except KeyError:
+            local = now.astimezone(_zone(zone)).time()
+            inside[zone] = result = hours.start <= local < hours.end
+            return result
+
+    opened: list[str] = []
+    closed: list[str] = []
+    for text in ALL_TIMEZONE_TEXTS:
+        (opened if all(is_inside(z) for z in text.split(",")) else closed).append(text)
+    return opened, closed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,9 +29,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.policy import RetryOutcome, RetryPolicy, parse_retry_outcomes
 from app.models.recipients import move_recipients
 from app.models.schema import BatchCall, CallAttempt, Recipient, UTCDateTime
 from app.models.status import RecipientStatus
+from app.models.window import WindowError
 from app.services.telephony import CallOutcome, CallRequest, CallState, status_message
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,47 @@ RECIPIENT_DETAILS = (
 )
 
 
+RETRY_AT = (
+    update(_R)
+    .where(
+        _R.c.id == bindparam("p_recipient"),
+        _R.c.status == RecipientStatus.WAITING_RETRY.value,
+    )
+    .values(next_try_at=_when("p_next"))
+)
+#: Recipient outcomes an automatic retry may follow (busy is a NO_ANSWER outcome).
+RETRIED = frozenset({RecipientStatus.NO_ANSWER, RecipientStatus.FAILED})
+
+
+def retry_kind(outcome: RecipientStatus, raw_status: str) -> RetryOutcome:
+    if outcome is RecipientStatus.FAILED:
+        return RetryOutcome.FAILED
+    return RetryOutcome.BUSY if raw_status == "busy" else RetryOutcome.NO_ANSWER
+
+
+def retry_policies(session: Session, batch_ids: set[int]) -> dict[int, RetryPolicy]:
+    """The automatic retry policy of these batch calls, for those that retry at all."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(
+            BatchCall.id,
+            BatchCall.max_attempts,
+            BatchCall.retry_delay_minutes,
+            BatchCall.retry_outcomes,
+        ).where(BatchCall.id.in_(batch_ids), BatchCall.max_attempts > 1)
+    ).all()
+    policies = {}
+    for batch_id, max_attempts, delay, outcomes in rows:
+        try:
+            policies[batch_id] = RetryPolicy(
+                max_attempts, timedelta(minutes=delay), parse_retry_outcomes(outcomes)
+            )
+        except WindowError:  # checked at creation; a damaged row just does not retry
+            log.warning("batch call %s: its retry policy cannot be used", batch_id)
+    return policies
+
+
 def attempt_still_open(session: Session, attempt_id: int) -> bool:
     """The attempt has neither call id nor outcome (row locked FOR UPDATE)."""
     found = session.connection().execute(OPEN_ATTEMPT_LOCKED, {"p_attempt": attempt_id}).scalar()
@@ -322,8 +365,10 @@ def settle_many(
     )
     attempt_rows: list[dict[str, Any]] = []
     recipient_rows: list[dict[str, Any]] = []
+    retry_rows: list[dict[str, Any]] = []
     groups: dict[tuple[int, RecipientStatus, int], list[int]] = {}
     settled: list[OpenAttempt] = []
+    policies = retry_policies(session, {attempt.batch_id for attempt, _, _ in items})
     for attempt, state, error in items:
         if attempt.id not in still_open:
             continue
@@ -358,10 +403,21 @@ def settle_many(
                 **details,
             }
         )
+        target = outcome
+        policy = policies.get(attempt.batch_id)
+        if policy is not None and outcome in RETRIED:
+            kind = retry_kind(outcome, state.raw_status if state is not None else "")
+            ended = details["p_ended_at"]
+            assert isinstance(ended, datetime)
+            again = policy.next_attempt_at(attempt.attempt_number, kind, ended)
+            if again is not None:
+                # SPEC 10: not terminal; called again once the delay is over.
+                target = RecipientStatus.WAITING_RETRY
+                retry_rows.append({"p_recipient": attempt.recipient_id, "p_next": again})
         recipient_rows.append(
             {
                 "p_recipient": attempt.recipient_id,
-                "p_status": outcome.value,
+                "p_status": target.value,
                 "p_attempt_number": attempt.attempt_number,
                 "p_error": message,
                 "p_call_id": attempt.call_id or None,
@@ -369,7 +425,7 @@ def settle_many(
                 **details,
             }
         )
-        key = (attempt.batch_id, outcome, attempt.attempt_number)
+        key = (attempt.batch_id, target, attempt.attempt_number)
         groups.setdefault(key, []).append(attempt.recipient_id)
         settled.append(attempt)
     if not settled:
@@ -384,6 +440,8 @@ def settle_many(
             where=[Recipient.id.in_(recipient_ids), Recipient.attempts == number],
         )
     connection.execute(RECIPIENT_DETAILS, recipient_rows)
+    if retry_rows:
+        connection.execute(RETRY_AT, retry_rows)
     for attempt, row in zip(settled, attempt_rows, strict=True):
         log.info(
             "call %s for batch call %s ended: %s",

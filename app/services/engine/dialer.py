@@ -27,19 +27,25 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.window import CallingWindow, WindowError
+from app.models.policy import CallingSchedule, LocalHours, open_timezone_texts
+from app.models.window import WindowError
 from app.services.batch_calls import Actor, BatchCallService
 from app.services.engine import state as states
 from app.services.engine import store
+from app.services.engine.attempts import aware
 from app.services.engine.config import Clock, EngineConfig, utcnow
 from app.services.engine.health import ProviderHealth
 from app.services.engine.placing import Placer
 from app.services.engine.planning import (
     CallPacer,
+    RunningBatch,
+    calling_hours_failure,
     capacity_reason,
     demand,
+    local_hours_reason,
     plan_batch,
     queue_wanted,
+    retry_wait_reason,
     share_capacity,
     without_retrying,
 )
@@ -105,6 +111,9 @@ class DialerEngine:
         self.health = ProviderHealth(self.config)
         self._rotation = 0
         self._next_pickup_at: datetime | None = None
+        self._zones_key: tuple[LocalHours, datetime] | None = None
+        self._zones: tuple[list[str], list[str]] = ([], [])
+        self._idle_reasons: dict[int, tuple[datetime, str | None]] = {}
         self._stop = threading.Event()
         self._sleep = sleep
         config_ = self.config
@@ -274,6 +283,47 @@ class DialerEngine:
                 report.touch(batch_id, recipients=False)
         return report.picked_up
 
+    # ------------------------------------------------------------------ policy (SPEC 10)
+    def _open_zones(self, hours: LocalHours, now: datetime) -> list[str]:
+        """The stored timezone forms inside `hours` now (recomputed once a minute)."""
+        minute = now.replace(second=0, microsecond=0)
+        key = (hours, minute)
+        if self._zones_key != key:
+            self._zones_key = key
+            self._zones = open_timezone_texts(hours, minute)
+        return self._zones[0]
+
+    def _idle_reason(
+        self, batch: RunningBatch, hours: LocalHours | None, now: datetime
+    ) -> str | None:
+        """Why a batch call inside its window places nothing: its recipients wait for
+        their local hours, or for their next attempt. Counted at most once a minute."""
+        cached = self._idle_reasons.get(batch.id)
+        if cached is not None and now - cached[0] < timedelta(minutes=1) and now >= cached[0]:
+            return cached[1]
+        reason: str | None = None
+        if hours is not None and batch.pending:
+            self._open_zones(hours, now)
+            closed = self._zones[1]
+            waiting, present = store.waiting_for_local_hours(self.sessions, batch.id, closed)
+            if waiting:
+                opens = [
+                    moment
+                    for text in present
+                    if (moment := hours.next_open(text.split(","), now)) is not None
+                ]
+                reason = local_hours_reason(
+                    waiting, hours, min(opens) if opens else None, batch.timezone
+                )
+        if reason is None and batch.waiting_retry:
+            reason = retry_wait_reason(
+                batch.waiting_retry,
+                aware(store.next_retry_at(self.sessions, batch.id)),
+                batch.timezone,
+            )
+        self._idle_reasons[batch.id] = (now, reason)
+        return reason
+
     # ------------------------------------------------------------------ dialing
     def _dial(
         self,
@@ -287,7 +337,7 @@ class DialerEngine:
         batches, busy_lines = store.active_batches(self.sessions)
         done = [b.id for b in batches if b.finished]
         reasons: dict[int, str | None] = {}
-        windows: dict[int, CallingWindow] = {}
+        windows: dict[int, CallingSchedule] = {}
         demands: dict[int, tuple[int, int]] = {}
         by_id = {b.id: b for b in batches}
         failure = self._provider_error.message if self._provider_error else None
@@ -296,7 +346,7 @@ class DialerEngine:
         #: Batch calls whose reason is the provider's trouble if it cannot be reached.
         provider_matters = []
         for batch in batches:
-            window: CallingWindow | WindowError
+            window: CallingSchedule | WindowError
             try:
                 window = batch.window()
             except WindowError as exc:
@@ -307,9 +357,12 @@ class DialerEngine:
             if step.fail is not None:
                 store.fail_batch(self.sessions, batch.id, step.fail, now, report)
                 continue
-            assert isinstance(window, CallingWindow)
+            assert isinstance(window, CallingSchedule)
             windows[batch.id] = window
             reasons[batch.id] = step.reason
+            if step.expire:
+                store.expire_batch(self.sessions, batch.id, now, report)
+                continue
             if step.provider_matters:
                 provider_matters.append(batch)
             if step.requeue and store.requeue_to_pending(self.sessions, batch.id):
@@ -318,11 +371,26 @@ class DialerEngine:
                 continue
             queued = batch.queued
             wanted = queue_wanted(batch, self.config.queue_lookahead)
+            try:
+                hours = batch.local_hours()
+            except WindowError as exc:
+                store.fail_batch(self.sessions, batch.id, calling_hours_failure(exc), now, report)
+                continue
+            open_zones = self._open_zones(hours, now) if hours is not None else None
             if wanted:
-                moved = store.top_up_queue(self.sessions, batch.id, wanted, now)
+                moved = store.top_up_queue(
+                    self.sessions,
+                    batch.id,
+                    wanted,
+                    now,
+                    open_zones,
+                    waiting_retry=batch.waiting_retry > 0,
+                )
                 if moved:
                     report.touch(batch.id)
                 queued += moved
+            if not queued and not batch.in_progress and reasons[batch.id] is None:
+                reasons[batch.id] = self._idle_reason(batch, hours, now)
             wants = demand(batch, queued)
             if wants is not None:
                 demands[batch.id] = wants

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.policy import CallingSchedule
+from app.models.schema import Recipient
 from app.models.status import RecipientStatus
-from app.models.window import CallingWindow
 from app.services.engine import attempts, store
 from app.services.engine.attempts import Claim
 from app.services.engine.config import Clock, EngineConfig
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 RUNNING = store.RUNNING
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
+DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
 
 
 def request_for(
@@ -136,6 +139,7 @@ class Placer:
                     claimed_at,
                     now,
                     lambda row, b=batch, a=agent: request_for(b, a, settings, row),
+                    settings.max_attempts_per_number_24h,
                 )
             if claims:
                 per_batch[batch_id] = claims
@@ -154,7 +158,7 @@ class Placer:
         self,
         provider: TelephonyProvider,
         claims: Sequence[Claim],
-        windows: Mapping[int, CallingWindow],
+        windows: Mapping[int, CallingSchedule],
         report: TickReport,
     ) -> None:
         """Place the claimed calls in order. Before each: the engine is not stopping, still
@@ -268,6 +272,20 @@ class Placer:
                 report.touch(claim.batch_id)
                 report.budget_used = True
                 return "the tick's time for placing calls is used up"
+            if store.on_do_not_call(session, claim.request.to):
+                # Checked at the moment of placing (SPEC 10): a number added to the list
+                # while its batch call runs is never called after that.
+                if attempts.void(session, claim, RecipientStatus.DO_NOT_CALL):
+                    session.execute(
+                        update(Recipient)
+                        .where(Recipient.id == claim.recipient_id)
+                        .values(last_error=DO_NOT_CALL_MESSAGE, ended_at=self.clock())
+                    )
+                report.touch(claim.batch_id)
+                log.info(
+                    "call to %s not placed: on the do-not-call list", mask_number(claim.request.to)
+                )
+                return None
             to = mask_number(claim.request.to)
             sent_at = self.clock()
             try:

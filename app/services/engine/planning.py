@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.models.window import CallingWindow, WindowError, parse_timezone
+from app.models.policy import (
+    CallingSchedule,
+    LocalHours,
+    TimeRange,
+    parse_blackout_dates,
+    parse_time_ranges,
+)
+from app.models.window import WindowError, days_from_text, parse_hhmm, parse_timezone
 
 
 def mask_number(number: str) -> str:
@@ -110,12 +117,42 @@ def share_capacity(
     return {batch: n for batch, n in given.items() if n}
 
 
-def outside_window_reason(window: CallingWindow, now: datetime) -> str:
-    opens = window.next_open(now).astimezone(window.zone)
+def outside_window_reason(window: CallingSchedule, now: datetime) -> str:
+    opens = window.next_open(now)
+    if opens is None:
+        return (
+            f"Outside the calling hours ({window.describe()}). "
+            "No window opens again before its end date."
+        )
+    local = opens.astimezone(parse_timezone(window.timezone))
     return (
         f"Outside the calling hours ({window.describe()}). "
-        f"Next window opens {opens:%a %d %b %H:%M %Z}."
+        f"Next window opens {local:%a %d %b %H:%M %Z}."
     )
+
+
+def local_hours_reason(
+    waiting: int, hours: LocalHours, next_open: datetime | None, zone_name: str
+) -> str:
+    """SPEC 10: how many wait for their own local hours, and when the next one opens."""
+    who = f"{waiting:,} recipient{'s' if waiting != 1 else ''} wait{'s' if waiting == 1 else ''}"
+    text = (
+        f"{who} for their local calling hours ({hours.start:%H:%M} to {hours.end:%H:%M} "
+        "in each recipient's timezone)."
+    )
+    if next_open is not None:
+        local = next_open.astimezone(parse_timezone(zone_name))
+        text += f" The next opens {local:%a %d %b %H:%M %Z}."
+    return text
+
+
+def retry_wait_reason(waiting: int, next_at: datetime | None, zone_name: str) -> str:
+    who = f"{waiting:,} recipient{'s are' if waiting != 1 else ' is'}"
+    text = f"{who} waiting for another attempt."
+    if next_at is not None:
+        local = next_at.astimezone(parse_timezone(zone_name))
+        text += f" The next is due {local:%a %d %b %H:%M %Z}."
+    return text
 
 
 def capacity_reason(plan_concurrency: int) -> str:
@@ -161,22 +198,44 @@ class RunningBatch:
     agent_kind: str
     agent_value: str
     from_number: str
+    # Campaign policy (SPEC 10); the defaults are a batch call from before it.
+    time_ranges: str | None = None
+    blackout_dates: str | None = None
+    end_at: datetime | None = None
+    local_hours_start: str | None = None
+    local_hours_end: str | None = None
+    waiting_retry: int = 0
 
     @property
     def has_work(self) -> bool:
-        """Recipients still to call (PENDING or QUEUED)."""
-        return bool(self.pending or self.queued)
+        """Recipients still to call (PENDING, QUEUED, or waiting for another attempt)."""
+        return bool(self.pending or self.queued or self.waiting_retry)
 
     @property
     def finished(self) -> bool:
-        """Nothing PENDING, QUEUED or IN_PROGRESS: to complete."""
-        return not (self.pending or self.queued or self.in_progress)
+        """Nothing PENDING, QUEUED, IN_PROGRESS or WAITING_RETRY: to complete."""
+        return not (self.pending or self.queued or self.in_progress or self.waiting_retry)
 
-    def window(self) -> CallingWindow:
-        """Its calling window (WindowError if the stored hours cannot be used)."""
-        return CallingWindow.from_text(
-            self.timezone, self.window_start, self.window_end, self.allowed_days
+    def window(self) -> CallingSchedule:
+        """Its calling schedule: ranges, allowed days, blackout dates, end date
+        (WindowError if the stored hours cannot be used)."""
+        if self.time_ranges:
+            ranges = parse_time_ranges(self.time_ranges)
+        else:
+            ranges = (TimeRange(parse_hhmm(self.window_start), parse_hhmm(self.window_end)),)
+        return CallingSchedule(
+            self.timezone,
+            ranges,
+            days_from_text(self.allowed_days),
+            parse_blackout_dates(self.blackout_dates or ""),
+            self.end_at,
         )
+
+    def local_hours(self) -> LocalHours | None:
+        """Its recipient-local calling hours (None: no such rule)."""
+        if not (self.local_hours_start and self.local_hours_end):
+            return None
+        return LocalHours(parse_hhmm(self.local_hours_start), parse_hhmm(self.local_hours_end))
 
 
 @dataclass(frozen=True)
@@ -206,6 +265,8 @@ class BatchStep:
     fail: str | None = None
     #: Outside its window: its QUEUED recipients go back to PENDING.
     requeue: bool = False
+    #: Past its end date: the recipients not reached end EXPIRED.
+    expire: bool = False
     #: Top up its queue and ask for lines.
     dial: bool = False
     #: Its waiting reason for now (placing may still change it).
@@ -216,17 +277,23 @@ class BatchStep:
 
 def plan_batch(
     batch: RunningBatch,
-    window: CallingWindow | WindowError,
+    window: CallingSchedule | WindowError,
     now: datetime,
     provider: ProviderView,
     reconcile_reason: str | None = None,
 ) -> BatchStep:
     """The step for one RUNNING batch call, in order: hours that cannot be used fail it;
-    outside its window it waits (saying when the window opens); a provider that cannot
+    past its end date the rest expire; outside its window it waits (saying when the
+    window opens); a provider that cannot
     be asked is its reason; with nothing left to call it waits for its calls (or for the
     provider to confirm some); with no provider it fails; else it dials."""
     if isinstance(window, WindowError):
         return BatchStep(fail=calling_hours_failure(window))
+    if window.expired(now):
+        reason = None
+        if batch.in_progress:
+            reason = f"Past its end date: waiting for the {batch.in_progress} calls in progress."
+        return BatchStep(expire=batch.has_work, reason=reason)
     if not window.is_open(now):
         return BatchStep(requeue=bool(batch.queued), reason=outside_window_reason(window, now))
     matters = (batch.has_work or batch.in_progress > 0) and provider.ready
@@ -244,8 +311,9 @@ def plan_batch(
 
 
 def queue_wanted(batch: RunningBatch, lookahead: int) -> int:
-    """How many PENDING recipients to move to QUEUED: only as many as can be dialed soon."""
-    if batch.pending <= 0:
+    """How many recipients (PENDING, or due for another attempt) to move to QUEUED: only
+    as many as can be dialed soon."""
+    if batch.pending <= 0 and batch.waiting_retry <= 0:
         return 0
     return max(0, min(batch.reserved_concurrency, lookahead) - batch.queued)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, bindparam, event, func, insert, or_, select, update
@@ -21,10 +21,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.db import make_engine, migrate
 from app.models.recipients import move_recipients
-from app.models.schema import Agent, BatchCall, CallAttempt, EngineLease, Recipient, UTCDateTime
+from app.models.schema import (
+    Agent,
+    BatchCall,
+    CallAttempt,
+    DoNotCallNumber,
+    EngineLease,
+    Recipient,
+    UTCDateTime,
+)
 from app.models.snapshots import SendType
 from app.models.status import BatchStatus, RecipientStatus
-from app.services.engine.attempts import Claim, finish_recipient, void
+from app.services.engine.attempts import Claim, aware, finish_recipient, void
 from app.services.engine.planning import RunningBatch
 from app.services.engine.state import TickReport
 from app.services.lease import write_transaction
@@ -65,6 +73,7 @@ _B = cast(Table, BatchCall.__table__)
 _R = cast(Table, Recipient.__table__)
 _A = cast(Table, CallAttempt.__table__)
 _L = cast(Table, EngineLease.__table__)
+_D = cast(Table, DoNotCallNumber.__table__)
 
 
 BATCH_STATUS_SHARED = (
@@ -158,6 +167,12 @@ def active_batches(sessions: sessionmaker[Session]) -> tuple[list[RunningBatch],
                 Agent.kind,
                 Agent.value,
                 BatchCall.from_number,
+                BatchCall.time_ranges,
+                BatchCall.blackout_dates,
+                BatchCall.end_at,
+                BatchCall.local_hours_start,
+                BatchCall.local_hours_end,
+                BatchCall.waiting_retry_count,
             )
             .join(Agent, Agent.id == BatchCall.agent_id)
             .where(or_(BatchCall.status == RUNNING, BatchCall.in_progress_count > 0))
@@ -167,33 +182,125 @@ def active_batches(sessions: sessionmaker[Session]) -> tuple[list[RunningBatch],
     return [RunningBatch(*row[1:]) for row in rows if row.status == RUNNING], busy_lines
 
 
-def top_up_queue(sessions: sessionmaker[Session], batch_id: int, wanted: int, now: datetime) -> int:
-    """Move the next `wanted` due PENDING recipients to QUEUED (an indexed LIMIT query,
-    whatever the number of pending recipients)."""
+def _due(
+    batch_id: int,
+    status: RecipientStatus,
+    now: datetime,
+    open_zones: Sequence[str] | None,
+    limit: int,
+) -> Any:
+    """The next `limit` recipients in `status` whose next try time has come and, with
+    recipient-local hours (`open_zones`: the stored timezone forms inside them now), whose
+    local hours are open or unknown. With local hours the index ix_recipients_due
+    (batch_call_id, status, timezones, next_try_at) is walked per open form, without an
+    ORDER BY, so the query stops at `limit` however many recipients wait for their hours."""
+    conditions = [
+        Recipient.batch_call_id == batch_id,
+        Recipient.status == status.value,
+        or_(Recipient.next_try_at.is_(None), Recipient.next_try_at <= now),
+    ]
+    if open_zones is None:
+        return select(Recipient.id).where(*conditions).order_by(Recipient.id).limit(limit)
+    conditions.append(or_(Recipient.timezones.is_(None), Recipient.timezones.in_(list(open_zones))))
+    return (
+        select(Recipient.id)
+        .with_hint(Recipient, "INDEXED BY ix_recipients_due", "sqlite")
+        .where(*conditions)
+        .limit(limit)
+    )
+
+
+def top_up_queue(
+    sessions: sessionmaker[Session],
+    batch_id: int,
+    wanted: int,
+    now: datetime,
+    open_zones: Sequence[str] | None = None,
+    waiting_retry: bool = False,
+) -> int:
+    """Move the next `wanted` due recipients to QUEUED: first those WAITING_RETRY whose
+    delay is over, then PENDING ones (indexed LIMIT queries, whatever the number of
+    pending recipients). With recipient-local hours only those inside them (see `_due`)."""
+    moved = 0
+    sources = ([RecipientStatus.WAITING_RETRY] if waiting_retry else []) + [PENDING]
     with write_transaction(sessions) as session:
-        ids = session.scalars(
-            select(Recipient.id)
-            .where(
-                Recipient.batch_call_id == batch_id,
-                Recipient.status == PENDING.value,
-                or_(Recipient.next_try_at.is_(None), Recipient.next_try_at <= now),
+        for source in sources:
+            if moved >= wanted:
+                break
+            ids = session.scalars(_due(batch_id, source, now, open_zones, wanted - moved)).all()
+            if not ids:
+                continue
+            # Locked (FOR SHARE on PostgreSQL): a Pause committing between this check and
+            # the move would otherwise leave its batch call with QUEUED recipients.
+            if batch_status_shared(session, batch_id) != RUNNING:
+                return moved
+            moved += move_recipients(
+                session,
+                batch_id,
+                [source],
+                QUEUED,
+                where=[Recipient.id.in_(ids)],
+                values={"next_try_at": None},
             )
-            .order_by(Recipient.id)
-            .limit(wanted)
-        ).all()
-        if not ids:
-            return 0
-        # Locked (FOR SHARE on PostgreSQL): a Pause committing between this check and
-        # the move would otherwise leave its batch call with QUEUED recipients.
+    return moved
+
+
+def expire_batch(
+    sessions: sessionmaker[Session], batch_id: int, now: datetime, report: TickReport
+) -> int:
+    """SPEC 10: past the end date, the recipients not reached (PENDING, QUEUED, waiting for
+    a retry) end EXPIRED; calls in progress finish and are recorded."""
+    with write_transaction(sessions) as session:
         if batch_status_shared(session, batch_id) != RUNNING:
             return 0
-        return move_recipients(
+        moved = move_recipients(
             session,
             batch_id,
-            [PENDING],
-            QUEUED,
-            where=[Recipient.id.in_(ids)],
-            values={"next_try_at": None},
+            [PENDING, QUEUED, RecipientStatus.WAITING_RETRY],
+            RecipientStatus.EXPIRED,
+            values={"last_error": "Not reached before the batch call's end date.", "ended_at": now},
+        )
+    if moved:
+        report.touch(batch_id)
+        log.info("batch call %s passed its end date: %d recipients expired", batch_id, moved)
+    return moved
+
+
+def waiting_for_local_hours(
+    sessions: sessionmaker[Session], batch_id: int, closed_zones: Sequence[str]
+) -> tuple[int, list[str]]:
+    """How many PENDING recipients wait for their local hours, and which of the closed
+    timezone forms they have (an index range count per form)."""
+    waiting = 0
+    present: list[str] = []
+    with sessions() as session:
+        for text in closed_zones:
+            n = session.scalar(
+                select(func.count())
+                .select_from(Recipient)
+                .where(
+                    Recipient.batch_call_id == batch_id,
+                    Recipient.status == PENDING.value,
+                    Recipient.timezones == text,
+                )
+            )
+            if n:
+                waiting += int(n)
+                present.append(text)
+    return waiting, present
+
+
+def next_retry_at(sessions: sessionmaker[Session], batch_id: int) -> datetime | None:
+    """When the earliest recipient waiting for another attempt is due."""
+    with sessions() as session:
+        return cast(
+            "datetime | None",
+            session.scalar(
+                select(func.min(Recipient.next_try_at)).where(
+                    Recipient.batch_call_id == batch_id,
+                    Recipient.status == RecipientStatus.WAITING_RETRY.value,
+                )
+            ),
         )
 
 
@@ -211,6 +318,7 @@ def claim(
     claimed_at: datetime,
     now: datetime,
     request_for: Any,
+    number_cap: int = 0,
 ) -> list[Claim]:
     """Transaction A (the caller's write transaction): up to `count` QUEUED recipients
     -> IN_PROGRESS (attempts + 1), each with a CallAttempt row without a call id.
@@ -221,6 +329,8 @@ def claim(
     if batch_status_shared(session, batch.id) != RUNNING:
         return []
     rows = connection.execute(QUEUED_CANDIDATES, {"p_batch": batch.id, "p_limit": count}).all()
+    if rows and number_cap > 0:
+        rows = _hold_back_capped(session, batch.id, rows, number_cap, now)
     if not rows:
         return []
     moved = move_recipients(
@@ -278,6 +388,58 @@ def claim(
         )
         for attempt_id, recipient_id in inserted
     ]
+
+
+NUMBER_ATTEMPTS_SINCE = (
+    select(_A.c.to_number, func.count(), func.min(_A.c.created_at))
+    .where(
+        _A.c.to_number.in_(bindparam("p_numbers", expanding=True)),
+        _A.c.created_at > bindparam("p_since", type_=UTCDateTime()),
+    )
+    .group_by(_A.c.to_number)
+)
+ON_DO_NOT_CALL = select(_D.c.id).where(_D.c.phone_number == bindparam("p_number"))
+
+
+def _hold_back_capped(
+    session: Session, batch_id: int, rows: Sequence[Any], cap: int, now: datetime
+) -> list[Any]:
+    """SPEC 10's per-number cap: a recipient whose number already had `cap` attempts in
+    the last 24 hours (any batch call, ix_call_attempts_number_time) goes back to PENDING
+    until the oldest of them is 24 hours old; the others are returned."""
+    since = now - timedelta(hours=24)
+    numbers = list({row.phone_number for row in rows})
+    counts = {
+        number: (int(n), first)
+        for number, n, first in session.connection().execute(
+            NUMBER_ATTEMPTS_SINCE, {"p_numbers": numbers, "p_since": since}
+        )
+    }
+    allowed: list[Any] = []
+    used: dict[str, int] = {}
+    for row in rows:
+        n, first = counts.get(row.phone_number, (0, None))
+        n += used.get(row.phone_number, 0)
+        if n < cap:
+            used[row.phone_number] = used.get(row.phone_number, 0) + 1
+            allowed.append(row)
+            continue
+        first = aware(first) or now
+        move_recipients(
+            session,
+            batch_id,
+            [QUEUED],
+            PENDING,
+            where=[Recipient.id == row.id],
+            values={"next_try_at": max(now, first + timedelta(hours=24))},
+        )
+    return allowed
+
+
+def on_do_not_call(session: Session, number: str) -> bool:
+    """The number is on the do-not-call list: one lookup on its unique index."""
+    found = session.connection().execute(ON_DO_NOT_CALL, {"p_number": number}).first()
+    return found is not None
 
 
 def lease_holder_shared(session: Session, name: str) -> str | None:
@@ -346,6 +508,7 @@ def complete(
                     BatchCall.pending_count == 0,
                     BatchCall.queued_count == 0,
                     BatchCall.in_progress_count == 0,
+                    BatchCall.waiting_retry_count == 0,
                 )
                 .values(
                     status=BatchStatus.COMPLETED.value,

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.models.window import CallingWindow, WindowError
+from app.models.policy import CallingSchedule, LocalHours
+from app.models.window import WindowError
 from app.services.engine import state as states
 from app.services.engine.config import EngineConfig
 from app.services.engine.health import ProviderHealth, maybe_placed, stops_polling
@@ -223,4 +224,34 @@ def test_engine_states_are_an_enum_with_a_detail():
 
 
 def test_a_window_is_built_from_the_stored_text():
-    assert isinstance(batch().window(), CallingWindow)
+    window = batch().window()
+    assert isinstance(window, CallingSchedule)
+    assert window.describe() == "09:00 to 17:00 UTC, Monday to Friday"
+    # The campaign policy's columns: several ranges, blackout dates, an end date.
+    policy = batch(
+        time_ranges="09:00-12:00,14:00-18:00",
+        blackout_dates="2026-01-06",
+        end_at=MONDAY_NOON + timedelta(days=3),
+        local_hours_start="08:00",
+        local_hours_end="21:00",
+    )
+    schedule = policy.window()
+    assert not schedule.is_open(MONDAY_NOON)  # 12:00: between the two ranges
+    assert schedule.next_open(MONDAY_NOON) == MONDAY_NOON.replace(hour=14)
+    assert not schedule.is_open(MONDAY_NOON + timedelta(days=1))  # the blackout date
+    assert policy.local_hours() == LocalHours()
+    assert batch().local_hours() is None
+
+
+def test_past_its_end_date_the_rest_expires():
+    ended = batch(end_at=MONDAY_NOON - timedelta(minutes=1))
+    step = plan_batch(ended, ended.window(), MONDAY_NOON, READY)
+    assert step.expire and not step.dial
+    busy = batch(end_at=MONDAY_NOON, pending=0, in_progress=2)
+    step = plan_batch(busy, busy.window(), MONDAY_NOON, READY)
+    assert not step.expire and step.reason == (
+        "Past its end date: waiting for the 2 calls in progress."
+    )
+    # Waiting for a retry counts as work: the batch call is not finished.
+    assert batch(pending=0, waiting_retry=1).has_work
+    assert not batch(pending=0, waiting_retry=1).finished
