@@ -33,6 +33,8 @@ from app.cli_policy import (
     add_create_options,
     add_dnc_command,
     describe_policy,
+    forecast_document,
+    forecast_of,
     policy_document,
     policy_fields,
 )
@@ -440,8 +442,11 @@ def cmd_show(ctx: Context) -> int:
     recipients: Iterator[RecipientSnapshot] = (
         ctx.service.iter_recipients(b.id, query) if show_recipients else iter(())
     )
+    forecast = forecast_of(b, ctx.settings.load().calls_per_second)
     if ctx.json:
-        document: dict[str, Any] = {"batch_call": batch_document(b)}
+        document: dict[str, Any] = {
+            "batch_call": {**batch_document(b), **forecast_document(forecast, b.timezone)}
+        }
         if history is not None:
             document["history"] = [history_document(e) for e in history]
         if not show_recipients:
@@ -457,6 +462,8 @@ def cmd_show(ctx: Context) -> int:
         sys.stdout.write("\n  ]\n}\n")
         return EXIT_OK
     ctx.say(*_describe_batch(b))
+    if forecast is not None:
+        ctx.say(f"  Estimated finish:     {forecast.describe(parse_timezone(b.timezone))}")
     if history is not None:
         ctx.say("", "History:")
         if not history:

@@ -8,16 +8,18 @@ app.models.creation (the command line only turns options into a request).
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.models.policy import (
     DEFAULT_LOCAL_HOURS,
+    Forecast,
     parse_time_ranges,
     time_ranges_text,
 )
 from app.models.snapshots import BatchCallSnapshot
-from app.models.window import WindowError
+from app.models.window import WindowError, parse_timezone
 from app.services.batch_calls import NotFound
 from app.services.csv_export import CsvExportError
 from app.services.csv_import import CsvImportError
@@ -106,6 +108,24 @@ def policy_fields(
     return values
 
 
+def forecast_of(b: BatchCallSnapshot, calls_per_second: float) -> Forecast | None:
+    return b.forecast(datetime.now(UTC), calls_per_second)
+
+
+def forecast_document(forecast: Forecast | None, timezone: str) -> dict[str, Any]:
+    if forecast is None:
+        return {"forecast": None}
+    return {
+        "forecast": {
+            "finish_at": forecast.finish_at.isoformat() if forecast.finish_at else "",
+            "calls_left": round(forecast.calls_left),
+            "calls_per_hour": round(forecast.calls_per_hour, 1),
+            "expiring": forecast.expiring,
+            "display": forecast.describe(parse_timezone(timezone)),
+        }
+    }
+
+
 def policy_document(b: BatchCallSnapshot) -> dict[str, Any]:
     """The policy part of a batch call's --json document."""
     return {
@@ -132,8 +152,6 @@ def describe_policy(b: BatchCallSnapshot) -> list[str]:
     if b.blackout_dates:
         lines.append(f"  Blackout dates:       {b.blackout_dates_display}")
     if b.end_at is not None:
-        from app.models.window import parse_timezone
-
         local = b.end_at.astimezone(parse_timezone(b.timezone))
         lines.append(f"  End date:             {local:%Y-%m-%d %H:%M} ({b.timezone})")
     return lines

@@ -121,3 +121,15 @@ def test_create_validates_each_row_once(run, ready: Path, tmp_path: Path, monkey
     assert created.json["batch_call"]["total_recipients"] == 200
     assert created.json["import"]["rejected_count"] == 1
     assert len(calls) == 201  # one normalisation per row, not two
+
+
+def test_show_json_has_a_forecast_while_scheduled_or_running(run, ready: Path) -> None:  # noqa: F811
+    created = run(*create_args(ready, "--json", "--time-range", "all day", "--days", "mon-sun"))
+    batch_id = str(created.json["batch_call"]["id"])
+    shown = run("show", batch_id, "--json").json["batch_call"]
+    forecast = shown["forecast"]
+    assert forecast["calls_left"] == 3 and forecast["calls_per_hour"] == 60
+    assert forecast["finish_at"] and forecast["display"].startswith("About ")
+    assert "Estimated finish:" in run("show", batch_id).out
+    assert run("cancel", batch_id).code == 0
+    assert run("show", batch_id, "--json").json["batch_call"]["forecast"] is None

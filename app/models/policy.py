@@ -509,3 +509,97 @@ def open_timezone_texts(hours: LocalHours, now: datetime) -> tuple[list[str], li
     for text in ALL_TIMEZONE_TEXTS:
         (opened if all(is_inside(z) for z in text.split(",")) else closed).append(text)
     return opened, closed
+
+
+# --- forecast -------------------------------------------------------------------------
+
+
+#: A call's length (ring and talk) assumed until the batch call has outcomes of its own.
+ASSUMED_CALL_SECONDS = 60.0
+#: Finished recipients from which the batch call's own pace is trusted.
+OBSERVED_MINIMUM = 20
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """SPEC 10: when a running batch call should finish, and how many would expire."""
+
+    finish_at: datetime | None
+    calls_left: float
+    calls_per_hour: float
+    #: Recipients expected to be left when the end date comes (0 without an end date).
+    expiring: int = 0
+
+    def describe(self, zone: ZoneInfo) -> str:
+        if self.calls_left <= 0:
+            return "Finishing: only calls in progress remain."
+        rate = f"about {self.calls_per_hour:,.0f} calls an hour"
+        if self.finish_at is None:
+            return f"No estimate: no calling window opens again ({rate})."
+        local = self.finish_at.astimezone(zone)
+        text = f"About {local:%a %d %b %H:%M %Z} ({rate})"
+        if self.expiring:
+            text += f"; about {self.expiring:,} recipients would expire at the end date"
+        return text + "."
+
+
+def after_open_seconds(
+    schedule: CallingSchedule, start: datetime, seconds: float
+) -> datetime | None:
+    """The instant at which the schedule has been open `seconds` from `start` (None: it
+    closes for good first, or not within two years)."""
+    left = seconds
+    day = schedule._local_day(start) - timedelta(days=1)
+    for _ in range(800):
+        for opens, closes in sorted(schedule._openings(day)):
+            lo = max(opens, start)
+            if lo >= closes:
+                continue
+            span = (closes - lo).total_seconds()
+            if span >= left:
+                return lo + timedelta(seconds=left)
+            left -= span
+        day += timedelta(days=1)
+        if schedule.end_at is not None and day > schedule._local_day(schedule.end_at):
+            return None
+    return None
+
+
+def estimate_finish(
+    *,
+    now: datetime,
+    schedule: CallingSchedule,
+    left: int,
+    finished: int,
+    retry: RetryPolicy,
+    retried_share: float,
+    reserved_concurrency: int,
+    calls_per_second: float,
+    started_at: datetime | None,
+) -> Forecast:
+    """From the calling windows, the concurrency, the pacing and the outcomes so far:
+    `left` recipients still to call, each needing more than one call when a share
+    `retried_share` of calls ends in an outcome that is retried (up to the maximum);
+    the pace is the batch call's own once it has `OBSERVED_MINIMUM` outcomes, else what
+    its lines and the pacing allow with calls of `ASSUMED_CALL_SECONDS`."""
+    attempts_each = sum(retried_share**k for k in range(retry.max_attempts))
+    calls_left = left * attempts_each
+    capacity = min(calls_per_second, reserved_concurrency / ASSUMED_CALL_SECONDS)
+    rate = capacity
+    if started_at is not None and finished >= OBSERVED_MINIMUM:
+        open_seconds = schedule.open_seconds_between(started_at, now)
+        if open_seconds > 0:
+            rate = min(calls_per_second, finished * attempts_each / open_seconds)
+    rate = max(rate, 1e-6)
+    if calls_left <= 0:
+        return Forecast(now, 0.0, rate * 3600)
+    needed = calls_left / rate
+    finish = after_open_seconds(schedule, now, needed)
+    expiring = 0
+    if finish is None and schedule.end_at is not None:
+        possible = schedule.open_seconds_between(now, schedule.end_at) * rate / attempts_each
+        expiring = max(0, round(left - possible))
+        finish = schedule.end_at
+    elif finish is not None and retry.max_attempts > 1 and retried_share > 0:
+        finish += retry.delay  # the last retries wait their delay
+    return Forecast(finish, calls_left, rate * 3600, expiring)

@@ -8,7 +8,13 @@ from enum import StrEnum
 from typing import Any
 
 from app.models.creation import CreationRequest
-from app.models.policy import CallingSchedule, format_time_ranges
+from app.models.policy import (
+    CallingSchedule,
+    Forecast,
+    RetryOutcome,
+    estimate_finish,
+    format_time_ranges,
+)
 from app.models.status import (
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -126,6 +132,45 @@ class BatchCallSnapshot:
     @property
     def blackout_dates_display(self) -> str:
         return ", ".join(self.blackout_dates.split(",")) if self.blackout_dates else "None"
+
+    def forecast(self, now: datetime, calls_per_second: float) -> Forecast | None:
+        """SPEC 10's estimated finish while it runs (or is scheduled); None otherwise."""
+        if self.status not in (BatchStatus.RUNNING, BatchStatus.SCHEDULED):
+            return None
+        counts = self.counts
+        left = sum(
+            counts.get(s, 0)
+            for s in (
+                RecipientStatus.PENDING,
+                RecipientStatus.QUEUED,
+                RecipientStatus.WAITING_RETRY,
+            )
+        )
+        outcomes = sum(
+            counts.get(s, 0)
+            for s in (RecipientStatus.COMPLETED, RecipientStatus.FAILED, RecipientStatus.NO_ANSWER)
+        )
+        retry = self.creation_request.retry_policy()
+        retried = 0
+        if RetryOutcome.NO_ANSWER in retry.outcomes or RetryOutcome.BUSY in retry.outcomes:
+            retried += counts.get(RecipientStatus.NO_ANSWER, 0)
+        if RetryOutcome.FAILED in retry.outcomes:
+            retried += counts.get(RecipientStatus.FAILED, 0)
+        share = retried / outcomes if outcomes else (0.3 if retry.max_attempts > 1 else 0.0)
+        start = now
+        if self.status is BatchStatus.SCHEDULED and self.scheduled_at is not None:
+            start = max(now, self.scheduled_at)
+        return estimate_finish(
+            now=start,
+            schedule=self.schedule,
+            left=left,
+            finished=self.finished_count,
+            retry=retry,
+            retried_share=min(share, 0.95),
+            reserved_concurrency=self.reserved_concurrency,
+            calls_per_second=calls_per_second,
+            started_at=self.started_at,
+        )
 
     @property
     def status_display(self) -> str:

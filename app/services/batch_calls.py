@@ -703,7 +703,11 @@ class BatchCallService:
                 move_recipients(
                     session,
                     batch_id,
-                    [*sorted(RETRYABLE_RECIPIENT_STATUSES), RecipientStatus.QUEUED],
+                    [
+                        *sorted(RETRYABLE_RECIPIENT_STATUSES),
+                        RecipientStatus.QUEUED,
+                        RecipientStatus.WAITING_RETRY,
+                    ],
                     RecipientStatus.PENDING,
                     values={"next_try_at": None},
                 )

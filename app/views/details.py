@@ -94,6 +94,7 @@ class DetailsDialog(QDialog):
         self.action_controller = actions
         self.tasks = tasks
         self._deleted = False
+        self._cps: float | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -206,9 +207,13 @@ class DetailsDialog(QDialog):
             ("remaining", "Remaining"),
             ("percent", "Percent complete"),
             ("retries", "Retries"),
+            ("forecast", "Estimated finish"),
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title()}")
             form.addRow(f"{label}:", self.summary[key])
+        self.summary["forecast"].setToolTip(
+            "From the calling windows, the reserved concurrency, the pacing and the outcomes so far"
+        )
         self.summary["completed"].setToolTip(
             "Recipients with a final outcome: completed, failed or no answer"
         )
@@ -431,10 +436,23 @@ class DetailsDialog(QDialog):
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
         self.summary["percent"].setText(formatting.percent_text(s))
         self.summary["retries"].setText(str(s.retry_count))
+        forecast = s.forecast(self.context.clock(), self._calls_per_second())
+        self.summary["forecast"].setText(
+            forecast.describe(parse_timezone(s.timezone)) if forecast else formatting.NO_VALUE
+        )
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+
+    def _calls_per_second(self) -> float:
+        """The pacing setting, read once per dialog (the forecast is an estimate)."""
+        if self._cps is None:
+            try:
+                self._cps = self.context.load_settings().calls_per_second
+            except Exception:  # unreadable settings: the default pacing
+                self._cps = 1.0
+        return self._cps
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""

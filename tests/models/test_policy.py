@@ -207,3 +207,113 @@ def test_number_cap() -> None:
     assert within_number_cap(2, 3)
     assert not within_number_cap(3, 3)
     assert within_number_cap(100, None)
+
+
+# --- forecast -------------------------------------------------------------------------
+
+
+def test_forecast_walks_the_calling_windows() -> None:
+    from app.models.policy import estimate_finish
+
+    weekdays = CallingSchedule(
+        "America/New_York", parse_time_ranges("09:00-17:00"), frozenset({1, 2, 3, 4, 5})
+    )
+    monday_nine = at(NY, 2026, 11, 23, 9, 0)
+    # Two lines of 60-second calls: 120 calls an hour; 1,000 calls need 8 h 20 min of
+    # window: all of Monday and 20 minutes of Tuesday.
+    plain = estimate_finish(
+        now=monday_nine,
+        schedule=weekdays,
+        left=1000,
+        finished=0,
+        retry=RetryPolicy(),
+        retried_share=0.0,
+        reserved_concurrency=2,
+        calls_per_second=1.0,
+        started_at=None,
+    )
+    assert plain.calls_per_hour == 120
+    assert plain.finish_at == at(NY, 2026, 11, 24, 9, 20)
+    # Friday afternoon: the weekend is skipped.
+    friday = estimate_finish(
+        now=at(NY, 2026, 11, 27, 16, 0),
+        schedule=weekdays,
+        left=240,
+        finished=0,
+        retry=RetryPolicy(),
+        retried_share=0.0,
+        reserved_concurrency=2,
+        calls_per_second=1.0,
+        started_at=None,
+    )
+    assert friday.finish_at == at(NY, 2026, 11, 30, 10, 0)
+    # The pacing limits too: 0.01 calls a second is 36 an hour.
+    slow = estimate_finish(
+        now=monday_nine,
+        schedule=weekdays,
+        left=36,
+        finished=0,
+        retry=RetryPolicy(),
+        retried_share=0.0,
+        reserved_concurrency=50,
+        calls_per_second=0.01,
+        started_at=None,
+    )
+    assert slow.finish_at == at(NY, 2026, 11, 23, 10, 0)
+
+
+def test_forecast_uses_the_outcomes_so_far_retries_and_the_end_date() -> None:
+    from app.models.policy import estimate_finish
+
+    day = CallingSchedule("UTC", parse_time_ranges("09:00-17:00"), WEEK)
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    now = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+    # 100 recipients done in two open hours: 50 an hour, whatever the lines would allow.
+    observed = estimate_finish(
+        now=now,
+        schedule=day,
+        left=100,
+        finished=100,
+        retry=RetryPolicy(),
+        retried_share=0.0,
+        reserved_concurrency=50,
+        calls_per_second=1.0,
+        started_at=start,
+    )
+    assert observed.calls_per_hour == 50
+    assert observed.finish_at == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+    # Half the calls unanswered and retried once more: 1.5 calls a recipient, plus the
+    # last retry's delay.
+    retried = estimate_finish(
+        now=now,
+        schedule=day,
+        left=100,
+        finished=0,
+        retry=RetryPolicy(2, timedelta(minutes=30)),
+        retried_share=0.5,
+        reserved_concurrency=1,
+        calls_per_second=1.0,
+        started_at=None,
+    )
+    assert retried.calls_left == 150
+    # 150 calls at 60 an hour: 13:30, and the last retry's 30 minutes.
+    assert retried.finish_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    ending = CallingSchedule(
+        "UTC",
+        parse_time_ranges("09:00-17:00"),
+        WEEK,
+        end_at=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+    )
+    short = estimate_finish(
+        now=now,
+        schedule=ending,
+        left=100,
+        finished=0,
+        retry=RetryPolicy(),
+        retried_share=0.0,
+        reserved_concurrency=1,
+        calls_per_second=1.0,
+        started_at=None,
+    )
+    assert short.expiring == 40  # one hour left at 60 an hour
+    assert "about 40 recipients would expire" in short.describe(ZoneInfo("UTC"))

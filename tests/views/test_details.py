@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.services.batch_calls import scheduled_instant
-from app.views import detail_models
+from app.views import detail_models, formatting
 from app.views.batch_model import Column
 from app.views.detail_models import PAGE_SIZE, REFRESH_MARGIN, RecipientColumn
 from tests.views.layout_checks import assert_nothing_clipped
@@ -427,3 +427,21 @@ def test_percentages_agree_everywhere(open_details, make_batch, set_state, qtbot
     qtbot.waitUntil(lambda: window.model.snapshot(snapshot.id) is not None, timeout=5000)
     row = window.model.row_of(snapshot.id)
     assert window.model.index(row, Column.PROGRESS).data() == "21 % (9/41)"
+
+
+def test_summary_shows_an_estimated_finish_while_it_runs(open_details, make_batch, set_state):
+    every_day = {
+        "window_start": "00:00",
+        "window_end": "23:59",
+        "allowed_days": frozenset(range(1, 8)),
+    }
+    snapshot = make_batch("Forecast", recipients=10, timezone="UTC", **every_day)
+    finished = make_batch("Finished", recipients=10, timezone="UTC", **every_day)
+    set_state(finished.id, BatchStatus.COMPLETED, {RecipientStatus.COMPLETED: 10})
+    dialog = open_details(snapshot.id)
+    # Scheduled (Send Now): 10 calls on one line of 60-second calls, 10 minutes.
+    assert label(dialog, "summaryForecast").startswith("About Mon 23 Nov 14:1")
+    assert "about 60 calls an hour" in label(dialog, "summaryForecast")
+    dialog.close()
+    done = open_details(finished.id)
+    assert label(done, "summaryForecast") == formatting.NO_VALUE

@@ -188,26 +188,25 @@ def _due(
     now: datetime,
     open_zones: Sequence[str] | None,
     limit: int,
-) -> Any:
-    """The next `limit` recipients in `status` whose next try time has come and, with
-    recipient-local hours (`open_zones`: the stored timezone forms inside them now), whose
-    local hours are open or unknown. With local hours the index ix_recipients_due
-    (batch_call_id, status, timezones, next_try_at) is walked per open form, without an
-    ORDER BY, so the query stops at `limit` however many recipients wait for their hours."""
+) -> list[Any]:
+    """Queries for the next `limit` recipients in `status` whose next try time has come
+    and, with recipient-local hours (`open_zones`: the stored timezone forms inside them
+    now), whose local hours are open or unknown. With local hours the index
+    ix_recipients_due (batch_call_id, status, timezones, next_try_at) is sought once for
+    the unknown timezones and once per open form (an IN list, no ORDER BY), so the query
+    stops at `limit` however many recipients wait for their hours."""
     conditions = [
         Recipient.batch_call_id == batch_id,
         Recipient.status == status.value,
         or_(Recipient.next_try_at.is_(None), Recipient.next_try_at <= now),
     ]
     if open_zones is None:
-        return select(Recipient.id).where(*conditions).order_by(Recipient.id).limit(limit)
-    conditions.append(or_(Recipient.timezones.is_(None), Recipient.timezones.in_(list(open_zones))))
-    return (
-        select(Recipient.id)
-        .with_hint(Recipient, "INDEXED BY ix_recipients_due", "sqlite")
-        .where(*conditions)
-        .limit(limit)
-    )
+        return [select(Recipient.id).where(*conditions).order_by(Recipient.id).limit(limit)]
+    due = select(Recipient.id)
+    return [
+        due.where(*conditions, Recipient.timezones.is_(None)).limit(limit),
+        due.where(*conditions, Recipient.timezones.in_(list(open_zones))).limit(limit),
+    ]
 
 
 def top_up_queue(
@@ -227,7 +226,10 @@ def top_up_queue(
         for source in sources:
             if moved >= wanted:
                 break
-            ids = session.scalars(_due(batch_id, source, now, open_zones, wanted - moved)).all()
+            ids: list[int] = []
+            for query in _due(batch_id, source, now, open_zones, wanted - moved):
+                if len(ids) < wanted - moved:
+                    ids += session.scalars(query.limit(wanted - moved - len(ids))).all()
             if not ids:
                 continue
             # Locked (FOR SHARE on PostgreSQL): a Pause committing between this check and
