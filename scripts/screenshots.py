@@ -31,6 +31,7 @@ from app.models.snapshots import BatchCallSnapshot, SendType  # noqa: E402
 from app.models.status import BatchStatus, RecipientStatus  # noqa: E402
 from app.services.batch_calls import Actor, NewBatchCall, scheduled_instant  # noqa: E402
 from app.services.engine import DialerEngine  # noqa: E402
+from app.services.engine.state import DIALING  # noqa: E402
 from app.services.simulation import SimulationProvider  # noqa: E402
 from app.views.app import prepare_application  # noqa: E402
 from app.views.context import AppContext, build_context, ensure_demo_defaults  # noqa: E402
@@ -204,7 +205,7 @@ def main() -> int:
         )
         batches = seed(context, clock)
         window = MainWindow(context)
-        window.set_engine_state("dialing")
+        window.set_engine_state(DIALING)
         window.resize(1100, 560)
         settle(window, lambda: window.loaded)
         window.select_batch(batches["running"].id)

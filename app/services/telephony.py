@@ -352,11 +352,31 @@ def _code_suffix(code: int | None) -> str:
     return f", Twilio error {code}" if code is not None else ""
 
 
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """What the engine may rely on about a provider, instead of recognising it by name."""
+
+    #: Places no real call and answers inside this process at once (no network): its
+    #: calls are polled inline rather than from a pool of threads.
+    simulated: bool = False
+    #: Its record of the calls it placed outlives this provider object (a remote
+    #: service): the engine may build it again at any time (new credentials). A provider
+    #: that keeps them only in memory is kept instead: that memory serves reconciliation.
+    keeps_call_history: bool = True
+
+
+#: A real telephony service reached over the network (Twilio).
+REMOTE_SERVICE = ProviderCapabilities()
+#: The simulation: no network, calls remembered only by this provider object.
+SIMULATED = ProviderCapabilities(simulated=True, keeps_call_history=False)
+
+
 class TelephonyProvider(Protocol):
     """What the dialer engine needs from a provider; every method is synchronous and
     thread-safe and raises only `ProviderError` subclasses."""
 
     name: str
+    capabilities: ProviderCapabilities
 
     def place_call(self, request: CallRequest) -> CallState: ...
 

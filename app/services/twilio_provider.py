@@ -26,6 +26,7 @@ from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
 from app.services.telephony import (
+    REMOTE_SERVICE,
     AccountInfo,
     ApplicationInfo,
     CallRequest,
@@ -87,6 +88,7 @@ class TwilioProvider:
     """Places and tracks calls through Twilio's 2010-04-01 REST API."""
 
     name = "twilio"
+    capabilities = REMOTE_SERVICE
 
     def __init__(
         self,
