@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 from xml.sax.saxutils import escape
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,9 @@ class CallState:
     answered_by: str | None
     error_code: int | None
     error_message: str | None
+    #: How long the provider keeps the call waiting before dialing it (Twilio's
+    #: `queue_time`): long waits mean the account's real rate is below the setting.
+    queue_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -386,3 +389,14 @@ class TelephonyProvider(Protocol):
     def list_from_numbers(self) -> list[NumberInfo]: ...
 
     def list_applications(self) -> list[ApplicationInfo]: ...
+
+
+@runtime_checkable
+class BulkCallTracking(Protocol):
+    """A provider that reports many calls in a few requests (Twilio's Calls list,
+    filtered by start time and status, paged), so that tracking 1,000 live calls does not
+    take 1,000 requests a round."""
+
+    def calls_since(self, since: datetime) -> list[CallState]:
+        """Every call that started at or after `since`, and every call still queued."""
+        ...

@@ -16,7 +16,14 @@ from app.models.db import open_database
 from app.models.schema import EngineLease
 from app.models.status import RecipientStatus
 from app.services.engine import DialerEngine, EngineConfig, EngineState
-from app.services.lease import DialerLease, holder_is_gone
+from app.services.lease import (
+    UNKNOWN_MACHINE,
+    DialerLease,
+    MachineIdentity,
+    holder_is_gone,
+    new_holder_id,
+    this_machine,
+)
 from tests.services.engine_support import ScriptedProvider, finished, new_batch
 
 CONFIG = EngineConfig(
@@ -116,9 +123,7 @@ def test_two_engines_starting_together_agree_on_one_holder(database_url, clock):
 
 
 def test_a_lease_held_by_a_process_that_no_longer_exists_is_taken_at_once(sessions, clock):
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait(30)
-    dead = f"{socket.gethostname()}:{process.pid}:deadbeef"
+    dead = new_holder_id(pid=_dead_pid())
     with sessions.begin() as session:
         session.add(
             EngineLease(
@@ -133,13 +138,71 @@ def test_a_lease_held_by_a_process_that_no_longer_exists_is_taken_at_once(sessio
     assert lease.hold(clock()).held
 
 
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(30)
+    return process.pid
+
+
 def test_a_live_or_remote_holder_is_not_presumed_gone():
     host = socket.gethostname()
-    assert not holder_is_gone(f"{host}:{os.getpid()}:abc")  # this very process
-    assert not holder_is_gone(f"{host}:{os.getppid()}:abc")  # alive
-    assert not holder_is_gone("another-host:4242:abc")
+    key = this_machine().key
+    dead = _dead_pid()
+    assert not holder_is_gone(f"{host}:{os.getpid()}:abc:{key}")  # this very process
+    assert not holder_is_gone(f"{host}:{os.getppid()}:abc:{key}")  # alive
+    assert not holder_is_gone(f"another-host:{dead}:abc:{key}")
+    assert not holder_is_gone(f"{host}:{dead}:abc:0123456789abcdef")  # another machine
+    assert not holder_is_gone(f"{host}:{dead}:deadbeef")  # the old format proves nothing
     assert not holder_is_gone("garbage")
     assert not holder_is_gone(None)
+    assert holder_is_gone(f"{host}:{dead}:abc:{key}")
+
+
+def test_holder_ids_name_an_instance_and_the_machine():
+    first, second = new_holder_id(), new_holder_id()
+    host, pid, instance, key = first.split(":")
+
+    assert first != second  # two engines in one process
+    assert (host, int(pid), key) == (socket.gethostname(), os.getpid(), this_machine().key)
+    assert len(instance) == 12
+    if sys.platform == "linux":
+        assert key != UNKNOWN_MACHINE  # /proc gives the boot id and pid namespace
+
+
+def test_a_machine_that_cannot_prove_its_identity_presumes_no_holder_gone():
+    unknown = MachineIdentity(socket.gethostname(), None, None)
+    holder = new_holder_id(unknown, pid=_dead_pid())
+
+    assert unknown.key == UNKNOWN_MACHINE
+    assert not holder_is_gone(holder, unknown)
+
+
+def test_two_workers_sharing_a_host_name_do_not_take_the_lease_from_each_other(
+    sessions, second_database, clock
+):
+    """Two containers (or cloned VMs) with one host name: each one's process id does not
+    exist on the other, which once read as "the holder is dead" (29 takeovers a minute)."""
+    host = socket.gethostname()
+    machine_a = MachineIdentity(host, "boot-of-container-a", "pid:[4026531836]")
+    machine_b = MachineIdentity(host, "boot-of-container-b", "pid:[4026531836]")
+    pid = _dead_pid()  # as each one's process id looks from the other
+    first = DialerLease(sessions, new_holder_id(machine_a, pid), machine=machine_a)
+    second = DialerLease(second_database, new_holder_id(machine_b, pid), machine=machine_b)
+    holders = []
+    for _ in range(60):
+        holders.append(first.hold(clock()).holder)
+        holders.append(second.hold(clock()).holder)
+        clock.advance(1)
+
+    assert set(holders) == {first.holder}
+    assert first.held and not second.held
+    # The first worker froze: the second takes over once it has watched the heartbeat
+    # stand still for the expiry (30 s; the last renewal was up to 5 s before the freeze).
+    waited = 0
+    while not second.hold(clock()).held and waited < 60:
+        clock.advance(1)
+        waited += 1
+    assert 25 <= waited <= 31
 
 
 def test_a_standby_engine_whose_clock_is_fast_never_takes_over_a_live_lease(
