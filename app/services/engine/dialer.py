@@ -28,31 +28,28 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.policy import CallingSchedule, LocalHours, open_timezone_texts
+from app.models.policy import CallingSchedule
 from app.models.window import WindowError
 from app.services.batch_calls import Actor, BatchCallService
 from app.services.engine import state as states
 from app.services.engine import store
-from app.services.engine.attempts import aware
 from app.services.engine.config import Clock, EngineConfig, utcnow
 from app.services.engine.health import ProviderHealth
 from app.services.engine.placing import Placer
 from app.services.engine.planning import (
     CallPacer,
-    RunningBatch,
     calling_hours_failure,
     capacity_reason,
     demand,
-    local_hours_reason,
     plan_batch,
     queue_wanted,
-    retry_wait_reason,
     share_capacity,
     without_retrying,
 )
 from app.services.engine.reconcile import Reconciler
 from app.services.engine.state import TickReport
 from app.services.engine.tracking import Tracker
+from app.services.engine.waiting import PolicyWaits
 from app.services.lease import DialerLease
 from app.services.settings import AppSettings, load_settings
 from app.services.telephony import ProviderError, TelephonyProvider
@@ -139,9 +136,7 @@ class DialerEngine:
         self.health = ProviderHealth(self.config)
         self._rotation = 0
         self._next_pickup_at: datetime | None = None
-        self._zones_key: tuple[LocalHours, datetime] | None = None
-        self._zones: tuple[list[str], list[str]] = ([], [])
-        self._idle_reasons: dict[int, tuple[datetime, str | None]] = {}
+        self.waits = PolicyWaits(sessions)
         self._clock_rate = ClockRate()
         self._stop = threading.Event()
         self._sleep = sleep
@@ -313,47 +308,6 @@ class DialerEngine:
                 report.touch(batch_id, recipients=False)
         return report.picked_up
 
-    # ------------------------------------------------------------------ policy (SPEC 10)
-    def _open_zones(self, hours: LocalHours, now: datetime) -> list[str]:
-        """The stored timezone forms inside `hours` now (recomputed once a minute)."""
-        minute = now.replace(second=0, microsecond=0)
-        key = (hours, minute)
-        if self._zones_key != key:
-            self._zones_key = key
-            self._zones = open_timezone_texts(hours, minute)
-        return self._zones[0]
-
-    def _idle_reason(
-        self, batch: RunningBatch, hours: LocalHours | None, now: datetime
-    ) -> str | None:
-        """Why a batch call inside its window places nothing: its recipients wait for
-        their local hours, or for their next attempt. Counted at most once a minute."""
-        cached = self._idle_reasons.get(batch.id)
-        if cached is not None and now - cached[0] < timedelta(minutes=1) and now >= cached[0]:
-            return cached[1]
-        reason: str | None = None
-        if hours is not None and batch.pending:
-            self._open_zones(hours, now)
-            closed = self._zones[1]
-            waiting, present = store.waiting_for_local_hours(self.sessions, batch.id, closed)
-            if waiting:
-                opens = [
-                    moment
-                    for text in present
-                    if (moment := hours.next_open(text.split(","), now)) is not None
-                ]
-                reason = local_hours_reason(
-                    waiting, hours, min(opens) if opens else None, batch.timezone
-                )
-        if reason is None and batch.waiting_retry:
-            reason = retry_wait_reason(
-                batch.waiting_retry,
-                aware(store.next_retry_at(self.sessions, batch.id)),
-                batch.timezone,
-            )
-        self._idle_reasons[batch.id] = (now, reason)
-        return reason
-
     # ------------------------------------------------------------------ dialing
     def _dial(
         self,
@@ -406,7 +360,7 @@ class DialerEngine:
             except WindowError as exc:
                 store.fail_batch(self.sessions, batch.id, calling_hours_failure(exc), now, report)
                 continue
-            open_zones = self._open_zones(hours, now) if hours is not None else None
+            open_zones = self.waits.open_zones(hours, now) if hours is not None else None
             if wanted:
                 moved = store.top_up_queue(
                     self.sessions,
@@ -420,7 +374,7 @@ class DialerEngine:
                     report.touch(batch.id)
                 queued += moved
             if not queued and not batch.in_progress and reasons[batch.id] is None:
-                reasons[batch.id] = self._idle_reason(batch, hours, now)
+                reasons[batch.id] = self.waits.idle_reason(batch, hours, now)
             wants = demand(batch, queued)
             if wants is not None:
                 demands[batch.id] = wants
