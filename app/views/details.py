@@ -65,16 +65,34 @@ def _value_label(parent: QWidget, name: str) -> QLabel:
     return label
 
 
+def attempt_history_text(attempts: list[dict[str, Any]]) -> str:
+    """One line per call attempt: number, outcome, when it ended, the error if any."""
+    lines = []
+    for attempt in attempts:
+        outcome = attempt.get("outcome")
+        shown = RecipientStatus(outcome).display_name if outcome else "In progress"
+        if attempt.get("provider_status") == "busy":
+            shown = "Busy"
+        when = formatting.local_time(
+            attempt.get("ended_at") or attempt.get("requested_at"), seconds=True
+        )
+        error = f" ({attempt['error']})" if attempt.get("error") and outcome != "COMPLETED" else ""
+        lines.append(f"{attempt['attempt']}. {shown}, {when}{error}")
+    return "\n".join(lines) or "None."
+
+
 class DetailsDialog(QDialog):
     """Everything about one batch call.
 
     Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
-    the dialog's own reload finished; historyLoaded(int) with the number of events.
+    the dialog's own reload finished; historyLoaded(int) with the number of events;
+    attemptHistoryLoaded(int) with the recipient id whose call attempts are shown.
     """
 
     reloadRequested = Signal(int)
     reloaded = Signal()
     historyLoaded = Signal(int)
+    attemptHistoryLoaded = Signal(int)
 
     def __init__(
         self,
@@ -95,6 +113,7 @@ class DetailsDialog(QDialog):
         self.tasks = tasks
         self._deleted = False
         self._cps: float | None = None
+        self._history_for: int | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -359,14 +378,15 @@ class DetailsDialog(QDialog):
             ("call_id", "Provider call id"),
             ("attempts", "Attempts"),
             ("error", "Last error"),
+            ("history", "Attempt history"),
         )
         for position, (key, label) in enumerate(fields):
             name = "call" + "".join(part.title() for part in key.split("_"))
             self.call_fields[key] = _value_label(self.call_details, name)
             caption = QLabel(f"{label}:", self.call_details)
             caption.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
-            if key in ("recipient", "error"):  # long values get the whole width
-                row = 0 if key == "recipient" else 5
+            if key in ("recipient", "error", "history"):  # long values get the whole width
+                row = {"recipient": 0, "error": 5, "history": 6}[key]
                 grid.addWidget(caption, row, 0)
                 grid.addWidget(self.call_fields[key], row, 1, 1, 3)
                 continue
@@ -509,13 +529,26 @@ class DetailsDialog(QDialog):
         fields["recipient"].setText(
             f"{recipient.phone_number} {recipient.name or ''} ({recipient.status.display_name})"
         )
+        self._load_attempt_history(recipient)
         if recipient.status not in CALLED_STATUSES:
             for key in fields:
-                if key != "recipient":
+                if key not in ("recipient", "history"):
                     fields[key].setText("")
-            fields["requested"].setText(
-                "Not called yet." if recipient.attempts == 0 else "A call is in progress."
-            )
+            if recipient.status is RecipientStatus.WAITING_RETRY:
+                fields["requested"].setText(
+                    "Next attempt at "
+                    + formatting.local_time(recipient.next_try_at, seconds=True)
+                    + "."
+                )
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            elif recipient.status in (RecipientStatus.DO_NOT_CALL, RecipientStatus.EXPIRED):
+                fields["requested"].setText("Not called.")
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            else:
+                fields["requested"].setText(
+                    "Not called yet." if recipient.attempts == 0 else "A call is in progress."
+                )
+            fields["attempts"].setText(str(recipient.attempts))
             return
         fields["requested"].setText(formatting.local_time(recipient.requested_at, seconds=True))
         fields["answered"].setText(formatting.local_time(recipient.answered_at, seconds=True))
@@ -525,6 +558,32 @@ class DetailsDialog(QDialog):
         fields["call_id"].setText(recipient.provider_call_id or formatting.NO_VALUE)
         fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
         fields["attempts"].setText(str(recipient.attempts))
+
+    def _load_attempt_history(self, recipient: RecipientSnapshot) -> None:
+        """Every call attempt of the selected recipient (SPEC 10: automatic retries), read
+        in the background; a later selection wins."""
+        label = self.call_fields["history"]
+        if recipient.attempts == 0:
+            label.setText("None." if recipient.status.is_terminal else "No call yet.")
+            return
+        label.setText("Loading…")
+        recipient_id = recipient.id
+        self._history_for = recipient_id
+
+        def done(attempts: object) -> None:
+            if self._history_for != recipient_id:
+                return
+            assert isinstance(attempts, list)
+            label.setText(attempt_history_text(attempts))
+            self.attemptHistoryLoaded.emit(recipient_id)
+
+        self.tasks.submit(
+            "attemptHistory",
+            lambda _c: self.service.call_attempts(recipient_id),
+            on_done=done,
+            quiet=True,
+            owner=self,
+        )
 
     def load_history(self) -> None:
         batch_id = self.snapshot.id

@@ -445,3 +445,51 @@ def test_summary_shows_an_estimated_finish_while_it_runs(open_details, make_batc
     dialog.close()
     done = open_details(finished.id)
     assert label(done, "summaryForecast") == formatting.NO_VALUE
+
+
+def test_call_details_show_the_attempt_history_and_the_next_attempt(
+    open_details, make_batch, context, qtbot
+):
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from app.models.recipients import move_recipient
+    from app.models.schema import CallAttempt, Recipient
+
+    snapshot = make_batch("Retries", recipients=2, max_attempts=3, retry_delay_minutes=10)
+    now = context.clock()
+    with context.sessions.begin() as session:
+        first = session.scalars(
+            select(Recipient.id)
+            .where(Recipient.batch_call_id == snapshot.id)
+            .order_by(Recipient.id)
+        ).first()
+        for number, status in ((1, "busy"), (2, "no-answer")):
+            session.add(
+                CallAttempt(
+                    recipient_id=first, batch_call_id=snapshot.id, attempt_number=number,
+                    provider="simulation", provider_call_id=f"CA{number}",
+                    to_number="+12025550000", from_number="+12025550100",
+                    provider_status=status, outcome="NO_ANSWER", created_at=now,
+                    requested_at=now, ended_at=now + timedelta(minutes=number),
+                )
+            )  # fmt: skip
+        move_recipient(
+            session, first, snapshot.id, [RecipientStatus.PENDING], RecipientStatus.WAITING_RETRY
+        )
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id == first)
+            .values(attempts=2, next_try_at=now + timedelta(minutes=12))
+        )
+    dialog = open_details(snapshot.id)
+    with qtbot.waitSignal(dialog.attemptHistoryLoaded, timeout=5000):
+        dialog.select_recipient(0)
+    assert label(dialog, "callRequested") == (
+        f"Next attempt at {formatting.local_time(now + timedelta(minutes=12), seconds=True)}."
+    )
+    history = label(dialog, "callHistory").splitlines()
+    assert history[0].startswith("1. Busy, ") and history[1].startswith("2. No Answer, ")
+    dialog.select_recipient(1)
+    assert label(dialog, "callHistory") == "No call yet."
