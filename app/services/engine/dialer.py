@@ -361,6 +361,12 @@ class DialerEngine:
                 store.fail_batch(self.sessions, batch.id, calling_hours_failure(exc), now, report)
                 continue
             open_zones = self.waits.open_zones(hours, now) if hours is not None else None
+            if hours is not None and queued:
+                closed = self.waits.closed_zones(hours, now)
+                back = store.requeue_outside_local_hours(self.sessions, batch.id, closed)
+                if back:
+                    report.touch(batch.id)
+                    queued -= back
             if wanted:
                 moved = store.top_up_queue(
                     self.sessions,

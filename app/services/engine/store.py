@@ -247,6 +247,23 @@ def top_up_queue(
     return moved
 
 
+def requeue_outside_local_hours(
+    sessions: sessionmaker[Session], batch_id: int, closed_zones: Sequence[str]
+) -> int:
+    """QUEUED recipients whose local hours have closed go back to PENDING (the queue is a
+    few rows: an index seek per closed form)."""
+    if not closed_zones:
+        return 0
+    with write_transaction(sessions) as session:
+        return move_recipients(
+            session,
+            batch_id,
+            [QUEUED],
+            PENDING,
+            where=[Recipient.timezones.in_(list(closed_zones))],
+        )
+
+
 def expire_batch(
     sessions: sessionmaker[Session], batch_id: int, now: datetime, report: TickReport
 ) -> int:

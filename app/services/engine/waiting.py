@@ -10,10 +10,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.policy import LocalHours, open_timezone_texts
+from app.models.policy import ALL_TIMEZONE_TEXTS, LocalHours, open_timezone_texts
 from app.services.engine import store
 from app.services.engine.attempts import aware
 from app.services.engine.planning import RunningBatch, local_hours_reason, retry_wait_reason
+
+#: A recipient is queued only if its local hours are still open this much later.
+SAFETY = timedelta(minutes=2)
 
 
 class PolicyWaits:
@@ -26,13 +29,23 @@ class PolicyWaits:
         self._idle_reasons: dict[int, tuple[datetime, str | None]] = {}
 
     def open_zones(self, hours: LocalHours, now: datetime) -> list[str]:
-        """The stored timezone forms inside `hours` now (recomputed once a minute)."""
+        """The stored timezone forms inside `hours` this minute and still in two minutes
+        (recomputed once a minute): a recipient queued now is placed within seconds, and
+        never after its hours close."""
         minute = now.replace(second=0, microsecond=0)
         key = (hours, minute)
         if self._zones_key != key:
             self._zones_key = key
-            self._zones = open_timezone_texts(hours, minute)
+            opened, _ = open_timezone_texts(hours, minute)
+            still, _ = open_timezone_texts(hours, minute + SAFETY)
+            keep = set(still)
+            both = [text for text in opened if text in keep]
+            self._zones = (both, [text for text in ALL_TIMEZONE_TEXTS if text not in set(both)])
         return self._zones[0]
+
+    def closed_zones(self, hours: LocalHours, now: datetime) -> list[str]:
+        self.open_zones(hours, now)
+        return self._zones[1]
 
     def idle_reason(
         self, batch: RunningBatch, hours: LocalHours | None, now: datetime
@@ -44,8 +57,7 @@ class PolicyWaits:
             return cached[1]
         reason: str | None = None
         if hours is not None and batch.pending:
-            self.open_zones(hours, now)
-            closed = self._zones[1]
+            closed = self.closed_zones(hours, now)
             waiting, present = store.waiting_for_local_hours(self.sessions, batch.id, closed)
             if waiting:
                 opens = [

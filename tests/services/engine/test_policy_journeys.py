@@ -282,3 +282,33 @@ def test_the_end_date_expires_the_rest(service, clock, standin, engines):
     assert final.counts[RecipientStatus.EXPIRED] >= 5
     assert final.status is BatchStatus.COMPLETED
     assert_counters_exact(service, batch.id)
+
+
+def test_a_recipient_queued_before_its_local_hours_close_is_not_called_after(
+    service, clock, standin, engines
+):
+    # 19:30 in Los Angeles; calls of 50 minutes on one line: the third would start after
+    # 21:00 if the recipient waiting in the queue were not given back.
+    clock.set(datetime(2026, 11, 23, 19, 30, tzinfo=LOS_ANGELES))
+    people = [Row(i + 2, f"+1310555{i:04d}") for i in range(4)]
+    program(standin, people, talk=50 * 60)
+    batch = policy_batch(
+        service,
+        people,
+        timezone="America/Los_Angeles",
+        window_start="00:00",
+        window_end="23:59",
+        reserved_concurrency=1,
+        local_hours="08:00-21:00",
+    )
+    run_until(engines(), clock, done(service, batch.id), step=120, max_ticks=1000)
+    witness = calls_to(standin)
+    assert len(witness) == 4
+    for _, at in witness:
+        local = at.astimezone(LOS_ANGELES).time()
+        assert (
+            local >= datetime(2026, 1, 1, 8, 0).time()
+            and local < datetime(2026, 1, 1, 21, 0).time()
+        ), at
+    next_morning = [at for _, at in witness if at.astimezone(LOS_ANGELES).day == 24]
+    assert next_morning and min(next_morning) < datetime(2026, 11, 24, 8, 5, tzinfo=LOS_ANGELES)
