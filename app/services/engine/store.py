@@ -254,13 +254,22 @@ def requeue_outside_local_hours(
     few rows: an index seek per closed form)."""
     if not closed_zones:
         return 0
+    closed = Recipient.timezones.in_(list(closed_zones))
+    with sessions() as session:  # a read first: most ticks have nothing to give back
+        found = session.scalar(
+            select(Recipient.id)
+            .where(Recipient.batch_call_id == batch_id, Recipient.status == QUEUED.value, closed)
+            .limit(1)
+        )
+    if found is None:
+        return 0
     with write_transaction(sessions) as session:
         return move_recipients(
             session,
             batch_id,
             [QUEUED],
             PENDING,
-            where=[Recipient.timezones.in_(list(closed_zones))],
+            where=[closed],
         )
 
 
