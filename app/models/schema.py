@@ -128,6 +128,26 @@ class BatchCall(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     created_by: Mapped[str] = mapped_column(String(100), default="")
+    # Campaign policy (SPEC 10). A batch call from before it reads as one window
+    # (window_start-window_end), no local-hours rule, one attempt, no end.
+    #: "09:00-12:00,14:00-18:00" or "00:00-24:00" (all day); NULL: window_start-window_end.
+    time_ranges: Mapped[str | None] = mapped_column(String(200))
+    #: Local dates in the batch's timezone on which nothing is dialed: "2026-12-25,...".
+    blackout_dates: Mapped[str | None] = mapped_column(Text)
+    #: After this instant nothing is dialed; recipients not reached end as EXPIRED.
+    end_at: Mapped[datetime | None]
+    #: Recipient-local calling hours (HH:MM); NULL: no local-hours rule.
+    local_hours_start: Mapped[str | None] = mapped_column(String(5))
+    local_hours_end: Mapped[str | None] = mapped_column(String(5))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    retry_delay_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    #: Outcomes retried automatically: "no-answer,busy,failed" (any subset).
+    retry_outcomes: Mapped[str] = mapped_column(
+        String(64), default="no-answer,busy", server_default="no-answer,busy"
+    )
+    waiting_retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    do_not_call_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expired_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Set while the recipients are being stored and renewed with every chunk; NULL once
     #: the import finished. A stale value means the importing process died: the engine
     #: removes such a batch call (creation is all or nothing).
@@ -152,6 +172,9 @@ class Recipient(Base):
         Index("ix_recipients_batch_digits", "batch_call_id", "phone_digits_reversed"),
         Index("ix_recipients_batch_name", "batch_call_id", "name_key"),
         Index("ix_recipients_batch_last_word", "batch_call_id", "name_last_word_key"),
+        # The dialer's due pick: per status, the recipients of the timezone sets whose
+        # local hours are open, whose next attempt time has come.
+        Index("ix_recipients_due", "batch_call_id", "status", "timezones", "next_try_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -171,7 +194,8 @@ class Recipient(Base):
     ended_at: Mapped[datetime | None]
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     answered_by: Mapped[str | None] = mapped_column(String(32))
-    #: Earliest time the dialer may try this recipient again after a transient error.
+    #: Earliest time the dialer may try this recipient again: after a transient error, or
+    #: the next automatic attempt of a recipient WAITING_RETRY.
     next_try_at: Mapped[datetime | None]
     #: Search keys, filled on insert from the phone number and the name.
     phone_digits_reversed: Mapped[str | None] = mapped_column(
@@ -183,6 +207,9 @@ class Recipient(Base):
     name_last_word_key: Mapped[str | None] = mapped_column(
         String(200), default=_inserted(search_keys.last_word_key, "name")
     )
+    #: The number's timezones from libphonenumber at import ("America/Boise,America/
+    #: Los_Angeles"), so dialing never parses numbers; NULL: none known.
+    timezones: Mapped[str | None] = mapped_column(String(200))
 
 
 class CallAttempt(Base):
@@ -196,6 +223,8 @@ class CallAttempt(Base):
         # dialer looks for them every tick, while refused attempts (no call id, FAILED)
         # pile up for ever.
         Index("ix_call_attempts_unresolved", "outcome", "provider_call_id", "id"),
+        # The per-number cap: attempts to one number in the last 24 hours, all batch calls.
+        Index("ix_call_attempts_number_time", "to_number", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -228,6 +257,32 @@ class AuditEvent(Base):
     batch_call_id: Mapped[int | None] = mapped_column(Integer, index=True)
     batch_call_name: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DoNotCallNumber(Base):
+    """One number of the database's do-not-call list (E.164), checked as each call is placed."""
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(20), unique=True)
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | import
+    added_by: Mapped[str] = mapped_column(String(100), default="")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DoNotCallEvent(Base):
+    """The do-not-call list's audit trail: who added, removed or imported what, when."""
+
+    __tablename__ = "do_not_call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))  # ADD | REMOVE | IMPORT
+    phone_number: Mapped[str | None] = mapped_column(String(20))
     detail: Mapped[str] = mapped_column(Text, default="")
     user: Mapped[str] = mapped_column(String(100))
     host: Mapped[str] = mapped_column(String(255))

@@ -104,4 +104,11 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         10,
         3600,
     ),
+    "max_attempts_per_number_24h": SettingSpec(
+        "Attempts per number in 24 hours",
+        "call attempts to one number in any 24 hours across all batch calls (do-not-call "
+        "policy, SPEC 10); 0 means no cap",
+        0,
+        1000,
+    ),
 }

@@ -47,6 +47,8 @@ class AppSettings:
     #: the lease went unrenewed for the expiry (both read when an engine starts).
     lease_heartbeat_seconds: float = 5.0
     lease_expiry_seconds: float = 30.0
+    #: SPEC 10: call attempts to one number in any 24 hours, all batch calls (0: no cap).
+    max_attempts_per_number_24h: int = 0
 
     def validate(self) -> AppSettings:
         """Every value within bounds the engine can live with, or SettingsError."""

@@ -71,18 +71,36 @@ def _value_label(parent: QWidget, name: str) -> QLabel:
     return label
 
 
+def attempt_history_text(attempts: list[dict[str, Any]]) -> str:
+    """One line per call attempt: number, outcome, when it ended, the error if any."""
+    lines = []
+    for attempt in attempts:
+        outcome = attempt.get("outcome")
+        shown = RecipientStatus(outcome).display_name if outcome else "In progress"
+        if attempt.get("provider_status") == "busy":
+            shown = "Busy"
+        when = formatting.local_time(
+            attempt.get("ended_at") or attempt.get("requested_at"), seconds=True
+        )
+        error = f" ({attempt['error']})" if attempt.get("error") and outcome != "COMPLETED" else ""
+        lines.append(f"{attempt['attempt']}. {shown}, {when}{error}")
+    return "\n".join(lines) or "None."
+
+
 class DetailsDialog(QDialog):
     """Everything about one batch call.
 
     Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
     the dialog's own reload finished; historyLoaded(int) with the number of events;
     liveFiguresShown() after the Summary's live figures were read and shown.
+    attemptHistoryLoaded(int) with the recipient id whose call attempts are shown.
     """
 
     reloadRequested = Signal(int)
     reloaded = Signal()
     historyLoaded = Signal(int)
     liveFiguresShown = Signal()
+    attemptHistoryLoaded = Signal(int)
 
     def __init__(
         self,
@@ -104,6 +122,8 @@ class DetailsDialog(QDialog):
         self._deleted = False
         self._live_reading = False
         self._live_figures: live_figures.LiveFigures | None = None
+        self._cps: float | None = None
+        self._history_for: int | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -239,9 +259,13 @@ class DetailsDialog(QDialog):
             ("remaining", "Remaining"),
             ("percent", "Percent complete"),
             ("retries", "Retries"),
+            ("forecast", "Estimated finish"),
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title()}")
             form.addRow(f"{label}:", self.summary[key])
+        self.summary["forecast"].setToolTip(
+            "From the calling windows, the reserved concurrency, the pacing and the outcomes so far"
+        )
         self.summary["completed"].setToolTip(
             "Recipients with a final outcome: completed, failed or no answer"
         )
@@ -276,7 +300,7 @@ class DetailsDialog(QDialog):
             caption = QLabel(status.display_name, box)
             caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             value = QLabel(box)
-            value.setObjectName(f"count{status.display_name.replace(' ', '')}")
+            value.setObjectName("count" + status.value.title().replace("_", ""))
             value.setProperty("role", "count")
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(value, 0, column)
@@ -299,6 +323,10 @@ class DetailsDialog(QDialog):
             ("timezone", "Timezone"),
             ("time_range", "Time range"),
             ("allowed_days", "Allowed days"),
+            ("blackout_dates", "Blackout dates"),
+            ("end_date", "End date"),
+            ("local_hours", "Recipient's local time"),
+            ("retries", "Automatic retries"),
             ("concurrency", "Reserved concurrency"),
             ("created", "Created"),
         ):
@@ -404,14 +432,15 @@ class DetailsDialog(QDialog):
             ("call_id", "Provider call id"),
             ("attempts", "Attempts"),
             ("error", "Last error"),
+            ("history", "Attempt history"),
         )
         for position, (key, label) in enumerate(fields):
             name = "call" + "".join(part.title() for part in key.split("_"))
             self.call_fields[key] = _value_label(self.call_details, name)
             caption = QLabel(f"{label}:", self.call_details)
             caption.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
-            if key in ("recipient", "error"):  # long values get the whole width
-                row = 0 if key == "recipient" else 5
+            if key in ("recipient", "error", "history"):  # long values get the whole width
+                row = {"recipient": 0, "error": 5, "history": 6}[key]
                 grid.addWidget(caption, row, 0)
                 grid.addWidget(self.call_fields[key], row, 1, 1, 3)
                 continue
@@ -482,6 +511,10 @@ class DetailsDialog(QDialog):
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
         self.summary["percent"].setText(formatting.percent_text(s))
         self.summary["retries"].setText(str(s.retry_count))
+        forecast = s.forecast(self.context.clock(), self._calls_per_second())
+        self.summary["forecast"].setText(
+            forecast.describe(parse_timezone(s.timezone)) if forecast else formatting.NO_VALUE
+        )
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
@@ -535,6 +568,15 @@ class DetailsDialog(QDialog):
             "liveFigures", read, on_done=done, on_error=failed, quiet=True, owner=self
         )
 
+    def _calls_per_second(self) -> float:
+        """The pacing setting, read once per dialog (the forecast is an estimate)."""
+        if self._cps is None:
+            try:
+                self._cps = self.context.load_settings().calls_per_second
+            except Exception:  # unreadable settings: the default pacing
+                self._cps = 1.0
+        return self._cps
+
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
         s = self.snapshot
@@ -564,8 +606,16 @@ class DetailsDialog(QDialog):
             else "Not scheduled (Send Now)"
         )
         self.configuration["timezone"].setText(s.timezone)
-        self.configuration["time_range"].setText(f"{s.window_start} to {s.window_end}")
+        self.configuration["time_range"].setText(s.time_ranges_display)
         self.configuration["allowed_days"].setText(s.allowed_days_display)
+        self.configuration["blackout_dates"].setText(s.blackout_dates_display)
+        self.configuration["end_date"].setText(
+            f"{formatting.local_time(s.end_at, zone)} ({s.timezone}); then Expired"
+            if s.end_at
+            else "None"
+        )
+        self.configuration["local_hours"].setText(s.local_hours_display)
+        self.configuration["retries"].setText(s.retries_display)
         self.configuration["concurrency"].setText(str(s.reserved_concurrency))
         self.configuration["created"].setText(formatting.local_time(s.created_at))
 
@@ -582,13 +632,26 @@ class DetailsDialog(QDialog):
         fields["recipient"].setText(
             f"{recipient.phone_number} {recipient.name or ''} ({recipient.status.display_name})"
         )
+        self._load_attempt_history(recipient)
         if recipient.status not in CALLED_STATUSES:
             for key in fields:
-                if key != "recipient":
+                if key not in ("recipient", "history"):
                     fields[key].setText("")
-            fields["requested"].setText(
-                "Not called yet." if recipient.attempts == 0 else "A call is in progress."
-            )
+            if recipient.status is RecipientStatus.WAITING_RETRY:
+                fields["requested"].setText(
+                    "Next attempt at "
+                    + formatting.local_time(recipient.next_try_at, seconds=True)
+                    + "."
+                )
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            elif recipient.status in (RecipientStatus.DO_NOT_CALL, RecipientStatus.EXPIRED):
+                fields["requested"].setText("Not called.")
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            else:
+                fields["requested"].setText(
+                    "Not called yet." if recipient.attempts == 0 else "A call is in progress."
+                )
+            fields["attempts"].setText(str(recipient.attempts))
             return
         fields["requested"].setText(formatting.local_time(recipient.requested_at, seconds=True))
         fields["answered"].setText(formatting.local_time(recipient.answered_at, seconds=True))
@@ -598,6 +661,32 @@ class DetailsDialog(QDialog):
         fields["call_id"].setText(recipient.provider_call_id or formatting.NO_VALUE)
         fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
         fields["attempts"].setText(str(recipient.attempts))
+
+    def _load_attempt_history(self, recipient: RecipientSnapshot) -> None:
+        """Every call attempt of the selected recipient (SPEC 10: automatic retries), read
+        in the background; a later selection wins."""
+        label = self.call_fields["history"]
+        if recipient.attempts == 0:
+            label.setText("None." if recipient.status.is_terminal else "No call yet.")
+            return
+        label.setText("Loading…")
+        recipient_id = recipient.id
+        self._history_for = recipient_id
+
+        def done(attempts: object) -> None:
+            if self._history_for != recipient_id:
+                return
+            assert isinstance(attempts, list)
+            label.setText(attempt_history_text(attempts))
+            self.attemptHistoryLoaded.emit(recipient_id)
+
+        self.tasks.submit(
+            "attemptHistory",
+            lambda _c: self.service.call_attempts(recipient_id),
+            on_done=done,
+            quiet=True,
+            owner=self,
+        )
 
     def load_history(self) -> None:
         batch_id = self.snapshot.id

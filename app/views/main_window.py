@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import Action, BatchStatus
+from app.services.engine.state import STARTING, STOPPED, EngineState, EngineStatus
 from app.views import aio, formatting
 from app.views.actions import ActionController, build_menu, make_qactions, success_message
 from app.views.batch_model import (
@@ -391,7 +392,7 @@ class MainWindow(QMainWindow):
         """Follow the engine's signals, and show the state it is in already: the engine is
         started before the window exists and reports a state only when it changes."""
         if self.engine is None:
-            self.set_engine_state("stopped")
+            self.set_engine_state(STOPPED)
             return
         self.engine.batchCallChanged.connect(self.mark_dirty)
         self.engine.recipientsChanged.connect(self._recipients_changed)
@@ -400,16 +401,16 @@ class MainWindow(QMainWindow):
         # Read after connecting: a change from now on also arrives as a (queued) signal.
         self.set_engine_state(self.current_engine_state())
 
-    def current_engine_state(self) -> str:
+    def current_engine_state(self) -> EngineStatus:
         """The engine's state now ("starting" while its thread runs but has not ticked)."""
         if self.engine is None:
-            return "stopped"
-        state = getattr(self.engine, "state", None)
-        if not isinstance(state, str) or not state:
-            return "starting"
-        if state == "stopped" and self.engine.isRunning():
-            return "starting"
-        return state
+            return STOPPED
+        status = getattr(self.engine, "state", None)
+        if not isinstance(status, EngineStatus):
+            return STARTING
+        if status.state is EngineState.STOPPED and self.engine.isRunning():
+            return STARTING
+        return status
 
     @property
     def loaded(self) -> bool:
@@ -470,20 +471,17 @@ class MainWindow(QMainWindow):
         else:
             self.mode_label.setText(f"Twilio: {formatting.mask_sid(sid)}")
 
-    @Slot(str)
-    def set_engine_state(self, state: str) -> None:
-        text = {
-            "stopped": "Engine stopped",
-            "starting": "Engine starting…",
-            "dialing": "Engine: dialing",
-        }.get(state)
-        if text is None:
-            if state.startswith("standby"):
-                text = "Engine: " + state
-            elif state.startswith("error"):
-                text = "Engine " + state
-            else:
-                text = f"Engine: {state}"
+    @Slot(object)
+    def set_engine_state(self, status: EngineStatus) -> None:
+        match status.state:
+            case EngineState.STOPPED:
+                text = "Engine stopped"
+            case EngineState.STARTING:
+                text = "Engine starting…"
+            case EngineState.ERROR:
+                text = f"Engine {status.text}"
+            case _:
+                text = f"Engine: {status.text}"
         self.engine_label.setText(text)
         self.engine_label.setToolTip(text)
 

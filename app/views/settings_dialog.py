@@ -43,6 +43,7 @@ from app.services.batch_calls import CONCURRENCY_MAX, ValidationError
 from app.services.settings import AppSettings, SettingsError
 from app.views import formatting
 from app.views.context import AppContext
+from app.views.do_not_call_tab import DoNotCallTab
 from app.views.records_model import RecordsTableModel
 from app.views.tasks import TaskRunner
 
@@ -125,6 +126,10 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._build_provider_tab(), "Telephony")
         self.tabs.addTab(self._build_agents_tab(), "Agents")
         self.tabs.addTab(self._build_numbers_tab(), "From numbers")
+        self.do_not_call_tab = DoNotCallTab(
+            context, self.tasks, self.settings.default_country, self
+        )
+        self.tabs.addTab(self.do_not_call_tab, "Do not call")
         self.tabs.addTab(self._build_database_tab(), "Database")
         layout.addWidget(self.tabs, 1)
 

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QTableView, QWidget
 
 from app.models.status import BatchStatus, RecipientStatus
+from app.services.engine import EngineState
 from app.services.engine_thread import EngineHost
 from app.views.batch_model import Column
 from app.views.main_window import MainWindow
@@ -187,7 +188,7 @@ def test_engine_state_reached_before_the_window_opened_is_shown(
     open_main_window, running_engine, qtbot
 ):
     # The engine reports a state only when it changes; this one was reported to nobody.
-    qtbot.waitUntil(lambda: running_engine.state == "dialing", timeout=10_000)
+    qtbot.waitUntil(lambda: running_engine.state.state is EngineState.DIALING, timeout=10_000)
     window = open_main_window(engine=running_engine)
     assert window.engine_label.text() == "Engine: dialing"
 

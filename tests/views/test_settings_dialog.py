@@ -360,3 +360,50 @@ def test_closing_settings_while_twilio_does_not_answer_never_freezes(
     # The abandoned request ends when the connection drops (the `silent_twilio` teardown);
     # its answer goes nowhere (`no_thread_left` checks that the thread ended).
     assert window.isVisible() and window.statusBar().currentMessage() != "Settings saved."
+
+
+# --------------------------------------------------------------------- do not call (SPEC 10)
+
+
+def test_do_not_call_tab_adds_removes_imports_exports(
+    open_settings, context, answers, qtbot, tmp_path, model_checks
+):
+    from app.services.do_not_call import DoNotCallService
+
+    dialog = open_settings()
+    tab = dialog.do_not_call_tab
+    model_checks.check(tab.model)
+    dialog.tabs.setCurrentWidget(tab)
+    field = dialog.findChild(QLineEdit, "doNotCallNumberField")
+    field.setText("(202) 555-0143")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallAddButton")
+    assert changed.args == ["Added +12025550143."]
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
+    field.setText("12345")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallAddButton")
+    assert changed.args[0].startswith("✖ 12345")
+    source = tmp_path / "dnc.csv"
+    source.write_text("phone_number\n+12025550150\nnope\n", encoding="utf-8")
+    answers.open_path = str(source)
+    said: list[str] = []
+    tab.changed.connect(said.append)
+    click(qtbot, dialog, "doNotCallImportButton")
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=5000)  # "Importing…", then the result
+    assert "1 added" in said[1] and "1 rejected" in said[1]
+    assert "Row 3: nope" in said[1]
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 2, timeout=5000)
+    assert tab.findChild(QLabel, "doNotCallCountLabel").text() == "2 numbers"
+    answers.save_path = str(tmp_path / "out.csv")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallExportButton")
+    assert changed.args[0].startswith("Exported 2 numbers")
+    tab.table.selectRow(0)
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallRemoveButton")
+    assert changed.args == ["Removed +12025550143."]
+    assert answers.questions[-1][0] == "Remove from the do-not-call list"
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
+    actions = [e.action for e in DoNotCallService(context.sessions).events()]
+    assert actions == ["REMOVE", "IMPORT", "ADD"]
