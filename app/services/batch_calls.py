@@ -101,6 +101,11 @@ RECIPIENT_INSERT_COLUMNS = (
     "status",
     "attempts",
     "timezones",
+    # The search keys (app.models.search_keys): written here because the SQLite path
+    # bypasses SQLAlchemy's column defaults.
+    "phone_digits_reversed",
+    "name_key",
+    "name_last_word_key",
 )
 PHONE_CHARS = frozenset("+0123456789 -().")
 
@@ -565,6 +570,9 @@ class BatchCallService:
         pending = RecipientStatus.PENDING.value
         dumps = json.dumps
         zones_of = stored_timezones_for_number
+        reversed_digits = search_keys.reversed_digits
+        name_key = search_keys.name_key
+        last_word_key = search_keys.last_word_key
         rows: list[tuple[Any, ...]] = []
         for chunk in recipient_chunks:
             for r in chunk:
@@ -581,6 +589,9 @@ class BatchCallService:
                         pending,
                         0,
                         zones_of(r.phone_number),
+                        reversed_digits(r.phone_number),
+                        name_key(r.name),
+                        last_word_key(r.name),
                     )
                 )
             if len(rows) >= COMMIT_ROWS:
