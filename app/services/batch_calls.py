@@ -243,6 +243,9 @@ class BatchCallService:
         self.actor = actor or Actor.current()
         #: Told the id of every batch call an action changed (the GUI turns it into a signal).
         self.on_change = on_change
+        #: How many calls the dialer was already placing when the last Pause, Cancel or
+        #: Delete committed (it waited for them: none starts after it answered).
+        self.calls_waited_for = 0
 
     # ----------------------------------------------------------------- creation
     def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
@@ -618,8 +621,9 @@ class BatchCallService:
         self, batch_id: int, action: Action, seen: int | None = None
     ) -> None:
         """The dialer places calls outside any lock (app.services.placements): once this
-        returns (two seconds at most), no call of the batch call starts any more."""
+        returns (a second at most), no call of the batch call starts any more."""
         waited = wait_for_calls_being_placed(self.sessions, batch_id, seen=seen)
+        self.calls_waited_for = waited
         if waited:
             log.info(
                 "%s of batch call %s waited for %d call(s) the dialer was already placing",

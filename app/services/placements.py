@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models.schema import CallAttempt
 
 #: A marked request is sent within this many real seconds of its mark, or never.
-SEND_WINDOW_SECONDS = 2.0
+SEND_WINDOW_SECONDS = 1.0
 #: How often a waiting action looks again.
 _POLL_SECONDS = 0.02
 

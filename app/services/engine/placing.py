@@ -94,8 +94,9 @@ class Sent:
     error: BaseException | None = None
     #: Why it was not sent at all (the attempt is then voided).
     not_sent: str | None = None
-    #: Not sent because its calling window closed: the other batch calls go on.
-    window_closed: bool = False
+    #: Not sent for a reason of its own (its window closed, its batch call failed, its
+    #: mark is too old): the others go on.
+    others_go_on: bool = False
     sent_at: datetime | None = None
 
 
@@ -356,15 +357,15 @@ class Placer:
         """Send one request (in a sending thread, or inline), or say why not: the last
         checks happen here, just before the request, with no database lock held."""
         if not windows[claim.batch_id].is_open(self.clock()):
-            return Sent(claim, slot, not_sent="its calling window closed", window_closed=True)
+            return Sent(claim, slot, not_sent="its calling window closed", others_go_on=True)
         if claim.batch_id in self._halted:
-            return Sent(claim, slot, not_sent="its batch call failed", window_closed=True)
+            return Sent(claim, slot, not_sent="its batch call failed", others_go_on=True)
         if self._halted_all is not None:
             return Sent(claim, slot, not_sent=self._halted_all)
         if self._stop.is_set():
             return Sent(claim, slot, not_sent="the engine is stopping")
-        if time.monotonic() - marked > SEND_WINDOW_SECONDS:
-            return Sent(claim, slot, not_sent="its mark is too old (this process stalled)")
+        if time.monotonic() - marked > SEND_WINDOW_SECONDS:  # this process stalled
+            return Sent(claim, slot, not_sent="its mark is too old", others_go_on=True)
         if self.lease is not None and not self.lease.may_send(self.clock()):
             return Sent(claim, slot, not_sent="the dialer lease ran out")
         sent_at = self.clock()
@@ -398,7 +399,7 @@ class Placer:
             self.pacer.cancel(sent.slot)
             store.void_claims(self.sessions, [claim], report)
             log.info("call to %s not placed: %s", to, sent.not_sent)
-            return None if sent.window_closed else sent.not_sent
+            return None if sent.others_go_on else sent.not_sent
         # The start counts from its answer (the latest it can be) for the pacing.
         self.pacer.settle(sent.slot, moment)
         if sent.state is not None:

@@ -48,7 +48,7 @@ ENGINE_BUSY_TIMEOUT_MS = 5000
 #: inside one): one left idle this long belongs to a frozen process (SIGSTOP, a closed
 #: laptop) and is ended by the server, its locks freed, so that a supervisor's action
 #: answers within seconds and a standby can take over.
-ENGINE_IDLE_IN_TRANSACTION = "2s"
+ENGINE_IDLE_IN_TRANSACTION = "1s"
 
 
 def open_engine_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
