@@ -166,17 +166,23 @@ def add_dnc_command(commands: Any, common: argparse.ArgumentParser, parser_class
     sub.set_defaults(handler=cmd_dnc)
     actions = sub.add_subparsers(dest="dnc_action", metavar="ACTION", parser_class=parser_class)
     listing = actions.add_parser("list", parents=[common], help="list the numbers")
-    listing.add_argument("--search", default="", metavar="DIGITS")
-    listing.add_argument("--limit", type=int, default=200, metavar="N")
+    listing.add_argument(
+        "--search", default="", metavar="DIGITS", help="only numbers containing these digits"
+    )
+    listing.add_argument(
+        "--limit", type=int, default=200, metavar="N", help="at most N numbers (default 200)"
+    )
     for name, text in (("add", "add a number"), ("remove", "remove a number")):
         one = actions.add_parser(name, parents=[common], help=text)
-        one.add_argument("phone_number", metavar="NUMBER")
+        one.add_argument("phone_number", metavar="NUMBER", help="E.164 (+12025550143) or national")
         one.add_argument("--default-country", metavar="CC", help="for national numbers")
     imp = actions.add_parser("import", parents=[common], help="add every number of a CSV")
-    imp.add_argument("path", metavar="CSV")
+    imp.add_argument(
+        "path", metavar="CSV", help="a CSV with a phone_number column (recipients file rules)"
+    )
     imp.add_argument("--default-country", metavar="CC", help="for national numbers")
     exp = actions.add_parser("export", parents=[common], help="write the list to a CSV")
-    exp.add_argument("path", metavar="PATH")
+    exp.add_argument("path", metavar="PATH", help="the CSV file to write")
     exp.add_argument("--force", action="store_true", help="replace an existing file")
     actions.add_parser("history", parents=[common], help="who changed the list, and when")
 

@@ -29,6 +29,9 @@ class AppSettings:
     plan_concurrency: int = 10
     #: Calls started per second at most (Twilio's default for an account is 1).
     calls_per_second: float = 1.0
+    #: Create requests to the provider in flight at once at most (Twilio limits the
+    #: requests an account may have in flight, and answers 429 beyond it).
+    placement_concurrency: int = 10
     default_country: str = "US"
     #: Seconds between pickups of due SCHEDULED batch calls.
     pickup_interval_seconds: float = 60.0
