@@ -111,7 +111,9 @@ def test_batch_changes_are_coalesced_to_one_signal_per_tick(qtbot, service, data
     emitted: list[tuple[int, int]] = []  # (tick number, batch call) at the moment of emission
 
     def record(batch_id: int) -> None:  # runs in the engine thread (direct connection)
-        emitted.append((host._worker.ticks, batch_id))
+        worker = host._worker  # None once stop() let go of it (a last tick may still emit)
+        if worker is not None:
+            emitted.append((worker.ticks, batch_id))
 
     host.batchCallChanged.connect(record, Qt.ConnectionType.DirectConnection)
     host.start()
