@@ -31,7 +31,9 @@ class EngineConfig:
     #: no-call-after-Pause protocol), so a tick places for at most this long, then leaves
     #: the lock free for at least `lock_gap_seconds` (longer than SQLite's longest retry
     #: sleep) so that a waiting Pause or Cancel gets in and the GUI gets its updates. It
-    #: also bounds how long after its claim a call's request can be sent.
+    #: also bounds how long after its claim a call's request can be sent. Both are real
+    #: seconds (the monotonic clock), whatever clock the engine is given: they protect
+    #: real responsiveness, and QA's fast clock must not shrink them.
     place_budget_seconds: float = 1.0
     lock_gap_seconds: float = 0.1
     #: With a real clock (the engine is given a `sleep`), a tick also places the calls

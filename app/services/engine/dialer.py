@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
@@ -58,6 +59,33 @@ ENGINE_ACTOR = Actor(user="dialer", host=socket.gethostname())
 
 #: Settings whose change means the provider must be built again.
 PROVIDER_SETTINGS = ("provider", "simulation_seed", "twilio_account_sid", "twilio_api_base")
+
+
+class ClockRate:
+    """How fast the engine's clock runs against real time, measured between ticks.
+
+    The hosts wait in real seconds; a wait the engine works out on its own clock (when
+    the pacing frees a slot) is divided by this, so QA's clock running 300 times faster
+    does not leave the dialer idle for 300 times too long. A clock that does not move
+    by itself (a test's fake clock) counts as real time."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, datetime] | None = None
+        self._speed = 1.0
+
+    def observe(self, now: datetime) -> None:
+        real = time.monotonic()
+        if self._last is not None:
+            real_elapsed = real - self._last[0]
+            clock_elapsed = (now - self._last[1]).total_seconds()
+            if real_elapsed >= 0.001 and clock_elapsed > 0:
+                self._speed = min(max(clock_elapsed / real_elapsed, 1.0), 100_000.0)
+            elif clock_elapsed <= 0:
+                self._speed = 1.0
+        self._last = (real, now)
+
+    def speed(self) -> float:
+        return self._speed
 
 
 class DialerEngine:
@@ -108,6 +136,7 @@ class DialerEngine:
         self.health = ProviderHealth(self.config)
         self._rotation = 0
         self._next_pickup_at: datetime | None = None
+        self._clock_rate = ClockRate()
         self._stop = threading.Event()
         self._sleep = sleep
         config_ = self.config
@@ -197,6 +226,7 @@ class DialerEngine:
         a database error (locked, unreachable) escapes for the host to log before the next
         tick, and leaves nothing half done: every step is its own transaction."""
         now = now or self.clock()
+        self._clock_rate.observe(now)
         report = TickReport()
         if self.lease is not None:
             lease = self.lease.hold(now)
@@ -359,7 +389,8 @@ class DialerEngine:
         if sum(demands[b][1] for b in demands) > budget and free_lines > budget:
             frees = self.pacer.frees_at(max(1, self.pacer.limit // 10))
             if frees is not None:
-                report.next_tick_in = max(0.01, (frees - self.clock()).total_seconds())
+                wait = (frees - self.clock()).total_seconds() / self._clock_rate.speed()
+                report.next_tick_in = max(0.01, wait)
         if report.budget_used:  # more to place: right after the lock gap
             report.next_tick_in = self.config.lock_gap_seconds
         if not blocked and self.health.blocked(self.clock()):
