@@ -235,7 +235,8 @@ class DialerEngine:
                 self._next_pickup_at = None  # pick up at once when we take over
                 return report
         settings = self._refresh_settings(now)
-        self.pacer.set_rate(settings.calls_per_second)
+        # Below the setting while the provider limits our rate or queues our calls.
+        self.pacer.set_rate(self.health.placing_rate(settings.calls_per_second, now))
         provider = self._current_provider(settings)
         if self._next_pickup_at is None or now >= self._next_pickup_at:
             self.pickup(now, report)
@@ -375,6 +376,12 @@ class DialerEngine:
         if self._sleep is not None and self.config.pace_ahead_seconds > 0:
             ahead = now + timedelta(seconds=self.config.pace_ahead_seconds)
             paced = self.pacer.available_at(ahead)
+        if self.health.placing_paused(now):  # Retry-After, or Twilio's queue draining
+            paced = 0
+        slower = self.health.placing.reason(now)
+        if slower is not None:  # the details say why dialing is slower than the setting
+            for batch_id in demands:
+                reasons[batch_id] = reasons.get(batch_id) or slower
         budget = min(free_lines, paced, self.config.max_placements_per_tick)
         shares = share_capacity(demands, max(0, budget), self._rotation)
         self._rotation += 1

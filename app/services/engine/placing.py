@@ -292,7 +292,7 @@ class Placer:
                 return None
             except TransientProviderError as exc:
                 self.pacer.record(self.clock())
-                retry_at = self.health.note_trouble(exc, self.clock())
+                trouble = self.health.note_create_failed(exc, self.clock())
                 if maybe_placed(exc):
                     # The provider may still create the call a while after the request
                     # failed: the reconciliation's settle time counts from now.
@@ -305,10 +305,11 @@ class Placer:
                         exc.message,
                     )
                 else:
-                    attempts.void(session, claim, PENDING, next_try_at=retry_at)
+                    attempts.void(session, claim, PENDING, next_try_at=trouble.next_try_at)
                     log.info("call to %s not placed (%s); retrying later", to, exc.message)
                 report.touch(claim.batch_id)
-                return exc.message
+                # A 429 slows placing, a 500 is reconciled: the others go on being placed.
+                return exc.message if trouble.stop_placing else None
             except Exception as exc:  # a provider bug: the call may or may not exist
                 self.pacer.record(self.clock())
                 log.exception("unexpected provider failure placing a call to %s", to)
@@ -326,7 +327,7 @@ class Placer:
                 return f"unexpected provider failure ({type(exc).__name__})"
             moment = self.clock()
             self.pacer.record(moment)
-            self.health.note_ok()
+            self.health.note_placed(moment, state.queue_seconds)
             if state.created_at is not None:
                 self.health.note_clock_offset(state.created_at - sent_at)
             attempts.store_call_id(session, claim, state, moment)
