@@ -740,6 +740,11 @@ def _status_action(action: Action) -> Callable[[Context], int]:
         ctx.emit({"batch_call": batch_document(after)})
         extra = f" (retry {after.retry_count})" if action is Action.RETRY else ""
         ctx.say(f'{_DONE[action]} batch call {b.id} "{b.name}": now {after.status_display}{extra}.')
+        if action in (Action.PAUSE, Action.CANCEL) and ctx.service.calls_waited_for:
+            ctx.say(
+                f"Waited for {ctx.service.calls_waited_for} call(s) the dialer was already "
+                "placing; no other call of it starts now."
+            )
         return EXIT_OK
 
     return run

@@ -230,3 +230,6 @@ class EngineLease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    #: The fencing token: incremented whenever the lease changes holder, so a holder that
+    #: was taken over (frozen, cut off) can tell, in the transaction that claims calls.
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

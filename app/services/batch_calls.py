@@ -51,6 +51,7 @@ from app.models.window import (
     parse_timezone,
     resolve_local,
 )
+from app.services.placements import calls_being_placed, wait_for_calls_being_placed
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,9 @@ class BatchCallService:
         self.actor = actor or Actor.current()
         #: Told the id of every batch call an action changed (the GUI turns it into a signal).
         self.on_change = on_change
+        #: How many calls the dialer was already placing when the last Pause, Cancel or
+        #: Delete committed (it waited for them: none starts after it answered).
+        self.calls_waited_for = 0
 
     # ----------------------------------------------------------------- creation
     def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
@@ -580,7 +584,7 @@ class BatchCallService:
         return snapshot
 
     def pause(self, batch_id: int) -> BatchCallSnapshot:
-        return self._act(
+        snapshot = self._act(
             batch_id,
             Action.PAUSE,
             {
@@ -589,6 +593,8 @@ class BatchCallService:
             },
             after=self._requeue(batch_id),
         )
+        self._await_calls_being_placed(batch_id, Action.PAUSE)
+        return snapshot
 
     def resume(self, batch_id: int) -> BatchCallSnapshot:
         return self._act(
@@ -598,7 +604,7 @@ class BatchCallService:
         )
 
     def cancel(self, batch_id: int) -> BatchCallSnapshot:
-        return self._act(
+        snapshot = self._act(
             batch_id,
             Action.CANCEL,
             {
@@ -608,6 +614,23 @@ class BatchCallService:
             },
             after=self._requeue(batch_id),
         )
+        self._await_calls_being_placed(batch_id, Action.CANCEL)
+        return snapshot
+
+    def _await_calls_being_placed(
+        self, batch_id: int, action: Action, seen: int | None = None
+    ) -> None:
+        """The dialer places calls outside any lock (app.services.placements): once this
+        returns (a second at most), no call of the batch call starts any more."""
+        waited = wait_for_calls_being_placed(self.sessions, batch_id, seen=seen)
+        self.calls_waited_for = waited
+        if waited:
+            log.info(
+                "%s of batch call %s waited for %d call(s) the dialer was already placing",
+                action.label,
+                batch_id,
+                waited,
+            )
 
     def retry(self, batch_id: int) -> BatchCallSnapshot:
         """Same batch call back to SCHEDULED; FAILED and NO_ANSWER recipients to PENDING."""
@@ -646,9 +669,11 @@ class BatchCallService:
             if batch is None:
                 raise ActionNotAllowed(Action.DELETE, None)
             self._audit(session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients")
+            being_placed = calls_being_placed(session, batch_id)
             session.execute(delete(CallAttempt).where(CallAttempt.batch_call_id == batch_id))
             session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
             session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+        self._await_calls_being_placed(batch_id, Action.DELETE, seen=being_placed)
         self._changed(batch_id)
 
     def perform(self, batch_id: int, action: Action) -> BatchCallSnapshot | None:

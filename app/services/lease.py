@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,16 +174,33 @@ class DialerLease:
         #: has not changed.
         self._seen: tuple[str, datetime] | None = None
         self._seen_since: datetime | None = None
+        #: The fencing token of this holding (see EngineLease.fence); None when not held.
+        self.fence: int | None = None
+        #: Until when (monotonic) this holder may still send requests, without renewing.
+        self._send_until = 0.0
 
     @property
     def held(self) -> bool:
         return self._renewed_at is not None
+
+    def may_send(self, now: datetime) -> bool:
+        """True when this holder may still send a request to the provider, judged on its
+        own clocks just before the request: a standby takes over only after watching the
+        heartbeat stand still for the expiry, so a holder stops a heartbeat short of that,
+        by the engine's clock and by the monotonic one (a process frozen with SIGSTOP, a
+        laptop asleep, a wall clock that jumped). Thread-safe (reads two values)."""
+        renewed = self._renewed_at
+        if renewed is None or self.fence is None:
+            return False
+        margin = self.ttl - self.heartbeat
+        return now < renewed + margin and time.monotonic() < self._send_until
 
     def forget(self) -> None:
         """The lease turned out to be held by another engine: ask again next time."""
         if self._renewed_at is not None:
             log.warning("the dialer lease was taken over by another engine; standing by")
         self._renewed_at = self._expires_at = None
+        self.fence = None
 
     def _unchanged_for(self, holder: str, heartbeat_at: datetime, now: datetime) -> timedelta:
         """How long (this engine's clock) the other holder's row has stayed as it is."""
@@ -205,25 +223,30 @@ class DialerLease:
         ):
             return LeaseState(True, self.holder, self._expires_at)
         expires = now + self.ttl
+        started = time.monotonic()  # before the renewal any standby can see
         try:
             with write_transaction(self.sessions) as session:
                 current = session.execute(
-                    select(EngineLease.holder, EngineLease.heartbeat_at)
+                    select(EngineLease.holder, EngineLease.heartbeat_at, EngineLease.fence)
                     .where(EngineLease.name == self.name)
                     .with_for_update()
                 ).first()
                 if current is None:
+                    fence = 1
                     session.add(
                         EngineLease(
                             name=self.name,
                             holder=self.holder,
                             heartbeat_at=now,
                             expires_at=expires,
+                            fence=fence,
                         )
                     )
                     session.flush()
                 else:
                     holder, beat = current[0], current[1]
+                    # Every change of holder is a new fence: a taken-over holder's claims fail.
+                    fence = (current[2] or 0) + (0 if holder == self.holder else 1)
                     if holder != self.holder:
                         released = holder == RELEASED
                         gone = not released and holder_is_gone(holder, self.machine)
@@ -243,7 +266,12 @@ class DialerLease:
                             EngineLease.holder == holder,
                             EngineLease.heartbeat_at == beat,
                         )
-                        .values(holder=self.holder, heartbeat_at=new_beat, expires_at=expires)
+                        .values(
+                            holder=self.holder,
+                            heartbeat_at=new_beat,
+                            expires_at=expires,
+                            fence=fence,
+                        )
                         .execution_options(synchronize_session=False)
                     )
                     if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -255,6 +283,8 @@ class DialerLease:
         if self._renewed_at is None:
             log.info("this engine (%s) now holds the dialer lease", self.holder)
         self._renewed_at, self._expires_at, self._other = now, expires, None
+        self.fence = fence
+        self._send_until = started + (self.ttl - self.heartbeat).total_seconds()
         self._seen = self._seen_since = None
         return LeaseState(True, self.holder, expires)
 
@@ -273,6 +303,7 @@ class DialerLease:
         elif holder != self._other:
             log.info("standing by: dialing is done by %s", holder)
         self._renewed_at = self._expires_at = None
+        self.fence = None
         self._other = holder
         expires = heartbeat_at + self.ttl if heartbeat_at is not None else None
         return LeaseState(False, holder, expires)
@@ -282,6 +313,7 @@ class DialerLease:
         if self._renewed_at is None:
             return
         self._renewed_at = self._expires_at = None
+        self.fence = None
         with write_transaction(self.sessions) as session:
             session.execute(
                 update(EngineLease)

@@ -28,6 +28,9 @@ class AppSettings:
     plan_concurrency: int = 10
     #: Calls started per second at most (Twilio's default for an account is 1).
     calls_per_second: float = 1.0
+    #: Create requests to the provider in flight at once at most (Twilio limits the
+    #: requests an account may have in flight, and answers 429 beyond it).
+    placement_concurrency: int = 10
     default_country: str = "US"
     #: Seconds between pickups of due SCHEDULED batch calls.
     pickup_interval_seconds: float = 60.0
@@ -49,6 +52,7 @@ class AppSettings:
             raise SettingsError(f"Provider must be one of {', '.join(PROVIDERS)}.")
         _bounded("Plan concurrency", self.plan_concurrency, 1, 10_000)
         _bounded("Calls per second", self.calls_per_second, 0.01, 1000)
+        _bounded("Placement concurrency", self.placement_concurrency, 1, 100)
         _bounded("The pickup interval", self.pickup_interval_seconds, 0.05, 3600)
         _bounded("The dialing interval", self.dial_interval_seconds, 0.01, 60)
         _bounded("The ring timeout", self.ring_timeout_seconds, 5, 600)

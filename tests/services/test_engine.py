@@ -526,9 +526,9 @@ def test_pause_between_claim_and_call_voids_the_attempt(service, sessions, clock
 
 @pytest.mark.parametrize("action", ["pause", "cancel", "delete"])
 def test_no_call_is_placed_after_a_supervisor_action_commits(service, sessions, clock, action):
-    """The action is requested while a call is being placed: it waits for that call's
-    transaction (SQLite: the engine holds the write lock while it asks the provider),
-    and once it has committed no other call is placed."""
+    """The action is requested while a call is being placed: it commits at once, waits
+    for the request already marked for sending (no lock is held while the provider is
+    asked), and once it has answered no other call is placed."""
     batch = new_batch(service, 40, reserved=20)
     committed: list[float] = []
     placed: list[float] = []

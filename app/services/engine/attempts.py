@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     nulls_first,
     or_,
@@ -31,13 +32,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.recipients import move_recipients
 from app.models.schema import BatchCall, CallAttempt, Recipient, UTCDateTime
-from app.models.status import RecipientStatus
+from app.models.status import BatchStatus, RecipientStatus
 from app.services.telephony import CallOutcome, CallRequest, CallState, status_message
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = RecipientStatus.IN_PROGRESS
 
+_B = cast(Table, BatchCall.__table__)
 _R = cast(Table, Recipient.__table__)
 _A = cast(Table, CallAttempt.__table__)
 
@@ -126,6 +128,19 @@ OPEN_ATTEMPT_LOCKED = (
     )
     .with_for_update()
 )
+#: Step 2 of placing: only attempts still unresolved and unsent, of a RUNNING batch call.
+MARK_SENDING = (
+    update(_A)
+    .where(
+        _A.c.id.in_(bindparam("p_ids", expanding=True)),
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+        _A.c.requested_at.is_(None),
+        exists().where(_B.c.id == _A.c.batch_call_id, _B.c.status == BatchStatus.RUNNING.value),
+    )
+    .values(requested_at=_when("p_now"))
+    .returning(_A.c.id)
+)
 STORE_CALL_ID = (
     update(_A)
     .where(_A.c.id == bindparam("p_attempt"))
@@ -195,10 +210,20 @@ def attempt_still_open(session: Session, attempt_id: int) -> bool:
     return found is not None
 
 
-def store_call_id(session: Session, claim_: Claim, state: CallState, moment: datetime) -> None:
-    """The provider's call id on the attempt and its recipient (after the request)."""
+def mark_sending(session: Session, attempt_ids: Sequence[int], now: datetime) -> set[int]:
+    """Step 2 of placing (app.services.placements): the attempts whose batch call is still
+    RUNNING get their `requested_at`; returns their ids. The others are not to be sent."""
+    if not attempt_ids:
+        return set()
+    rows = session.connection().execute(MARK_SENDING, {"p_ids": list(attempt_ids), "p_now": now})
+    return {row[0] for row in rows}
+
+
+def store_call_id(session: Session, claim_: Claim, state: CallState, moment: datetime) -> bool:
+    """The provider's call id on the attempt and its recipient (after the request);
+    False if the attempt is gone (deleted with its batch call)."""
     connection = session.connection()
-    connection.execute(
+    result = connection.execute(
         STORE_CALL_ID,
         {
             "p_attempt": claim_.attempt_id,
@@ -207,12 +232,15 @@ def store_call_id(session: Session, claim_: Claim, state: CallState, moment: dat
             "p_moment": moment,
         },
     )
+    if result.rowcount != 1:
+        return False
     connection.execute(
         STORE_RECIPIENT_CALL_ID,
         {"p_recipient": claim_.recipient_id, "p_call_id": state.call_id, "p_moment": moment},
     )
     if state.outcome is not CallOutcome.IN_PROGRESS:
         settle(session, OpenAttempt.of(claim_, state.call_id, moment), state, moment)
+    return True
 
 
 def record_refused(session: Session, claim_: Claim, message: str, moment: datetime) -> None:
@@ -446,17 +474,15 @@ def unresolved_attempts(
         )
 
 
-def lock_unresolved(session: Session, attempt_id: int) -> CallAttempt | None:
-    """The attempt, locked, if its call id and outcome are still unknown."""
-    return session.scalars(
-        select(CallAttempt)
-        .where(
-            CallAttempt.id == attempt_id,
-            CallAttempt.provider_call_id.is_(None),
-            CallAttempt.outcome.is_(None),
-        )
-        .with_for_update()
-    ).first()
+def lock_unresolved(session: Session, attempt_id: int, *, lock: bool = True) -> CallAttempt | None:
+    """The attempt (locked, unless `lock` is False) if its call id and outcome are still
+    unknown."""
+    query = select(CallAttempt).where(
+        CallAttempt.id == attempt_id,
+        CallAttempt.provider_call_id.is_(None),
+        CallAttempt.outcome.is_(None),
+    )
+    return session.scalars(query.with_for_update() if lock else query).first()
 
 
 def batch_started_at(session: Session, batch_id: int) -> datetime | None:

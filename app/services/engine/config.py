@@ -27,14 +27,12 @@ class EngineConfig:
     queue_lookahead: int = 1000
     #: Calls started per tick at most (keeps one tick short).
     max_placements_per_tick: int = 1000
-    #: Placing a call holds the database's write lock while the provider answers (the
-    #: no-call-after-Pause protocol), so a tick places for at most this long, then leaves
-    #: the lock free for at least `lock_gap_seconds` (longer than SQLite's longest retry
-    #: sleep) so that a waiting Pause or Cancel gets in and the GUI gets its updates. It
-    #: also bounds how long after its claim a call's request can be sent. Both are real
-    #: seconds (the monotonic clock), whatever clock the engine is given: they protect
-    #: real responsiveness, and QA's fast clock must not shrink them.
+    #: A tick sends create requests for at most this long (then tracks, reconciles and
+    #: writes the waiting reasons before placing more). Real seconds (the monotonic
+    #: clock), whatever clock the engine is given: QA's fast clock must not shrink it.
+    #: No database lock is held while a request is in flight (app.services.placements).
     place_budget_seconds: float = 1.0
+    #: After a tick that used its whole placing budget, the next one starts this soon.
     lock_gap_seconds: float = 0.1
     #: With a real clock (the engine is given a `sleep`), a tick also places the calls
     #: the pacing allows within this many seconds, waiting for each one's turn, instead

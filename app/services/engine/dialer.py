@@ -211,6 +211,7 @@ class DialerEngine:
         closing), and a poll's answer is only asked again at the next start."""
         self._stop.set()
         self.tracker.close()
+        self.placer.close()
         if self.lease is not None:
             try:
                 self.lease.release(self.clock())
@@ -389,7 +390,7 @@ class DialerEngine:
             for batch_id in demands:
                 reasons[batch_id] = capacity_reason(settings.plan_concurrency)
         if shares and provider is not None:
-            self.placer.lock_gap()
+            self.placer.concurrency = settings.placement_concurrency
             name = provider.name
             claims = self.placer.claim_all(shares, by_id, name, settings, now, report)
             self.placer.place_all(provider, claims, windows, report)
@@ -398,7 +399,7 @@ class DialerEngine:
             if frees is not None:
                 wait = (frees - self.clock()).total_seconds() / self._clock_rate.speed()
                 report.next_tick_in = max(0.01, wait)
-        if report.budget_used:  # more to place: right after the lock gap
+        if report.budget_used:  # more to place: right after a short breath
             report.next_tick_in = self.config.lock_gap_seconds
         if not blocked and self.health.blocked(self.clock()):
             # Placing just found the provider unreachable: say so now, not next tick.

@@ -1,11 +1,19 @@
-"""Placing calls: claim recipients (transaction A), then ask the provider for each call
-(transaction B), paced, within the tick's placing time budget.
+"""Placing calls: claim recipients, then send their create requests, several at once,
+paced, within the tick's placing time budget, and never while holding a database lock.
 
-No call is placed after a Pause, Cancel or Delete has committed: a call is first claimed
-(transaction A: recipient QUEUED -> IN_PROGRESS and a CallAttempt row without a call id),
-then placed inside transaction B, which locks the batch call row (FOR SHARE on
-PostgreSQL; BEGIN IMMEDIATE on SQLite, so the supervisor's UPDATE waits), checks it is
-still RUNNING, asks the provider and stores the call id before committing.
+The protocol (app.services.placements) is three short transactions per call:
+
+1. claim (transaction A): QUEUED -> IN_PROGRESS and a call attempt without a call id,
+   committed only while this engine's lease fence is current;
+2. mark: just before the request, `requested_at` is set only while the batch call is
+   RUNNING; the request is then sent within SEND_WINDOW_SECONDS of that commit, and only
+   while the lease is still this engine's by its own clocks (`DialerLease.may_send`),
+   or not at all;
+3. store: the call id after the answer (exactly once: reconciliation settles an attempt
+   whose answer was lost).
+
+So a Pause, Cancel or Delete never waits for the provider, and a holder frozen (SIGSTOP)
+and then woken sends nothing: its marks are too old and its lease has run out.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +39,12 @@ from app.services.engine.health import ProviderHealth, maybe_placed
 from app.services.engine.planning import CallPacer, RunningBatch, mask_number
 from app.services.engine.state import TickReport
 from app.services.lease import DialerLease, write_transaction
+from app.services.placements import SEND_WINDOW_SECONDS
 from app.services.settings import AppSettings
 from app.services.telephony import (
     AgentSpec,
     CallRequest,
+    CallState,
     FatalProviderError,
     RecipientProviderError,
     TelephonyProvider,
@@ -71,6 +83,23 @@ def request_for(
     )
 
 
+@dataclass
+class Sent:
+    """What became of one marked request (from a sending thread, or inline)."""
+
+    claim: Claim
+    #: The pacer's reservation for it.
+    slot: int
+    state: CallState | None = None
+    error: BaseException | None = None
+    #: Why it was not sent at all (the attempt is then voided).
+    not_sent: str | None = None
+    #: Not sent for a reason of its own (its window closed, its batch call failed, its
+    #: mark is too old): the others go on.
+    others_go_on: bool = False
+    sent_at: datetime | None = None
+
+
 class Placer:
     """Claims and places the calls the tick's plan shares out (see the module docstring)."""
 
@@ -97,11 +126,25 @@ class Placer:
         self._sleep = sleep
         #: Called after a fatal provider error (credentials fixed later are picked up).
         self._on_fatal = on_fatal
-        #: When (monotonic) the last burst of placing that used up its time budget ended.
-        self._burst_ended_at: float | None = None
+        #: Create requests in flight at once at most (the placement_concurrency setting).
+        self.concurrency = 1
         #: When (monotonic) the last claims were made: their placing budget counts from it.
         self._claimed_mono = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        #: While placing: why no further request is to be sent (a provider error that
+        #: holds everything back), and the batch calls that failed meanwhile. Read by
+        #: the sending threads just before each request.
+        self._halted_all: str | None = None
+        self._halted: set[int] = set()
 
+    def close(self) -> None:
+        """Never waits for a request in flight (its attempt is reconciled if need be)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    # ------------------------------------------------------------------ claiming
     def claim_all(
         self,
         shares: Mapping[int, int],
@@ -112,10 +155,12 @@ class Placer:
         report: TickReport,
     ) -> list[Claim]:
         """Transaction A for each batch call: QUEUED -> IN_PROGRESS (attempts + 1) and a
-        CallAttempt row without a call id, committed before the provider is asked."""
+        CallAttempt row without a call id, committed before the provider is asked, and
+        only while this engine's lease fence is current."""
         per_batch: dict[int, list[Claim]] = {}
         claimed_at = self.clock()
         self._claimed_mono = time.monotonic()
+        fence = self._fence()
         for batch_id, count in shares.items():
             batch = batches[batch_id]
             try:
@@ -131,20 +176,28 @@ class Placer:
                 reason = f"The call settings cannot be used: {exc} Fix them in Settings."
                 store.fail_batch(self.sessions, batch_id, reason, now, report)
                 continue
-            with write_transaction(self.sessions) as session:
-                claims = store.claim(
-                    session,
-                    batch,
-                    count,
-                    provider_name,
-                    claimed_at,
-                    now,
-                    lambda row, b=batch, a=agent: request_for(b, a, settings, row),
-                )
+            try:
+                with write_transaction(self.sessions) as session:
+                    claims = store.claim(
+                        session,
+                        batch,
+                        count,
+                        provider_name,
+                        claimed_at,
+                        now,
+                        lambda row, b=batch, a=agent: request_for(b, a, settings, row),
+                        fence=fence,
+                    )
+            except store.LeaseLost as lost:
+                assert self.lease is not None
+                self.lease.forget()
+                log.warning("claiming stopped: the dialer lease is held by %s", lost.holder)
+                break
             if claims:
                 per_batch[batch_id] = claims
                 report.touch(batch_id)
-        # Interleave the batch calls, so a stop part-way shares what was placed.
+        # Interleave the batch calls, so that each gets its turn (and a stop part-way
+        # shares what was placed).
         ordered: list[Claim] = []
         queues = [deque(c) for c in per_batch.values()]
         while queues:
@@ -154,6 +207,13 @@ class Placer:
                     queues.remove(q)
         return ordered
 
+    def _fence(self) -> store.Fence | None:
+        lease = self.lease
+        if lease is None:
+            return None
+        return store.Fence(lease.name, lease.holder, lease.fence)
+
+    # ------------------------------------------------------------------ placing
     def place_all(
         self,
         provider: TelephonyProvider,
@@ -161,62 +221,158 @@ class Placer:
         windows: Mapping[int, CallingWindow],
         report: TickReport,
     ) -> None:
-        """Place the claimed calls in order. Before each: the engine is not stopping, still
-        holds the lease, the pacing allows it, the tick's placing time budget is not used
-        up, and the batch call's calling window is still open at that very moment
-        (placing can outlast the instant the tick started at). Claims left over go back
-        to the queue."""
-        remaining = deque(claims)
+        """Send the claimed calls' requests in order, up to `concurrency` at once. Before
+        each: the engine is not stopping, still holds the lease, the pacing allows it, the
+        tick's placing time budget is not used up, and the batch call's calling window is
+        still open at that very moment. Claims left over go back to the queue."""
+        pending = deque(claims)
         closed: set[int] = set()
-        # The budget protects real responsiveness (the tick's other work, a waiting
-        # Pause), so it is real time, whatever clock the engine is given: on QA's clock
-        # running 300 times faster, one injected second would leave 3 ms to place in.
+        in_flight: dict[Future[Sent], Claim] = {}
+        # Simulated calls are answered in this process at once: threads add nothing.
+        inline = provider.capabilities.simulated or self.concurrency <= 1
+        # The budget protects real responsiveness (the tick's other work), so it is real
+        # time, whatever clock the engine is given: on QA's clock running 300 times
+        # faster, one injected second would leave 3 ms to place in.
         deadline = self._claimed_mono + self.config.place_budget_seconds
+        stop: str | None = None
+        self._halted_all = None
+        self._halted.clear()
         try:
-            while remaining:
-                if self._stop.is_set():
-                    log.info("placing stopped: the engine is stopping")
+            while pending or in_flight:
+                if stop is None:
+                    stop = self._why_stop(deadline, report)
+                    if stop is not None and pending:
+                        log.info("placing stopped for this tick: %s", stop)
+                if stop is None and pending and (inline or len(in_flight) < self.concurrency):
+                    # Inline, one at a time: each is marked just before its own request.
+                    free = 1 if inline else self.concurrency - len(in_flight)
+                    room = min(free, self.pacer.available(self.clock()))
+                    if room > 0:
+                        batch = self._next_open(pending, windows, closed, room)
+                        if not batch:  # every calling window left has closed
+                            stop = "the calling windows closed"
+                            continue
+                        for claim, marked in self._mark(batch, report):
+                            slot = self.pacer.reserve(self.clock())
+                            if inline:
+                                sent = self._send(provider, claim, slot, marked, windows)
+                                stop = stop or self._record(sent, report)
+                                self._halted_all = stop
+                            else:
+                                future = self._executor().submit(
+                                    self._send, provider, claim, slot, marked, windows
+                                )
+                                in_flight[future] = claim
+                        continue
+                    if not in_flight:
+                        if not self._wait_for_pacing():
+                            stop = "waiting for the pacing"
+                        continue
+                if not in_flight:
                     break
-                if self.lease is not None and not self.lease.hold(self.clock()).held:
-                    log.warning("placing stopped: the dialer lease was lost")
-                    break
-                if not self._wait_for_pacing():
-                    break
-                if self._stop.is_set():
-                    break
-                if time.monotonic() >= deadline:
-                    report.budget_used = True
-                    break
-                claim = remaining[0]
-                if claim.batch_id in closed or not windows[claim.batch_id].is_open(self.clock()):
-                    closed.add(claim.batch_id)
-                    if all(c.batch_id in closed for c in remaining):
-                        break
-                    remaining.rotate(-1)  # the others may still be dialed
-                    continue
-                # Popped before it is placed: if placing it fails half-way, it is not
-                # voided here but reconciled (its call may exist).
-                remaining.popleft()
-                stop = self._place_one(provider, claim, report, deadline)
-                if stop:
-                    log.info("placing stopped for this tick: %s", stop)
-                    break
+                done, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del in_flight[future]
+                    reason = self._record(future.result(), report)
+                    if reason is not None and stop is None:
+                        stop = self._halted_all = reason
+                        log.info("placing stopped for this tick: %s", reason)
         finally:
-            if remaining:
-                store.void_claims(self.sessions, remaining, report)
-            if report.budget_used:
-                self._burst_ended_at = time.monotonic()
+            # Requests already sent are waited for (each bounded by the provider's own
+            # timeout): their call ids must be stored. Claims never sent are given back.
+            for future in list(in_flight):
+                try:
+                    self._record(future.result(), report)
+                except Exception:  # the pool was shut down under it: reconciled later
+                    log.exception("a call's answer could not be recorded")
+            if pending:
+                store.void_claims(self.sessions, pending, report)
 
-    def lock_gap(self) -> None:
-        """After a burst of placing that used its whole budget, the write lock stays free
-        for `lock_gap_seconds` before the next burst, even if ticks follow each other at
-        once: a writer waiting for SQLite's lock (a Pause) retries within that time."""
-        ended, self._burst_ended_at = self._burst_ended_at, None
-        if ended is None or self._sleep is None:
-            return
-        rest = self.config.lock_gap_seconds - (time.monotonic() - ended)
-        if rest > 0:
-            self._sleep(rest)
+    def _why_stop(self, deadline: float, report: TickReport) -> str | None:
+        if self._stop.is_set():
+            return "the engine is stopping"
+        if self.lease is not None and not self.lease.hold(self.clock()).held:
+            return "the dialer lease was lost"
+        if time.monotonic() >= deadline:
+            report.budget_used = True
+            return "the tick's time for placing calls is used up"
+        return None
+
+    def _next_open(
+        self,
+        pending: deque[Claim],
+        windows: Mapping[int, CallingWindow],
+        closed: set[int],
+        count: int,
+    ) -> list[Claim]:
+        """Up to `count` next claims whose calling window is open at this very moment
+        (placing can outlast the instant the tick started at); the others stay."""
+        now = self.clock()
+        taken: list[Claim] = []
+        skipped: list[Claim] = []
+        while pending and len(taken) < count:
+            claim = pending.popleft()
+            if claim.batch_id in closed or not windows[claim.batch_id].is_open(now):
+                closed.add(claim.batch_id)
+                skipped.append(claim)
+            else:
+                taken.append(claim)
+        pending.extendleft(reversed(skipped))
+        return taken
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_size != self.concurrency:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="engineSend")
+            self._pool_size = self.concurrency
+        return self._pool
+
+    def _mark(self, claims: Sequence[Claim], report: TickReport) -> list[tuple[Claim, float]]:
+        """Step 2: mark the claims for sending, only those whose batch call is RUNNING;
+        the others are given back (PENDING: their batch call was stopped). Returns the
+        marked claims with the monotonic moment of the mark."""
+        with write_transaction(self.sessions) as session:
+            marked = attempts.mark_sending(session, [c.attempt_id for c in claims], self.clock())
+            for claim in claims:
+                if claim.attempt_id in marked:
+                    continue
+                status = store.batch_status_shared(session, claim.batch_id)
+                if status is not None and attempts.void(
+                    session, claim, QUEUED if status == RUNNING else PENDING
+                ):
+                    report.touch(claim.batch_id)
+                    log.info("batch call %s is %s: call not placed", claim.batch_id, status)
+        moment = time.monotonic()
+        return [(claim, moment) for claim in claims if claim.attempt_id in marked]
+
+    def _send(
+        self,
+        provider: TelephonyProvider,
+        claim: Claim,
+        slot: int,
+        marked: float,
+        windows: Mapping[int, CallingWindow],
+    ) -> Sent:
+        """Send one request (in a sending thread, or inline), or say why not: the last
+        checks happen here, just before the request, with no database lock held."""
+        if not windows[claim.batch_id].is_open(self.clock()):
+            return Sent(claim, slot, not_sent="its calling window closed", others_go_on=True)
+        if claim.batch_id in self._halted:
+            return Sent(claim, slot, not_sent="its batch call failed", others_go_on=True)
+        if self._halted_all is not None:
+            return Sent(claim, slot, not_sent=self._halted_all)
+        if self._stop.is_set():
+            return Sent(claim, slot, not_sent="the engine is stopping")
+        if time.monotonic() - marked > SEND_WINDOW_SECONDS:  # this process stalled
+            return Sent(claim, slot, not_sent="its mark is too old", others_go_on=True)
+        if self.lease is not None and not self.lease.may_send(self.clock()):
+            return Sent(claim, slot, not_sent="the dialer lease ran out")
+        sent_at = self.clock()
+        try:
+            return Sent(claim, slot, state=provider.place_call(claim.request), sent_at=sent_at)
+        except Exception as exc:  # recorded by the tick's thread
+            return Sent(claim, slot, error=exc, sent_at=sent_at)
 
     def _wait_for_pacing(self) -> bool:
         """True when a call may start now, after waiting for the pacing if the engine
@@ -226,79 +382,67 @@ class Placer:
         frees = self.pacer.frees_at()
         if self._sleep is None or frees is None:
             return False
-        wait = (frees - self.clock()).total_seconds()
-        if wait > self.config.pace_ahead_seconds + 0.1:
+        wait_for = (frees - self.clock()).total_seconds()
+        if wait_for > self.config.pace_ahead_seconds + 0.1:
             return False
-        self._sleep(max(0.0, wait))
+        self._sleep(max(0.0, wait_for))
         return not self._stop.is_set() and self.pacer.available(self.clock()) > 0
 
-    def _place_one(
-        self,
-        provider: TelephonyProvider,
-        claim: Claim,
-        report: TickReport,
-        deadline: float | None = None,
-    ) -> str | None:
-        """Transaction B: lock the batch call, re-check, ask the provider, store the id.
+    # ------------------------------------------------------------------ answers
+    def _record(self, sent: Sent, report: TickReport) -> str | None:
+        """Step 3: store what the provider answered. Returns why placing must stop for
+        this tick (a transient provider error), else None."""
+        claim = sent.claim
+        moment = self.clock()
+        to = mask_number(claim.request.to)
+        if sent.not_sent is not None:
+            self.pacer.cancel(sent.slot)
+            store.void_claims(self.sessions, [claim], report)
+            log.info("call to %s not placed: %s", to, sent.not_sent)
+            return None if sent.others_go_on else sent.not_sent
+        # The start counts from its answer (the latest it can be) for the pacing.
+        self.pacer.settle(sent.slot, moment)
+        if sent.state is not None:
+            state = sent.state
+            self.health.note_placed(moment, state.queue_seconds)
+            if state.created_at is not None and sent.sent_at is not None:
+                self.health.note_clock_offset(state.created_at - sent.sent_at)
+            with write_transaction(self.sessions) as session:
+                stored = attempts.store_call_id(session, claim, state, moment)
+            if not stored:  # deleted with its batch call meanwhile
+                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+            report.placed += 1
+            report.touch(claim.batch_id)
+            log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
+            return None
+        return self._record_error(claim, sent.error, moment, report)
 
-        Returns why placing must stop for this tick (a transient provider error, the
-        lease or the time budget lost while waiting for the lock), else None. Never
-        raises out of the transaction for a provider error: what it records (a voided
-        attempt, an attempt to reconcile) must be committed."""
-        with write_transaction(self.sessions) as session:
-            status = store.batch_status_shared(session, claim.batch_id)
-            if not attempts.attempt_still_open(session, claim.attempt_id):
-                return None  # deleted with its batch call, or reconciled by someone else
-            if status != RUNNING:
+    def _record_error(
+        self, claim: Claim, exc: BaseException | None, moment: datetime, report: TickReport
+    ) -> str | None:
+        to = mask_number(claim.request.to)
+        report.touch(claim.batch_id)
+        if isinstance(exc, RecipientProviderError):
+            self.health.note_ok()
+            with write_transaction(self.sessions) as session:
+                attempts.record_refused(session, claim, exc.message, moment)
+            log.info("call to %s refused for this recipient: %s", to, exc.message)
+            return None
+        if isinstance(exc, FatalProviderError):
+            with write_transaction(self.sessions) as session:
                 attempts.void(session, claim, PENDING)
-                report.touch(claim.batch_id)
-                log.info("batch call %s is %s: call not placed", claim.batch_id, status)
-                return None
-            if self.lease is not None:
-                # The lease is renewed only every few seconds: another engine may have
-                # taken it over meanwhile (this computer stalled, or its clock jumped).
-                holder = store.lease_holder_shared(session, self.lease.name)
-                if holder != self.lease.holder:
-                    attempts.void(session, claim, QUEUED)
-                    report.touch(claim.batch_id)
-                    self.lease.forget()
-                    log.warning("placing stopped: the dialer lease is held by %s", holder)
-                    return "the dialer lease was taken over"
-            if deadline is not None and time.monotonic() > deadline:
-                # The lock took long to get: the request would be sent later than the
-                # reconciliation of a crash allows for (see _reconcile_unknown).
-                attempts.void(session, claim, QUEUED)
-                report.touch(claim.batch_id)
-                report.budget_used = True
-                return "the tick's time for placing calls is used up"
-            to = mask_number(claim.request.to)
-            sent_at = self.clock()
-            try:
-                state = provider.place_call(claim.request)
-            except RecipientProviderError as exc:
-                self.pacer.record(self.clock())
-                self.health.note_ok()
-                attempts.record_refused(session, claim, exc.message, self.clock())
-                report.touch(claim.batch_id)
-                log.info("call to %s refused for this recipient: %s", to, exc.message)
-                return None
-            except FatalProviderError as exc:
-                self.pacer.record(self.clock())
-                attempts.void(session, claim, PENDING)
-                store.fail_batch_in(session, claim.batch_id, exc.message, self.clock())
-                self._on_fatal()  # fixed credentials are picked up by a Retry
-                report.touch(claim.batch_id)
-                log.error("batch call %s failed: %s", claim.batch_id, exc.message)
-                return None
-            except TransientProviderError as exc:
-                self.pacer.record(self.clock())
-                trouble = self.health.note_create_failed(exc, self.clock())
+                store.fail_batch_in(session, claim.batch_id, exc.message, moment)
+            self._halted.add(claim.batch_id)
+            self._on_fatal()  # fixed credentials are picked up by a Retry
+            log.error("batch call %s failed: %s", claim.batch_id, exc.message)
+            return None
+        if isinstance(exc, TransientProviderError):
+            trouble = self.health.note_create_failed(exc, moment)
+            with write_transaction(self.sessions) as session:
                 if maybe_placed(exc):
                     # The provider may still create the call a while after the request
                     # failed: the reconciliation's settle time counts from now.
-                    attempts.mark_outcome_unknown(
-                        session, claim.attempt_id, exc.message, self.clock()
-                    )
+                    attempts.mark_outcome_unknown(session, claim.attempt_id, exc.message, moment)
                     log.warning(
                         "call to %s: no answer from the provider (%s); it will be reconciled",
                         to,
@@ -307,31 +451,14 @@ class Placer:
                 else:
                     attempts.void(session, claim, PENDING, next_try_at=trouble.next_try_at)
                     log.info("call to %s not placed (%s); retrying later", to, exc.message)
-                report.touch(claim.batch_id)
-                # A 429 slows placing, a 500 is reconciled: the others go on being placed.
-                return exc.message if trouble.stop_placing else None
-            except Exception as exc:  # a provider bug: the call may or may not exist
-                self.pacer.record(self.clock())
-                log.exception("unexpected provider failure placing a call to %s", to)
-                attempts.mark_outcome_unknown(
-                    session,
-                    claim.attempt_id,
-                    f"Unexpected error: {type(exc).__name__}",
-                    self.clock(),
-                )
-                self.health.note_trouble(
-                    TransientProviderError(f"Unexpected error ({type(exc).__name__})."),
-                    self.clock(),
-                )
-                report.touch(claim.batch_id)
-                return f"unexpected provider failure ({type(exc).__name__})"
-            moment = self.clock()
-            self.pacer.record(moment)
-            self.health.note_placed(moment, state.queue_seconds)
-            if state.created_at is not None:
-                self.health.note_clock_offset(state.created_at - sent_at)
-            attempts.store_call_id(session, claim, state, moment)
-        report.placed += 1
-        report.touch(claim.batch_id)
-        log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
-        return None
+            # A 429 slows placing, a 500 is reconciled: the others go on being placed.
+            return exc.message if trouble.stop_placing else None
+        # A provider bug: the call may or may not exist.
+        name = type(exc).__name__
+        log.error("unexpected provider failure placing a call to %s", to, exc_info=exc)
+        with write_transaction(self.sessions) as session:
+            attempts.mark_outcome_unknown(
+                session, claim.attempt_id, f"Unexpected error: {name}", moment
+            )
+        self.health.note_trouble(TransientProviderError(f"Unexpected error ({name})."), moment)
+        return f"unexpected provider failure ({name})"

@@ -8,8 +8,8 @@ check it with plain values.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,10 +31,18 @@ class CallPacer:
     second at the edge of a refill; this keeps the start times of the last N calls
     instead (N = whole calls per second, or one call per 1/cps seconds below 1/s), so
     the limit holds for every window, on whatever clock the engine is given.
+
+    With several requests in flight, a start is reserved when its request is sent and
+    counts from its answer (`settle`): the provider creates the call somewhere between
+    the two, so whatever the latency, no window of the provider's sees more than N.
     """
 
     def __init__(self, calls_per_second: float) -> None:
-        self._starts: deque[datetime] = deque()
+        #: Settled starts, in time order.
+        self._starts: list[datetime] = []
+        #: Reserved starts whose answer has not come yet (they count until it does).
+        self._open: dict[int, datetime] = {}
+        self._next_slot = 0
         self.rate = 0.0
         self.limit = 1
         self.window = timedelta(seconds=1)
@@ -51,34 +59,53 @@ class CallPacer:
             self.limit = 1
             self.window = timedelta(seconds=1 / calls_per_second)
         while len(self._starts) > self.limit:
-            self._starts.popleft()
+            self._starts.pop(0)
 
     def _expire(self, now: datetime) -> None:
-        while self._starts and self._starts[0] + self.window <= now:
-            self._starts.popleft()
+        expired = 0
+        while expired < len(self._starts) and self._starts[expired] + self.window <= now:
+            expired += 1
+        del self._starts[:expired]
 
     def available(self, now: datetime) -> int:
         self._expire(now)
-        return max(0, self.limit - len(self._starts))
+        return max(0, self.limit - len(self._starts) - len(self._open))
 
     def available_at(self, moment: datetime) -> int:
         """How many starts will be allowed at `moment` (later than now), without
         forgetting the starts that still count before then."""
         still = sum(1 for start in self._starts if start + self.window > moment)
-        return max(0, self.limit - still)
+        return max(0, self.limit - still - len(self._open))
 
     def record(self, moment: datetime) -> None:
         """A call start (recorded when the provider answered: the latest it can be)."""
-        if self._starts and moment < self._starts[-1]:
-            moment = self._starts[-1]
-        self._starts.append(moment)
+        self.settle(self.reserve(moment), moment)
+
+    def reserve(self, moment: datetime) -> int:
+        """A request about to be sent at `moment`: it counts from now on. Returns its slot."""
+        slot = self._next_slot
+        self._next_slot += 1
+        self._open[slot] = moment
+        return slot
+
+    def settle(self, slot: int, moment: datetime) -> None:
+        """Its answer came at `moment`: the start counts until a window after that."""
+        reserved = self._open.pop(slot, moment)
+        bisect.insort(self._starts, max(reserved, moment))
+
+    def cancel(self, slot: int) -> None:
+        """The request was not sent after all."""
+        self._open.pop(slot, None)
 
     def frees_at(self, count: int = 1) -> datetime | None:
-        """When `count` more starts will be allowed (None: already allowed)."""
-        over = len(self._starts) - self.limit + count
+        """When `count` more starts will be allowed (None: already allowed, or only when
+        a request in flight is answered)."""
+        over = len(self._starts) + len(self._open) - self.limit + count
         if over <= 0:
             return None
         index = min(over, len(self._starts)) - 1
+        if index < 0:
+            return None
         return self._starts[index] + self.window
 
 

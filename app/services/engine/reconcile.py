@@ -80,8 +80,8 @@ class Reconciler:
     ) -> None:
         """Attempts without a call id (a crash, or an answer lost after sending): ask the
         provider whether the call exists. Found: adopt it and track it. Not found: void
-        the attempt and queue the recipient again. Each runs under the write lock, so an
-        engine placing that very call (transaction B) is never overtaken.
+        the attempt and queue the recipient again. The provider is asked outside any
+        transaction; the answer is applied only if the attempt did not change meanwhile.
 
         An attempt is asked about once the provider has had `unknown_settle_seconds` to
         create its call, counted from when its request was last known to be in flight.
@@ -165,23 +165,31 @@ class Reconciler:
     def _reconcile_one(
         self, provider: TelephonyProvider, attempt_id: int, now: datetime, report: TickReport
     ) -> None:
+        """Ask the provider with no transaction open (no database lock is ever held
+        across a request), then settle the attempt in a short transaction, unless it
+        changed meanwhile."""
+        with self.sessions() as session:
+            seen = attempts.lock_unresolved(session, attempt_id, lock=False)
+            if seen is None:
+                return
+            session.expunge(seen)
+            batch_started = attempts.batch_started_at(session, seen.batch_call_id)
+        created = aware(seen.created_at) or now
+        found = provider.find_calls(
+            seen.to_number,
+            seen.from_number,
+            since=lookback_start(
+                created,
+                batch_started,
+                self.config.clock_skew_allowance_seconds,
+                self.health.clock_offset,
+            ),
+        )
+        self.health.note_ok()
         with write_transaction(self.sessions) as session:
             attempt = attempts.lock_unresolved(session, attempt_id)
-            if attempt is None:
-                return
-            created = aware(attempt.created_at) or now
-            batch_started = attempts.batch_started_at(session, attempt.batch_call_id)
-            found = provider.find_calls(
-                attempt.to_number,
-                attempt.from_number,
-                since=lookback_start(
-                    created,
-                    batch_started,
-                    self.config.clock_skew_allowance_seconds,
-                    self.health.clock_offset,
-                ),
-            )
-            self.health.note_ok()
+            if attempt is None or aware(attempt.requested_at) != aware(seen.requested_at):
+                return  # settled, or sent again, while the provider was asked
             known = attempts.known_call_ids(session, [s.call_id for s in found])
             # Calls already held by another attempt are not this one's; of the others,
             # the one created nearest to when this attempt's request was sent.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, bindparam, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.db import make_engine, migrate
@@ -42,9 +44,20 @@ PENDING = RecipientStatus.PENDING
 ENGINE_BUSY_TIMEOUT_MS = 5000
 
 
+#: The engine's PostgreSQL transactions never wait on the network (no request is made
+#: inside one): one left idle this long belongs to a frozen process (SIGSTOP, a closed
+#: laptop) and is ended by the server, its locks freed, so that a supervisor's action
+#: answers within seconds and a standby can take over.
+ENGINE_IDLE_IN_TRANSACTION = "1s"
+
+
 def open_engine_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     """The engine's own connections (created in the thread that ticks), schema migrated."""
-    db = make_engine(url)
+    if make_url(url).get_backend_name() == "postgresql":
+        options = f"-c idle_in_transaction_session_timeout={ENGINE_IDLE_IN_TRANSACTION}"
+        db = make_engine(url, connect_args={"options": options})
+    else:
+        db = make_engine(url)
     if db.dialect.name == "sqlite":
 
         def shorter_wait(dbapi_connection: Any, _record: Any) -> None:
@@ -70,10 +83,12 @@ _L = cast(Table, EngineLease.__table__)
 BATCH_STATUS_SHARED = (
     select(_B.c.status).where(_B.c.id == bindparam("p_batch")).with_for_update(read=True)
 )
-#: Inside transaction B: this engine must still hold the lease (on PostgreSQL the row
-#: stays locked, so a takeover waits until the call's id is stored).
-LEASE_HOLDER_SHARED = (
-    select(_L.c.holder).where(_L.c.name == bindparam("p_name")).with_for_update(read=True)
+#: Inside the claiming transaction: the lease is still this engine's holding (holder
+#: and fencing token; on PostgreSQL the row is locked FOR SHARE for that short moment).
+LEASE_FENCE_SHARED = (
+    select(_L.c.holder, _L.c.fence)
+    .where(_L.c.name == bindparam("p_name"))
+    .with_for_update(read=True)
 )
 #: Attempts whose call id is unknown, old enough to reconcile: sent (requested_at, set
 #: when the answer was lost) before `p_sent_cutoff`, or, never recorded as sent (a
@@ -211,11 +226,16 @@ def claim(
     claimed_at: datetime,
     now: datetime,
     request_for: Any,
+    *,
+    fence: Fence | None = None,
 ) -> list[Claim]:
     """Transaction A (the caller's write transaction): up to `count` QUEUED recipients
-    -> IN_PROGRESS (attempts + 1), each with a CallAttempt row without a call id.
+    -> IN_PROGRESS (attempts + 1), each with a CallAttempt row without a call id, only
+    while `fence` is the lease's current holding (else LeaseLost).
     `request_for(row)` builds a recipient's request (ValueError: it cannot be called)."""
     connection = session.connection()
+    if fence is not None:  # LeaseLost: this engine was taken over, it claims nothing
+        check_fence(session, fence)
     # The batch call row (FOR SHARE) and the candidates (FOR UPDATE) are locked on
     # PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes every other writer.
     if batch_status_shared(session, batch.id) != RUNNING:
@@ -280,12 +300,29 @@ def claim(
     ]
 
 
-def lease_holder_shared(session: Session, name: str) -> str | None:
-    """The lease's holder, its row locked FOR SHARE (PostgreSQL): a takeover waits."""
-    return cast(
-        "str | None",
-        session.connection().execute(LEASE_HOLDER_SHARED, {"p_name": name}).scalar(),
-    )
+@dataclass(frozen=True)
+class Fence:
+    """The lease a claim is made under: its name, this holder and its fencing token."""
+
+    name: str
+    holder: str
+    token: int | None
+
+
+class LeaseLost(Exception):
+    """The lease's holder or fence changed: this engine was taken over."""
+
+    def __init__(self, holder: str | None) -> None:
+        super().__init__(f"the dialer lease is held by {holder}")
+        self.holder = holder
+
+
+def check_fence(session: Session, fence: Fence) -> None:
+    """Inside a claiming transaction: the lease is still this holding (its row locked
+    FOR SHARE on PostgreSQL, so a takeover waits for this short transaction)."""
+    row = session.connection().execute(LEASE_FENCE_SHARED, {"p_name": fence.name}).first()
+    if row is None or row.holder != fence.holder or row.fence != fence.token:
+        raise LeaseLost(row.holder if row is not None else None)
 
 
 def void_claims(
