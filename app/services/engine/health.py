@@ -277,6 +277,10 @@ class ProviderHealth:
                 return CreateTrouble(now, stop_placing=False)
         return CreateTrouble(self.note_trouble(exc, now), stop_placing=True)
 
+    def note_rate_limited(self, exc: TransientProviderError, now: datetime) -> None:
+        """A 429 on another request (a lookup): placing slows, Retry-After is waited out."""
+        self.placing.rate_limited(now, exc.retry_after)
+
     def placing_rate(self, setting: float, now: datetime) -> float:
         return self.placing.current(setting, now)
 

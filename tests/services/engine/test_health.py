@@ -100,3 +100,12 @@ def test_queue_time_caps_the_rate_at_the_accounts_real_rate():
     rate.created(at(30), 0.3)
     soon, later = rate.current(10, at(31)), rate.current(10, at(40))
     assert 1.9 < soon < later < 10
+
+
+def test_a_429_on_a_lookup_slows_placing_but_blocks_nothing():
+    health = ProviderHealth(EngineConfig(seed=1))
+
+    health.note_rate_limited(too_many(), at(0))
+
+    assert not health.blocked(at(0)) and not health.placing_paused(at(0))
+    assert health.placing_rate(10, at(0)) < 10
