@@ -16,7 +16,7 @@ from app.models.status import BatchStatus
 from app.services.batch_calls import Actor, BatchCallService
 from app.services.engine import EngineRunner
 from app.services.simulation import SimulationProvider
-from app.views.qa import SpeedClock
+from app.testing.clocks import SpeedClock
 from tests.services.engine_support import assert_counters_exact, new_batch, rows
 
 #: Real seconds after which the run counts as stuck: it takes about 5 s on a shared

@@ -224,3 +224,19 @@ def test_engine_states_are_an_enum_with_a_detail():
 
 def test_a_window_is_built_from_the_stored_text():
     assert isinstance(batch().window(), CallingWindow)
+
+
+def test_a_request_in_flight_counts_until_a_window_after_its_answer_a_cancelled_one_not():
+    """The provider creates the call somewhere between the request and its answer (a
+    connection can take a second to be accepted): counting each start from its answer
+    and holding its slot meanwhile keeps every window of the provider's within the rate."""
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(2)
+    first = pacer.reserve(start)
+    second = pacer.reserve(start + timedelta(milliseconds=100))
+    assert pacer.available(start + timedelta(milliseconds=200)) == 0
+    pacer.settle(first, start + timedelta(milliseconds=400))  # a slow answer
+    assert pacer.available(start + timedelta(seconds=1)) == 0  # still counts until 1.4 s
+    assert pacer.available(start + timedelta(seconds=1.4)) == 1  # the second is in flight
+    pacer.cancel(second)  # never sent: it does not count
+    assert pacer.available(start + timedelta(seconds=1.4)) == 2
