@@ -26,9 +26,11 @@ def build_provider(
     settings: AppSettings,
     *,
     clock: Callable[[], datetime] | None = None,
+    status_callback_url: str | None = None,
 ) -> TelephonyProvider:
     """The provider for these settings; FatalProviderError says what to fix if it cannot
-    be built (no credentials, no keyring)."""
+    be built (no credentials, no keyring). `status_callback_url`: Twilio posts call
+    progress there (a worker that receives status callbacks)."""
     if settings.provider == "simulation":
         return SimulationProvider(
             clock or (lambda: datetime.now(UTC)), seed=settings.simulation_seed
@@ -60,6 +62,11 @@ def build_provider(
             base_url=base_url,
         )
     else:
-        provider = TwilioProvider(credentials.account_sid, credentials.secret, base_url=base_url)
+        provider = TwilioProvider(
+            credentials.account_sid,
+            credentials.secret,
+            base_url=base_url,
+            status_callback_url=status_callback_url,
+        )
     log.info("telephony provider: %r", provider)
     return provider

@@ -12,6 +12,7 @@ at a slower pace, so a lost callback only delays an outcome.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -22,9 +23,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from app.services.secrets import SecretStoreUnavailable, load_twilio_credentials
 from app.services.telephony import CallState, outcome_for_status, status_message
 
 log = logging.getLogger(__name__)
+
+#: A server Twilio can reach: the public URL Twilio posts to, and where to listen.
+STATUS_CALLBACK_URL_ENV = "BATCHCALLS_STATUS_CALLBACK_URL"
+STATUS_CALLBACK_LISTEN_ENV = "BATCHCALLS_STATUS_CALLBACK_LISTEN"
+DEFAULT_LISTEN = "0.0.0.0:8080"
 
 _TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 _MAX_BODY = 64 * 1024
@@ -127,6 +134,33 @@ class StatusCallbackReceiver:
             if earlier is None or _order(params) >= _order_of(earlier):
                 self._states[state.call_id] = state
         return 204
+
+
+def receiver_from_environment() -> StatusCallbackReceiver | None:
+    """The receiver BATCHCALLS_STATUS_CALLBACK_URL asks for (None when it is not set),
+    listening on BATCHCALLS_STATUS_CALLBACK_LISTEN (host:port, default 0.0.0.0:8080).
+    ValueError says what to fix."""
+    url = os.environ.get(STATUS_CALLBACK_URL_ENV, "").strip()
+    if not url:
+        return None
+    listen = os.environ.get(STATUS_CALLBACK_LISTEN_ENV, "").strip() or DEFAULT_LISTEN
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(
+            f"{STATUS_CALLBACK_LISTEN_ENV} must be host:port (for example {DEFAULT_LISTEN}), "
+            f"not {listen!r}."
+        )
+    try:
+        credentials = load_twilio_credentials()
+    except SecretStoreUnavailable as exc:
+        raise ValueError(str(exc)) from None
+    if credentials is None or credentials.api_key_sid:
+        raise ValueError(
+            f"{STATUS_CALLBACK_URL_ENV} needs the account's Auth Token (Twilio signs its "
+            "callbacks with it; an API key cannot check them): set "
+            "BATCHCALLS_TWILIO_ACCOUNT_SID and BATCHCALLS_TWILIO_AUTH_TOKEN."
+        )
+    return StatusCallbackReceiver(url, credentials.secret, listen=(host, int(port_text)))
 
 
 def callback_state(params: dict[str, str]) -> CallState | None:

@@ -26,6 +26,7 @@ from app.models.db import describe_url
 from app.services.engine import EngineConfig, EngineRunner, EngineState
 from app.services.log_format import configure_worker_logging
 from app.services.settings import SettingsError
+from app.services.status_callbacks import StatusCallbackReceiver, receiver_from_environment
 from app.services.telephony import TelephonyProvider
 from app.services.worker_options import add_engine_options, engine_overrides
 
@@ -95,6 +96,14 @@ def run_worker(
             log.error("the pickup interval must be a positive number of seconds")
             return EXIT_ERROR
         overrides["pickup_interval_seconds"] = pickup_interval
+    receiver: StatusCallbackReceiver | None = None
+    try:
+        receiver = receiver_from_environment() if provider is None else None
+        if receiver is not None:
+            receiver.start()
+    except (ValueError, OSError) as exc:
+        log.error("status callbacks cannot be received: %s", exc)
+        return EXIT_ERROR
     try:
         runner = EngineRunner(
             url,
@@ -103,8 +112,12 @@ def run_worker(
             clock=clock,
             config=engine_config,
             settings_overrides=overrides,
+            status_callbacks=receiver,
+            status_callback_url=receiver.public_url if receiver else None,
         )
     except (SQLAlchemyError, OSError) as exc:
+        if receiver is not None:
+            receiver.stop()
         log.error(
             "cannot open the database %s: %s. Check the URL (or BATCHCALLS_DATABASE_URL) "
             "and that the database is reachable.",
@@ -132,6 +145,8 @@ def run_worker(
                     break
     finally:
         runner.close()
+        if receiver is not None:
+            receiver.stop()
         log.info("worker stopped")
     return code
 

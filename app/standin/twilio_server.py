@@ -336,7 +336,7 @@ class TwilioStandin:
         self._applications: list[dict[str, Any]] = []
         self._programs: dict[str, list[Program]] = {}
         self._faults = Faults()
-        self._fault_rng = random.Random(0)
+        self._fault_rngs = _fault_streams(0)
         self._requests: list[RecordedRequest] = []
         self._calls: list[_Call] = []
         self._calls_by_sid: dict[str, _Call] = {}
@@ -490,7 +490,7 @@ class TwilioStandin:
         )
         with self._lock:
             self._faults = faults
-            self._fault_rng = random.Random(f"standin-faults/{seed}")
+            self._fault_rngs = _fault_streams(seed)
 
     def set_create_delay(self, seconds: float) -> None:
         """Answer each call create `seconds` after creating the call (real Twilio: about
@@ -695,7 +695,9 @@ class TwilioStandin:
         is_create = method == "POST" and split.path.endswith("/Calls.json")
         with self._lock:
             faults = self._faults
-            draw = self._fault_rng.random()
+            # Creates draw from their own stream: which creates fail does not depend on
+            # how a client's polls interleave with them (threads).
+            draw = self._fault_rngs[is_create].random()
             limit = self._max_in_flight
             refused = limit is not None and self._in_flight >= limit
             if not refused:
@@ -1111,6 +1113,11 @@ def _callback_spec(form: Form) -> _CallbackSpec | None:
             + ", ".join(_CALLBACK_EVENTS),
         )
     return _CallbackSpec(url, method, frozenset(events or {"completed"}))
+
+
+def _fault_streams(seed: int) -> tuple[random.Random, random.Random]:
+    """(other requests, creates): two seeded streams of fault draws."""
+    return random.Random(f"standin-faults/{seed}"), random.Random(f"standin-create-faults/{seed}")
 
 
 def _is_loopback(url: str) -> bool:

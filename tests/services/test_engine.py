@@ -347,8 +347,16 @@ def test_transient_errors_back_off_and_never_fail_or_repeat_a_recipient(service,
     assert snapshot.status is BatchStatus.RUNNING
     clock.advance(0.5)
     engine.tick()
+    # A 429 slows dialing (the others are still called) and the details say so.
+    assert len(provider.placements) == 2 and target not in provider.placed_to()
     reason = service.get(batch.id).waiting_reason
-    assert reason.startswith("Provider unreachable: Twilio is limiting the request rate")
+    assert "Twilio is limiting the request rate (HTTP 429)" in reason
+    assert reason.startswith("Dialing at 4.75 calls/s, below the setting of 5:")
+    # No connection at all: nothing is placed until the next try, and the reason says so.
+    tried = lambda: [p.to for p in provider.placements].count(target) == 2  # noqa: E731
+    run_until(engine, clock, tried, step=0.5, max_ticks=400)
+    reason = service.get(batch.id).waiting_reason
+    assert reason.startswith("Provider unreachable: Could not connect to Twilio.")
     assert "Next try at" in reason
     run_until(engine, clock, finished(service, batch.id), step=2)
     assert provider.placed_to().count(target) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -111,3 +112,70 @@ def test_other_paths_and_bad_setup_are_refused(receiver):
 
 def test_callback_parameters_without_a_call_are_ignored():
     assert callback_state({"CallStatus": "completed"}) is None
+
+
+# -- a worker that receives them ------------------------------------------------------------
+@pytest.fixture
+def callback_env(monkeypatch):
+    sid, token = "AC" + "a" * 32, "b" * 32
+    monkeypatch.setenv("BATCHCALLS_TWILIO_ACCOUNT_SID", sid)
+    monkeypatch.setenv("BATCHCALLS_TWILIO_AUTH_TOKEN", token)
+    monkeypatch.setenv("BATCHCALLS_STATUS_CALLBACK_URL", "https://dialer.example.com/status")
+    monkeypatch.setenv("BATCHCALLS_STATUS_CALLBACK_LISTEN", f"127.0.0.1:{free_port()}")
+    return sid, token
+
+
+def test_the_environment_configures_the_receiver_and_the_provider(callback_env, monkeypatch):
+    from app.services.providers import build_provider
+    from app.services.settings import AppSettings
+    from app.services.status_callbacks import receiver_from_environment
+
+    receiver = receiver_from_environment()
+    provider = build_provider(
+        AppSettings(provider="twilio"), status_callback_url=receiver.public_url
+    )
+
+    assert receiver.public_url == "https://dialer.example.com/status"
+    assert isinstance(provider, TwilioProvider)
+    assert provider.status_callback_url == "https://dialer.example.com/status"
+    monkeypatch.delenv("BATCHCALLS_STATUS_CALLBACK_URL")
+    assert receiver_from_environment() is None  # not asked for: polling only
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("BATCHCALLS_STATUS_CALLBACK_LISTEN", "8080", "must be host:port"),
+        ("BATCHCALLS_TWILIO_API_KEY_SID", "SK" + "c" * 32, "needs the account's Auth Token"),
+    ],
+)
+def test_a_receiver_that_cannot_work_is_refused_clearly(
+    callback_env, monkeypatch, name, value, message
+):
+    from app.services.status_callbacks import receiver_from_environment
+
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValueError, match=message):
+        receiver_from_environment()
+
+
+def test_the_worker_says_why_it_cannot_receive_callbacks(
+    callback_env, monkeypatch, database_url, caplog
+):
+    from app.services.worker import EXIT_ERROR, run_worker
+
+    monkeypatch.setenv("BATCHCALLS_STATUS_CALLBACK_LISTEN", "nowhere")
+
+    assert run_worker(database_url, once=True) == EXIT_ERROR
+    assert "status callbacks cannot be received" in caplog.text
+
+
+def test_the_worker_listens_for_callbacks_while_it_runs(callback_env, database_url, caplog):
+    from app.services.worker import EXIT_OK, run_worker
+
+    caplog.set_level("INFO")
+
+    assert run_worker(database_url, once=True) == EXIT_OK
+    assert "receiving Twilio status callbacks for https://dialer.example.com/status" in caplog.text
+    assert not any(t.name == "statusCallbackReceiver" for t in threading.enumerate())

@@ -58,3 +58,12 @@ class EngineConfig:
     lease_heartbeat_seconds: float = 5.0
     #: Seed of the backoff jitter (None: unpredictable).
     seed: int | None = None
+    #: From this many open calls due in one round, a provider that can list calls in
+    #: bulk (Twilio's Calls list by start time and status, pages of 1,000) is asked with
+    #: a few list requests instead of one request per call; calls that started longer
+    #: ago than the window, or that the lists do not show, are still asked one by one.
+    bulk_tracking_min_calls: int = 20
+    bulk_tracking_window_seconds: float = 600.0
+    bulk_tracking_max_calls: int = 5000
+    #: With status callbacks, polling stays on as the safety net at this interval.
+    callback_poll_interval_seconds: float = 60.0

@@ -48,7 +48,7 @@ from app.services.engine.planning import (
 )
 from app.services.engine.reconcile import Reconciler
 from app.services.engine.state import TickReport
-from app.services.engine.tracking import Tracker
+from app.services.engine.tracking import CallbackSource, Tracker
 from app.services.engine.waiting import PolicyWaits
 from app.services.lease import DialerLease
 from app.services.settings import AppSettings, load_settings
@@ -106,9 +106,12 @@ class DialerEngine:
         lease: DialerLease | None = None,
         use_lease: bool = True,
         sleep: Callable[[float], object] | None = None,
+        status_callbacks: CallbackSource | None = None,
     ) -> None:
         """`sleep(seconds)` waits in real time (the hosts pass one that a stop request
-        cuts short); without it (a fake clock) a tick never waits."""
+        cuts short); without it (a fake clock) a tick never waits. `status_callbacks`:
+        the provider reports call progress (a server Twilio can reach); polls then only
+        run slowly, as the safety net."""
         if provider is None and provider_factory is None:
             raise ValueError("Give the engine a provider or a provider factory.")
         self.sessions = sessions
@@ -142,7 +145,12 @@ class DialerEngine:
         self._sleep = sleep
         config_ = self.config
         self.tracker = Tracker(
-            sessions, clock=clock, config=config_, health=self.health, stop=self._stop
+            sessions,
+            clock=clock,
+            config=config_,
+            health=self.health,
+            stop=self._stop,
+            callbacks=status_callbacks,
         )
         self.reconciler = Reconciler(
             sessions, clock=clock, config=config_, health=self.health, stop=self._stop
@@ -232,17 +240,24 @@ class DialerEngine:
                 self._next_pickup_at = None  # pick up at once when we take over
                 return report
         settings = self._refresh_settings(now)
-        self.pacer.set_rate(settings.calls_per_second)
+        # Below the setting while the provider limits our rate or queues our calls.
+        self.pacer.set_rate(self.health.placing_rate(settings.calls_per_second, now))
         provider = self._current_provider(settings)
         if self._next_pickup_at is None or now >= self._next_pickup_at:
             self.pickup(now, report)
             self._next_pickup_at = now + timedelta(seconds=settings.pickup_interval_seconds)
+        polls = None
         if provider is not None:
             self.reconciler.reconcile_unknown(provider, settings, now, report)
+            self.tracker.take_callbacks(now, report)
             polls = self.tracker.start_polls(provider, now)
-            if polls is not None:  # before dialing: the lines they free are used at once
+            if polls is not None and not polls.in_flight:
+                # Answered at once (no network): the lines they free are used this tick.
                 self.tracker.finish_polls(polls, settings, now, report)
+                polls = None
         done = self._dial(provider, settings, now, report)
+        if polls is not None:  # the provider was asked while calls were being placed
+            self.tracker.finish_polls(polls, settings, now, report)
         store.complete(self.sessions, done, now, report)
         if self._provider_error is not None:
             report.status = states.error(self._provider_error.message)
@@ -390,6 +405,12 @@ class DialerEngine:
         if self._sleep is not None and self.config.pace_ahead_seconds > 0:
             ahead = now + timedelta(seconds=self.config.pace_ahead_seconds)
             paced = self.pacer.available_at(ahead)
+        if self.health.placing_paused(now):  # Retry-After, or Twilio's queue draining
+            paced = 0
+        slower = self.health.placing.reason(now)
+        if slower is not None:  # the details say why dialing is slower than the setting
+            for batch_id in demands:
+                reasons[batch_id] = reasons.get(batch_id) or slower
         budget = min(free_lines, paced, self.config.max_placements_per_tick)
         shares = share_capacity(demands, max(0, budget), self._rotation)
         self._rotation += 1

@@ -432,7 +432,7 @@ class Placer:
         self.pacer.settle(sent.slot, moment)
         if sent.state is not None:
             state = sent.state
-            self.health.note_ok()
+            self.health.note_placed(moment, state.queue_seconds)
             if state.created_at is not None and sent.sent_at is not None:
                 self.health.note_clock_offset(state.created_at - sent.sent_at)
             with write_transaction(self.sessions) as session:
@@ -465,7 +465,7 @@ class Placer:
             log.error("batch call %s failed: %s", claim.batch_id, exc.message)
             return None
         if isinstance(exc, TransientProviderError):
-            retry_at = self.health.note_trouble(exc, moment)
+            trouble = self.health.note_create_failed(exc, moment)
             with write_transaction(self.sessions) as session:
                 if maybe_placed(exc):
                     # The provider may still create the call a while after the request
@@ -477,9 +477,10 @@ class Placer:
                         exc.message,
                     )
                 else:
-                    attempts.void(session, claim, PENDING, next_try_at=retry_at)
+                    attempts.void(session, claim, PENDING, next_try_at=trouble.next_try_at)
                     log.info("call to %s not placed (%s); retrying later", to, exc.message)
-            return exc.message
+            # A 429 slows placing, a 500 is reconciled: the others go on being placed.
+            return exc.message if trouble.stop_placing else None
         # A provider bug: the call may or may not exist.
         name = type(exc).__name__
         log.error("unexpected provider failure placing a call to %s", to, exc_info=exc)

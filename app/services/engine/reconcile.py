@@ -16,7 +16,7 @@ from app.models.window import WindowError, parse_timezone
 from app.services.engine import attempts, store
 from app.services.engine.attempts import OpenAttempt, aware
 from app.services.engine.config import Clock, EngineConfig
-from app.services.engine.health import ProviderHealth, stops_polling
+from app.services.engine.health import ProviderHealth, rate_limited, stops_polling
 from app.services.engine.planning import lookback_start, mask_number, without_retrying
 from app.services.engine.state import TickReport
 from app.services.engine.tracking import attempt_deadline
@@ -122,7 +122,10 @@ class Reconciler:
                 log.warning("could not reconcile call attempt %s yet: %s", row.id, exc.message)
                 if now >= give_up_at:
                     self.give_up(attempt, exc.message, now, report)
-                if isinstance(exc, TransientProviderError) and stops_polling(exc):
+                if isinstance(exc, TransientProviderError) and rate_limited(exc):
+                    # A 429 slows placing (and honours Retry-After); it stops nothing.
+                    self.health.note_rate_limited(exc, self.clock())
+                elif isinstance(exc, TransientProviderError) and stops_polling(exc):
                     self.health.note_trouble(exc, self.clock())
                     blocked = True  # the others are only checked against their deadline
 

@@ -17,6 +17,7 @@ from app.services.engine.config import Clock, EngineConfig, utcnow
 from app.services.engine.dialer import DialerEngine
 from app.services.engine.state import TickReport
 from app.services.engine.store import open_engine_database
+from app.services.engine.tracking import CallbackSource
 from app.services.engine_settings import effective_settings, engine_config_for
 from app.services.providers import build_provider
 from app.services.telephony import TelephonyProvider
@@ -40,7 +41,11 @@ class EngineRunner:
         clock: Clock | None = None,
         config: EngineConfig | None = None,
         settings_overrides: Mapping[str, Any] | None = None,
+        status_callbacks: CallbackSource | None = None,
+        status_callback_url: str | None = None,
     ) -> None:
+        """`status_callbacks` / `status_callback_url`: a receiver of Twilio's status
+        callbacks and the public URL Twilio is asked to post them to."""
         self._stop = stop
         self.db: Engine
         self.db, sessions = open_engine_database(database_url)
@@ -65,8 +70,13 @@ class EngineRunner:
                 settings_overrides=settings_overrides,
                 provider_factory=None
                 if provider
-                else (lambda settings: build_provider(settings, clock=engine_clock)),
+                else (
+                    lambda settings: build_provider(
+                        settings, clock=engine_clock, status_callback_url=status_callback_url
+                    )
+                ),
                 sleep=self._pace if clock is None else None,
+                status_callbacks=status_callbacks,
             )
         except BaseException:
             self.db.dispose()

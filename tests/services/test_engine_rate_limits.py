@@ -1,0 +1,125 @@
+"""Rate limits through the real TwilioProvider and the stand-in: Twilio's queue slows the
+dialer to the account's real rate, 429s slow it instead of stopping it, and a 500 on one
+create is reconciled without holding up the others (issue 8 item 4)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from app.models.status import BatchStatus, RecipientStatus
+from app.services.engine import DialerEngine, EngineConfig
+from app.services.telephony import TransientProviderError
+from app.services.twilio_provider import TwilioProvider
+from app.standin.twilio_server import TwilioStandin
+from tests.services.engine_support import (
+    STANDIN_FROM,
+    ScriptedProvider,
+    assert_counters_exact,
+    attempts_by_recipient,
+    finished,
+    new_batch,
+    rows,
+    run_until,
+)
+
+CONFIG = EngineConfig(poll_interval_seconds=2.0, unknown_settle_seconds=5.0, seed=3)
+
+
+@pytest.fixture
+def standin(clock) -> Iterator[TwilioStandin]:
+    with TwilioStandin(clock=clock, seed=2) as server:
+        yield server
+
+
+def dial(service, sessions, clock, standin, people, *, cps: float, each=None) -> int:
+    for person in people:
+        standin.program(person.phone_number, ring_seconds=2, talk_seconds=5)
+    batch = new_batch(service, people, from_number=STANDIN_FROM, reserved=100)
+    provider = TwilioProvider(standin.account_sid, standin.auth_token, base_url=standin.base_url)
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={"calls_per_second": cps, "plan_concurrency": 100},
+    )
+    try:
+        run_until(
+            engine,
+            clock,
+            finished(service, batch.id),
+            step=0.25,
+            max_ticks=4000,
+            each=lambda _r: each(batch.id) if each else None,
+        )
+    finally:
+        engine.close()
+        provider.close()
+    return batch.id
+
+
+def test_twilios_queue_slows_dialing_to_the_accounts_real_rate(service, sessions, clock, standin):
+    standin.set_rate_limit(2, "queue")  # the account dials 2 calls/s; the setting says 10
+    reasons: set[str] = set()
+
+    def note(batch_id: int) -> None:
+        reasons.add(service.get(batch_id).waiting_reason or "")
+
+    batch_id = dial(service, sessions, clock, standin, rows(40), cps=10, each=note)
+
+    waits = [
+        (next(at for s, at in call.timeline if s == "ringing") - call.created_at).total_seconds()
+        for call in standin.calls
+    ]
+    # Placed at 10 a second, the 40th call would wait 16 s in Twilio's queue (ringing
+    # perhaps outside its calling hours); slowed to the real rate, none waits long.
+    assert max(waits) <= 6.0
+    assert any("Twilio queues calls beyond this account's real rate" in r for r in reasons)
+    assert service.get(batch_id).counts[RecipientStatus.COMPLETED] == 40
+    assert_counters_exact(service, batch_id)
+
+
+def test_429s_slow_dialing_and_nobody_is_lost_or_called_twice(service, sessions, clock, standin):
+    standin.set_rate_limit(3, "reject")  # beyond 3 calls/s: 429 with Retry-After
+    people = rows(30)
+
+    batch_id = dial(service, sessions, clock, standin, people, cps=10)
+
+    refused = sum(1 for r in standin.requests if r.status == 429)
+    assert 0 < refused < 60
+    assert Counter(c.to for c in standin.calls) == Counter(p.phone_number for p in people)
+    assert standin.max_calls_created_within(timedelta(seconds=1)) <= 3
+    snapshot = service.get(batch_id)
+    assert snapshot.status is BatchStatus.COMPLETED
+    assert snapshot.counts[RecipientStatus.FAILED] == 0
+    assert_counters_exact(service, batch_id)
+
+
+def test_a_500_on_one_create_does_not_hold_up_the_others(service, sessions, clock):
+    people = rows(5)
+    target = people[0].phone_number
+    provider = ScriptedProvider(
+        clock,
+        errors={target: [TransientProviderError("Twilio answered HTTP 500.", http_status=500)]},
+    )
+    batch = new_batch(service, people, reserved=5)
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={"calls_per_second": 5.0, "plan_concurrency": 10},
+    )
+    engine.tick()
+
+    assert len(provider.placements) == 5  # the others were placed in the same tick
+    run_until(engine, clock, finished(service, batch.id), step=1.0, max_ticks=500)
+    engine.close()
+    assert provider.placed_to().count(target) == 1  # reconciled, then called once
+    assert [a.attempt_number for a in attempts_by_recipient(service, batch.id)[target]] == [1]
+    assert service.get(batch.id).counts[RecipientStatus.FAILED] == 0
+    assert_counters_exact(service, batch.id)
