@@ -6,7 +6,7 @@ script, an IT person on a server and QA get the same rules and the same messages
 supervisor. Output is a short human summary, or exactly one JSON document with `--json`.
 
 Exit codes: 0 done, 1 refused (validation, not found, an action the status does not allow),
-2 usage error, 130 interrupted.
+2 usage error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezon
 from app.services.batch_calls import (
     AGENT_KINDS,
     BatchCallService,
+    CreationCancelled,
     NewBatchCall,
     NotFound,
     RecipientQuery,
@@ -50,6 +52,7 @@ from app.services.batch_calls import (
     scheduled_instant,
 )
 from app.services.csv_export import CsvExportError
+from app.services.interrupts import Interrupted, deferred_stop_signals
 from app.services.settings import AppSettings, SettingsError, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -204,6 +207,7 @@ def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
         "name": b.name,
         "status": b.status.value,
         "status_display": b.status_display,
+        "import_state": b.import_state.value,
         "agent_id": b.agent_id,
         "agent_name": b.agent_name,
         "from_number": b.from_number,
@@ -664,6 +668,14 @@ def _report_lines(report: Any, allow_rejected: bool, drop_duplicates: bool) -> l
 
 
 def cmd_create(ctx: Context) -> int:
+    try:
+        return _create(ctx)
+    except Interrupted as stop:  # before the recipients were stored: nothing to undo
+        stop.outcome = stop.outcome or "nothing was created"
+        raise
+
+
+def _create(ctx: Context) -> int:
     from app.services import csv_import
 
     args = ctx.args
@@ -695,12 +707,19 @@ def cmd_create(ctx: Context) -> int:
     except csv_import.CsvImportError as e:
         raise CliError(str(e), {"recipients": str(e)}, {"import": report_document(report)}) from e
     progress = _Progress(f"Storing {path.name}", not ctx.json and sys.stderr.isatty())
-    try:
-        created = ctx.service.create_from_csv(spec, path, options, progress=progress)
-    except csv_import.CsvImportError as e:  # the file changed since it was checked
-        raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
-    finally:
-        progress.finish()
+    # All or nothing: a stop signal now is acted on between two chunks (the open chunk
+    # rolls back, the partial batch call is removed), never inside a database call.
+    with deferred_stop_signals(PROG) as stop:
+        try:
+            created = ctx.service.create_from_csv(
+                spec, path, options, progress=progress, cancel=stop.requested
+            )
+        except (CreationCancelled, csv_import.ImportCancelled) as e:
+            raise Interrupted(stop.signum or signal.SIGINT, "nothing was created") from e
+        except csv_import.CsvImportError as e:  # the file changed since it was checked
+            raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
+        finally:
+            progress.finish()
     ctx.emit({"batch_call": batch_document(created), "import": report_document(report)})
     when = "to start at the next worker pickup"
     if created.status is not BatchStatus.SCHEDULED:
@@ -713,6 +732,8 @@ def cmd_create(ctx: Context) -> int:
         f"recipients, {when}; calls {created.window_start} to {created.window_end} "
         f"{created.timezone}, {created.allowed_days_display}."
     )
+    if stop.signum is not None:  # it came after the last commit: the batch call is whole
+        raise Interrupted(stop.signum, f"batch call {created.id} was created completely first")
     return EXIT_OK
 
 
@@ -1151,9 +1172,10 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(e), json_mode, e.problems)
     except (ActionNotAllowed, NotFound, WindowError, SettingsError) as e:
         return _fail(str(e), json_mode)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        stop = e if isinstance(e, Interrupted) else Interrupted()
+        print(stop.message(PROG), file=sys.stderr)
+        return stop.exit_status
     except SQLAlchemyError as e:
         if args.verbose:
             log.exception("database error")

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from app.models.imports import ImportState
 from app.models.status import (
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -72,9 +73,22 @@ class BatchCallSnapshot:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    #: Whether all its recipients are stored (only COMPLETE ones can ever be dialed).
+    import_state: ImportState = ImportState.COMPLETE
+
+    @property
+    def import_complete(self) -> bool:
+        return self.import_state is ImportState.COMPLETE
 
     @property
     def status_display(self) -> str:
+        pending = self.status is BatchStatus.PENDING
+        if self.import_state is ImportState.INTERRUPTED:
+            if pending:
+                return "Importing… (interrupted)"
+            return f"{self.status.display_name} (import interrupted)"
+        if self.import_state is ImportState.IMPORTING:
+            return "Importing…" if pending else f"{self.status.display_name} (importing…)"
         return self.status.display_name
 
     @property
@@ -98,7 +112,7 @@ class BatchCallSnapshot:
 
     @property
     def actions(self) -> list[Action]:
-        return actions_for(self.status, self.has_retryable_recipients)
+        return actions_for(self.status, self.has_retryable_recipients, self.import_complete)
 
     @property
     def allowed_days_display(self) -> str:

@@ -21,8 +21,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.imports import (
+    CLEANUP_LOCK_WAIT_S,
+    ImportOwner,
+    bounded_lock_wait,
+    dialable,
+    import_state,
+    incomplete_imports_to_remove,
+    removable,
+)
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -34,6 +44,7 @@ from app.models.snapshots import (
     SendType,
 )
 from app.models.status import (
+    DIALING_ACTIONS,
     OPEN_RECIPIENT_STATUSES,
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -58,6 +69,10 @@ NAME_MAX = 100
 CONCURRENCY_MAX = 10_000
 INSERT_CHUNK = 5_000
 PHONE_CHARS = frozenset("+0123456789 -().")
+#: An interrupted creation removes its partial batch call at once, waiting at most this long
+#: for a lock; if it cannot, the batch call stays incomplete (never dialed) and the next
+#: process removes it.
+DISCARD_LOCK_WAIT_S = 5.0
 AGENT_KINDS = ("application", "url", "twiml")
 
 Clock = Callable[[], datetime]
@@ -77,6 +92,13 @@ class ValidationError(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class CreationCancelled(Exception):
+    """The creation was cancelled (the supervisor, or a stop signal): nothing was kept."""
+
+    def __init__(self) -> None:
+        super().__init__("Creation cancelled: nothing was stored.")
 
 
 @dataclass(frozen=True)
@@ -170,7 +192,7 @@ class RecipientQuery:
     descending: bool = False
 
 
-def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
+def batch_snapshot(batch: BatchCall, now: datetime | None = None) -> BatchCallSnapshot:
     return BatchCallSnapshot(
         id=batch.id,
         name=batch.name,
@@ -194,6 +216,12 @@ def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
         started_at=batch.started_at,
         finished_at=batch.finished_at,
         updated_at=batch.updated_at,
+        import_state=import_state(
+            batch.import_complete is not False,
+            batch.import_heartbeat_at,
+            batch.import_owner,
+            now or utcnow(),
+        ),
     )
 
 
@@ -310,14 +338,19 @@ class BatchCallService:
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         *,
         progress: Callable[[int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> BatchCallSnapshot:
         """Store the batch call and all its recipients, or nothing.
 
-        The batch call is committed first as PENDING (visible, cancellable, never dialed),
-        then the recipients are stored chunk by chunk and it becomes SCHEDULED. If anything
-        fails the batch call and its recipients are removed again; if the process dies, the
-        engine removes it once its import heartbeat is stale.
+        The batch call is committed first as PENDING with `import_complete` false (visible,
+        cancellable, never dialed: app.models.imports), then the recipients are stored chunk
+        by chunk, and the transaction that makes it SCHEDULED marks the import complete.
+        `cancel` is asked before each commit: once it says yes, the open transaction rolls
+        back on its own connection, the partial batch call is removed at once and
+        CreationCancelled is raised. If anything fails the same happens; if the process
+        dies, the next process removes the incomplete batch call.
         """
+        _check(cancel)
         now = self.clock()
         with self.sessions.begin() as session:
             values = self.validate_new(spec, session)
@@ -339,12 +372,15 @@ class BatchCallService:
                 updated_at=now,
                 created_by=self.actor.user,
                 import_heartbeat_at=now,
+                import_complete=False,
+                import_owner=ImportOwner.current(),
             )
             session.add(batch)
             session.flush()
             batch_id = batch.id
+            _check(cancel)
         try:
-            total = self._store_recipients(batch_id, spec, recipient_chunks, progress)
+            total = self._store_recipients(batch_id, spec, recipient_chunks, progress, cancel)
         except BaseException:
             self._discard_failed_create(batch_id)
             raise
@@ -358,11 +394,13 @@ class BatchCallService:
         spec: NewBatchCall,
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         progress: Callable[[int], None] | None,
+        cancel: Callable[[], bool] | None = None,
     ) -> int:
         """Insert the recipients chunk by chunk, each chunk its own short transaction, so a
         million-row import never holds SQLite's write lock for long (a Cancel, or the engine,
-        gets in between). The batch call stays PENDING, which nothing dials; the heartbeat
-        lets the engine remove it if this process dies before the end."""
+        gets in between). Until the last transaction the import is incomplete, which nothing
+        dials; the heartbeat and the owner let the next process remove it if this one dies
+        before the end."""
         total = 0
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
         pending = RecipientStatus.PENDING.value
@@ -399,6 +437,7 @@ class BatchCallService:
                 if not still_there:
                     raise NotFound("The batch call was deleted while its recipients were stored.")
                 session.connection().execute(insert(Recipient), rows)
+                _check(cancel)  # before the commit: the chunk rolls back with the rest
             total += len(rows)
             if progress:
                 progress(total)
@@ -417,60 +456,82 @@ class BatchCallService:
                 raise NotFound("The batch call was deleted while its recipients were stored.")
             batch.variable_columns = list(variable_columns)
             batch.import_heartbeat_at = None
+            batch.import_complete = True
+            batch.import_owner = None
             self._audit(
                 session,
                 batch,
                 "CREATE",
                 f"{total} recipients; {SendType(spec.send_type).display_name}",
             )
+            _check(cancel)
         return total
 
-    def discard_abandoned_imports(
-        self, stale_after: timedelta = timedelta(minutes=10)
-    ) -> list[int]:
-        """Remove batch calls whose import stopped without finishing (the importing process
-        died): creation is all or nothing. Returns their ids."""
-        cutoff = self.clock() - stale_after
-        with self.sessions() as session:
-            stale = session.execute(
-                select(BatchCall.id, BatchCall.name).where(
-                    BatchCall.import_heartbeat_at.is_not(None),
-                    BatchCall.import_heartbeat_at < cutoff,
-                )
-            ).all()
+    def discard_abandoned_imports(self) -> list[int]:
+        """Remove the batch calls whose import was interrupted (their process is provably
+        gone, or their heartbeat is stale): creation is all or nothing. Never one that
+        finished importing or has a call attempt (app.models.imports). Waits at most
+        CLEANUP_LOCK_WAIT_S for a lock; what it cannot remove now, a later call removes.
+        Returns the ids removed."""
+        try:
+            with self.sessions() as session:
+                found = incomplete_imports_to_remove(session, self.clock())
+        except OperationalError as error:
+            log.info("interrupted imports not checked (%s); trying again later", error.orig)
+            return []
         removed = []
-        for batch_id, name in stale:
-            with self.sessions.begin() as session:
-                gone = session.execute(
-                    delete(BatchCall).where(
-                        BatchCall.id == batch_id,
-                        BatchCall.import_heartbeat_at.is_not(None),
-                        BatchCall.import_heartbeat_at < cutoff,
+        for item in found:
+            try:
+                with (
+                    self.sessions.begin() as session,
+                    bounded_lock_wait(session, CLEANUP_LOCK_WAIT_S),
+                ):
+                    gone = session.execute(
+                        delete(BatchCall)
+                        .where(*removable(item))
+                        .execution_options(synchronize_session=False)
+                    ).rowcount  # type: ignore[attr-defined]
+                    if not gone:
+                        continue
+                    session.execute(delete(Recipient).where(Recipient.batch_call_id == item.id))
+                    session.add(
+                        AuditEvent(
+                            batch_call_id=item.id,
+                            batch_call_name=item.name,
+                            action="DISCARD",
+                            detail="its recipient import was interrupted; nothing was kept",
+                            user=self.actor.user,
+                            host=self.actor.host,
+                            at=self.clock(),
+                        )
                     )
-                ).rowcount  # type: ignore[attr-defined]
-                if not gone:
-                    continue
-                session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
-                session.add(
-                    AuditEvent(
-                        batch_call_id=batch_id,
-                        batch_call_name=name,
-                        action="DISCARD",
-                        detail="its recipient import was interrupted; nothing was kept",
-                        user=self.actor.user,
-                        host=self.actor.host,
-                        at=self.clock(),
-                    )
-                )
-            log.warning("removed batch call %s: its recipient import was interrupted", batch_id)
-            removed.append(batch_id)
-            self._changed(batch_id)
+            except OperationalError as error:  # busy: the next tick tries again
+                log.info("interrupted import %s not removed yet (%s)", item.id, error.orig)
+                continue
+            log.warning("removed batch call %s: its recipient import was interrupted", item.id)
+            removed.append(item.id)
+            self._changed(item.id)
         return removed
 
     def _discard_failed_create(self, batch_id: int) -> None:
-        with self.sessions.begin() as session:
-            session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
-            session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+        """Remove the partial batch call at once, waiting at most DISCARD_LOCK_WAIT_S for a
+        lock. If that fails it stays incomplete (never dialed) for the next process."""
+        try:
+            with self.sessions.begin() as session, bounded_lock_wait(session, DISCARD_LOCK_WAIT_S):
+                gone = session.execute(
+                    delete(BatchCall).where(
+                        BatchCall.id == batch_id, BatchCall.import_complete.is_(False)
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+                if gone:
+                    session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
+        except OperationalError as error:
+            log.warning(
+                "the unfinished batch call %s could not be removed now (%s); it is never "
+                "dialed and the next start removes it",
+                batch_id,
+                error.orig,
+            )
         self._changed(batch_id)
 
     def create_from_csv(
@@ -489,7 +550,7 @@ class BatchCallService:
         chunks = csv_import.iter_recipient_chunks(
             path, options, chunk_size=INSERT_CHUNK, progress=progress, cancel=cancel
         )
-        return self.create(spec, chunks)
+        return self.create(spec, chunks, cancel=cancel)
 
     # ----------------------------------------------------------------- actions
     def _changed(self, batch_id: int) -> None:
@@ -522,6 +583,8 @@ class BatchCallService:
     ) -> BatchCall:
         """The conditional status change; ActionNotAllowed names the status found instead."""
         allowed = [s.value for s in statuses_allowing(action)]
+        if action in DIALING_ACTIONS:  # never dial a batch call missing recipients
+            extra = [*extra, dialable()]
         result = session.execute(
             update(BatchCall)
             .where(BatchCall.id == batch_id, BatchCall.status.in_(allowed), *extra)
@@ -532,7 +595,12 @@ class BatchCallService:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             if batch is None:
                 raise ActionNotAllowed(action, None)
-            raise ActionNotAllowed(action, BatchStatus(batch.status), batch.name)
+            raise ActionNotAllowed(
+                action,
+                BatchStatus(batch.status),
+                batch.name,
+                incomplete_import=action in DIALING_ACTIONS and not batch.import_complete,
+            )
         assert batch is not None
         return batch
 
@@ -552,7 +620,7 @@ class BatchCallService:
                 after(session)
             session.refresh(batch)
             self._audit(session, batch, action.value, detail)
-            snapshot = batch_snapshot(batch)
+            snapshot = batch_snapshot(batch, self.clock())
         self._changed(batch_id)
         return snapshot
 
@@ -575,7 +643,7 @@ class BatchCallService:
             batch.updated_at = self.clock()
             self._audit(session, batch, Action.RENAME.value, f'from "{old}"')
             session.flush()
-            snapshot = batch_snapshot(batch)
+            snapshot = batch_snapshot(batch, self.clock())
         self._changed(batch_id)
         return snapshot
 
@@ -672,7 +740,7 @@ class BatchCallService:
             batch = session.get(BatchCall, batch_id)
             if batch is None:
                 raise NotFound(f"No batch call with id {batch_id}.")
-            return batch_snapshot(batch)
+            return batch_snapshot(batch, self.clock())
 
     def find(self, batch_id: int) -> BatchCallSnapshot | None:
         try:
@@ -688,7 +756,7 @@ class BatchCallService:
                 func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
             )
         with self.sessions() as session:
-            return [batch_snapshot(b) for b in session.scalars(stmt)]
+            return [batch_snapshot(b, self.clock()) for b in session.scalars(stmt)]
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""
@@ -708,7 +776,7 @@ class BatchCallService:
                 raise NotFound(
                     f'Several batch calls are named "{reference}" (ids {ids}); use an id.'
                 )
-            return batch_snapshot(matches[0])
+            return batch_snapshot(matches[0], self.clock())
 
     def _recipient_filter(
         self, batch_id: int, query: RecipientQuery
@@ -962,6 +1030,11 @@ EXPORT_COLUMNS = (
     "answered_by",
 )
 EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
+
+
+def _check(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise CreationCancelled()
 
 
 def _iso(value: datetime | None) -> str:

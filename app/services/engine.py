@@ -60,6 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.db import make_engine, migrate
+from app.models.imports import dialable, dialing_status
 from app.models.recipients import move_recipients
 from app.models.schema import Agent, BatchCall, CallAttempt, EngineLease, Recipient, UTCDateTime
 from app.models.snapshots import SendType
@@ -719,6 +720,7 @@ class DialerEngine:
                 select(BatchCall.id, BatchCall.name)
                 .where(
                     BatchCall.status == BatchStatus.SCHEDULED.value,
+                    dialable(),
                     or_(
                         BatchCall.send_type == SendType.SEND_NOW.value,
                         BatchCall.scheduled_at <= now,
@@ -732,7 +734,9 @@ class DialerEngine:
                 result = session.execute(
                     update(BatchCall)
                     .where(
-                        BatchCall.id == batch_id, BatchCall.status == BatchStatus.SCHEDULED.value
+                        BatchCall.id == batch_id,
+                        BatchCall.status == BatchStatus.SCHEDULED.value,
+                        dialable(),
                     )
                     .values(
                         status=RUNNING,
@@ -754,7 +758,7 @@ class DialerEngine:
         cancelled batch call's calls still hold lines): one query."""
         rows = session.execute(
             select(
-                BatchCall.status,
+                dialing_status(),
                 BatchCall.id,
                 BatchCall.name,
                 BatchCall.timezone,

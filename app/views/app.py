@@ -142,8 +142,15 @@ def run_gui(args: argparse.Namespace) -> int:
     window.show()
     restore_interpreter = keep_gui_responsive()
 
-    # Ctrl+C in a terminal quits cleanly: Python sees signals only between Qt events.
-    previous = signal.signal(signal.SIGINT, lambda *_: app.quit())
+    # Ctrl+C in a terminal, or SIGTERM, closes cleanly (a creation in progress rolls back
+    # first): Python sees signals only between Qt events, hence the pulse.
+    stopped_by: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopped_by.append(signum)
+        app.quit()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     pulse = QTimer()
     pulse.setObjectName("signalPulseTimer")
     pulse.timeout.connect(lambda: None)
@@ -152,12 +159,19 @@ def run_gui(args: argparse.Namespace) -> int:
         code = app.exec()
     finally:
         pulse.stop()
-        signal.signal(signal.SIGINT, previous)
         window.shutdown(TASKS_STOP_MS)
         if engine is not None:
             engine.stop(ENGINE_STOP_MS)
         window.deleteLater()
         context.close()
         restore_interpreter()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     log.info("Batch Calls closed")
+    if stopped_by:
+        from app.services.interrupts import Interrupted
+
+        stopped = Interrupted(stopped_by[0], "the window was closed")
+        print(stopped.message("batchcalls"), file=sys.stderr)
+        return stopped.exit_status
     return int(code)

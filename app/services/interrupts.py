@@ -1,0 +1,120 @@
+"""Stopping on SIGINT (Ctrl-C) and SIGTERM without a traceback and without half-stored data.
+
+Two modes. At start-up and in read-only work, a stop signal raises `Interrupted` (a
+KeyboardInterrupt), which the entry point turns into one line and exit status 128 + signal
+(130, 143). Around database work that must be all or nothing (storing a batch call's
+recipients), `deferred_stop_signals()` makes a signal only *record* the request: the code
+asks `stop.requested()` at safe points (before each commit), rolls back on its own
+connection and cleans up. An exception thrown from a signal handler into the middle of a
+database driver is what left half-stored batch calls and held locks behind.
+
+Standard library only: the entry point imports this before anything slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_status(signum: int) -> int:
+    """What a shell reports for a process stopped by that signal: 130 for SIGINT, 143 for
+    SIGTERM."""
+    return 128 + int(signum)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process was asked to stop. `outcome` says what that left (for the message)."""
+
+    def __init__(self, signum: int = signal.SIGINT, outcome: str = ""):
+        super().__init__(signal_name(signum))
+        self.signum = int(signum)
+        self.outcome = outcome
+
+    @property
+    def exit_status(self) -> int:
+        return exit_status(self.signum)
+
+    def message(self, prog: str) -> str:
+        outcome = f": {self.outcome}" if self.outcome else ""
+        return f"{prog}: interrupted ({signal_name(self.signum)}){outcome}."
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def raise_on_stop_signals() -> None:
+    """SIGINT and SIGTERM raise Interrupted (start-up, and work that may stop anywhere)."""
+    if _in_main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _raise)
+
+
+def ignore_stop_signals() -> None:
+    """The command is over: a late signal must not turn the exit into a traceback."""
+    if _in_main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+class StopRequest:
+    """A stop signal received while it was deferred. Call it (or `requested()`) to ask."""
+
+    def __init__(self, prog: str):
+        self.prog = prog
+        self.signum: int | None = None
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    __call__ = requested
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        # A second signal: the user insists. Leave at once; whatever was not committed is
+        # rolled back by the database, and what is committed stays incomplete (never
+        # dialed) until the next process removes it.
+        sys.stderr.write(
+            f"{self.prog}: interrupted again ({signal_name(signum)}): stopping now; the "
+            "unfinished batch call is never dialed and is removed at the next start.\n"
+        )
+        sys.stderr.flush()
+        os._exit(exit_status(signum))
+
+
+@contextmanager
+def deferred_stop_signals(prog: str = "batchcalls") -> Iterator[StopRequest]:
+    """Inside, SIGINT and SIGTERM only record a stop request (see StopRequest); the
+    previous handlers come back at the end. Outside the main thread nothing changes and
+    the request is never set."""
+    stop = StopRequest(prog)
+    if not _in_main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, stop._handle) for sig in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
