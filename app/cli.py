@@ -714,8 +714,14 @@ def _create(ctx: Context) -> int:
             created = ctx.service.create_from_csv(
                 spec, path, options, progress=progress, cancel=stop.requested
             )
-        except (CreationCancelled, csv_import.ImportCancelled) as e:
-            raise Interrupted(stop.signum or signal.SIGINT, "nothing was created") from e
+        except CreationCancelled as e:
+            outcome = (
+                "the batch call being stored was removed; nothing was created"
+                if e.left_batch_id is None
+                else f"the unfinished batch call {e.left_batch_id} is never dialed and is "
+                "removed at the next start"
+            )
+            raise Interrupted(stop.signum or signal.SIGINT, outcome) from e
         except csv_import.CsvImportError as e:  # the file changed since it was checked
             raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
         finally:

@@ -95,10 +95,22 @@ class NotFound(LookupError):
 
 
 class CreationCancelled(Exception):
-    """The creation was cancelled (the supervisor, or a stop signal): nothing was kept."""
+    """The creation was cancelled (the supervisor, or a stop signal): nothing was kept.
 
-    def __init__(self) -> None:
-        super().__init__("Creation cancelled: nothing was stored.")
+    `left_batch_id` names the partial batch call if it could not be removed at once (a
+    lock held too long): it is incomplete, never dialed, and the next process removes it.
+    """
+
+    def __init__(self, left_batch_id: int | None = None) -> None:
+        self.left_batch_id = left_batch_id
+        if left_batch_id is None:
+            message = "Creation cancelled: nothing was stored."
+        else:
+            message = (
+                f"Creation cancelled: the unfinished batch call {left_batch_id} is never "
+                "dialed and is removed at the next start."
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -382,7 +394,9 @@ class BatchCallService:
         try:
             total = self._store_recipients(batch_id, spec, recipient_chunks, progress, cancel)
         except BaseException:
-            self._discard_failed_create(batch_id)
+            removed = self._discard_failed_create(batch_id)
+            if cancel is not None and cancel():
+                raise CreationCancelled(None if removed else batch_id) from None
             raise
         log.info("created batch call %s with %d recipients", batch_id, total)
         self._changed(batch_id)
@@ -513,7 +527,7 @@ class BatchCallService:
             self._changed(item.id)
         return removed
 
-    def _discard_failed_create(self, batch_id: int) -> None:
+    def _discard_failed_create(self, batch_id: int) -> bool:
         """Remove the partial batch call at once, waiting at most DISCARD_LOCK_WAIT_S for a
         lock. If that fails it stays incomplete (never dialed) for the next process."""
         try:
@@ -532,7 +546,10 @@ class BatchCallService:
                 batch_id,
                 error.orig,
             )
+            self._changed(batch_id)
+            return False
         self._changed(batch_id)
+        return True
 
     def create_from_csv(
         self,

@@ -15,6 +15,7 @@ from app.models.schema import AuditEvent, BatchCall, CallAttempt, Recipient
 from app.models.status import Action, ActionNotAllowed, BatchStatus
 from app.services import batch_calls
 from app.services.batch_calls import BatchCallService, CreationCancelled
+from app.services.csv_import import ImportCancelled
 from tests.conftest import make_rows
 from tests.services.engine_support import ScriptedProvider, new_batch
 from tests.services.test_batch_calls import new_spec
@@ -214,9 +215,27 @@ def test_a_failed_create_that_cannot_get_the_lock_leaves_an_undialable_import(
     with pytest.raises(ValueError, match="could not be read"):
         service.create(new_spec(agent, number, name="Locked out"), chunks())
     holder.rollback()
-    (left,) = service.list()
-    assert left.name == "Locked out" and not left.import_complete
-    assert Action.RETRY not in left.actions and Action.RESUME not in left.actions
+    stopping = {"now": False}
+
+    def chunks_then_stop():
+        yield make_rows(3)
+        holder.execute("BEGIN IMMEDIATE")
+        stopping["now"] = True
+        raise ImportCancelled("The import was cancelled.")  # as the CSV reader does
+
+    with pytest.raises(CreationCancelled) as cancelled:
+        service.create(
+            new_spec(agent, number, name="Stopped"),
+            chunks_then_stop(),
+            cancel=lambda: stopping["now"],
+        )
+    assert cancelled.value.left_batch_id is not None
+    assert "never dialed" in str(cancelled.value)
+    holder.rollback()
+    left = service.list()
+    assert {b.name for b in left} == {"Locked out", "Stopped"}
+    assert not any(b.import_complete for b in left)
+    assert not any({Action.RETRY, Action.RESUME} & set(b.actions) for b in left)
     holder.close()
 
 
