@@ -131,32 +131,43 @@ def run_gui(args: argparse.Namespace) -> int:
     """Run the desktop application until its window closes; returns the exit code."""
     from app.views.main_window import MainWindow
 
+    # Ctrl+C in a terminal, or SIGTERM, closes cleanly from here on, even during start-up
+    # (a creation in progress rolls back first): Python sees signals only between Qt
+    # events, hence the pulse.
+    stopped_by: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopped_by.append(signum)
+        running = QApplication.instance()
+        if running is not None:
+            running.quit()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore_signals() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()
     url = database_url(getattr(args, "database_url", None))
     context = _open(url)
     if context is None:
+        restore_signals()
         return 1
     engine = start_engine(url)
     window = MainWindow(context, engine=engine)
     window.show()
     restore_interpreter = keep_gui_responsive()
 
-    # Ctrl+C in a terminal, or SIGTERM, closes cleanly (a creation in progress rolls back
-    # first): Python sees signals only between Qt events, hence the pulse.
-    stopped_by: list[int] = []
-
-    def stop(signum: int, _frame: Any) -> None:
-        stopped_by.append(signum)
-        app.quit()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     pulse = QTimer()
     pulse.setObjectName("signalPulseTimer")
     pulse.timeout.connect(lambda: None)
     pulse.start(250)
+    code = 0
     try:
-        code = app.exec()
+        if not stopped_by:  # quit() before exec() would not end it
+            code = app.exec()
     finally:
         pulse.stop()
         window.shutdown(TASKS_STOP_MS)
@@ -165,8 +176,7 @@ def run_gui(args: argparse.Namespace) -> int:
         window.deleteLater()
         context.close()
         restore_interpreter()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
     log.info("Batch Calls closed")
     if stopped_by:
         from app.services.interrupts import Interrupted
