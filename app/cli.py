@@ -679,6 +679,7 @@ def _create(ctx: Context) -> int:
     from app.services import csv_import
 
     args = ctx.args
+    ctx.service.discard_abandoned_imports()  # what a killed create left (app.models.imports)
     settings = ctx.settings.load()
     default_country = (args.default_country or settings.default_country).upper()
     spec = _build_spec(ctx, default_country)
