@@ -323,3 +323,36 @@ def test_the_clean_up_does_not_wait_out_a_busy_database(
     # The connection's own long busy timeout is back for everything else.
     with sessions() as session:
         assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+@pytest.mark.postgres
+def test_on_postgres_an_incomplete_import_is_refused_and_a_locked_row_not_waited_for(
+    postgres_url, monkeypatch
+):
+    from app.models.db import open_database
+    from app.services.batch_calls import Actor
+    from tests.conftest import FakeClock, fresh_postgres
+
+    fresh_postgres(postgres_url)
+    engine, sessions = open_database(postgres_url)
+    clock = FakeClock()
+    service = BatchCallService(sessions, clock=clock, actor=Actor("qa", "pg-host"))
+    agent = service.add_agent("Reminder", "url", "https://example.test/voice")
+    number = service.add_from_number("+12025550100")
+    left = interrupted_import(service, (agent, number))
+    service.cancel(left.id)
+    with pytest.raises(ActionNotAllowed, match="never dialed"):
+        service.retry(left.id)
+    monkeypatch.setattr(batch_calls, "CLEANUP_LOCK_WAIT_S", 0.2)
+    clock.advance(seconds=IMPORT_STALE_AFTER.total_seconds() + 1)
+    holder = engine.connect()
+    transaction = holder.begin()
+    holder.execute(select(BatchCall.id).where(BatchCall.id == left.id).with_for_update())
+    try:
+        assert service.discard_abandoned_imports() == []  # PostgreSQL would wait for ever
+    finally:
+        transaction.rollback()
+        holder.close()
+    assert service.discard_abandoned_imports() == [left.id]
+    assert service.list() == []
+    engine.dispose()
