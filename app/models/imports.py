@@ -8,9 +8,10 @@ the transaction that makes it SCHEDULED sets `import_complete`. The flag, not th
 says whether the recipients are all there: Retry and Resume refuse an incomplete batch call,
 and the pickup and the dialer select only `dialable()` ones.
 
-An incomplete import whose process is gone (provably, on this machine) or whose heartbeat
-is stale was interrupted: it is removed by the next process, unless it somehow has call
-attempts (then it stays, refused, for the supervisor to delete).
+An incomplete import whose process is gone (checked on the same machine) or, where that
+cannot be checked (another machine), whose heartbeat is stale was interrupted: the next
+process removes it, unless it somehow has call attempts (then it stays, refused, for the
+supervisor to delete).
 """
 
 from __future__ import annotations
@@ -113,26 +114,29 @@ class ImportOwner:
         pid = os.getpid()
         return cls(_machine() or "", pid, _started(pid) or "", socket.gethostname()[:100]).text()
 
-    def provably_gone(self) -> bool:
-        """True only when this is the same machine (boot and PID namespace) and that
-        process no longer runs; anything else is left to the heartbeat."""
+    def alive(self) -> bool | None:
+        """Whether that process still runs, when this is provably the same machine (boot
+        and PID namespace) and it can be checked; None otherwise (the heartbeat tells)."""
         here = _machine()
         if not here or not self.machine or here != self.machine or not self.started:
-            return False
-        return _started(self.pid) != self.started
+            return None
+        return _started(self.pid) == self.started
+
+    def provably_gone(self) -> bool:
+        return self.alive() is False
 
 
 def import_state(
     complete: bool, heartbeat_at: datetime | None, owner: str | None, now: datetime
 ) -> ImportState:
+    """The process itself when it can be checked (this machine), else the heartbeat."""
     if complete:
         return ImportState.COMPLETE
-    if heartbeat_at is None or heartbeat_at < now - IMPORT_STALE_AFTER:
-        return ImportState.INTERRUPTED
     parsed = ImportOwner.parse(owner)
-    if parsed is not None and parsed.provably_gone():
-        return ImportState.INTERRUPTED
-    return ImportState.IMPORTING
+    alive = parsed.alive() if parsed is not None else None
+    if alive is None:
+        alive = heartbeat_at is not None and heartbeat_at >= now - IMPORT_STALE_AFTER
+    return ImportState.IMPORTING if alive else ImportState.INTERRUPTED
 
 
 @dataclass(frozen=True)

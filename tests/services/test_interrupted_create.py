@@ -26,7 +26,13 @@ class Died(BaseException):
     """Stands for the process being killed: nothing in create() runs after it."""
 
 
-def interrupted_import(service: BatchCallService, agent_and_number, name="Interrupted", rows=3):
+#: An importing process on another machine: only its heartbeat tells whether it runs.
+ELSEWHERE = ImportOwner("another-boot-id", 1, "1", "other-host").text()
+
+
+def interrupted_import(
+    service: BatchCallService, agent_and_number, name="Interrupted", rows=3, owner=ELSEWHERE
+):
     """What a SIGKILL in the middle of storing the recipients leaves behind."""
     agent, number = agent_and_number
 
@@ -42,7 +48,9 @@ def interrupted_import(service: BatchCallService, agent_and_number, name="Interr
     finally:
         service._discard_failed_create = original  # type: ignore[method-assign]
     (left,) = [b for b in service.list() if b.name == name]
-    return left
+    if owner is not None:
+        force(service.sessions, left.id, import_owner=owner)
+    return service.get(left.id)
 
 
 def force(sessions, batch_id: int, **values) -> None:
@@ -93,6 +101,17 @@ def test_an_import_in_progress_is_shown_importing_and_offers_nothing_that_dials(
     stale = service.get(left.id)
     assert stale.import_state is ImportState.INTERRUPTED
     assert stale.status_display == "Importing… (interrupted)"
+
+
+def test_a_slow_import_by_a_live_process_on_this_machine_is_not_taken_for_dead(
+    service, agent_and_number, clock
+):
+    if not ImportOwner.parse(ImportOwner.current()).machine:  # type: ignore[union-attr]
+        pytest.skip("no boot id and PID namespace here: only the heartbeat tells")
+    left = interrupted_import(service, agent_and_number, owner=None)  # this process
+    clock.advance(hours=1)  # no heartbeat for an hour: a chunk waits for a lock
+    assert service.get(left.id).import_state is ImportState.IMPORTING
+    assert service.discard_abandoned_imports() == []
 
 
 def test_a_finished_create_is_complete(service, agent_and_number, sessions):
@@ -281,8 +300,6 @@ def test_another_machine_is_trusted_only_through_its_heartbeat(
     service, agent_and_number, sessions, clock
 ):
     left = interrupted_import(service, agent_and_number)
-    elsewhere = ImportOwner("another-boot-id", 1, "1", "other-host")
-    force(sessions, left.id, import_owner=elsewhere.text())
     assert service.discard_abandoned_imports() == []
     assert service.get(left.id).status_display == "Importing…"
     clock.advance(seconds=IMPORT_STALE_AFTER.total_seconds() + 1)
