@@ -63,10 +63,12 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 
 def raise_on_stop_signals() -> None:
-    """SIGINT and SIGTERM raise Interrupted (start-up, and work that may stop anywhere)."""
+    """SIGINT and SIGTERM raise Interrupted (start-up, and work that may stop anywhere).
+    A signal the process was started to ignore (a background job, nohup) stays ignored."""
     if _in_main_thread():
         for sig in STOP_SIGNALS:
-            signal.signal(sig, _raise)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, _raise)
 
 
 def ignore_stop_signals() -> None:
@@ -112,7 +114,11 @@ def deferred_stop_signals(prog: str = "batchcalls") -> Iterator[StopRequest]:
     if not _in_main_thread():
         yield stop
         return
-    previous = {sig: signal.signal(sig, stop._handle) for sig in STOP_SIGNALS}
+    previous = {
+        sig: signal.signal(sig, stop._handle)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield stop
     finally:
