@@ -52,7 +52,7 @@ from app.services.batch_calls import (
     scheduled_instant,
 )
 from app.services.csv_export import CsvExportError
-from app.services.interrupts import Interrupted, deferred_stop_signals
+from app.services.interrupts import Interrupted, deferred_stop_signals, held_stop_signals
 from app.services.settings import AppSettings, SettingsError, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ def local_timezone_name() -> str | None:
 def _qt_system_zone() -> str:
     """Qt's IANA id of the system zone (the only reliable source on Windows)."""
     try:
-        from PySide6.QtCore import QTimeZone
+        with held_stop_signals(PROG):  # an interrupted PySide6 import aborts the process
+            from PySide6.QtCore import QTimeZone
 
         return bytes(QTimeZone.systemTimeZoneId().data()).decode("ascii", "replace")
     except Exception:  # Qt missing or broken: the other sources decide
@@ -1128,7 +1129,8 @@ def _open(url: str) -> tuple[Any, sessionmaker[Session]]:
 
 def _run_gui(args: argparse.Namespace) -> int:
     try:
-        from app.views.app import run_gui
+        with held_stop_signals(PROG):  # an interrupted PySide6 import aborts the process
+            from app.views.app import run_gui
     except ModuleNotFoundError as e:
         if e.name and (e.name.startswith("app.views") or e.name.startswith("PySide6")):
             raise CliError(

@@ -38,11 +38,13 @@ PROG = "batchcalls"
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        # Still only recorded while the application is imported: an exception thrown into
+        # an extension module's set-up can abort the process (PySide6 does).
+        from app.cli import main as run_command
+
         raise_on_stop_signals()
         if _early:
             raise Interrupted(_early[0])
-        from app.cli import main as run_command
-
         return run_command(argv)
     except KeyboardInterrupt as error:
         ignore_stop_signals()

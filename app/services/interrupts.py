@@ -124,3 +124,14 @@ def deferred_stop_signals(prog: str = "batchcalls") -> Iterator[StopRequest]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def held_stop_signals(prog: str = "batchcalls") -> Iterator[None]:
+    """A stop signal inside waits for the block to end, then raises Interrupted. For imports
+    of extension modules that abort the process when an exception interrupts their set-up
+    (PySide6's shiboken: "Fatal Python error: libshiboken/signature")."""
+    with deferred_stop_signals(prog) as stop:
+        yield
+    if stop.signum is not None:
+        raise Interrupted(stop.signum)

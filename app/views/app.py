@@ -129,8 +129,6 @@ def _open(url: str) -> AppContext | None:
 
 def run_gui(args: argparse.Namespace) -> int:
     """Run the desktop application until its window closes; returns the exit code."""
-    from app.views.main_window import MainWindow
-
     # Ctrl+C in a terminal, or SIGTERM, closes cleanly from here on, even during start-up
     # (a creation in progress rolls back first): Python sees signals only between Qt
     # events, hence the pulse.
@@ -147,6 +145,8 @@ def run_gui(args: argparse.Namespace) -> int:
     def restore_signals() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+    from app.views.main_window import MainWindow
 
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()

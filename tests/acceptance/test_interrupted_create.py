@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
 
-from app.models.db import open_database
+from app.models.db import make_engine, open_database
 from app.models.imports import ImportState
 from app.models.schema import BatchCall, Recipient
 from app.models.status import Action, BatchStatus
@@ -144,7 +145,9 @@ class Found:
 
 def inspect(database: Path) -> Found:
     """What the interrupted process left, and that none of it can be dialed."""
-    engine, sessions = open_database(f"sqlite:///{database}")
+    # Already migrated (the template); Alembic's migration context is not thread-safe.
+    engine = make_engine(f"sqlite:///{database}")
+    sessions = sessionmaker(engine, expire_on_commit=False)
     try:
         service = BatchCallService(sessions, actor=Actor("qa", "test-host"))
         complete = incomplete = 0
@@ -183,7 +186,8 @@ def inspect(database: Path) -> Found:
 
 
 def clean_up_in_the_next_process(database: Path) -> Found:
-    engine, sessions = open_database(f"sqlite:///{database}")
+    engine = make_engine(f"sqlite:///{database}")
+    sessions = sessionmaker(engine, expire_on_commit=False)
     try:
         BatchCallService(sessions, actor=Actor("qa", "test-host")).discard_abandoned_imports()
     finally:
