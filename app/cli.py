@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -52,7 +53,13 @@ from app.services.batch_calls import (
     scheduled_instant,
 )
 from app.services.csv_export import CsvExportError
-from app.services.interrupts import Interrupted, deferred_stop_signals, held_stop_signals
+from app.services.interrupts import (
+    Interrupted,
+    deferred_stop_signals,
+    held_stop_signals,
+    stop_point,
+    stop_requested,
+)
 from app.services.settings import AppSettings, SettingsError, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -690,7 +697,10 @@ def _create(ctx: Context) -> int:
     path = Path(args.csv).expanduser()
     progress = _Progress(f"Checking {path.name}", not ctx.json and sys.stderr.isatty())
     try:
-        report = csv_import.scan(path, options, progress=progress)
+        report = csv_import.scan(path, options, progress=progress, cancel=stop_requested)
+    except csv_import.ImportCancelled:
+        stop_point()
+        raise
     except csv_import.CsvImportError as e:
         raise CliError(str(e), {"csv": str(e)}) from e
     finally:
@@ -954,7 +964,16 @@ def cmd_worker(ctx: Context) -> int:
             raise
         raise CliError("The headless worker is not available in this installation.") from e
 
-    code = run_worker(ctx.url, once=ctx.args.once, pickup_interval=ctx.args.pickup_interval)
+    stop_point()
+    stopping = threading.Event()  # a signal before the worker's own handlers are set
+    with deferred_stop_signals(PROG) as stop:
+        stop.on_request(stopping.set)
+    code = run_worker(
+        ctx.url,
+        stop_event=stopping,
+        once=ctx.args.once,
+        pickup_interval=ctx.args.pickup_interval,
+    )
     ctx.emit({"worker": {"exit_code": code, "database": describe_url(ctx.url)}})
     return int(code or 0)
 
@@ -1158,7 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
     # A headless worker logs its pickups and outcomes even without -v: a server operator
     # reads them.
     verbosity = args.verbose or (1 if args.command == "worker" else 0)
-    with _logging_to_stderr(verbosity):
+    # The whole command defers stop signals to safe points (app.services.interrupts).
+    with _logging_to_stderr(verbosity), deferred_stop_signals(PROG):
         return _run(args)
 
 
@@ -1174,7 +1194,9 @@ def _run(args: argparse.Namespace) -> int:
             engine, ctx.sessions = _open(url)
             log.info("using database %s", describe_url(url))
         handler: Callable[[Context], int] = args.handler
-        return handler(ctx)
+        code = handler(ctx)
+        stop_point()  # a signal during a short command: it is done, but say so
+        return code
     except CliError as e:
         return _fail(str(e), json_mode, e.problems, **e.extra)
     except ValidationError as e:

@@ -1,12 +1,13 @@
 """Stopping on SIGINT (Ctrl-C) and SIGTERM without a traceback and without half-stored data.
 
-Two modes. At start-up and in read-only work, a stop signal raises `Interrupted` (a
-KeyboardInterrupt), which the entry point turns into one line and exit status 128 + signal
-(130, 143). Around database work that must be all or nothing (storing a batch call's
-recipients), `deferred_stop_signals()` makes a signal only *record* the request: the code
-asks `stop.requested()` at safe points (before each commit), rolls back on its own
-connection and cleans up. An exception thrown from a signal handler into the middle of a
-database driver is what left half-stored batch calls and held locks behind.
+A command runs inside `deferred_stop_signals()`: a signal only *records* the request, and
+the code acts on it at safe points (`stop_point()`, or a `cancel` callback asked before
+each commit), rolling back on its own connection and cleaning up; the entry point turns
+`Interrupted` (a KeyboardInterrupt) into one line and exit status 128 + signal (130, 143).
+An exception thrown from a signal handler into the middle of a database driver, a
+connection pool or an extension module's import is what left half-stored batch calls,
+held locks, logged tracebacks and aborted processes behind. A second signal stops at once.
+Outside a command (before it, and after), a signal raises Interrupted directly.
 
 Standard library only: the entry point imports this before anything slow.
 """
@@ -17,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -84,15 +85,24 @@ class StopRequest:
     def __init__(self, prog: str):
         self.prog = prog
         self.signum: int | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def requested(self) -> bool:
         return self.signum is not None
 
     __call__ = requested
 
+    def on_request(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when a stop is requested (at once if it already was)."""
+        self._listeners.append(listener)
+        if self.signum is not None:
+            listener()
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+            for listener in self._listeners:
+                listener()
             return
         # A second signal: the user insists. Leave at once; whatever was not committed is
         # rolled back by the database, and what is committed stays incomplete (never
@@ -105,11 +115,18 @@ class StopRequest:
         os._exit(exit_status(signum))
 
 
+_active: StopRequest | None = None
+
+
 @contextmanager
 def deferred_stop_signals(prog: str = "batchcalls") -> Iterator[StopRequest]:
     """Inside, SIGINT and SIGTERM only record a stop request (see StopRequest); the
-    previous handlers come back at the end. Outside the main thread nothing changes and
-    the request is never set."""
+    previous handlers come back at the end. Nested, it is the same request. Outside the
+    main thread nothing changes and the request is never set."""
+    global _active
+    if _active is not None:
+        yield _active
+        return
     stop = StopRequest(prog)
     if not _in_main_thread():
         yield stop
@@ -119,11 +136,24 @@ def deferred_stop_signals(prog: str = "batchcalls") -> Iterator[StopRequest]:
         for sig in STOP_SIGNALS
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
+    _active = stop
     try:
         yield stop
     finally:
+        _active = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def stop_requested() -> bool:
+    """Whether a deferred stop signal is waiting (a `cancel` callback for long work)."""
+    return _active is not None and _active.requested()
+
+
+def stop_point(outcome: str = "") -> None:
+    """Act on a deferred stop signal here: raise Interrupted if one arrived."""
+    if _active is not None and _active.signum is not None:
+        raise Interrupted(_active.signum, outcome)
 
 
 @contextmanager
