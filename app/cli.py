@@ -6,7 +6,7 @@ script, an IT person on a server and QA get the same rules and the same messages
 supervisor. Output is a short human summary, or exactly one JSON document with `--json`.
 
 Exit codes: 0 done, 1 refused (validation, not found, an action the status does not allow),
-2 usage error, 130 interrupted.
+2 usage error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -38,6 +40,12 @@ from app.cli_policy import (
 from app.models.agents import AGENT_KINDS
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.window import WindowError, parse_days, parse_timezone
+from app.services.interrupts import (
+    Interrupted,
+    deferred_stop_signals,
+    held_stop_signals,
+    stop_point,
+)
 from app.services.setting_specs import SETTING_SPECS
 from app.services.worker_options import add_engine_options
 
@@ -135,7 +143,8 @@ def local_timezone_name() -> str | None:
 def _qt_system_zone() -> str:
     """Qt's IANA id of the system zone (the only reliable source on Windows)."""
     try:
-        from PySide6.QtCore import QTimeZone
+        with held_stop_signals(PROG):  # an interrupted PySide6 import aborts the process
+            from PySide6.QtCore import QTimeZone
 
         return bytes(QTimeZone.systemTimeZoneId().data()).decode("ascii", "replace")
     except Exception:  # Qt missing or broken: the other sources decide
@@ -209,6 +218,7 @@ def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
         "name": b.name,
         "status": b.status.value,
         "status_display": b.status_display,
+        "import_state": b.import_state.value,
         "agent_id": b.agent_id,
         "agent_name": b.agent_name,
         "from_number": b.from_number,
@@ -680,10 +690,19 @@ def _report_lines(report: Any, allow_rejected: bool, drop_duplicates: bool) -> l
 
 
 def cmd_create(ctx: Context) -> int:
+    try:
+        return _create(ctx)
+    except Interrupted as stop:  # before the recipients were stored: nothing to undo
+        stop.outcome = stop.outcome or "nothing was created"
+        raise
+
+
+def _create(ctx: Context) -> int:
     from app.services import csv_import
-    from app.services.batch_calls import INSERT_CHUNK
+    from app.services.batch_calls import INSERT_CHUNK, CreationCancelled
 
     args = ctx.args
+    ctx.service.discard_abandoned_imports()  # what a killed create left (app.models.imports)
     settings = ctx.settings.load()
     default_country = (args.default_country or settings.default_country).upper()
     spec = _build_spec(ctx, default_country)
@@ -722,12 +741,25 @@ def cmd_create(ctx: Context) -> int:
                 str(e), {"recipients": str(e)}, {"import": report_document(report)}
             ) from e
 
-    try:
-        created = ctx.service.create(spec, checked.chunks(), before_scheduled=judge)
-    except csv_import.CsvImportError as e:
-        raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
-    finally:
-        progress.finish()
+    # All or nothing: a stop signal now is acted on between two chunks (the open chunk
+    # rolls back, the partial batch call is removed), never inside a database call.
+    with deferred_stop_signals(PROG) as stop:
+        try:
+            created = ctx.service.create(
+                spec, checked.chunks(), before_scheduled=judge, cancel=stop.requested
+            )
+        except CreationCancelled as e:
+            outcome = (
+                "the batch call being stored was removed; nothing was created"
+                if e.left_batch_id is None
+                else f"the unfinished batch call {e.left_batch_id} is never dialed and is "
+                "removed at the next start"
+            )
+            raise Interrupted(stop.signum or signal.SIGINT, outcome) from e
+        except csv_import.CsvImportError as e:
+            raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
+        finally:
+            progress.finish()
     report = checked.report
     assert report is not None
     ctx.emit({"batch_call": batch_document(created), "import": report_document(report)})
@@ -742,6 +774,8 @@ def cmd_create(ctx: Context) -> int:
         f"recipients, {when}; calls {created.time_ranges_display} "
         f"{created.timezone}, {created.allowed_days_display}."
     )
+    if stop.signum is not None:  # it came after the last commit: the batch call is whole
+        raise Interrupted(stop.signum, f"batch call {created.id} was created completely first")
     return EXIT_OK
 
 
@@ -974,7 +1008,16 @@ def cmd_worker(ctx: Context) -> int:
     from app.models.db import describe_url
     from app.services.worker_options import engine_overrides
 
-    code = run_worker(ctx.url, once=ctx.args.once, settings_overrides=engine_overrides(ctx.args))
+    stop_point()
+    stopping = threading.Event()  # a signal before the worker's own handlers are set
+    with deferred_stop_signals(PROG) as stop:
+        stop.on_request(stopping.set)
+    code = run_worker(
+        ctx.url,
+        stop_event=stopping,
+        once=ctx.args.once,
+        settings_overrides=engine_overrides(ctx.args),
+    )
     ctx.emit({"worker": {"exit_code": code, "database": describe_url(ctx.url)}})
     return int(code or 0)
 
@@ -1245,7 +1288,8 @@ def _open(url: str) -> tuple[Any, sessionmaker[Session]]:
 
 def _run_gui(args: argparse.Namespace) -> int:
     try:
-        from app.views.app import run_gui
+        with held_stop_signals(PROG):  # an interrupted PySide6 import aborts the process
+            from app.views.app import run_gui
     except ModuleNotFoundError as e:
         if e.name and (e.name.startswith("app.views") or e.name.startswith("PySide6")):
             raise CliError(
@@ -1277,7 +1321,8 @@ def main(argv: list[str] | None = None) -> int:
     # reads them.
     verbosity = args.verbose or (1 if args.command == "worker" else 0)
     json_lines = getattr(args, "log_format", "text") == "json"
-    with _logging_to_stderr(verbosity, json_lines):
+    # The whole command defers stop signals to safe points (app.services.interrupts).
+    with _logging_to_stderr(verbosity, json_lines), deferred_stop_signals(PROG):
         return _run(args)
 
 
@@ -1299,16 +1344,19 @@ def _run(args: argparse.Namespace) -> int:
             engine, ctx.sessions = _open(url)
             log.info("using database %s", describe_url(url))
         handler: Callable[[Context], int] = args.handler
-        return handler(ctx)
+        code = handler(ctx)
+        stop_point()  # a signal during a short command: it is done, but say so
+        return code
     except CliError as e:
         return _fail(str(e), json_mode, e.problems, **e.extra)
     except ValidationError as e:
         return _fail(str(e), json_mode, e.problems)
     except (ActionNotAllowed, NotFound, WindowError, SettingsError) as e:
         return _fail(str(e), json_mode)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        stop = e if isinstance(e, Interrupted) else Interrupted()
+        print(stop.message(PROG), file=sys.stderr)
+        return stop.exit_status
     except SQLAlchemyError as e:
         if args.verbose:
             log.exception("database error")

@@ -18,11 +18,11 @@ from app.models.policy import (
     parse_time_ranges,
     time_ranges_text,
 )
-from app.models.snapshots import BatchCallSnapshot
 from app.models.window import WindowError, parse_timezone
 
 if TYPE_CHECKING:
     from app.cli import Context
+    from app.models.snapshots import BatchCallSnapshot
 
 DEFAULT_LOCAL_HOURS_TEXT = f"{DEFAULT_LOCAL_HOURS[0]:%H:%M}-{DEFAULT_LOCAL_HOURS[1]:%H:%M}"
 

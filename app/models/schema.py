@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -152,6 +153,12 @@ class BatchCall(Base):
     #: the import finished. A stale value means the importing process died: the engine
     #: removes such a batch call (creation is all or nothing).
     import_heartbeat_at: Mapped[datetime | None]
+    #: True once every recipient is stored (set with the change to SCHEDULED). An
+    #: incomplete batch call is never dialed, whatever its status (app.models.imports).
+    import_complete: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    #: The process storing the recipients (machine, PID, start time, host), so the next
+    #: process on that machine can tell an interrupted import at once.
+    import_owner: Mapped[str | None] = mapped_column(String(200))
 
     agent: Mapped[Agent] = relationship(lazy="joined", innerjoin=True)
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.models.creation import CreationRequest
+from app.models.imports import ImportState
 from app.models.policy import (
     CallingSchedule,
     Forecast,
@@ -172,8 +173,22 @@ class BatchCallSnapshot:
             started_at=self.started_at,
         )
 
+    #: Whether all its recipients are stored (only COMPLETE ones can ever be dialed).
+    import_state: ImportState = ImportState.COMPLETE
+
+    @property
+    def import_complete(self) -> bool:
+        return self.import_state is ImportState.COMPLETE
+
     @property
     def status_display(self) -> str:
+        pending = self.status is BatchStatus.PENDING
+        if self.import_state is ImportState.INTERRUPTED:
+            if pending:
+                return "Importing… (interrupted)"
+            return f"{self.status.display_name} (import interrupted)"
+        if self.import_state is ImportState.IMPORTING:
+            return "Importing…" if pending else f"{self.status.display_name} (importing…)"
         return self.status.display_name
 
     @property
@@ -197,7 +212,7 @@ class BatchCallSnapshot:
 
     @property
     def actions(self) -> list[Action]:
-        return actions_for(self.status, self.has_retryable_recipients)
+        return actions_for(self.status, self.has_retryable_recipients, self.import_complete)
 
     @property
     def allowed_days_display(self) -> str:

@@ -122,6 +122,10 @@ TARGET_STATUS: dict[Action, BatchStatus] = {
     Action.RETRY: BatchStatus.SCHEDULED,
 }
 
+#: Actions after which a batch call may be dialed: refused while its recipients are not all
+#: stored (SPEC section 3; see app.models.imports).
+DIALING_ACTIONS = frozenset({Action.RESUME, Action.RETRY})
+
 #: Actions that ask the supervisor to confirm first (SPEC section 7).
 CONFIRMED_ACTIONS = frozenset(
     {Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY, Action.DELETE}
@@ -131,12 +135,26 @@ CONFIRMED_ACTIONS = frozenset(
 class ActionNotAllowed(Exception):
     """An action was requested that the batch call's current status does not offer."""
 
-    def __init__(self, action: Action, status: BatchStatus | None, name: str | None = None):
+    def __init__(
+        self,
+        action: Action,
+        status: BatchStatus | None,
+        name: str | None = None,
+        *,
+        incomplete_import: bool = False,
+    ):
         self.action = action
         self.status = status
+        self.incomplete_import = incomplete_import
         what = f'"{name}"' if name else "this batch call"
         if status is None:
             message = f"Cannot {action.label.lower()} {what}: it no longer exists."
+        elif incomplete_import:
+            message = (
+                f"Cannot {action.label.lower()} {what}: its recipients were not all stored "
+                "(the import is still running or was interrupted), so it is never dialed. "
+                "Delete it and create it again."
+            )
         elif action is Action.RETRY and status is BatchStatus.COMPLETED:
             message = (
                 f"Cannot retry {what}: every recipient completed, so there is nothing to retry."
@@ -150,14 +168,19 @@ class ActionNotAllowed(Exception):
         super().__init__(message)
 
 
-def actions_for(status: BatchStatus, has_retryable_recipients: bool = True) -> list[Action]:
+def actions_for(
+    status: BatchStatus, has_retryable_recipients: bool = True, import_complete: bool = True
+) -> list[Action]:
     """The actions to offer for a batch call in this status, in menu order.
 
     For COMPLETED, Retry is offered only when some recipient FAILED or had NO_ANSWER.
+    While its recipients are not all stored, nothing that leads to dialing is offered.
     """
     actions = list(ACTIONS[status])
     if status is BatchStatus.COMPLETED and not has_retryable_recipients:
         actions.remove(Action.RETRY)
+    if not import_complete:
+        actions = [a for a in actions if a not in DIALING_ACTIONS]
     return actions
 
 
@@ -171,8 +194,10 @@ def transition(
     action: Action,
     has_retryable_recipients: bool = True,
     name: str | None = None,
+    import_complete: bool = True,
 ) -> BatchStatus:
     """The status after the action, or ActionNotAllowed. Delete returns the status unchanged."""
-    if action not in actions_for(status, has_retryable_recipients):
-        raise ActionNotAllowed(action, status, name)
+    if action not in actions_for(status, has_retryable_recipients, import_complete):
+        incomplete = not import_complete and action in DIALING_ACTIONS
+        raise ActionNotAllowed(action, status, name, incomplete_import=incomplete)
     return TARGET_STATUS.get(action, status)

@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import search_keys
@@ -48,6 +49,15 @@ from app.models.creation import (
     CreationRequest,
     creation_problems,
     name_problem,
+)
+from app.models.imports import (
+    CLEANUP_LOCK_WAIT_S,
+    ImportOwner,
+    bounded_lock_wait,
+    dialable,
+    import_state,
+    incomplete_imports_to_remove,
+    removable,
 )
 from app.models.policy import (
     blackout_dates_text,
@@ -69,6 +79,7 @@ from app.models.snapshots import (
     SendType,
 )
 from app.models.status import (
+    DIALING_ACTIONS,
     OPEN_RECIPIENT_STATUSES,
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -109,6 +120,10 @@ RECIPIENT_INSERT_COLUMNS = (
     "name_last_word_key",
 )
 PHONE_CHARS = frozenset("+0123456789 -().")
+#: An interrupted creation removes its partial batch call at once, waiting at most this long
+#: for a lock; if it cannot, the batch call stays incomplete (never dialed) and the next
+#: process removes it.
+DISCARD_LOCK_WAIT_S = 5.0
 
 Clock = Callable[[], datetime]
 
@@ -127,6 +142,25 @@ class ValidationError(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class CreationCancelled(Exception):
+    """The creation was cancelled (the supervisor, or a stop signal): nothing was kept.
+
+    `left_batch_id` names the partial batch call if it could not be removed at once (a
+    lock held too long): it is incomplete, never dialed, and the next process removes it.
+    """
+
+    def __init__(self, left_batch_id: int | None = None) -> None:
+        self.left_batch_id = left_batch_id
+        if left_batch_id is None:
+            message = "Creation cancelled: nothing was stored."
+        else:
+            message = (
+                f"Creation cancelled: the unfinished batch call {left_batch_id} is never "
+                "dialed and is removed at the next start."
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -332,7 +366,9 @@ class RecipientQuery:
     descending: bool = False
 
 
-def batch_snapshot(batch: BatchCall | Any, agent_name: str | None = None) -> BatchCallSnapshot:
+def batch_snapshot(
+    batch: BatchCall | Any, agent_name: str | None = None, now: datetime | None = None
+) -> BatchCallSnapshot:
     """The snapshot of a mapped BatchCall, or of a row of its table's columns read with
     Core (a list of 10,000 skips the ORM) together with the agent's name."""
     return BatchCallSnapshot(
@@ -369,6 +405,12 @@ def batch_snapshot(batch: BatchCall | Any, agent_name: str | None = None) -> Bat
         max_attempts=batch.max_attempts,
         retry_delay_minutes=batch.retry_delay_minutes,
         retry_outcomes=batch.retry_outcomes,
+        import_state=import_state(
+            batch.import_complete is not False,
+            batch.import_heartbeat_at,
+            batch.import_owner,
+            now or utcnow(),
+        ),
     )
 
 
@@ -452,6 +494,7 @@ class BatchCallService:
         *,
         progress: Callable[[int], None] | None = None,
         before_scheduled: Callable[[], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> BatchCallSnapshot:
         """Store the batch call and all its recipients, or nothing.
 
@@ -459,11 +502,15 @@ class BatchCallService:
         can be dialed; if it raises, nothing is kept (the command line refuses a file with
         rejected rows there, after its one pass over the file).
 
-        The batch call is committed first as PENDING (visible, cancellable, never dialed),
-        then the recipients are stored chunk by chunk and it becomes SCHEDULED. If anything
-        fails the batch call and its recipients are removed again; if the process dies, the
-        engine removes it once its import heartbeat is stale.
+        The batch call is committed first as PENDING with `import_complete` false (visible,
+        cancellable, never dialed: app.models.imports), then the recipients are stored chunk
+        by chunk, and the transaction that makes it SCHEDULED marks the import complete.
+        `cancel` is asked before each commit: once it says yes, the open transaction rolls
+        back on its own connection, the partial batch call is removed at once and
+        CreationCancelled is raised. If anything fails the same happens; if the process
+        dies, the next process removes the incomplete batch call.
         """
+        _check(cancel)
         now = self.clock()
         with self.sessions.begin() as session:
             values = self.validate_new(spec, session)
@@ -499,22 +546,32 @@ class BatchCallService:
                 updated_at=now,
                 created_by=self.actor.user,
                 import_heartbeat_at=now,
+                import_complete=False,
+                import_owner=ImportOwner.current(),
             )
             session.add(batch)
             session.flush()
             batch_id = batch.id
+            _check(cancel)
         try:
             total = self._store_recipients(
-                batch_id, spec, recipient_chunks, progress, before_scheduled
+                batch_id, spec, recipient_chunks, progress, before_scheduled, cancel
             )
         except BaseException:
-            self._discard_failed_create(batch_id)
+            removed = self._discard_failed_create(batch_id)
+            if cancel is not None and cancel():
+                raise CreationCancelled(None if removed else batch_id) from None
             raise
         log.info("created batch call %s with %d recipients", batch_id, total)
         self._changed(batch_id)
         return self.get(batch_id)
 
-    def _insert_recipients(self, batch_id: int, rows: list[tuple[Any, ...]]) -> int:
+    def _insert_recipients(
+        self,
+        batch_id: int,
+        rows: list[tuple[Any, ...]],
+        cancel: Callable[[], bool] | None = None,
+    ) -> int:
         """One transaction: the rows (in RECIPIENT_INSERT_COLUMNS order, variables as JSON
         text), the counters and the import heartbeat. SQLite gets the rows straight through
         its driver's executemany: SQLAlchemy's per-row parameter processing was half of a
@@ -555,6 +612,7 @@ class BatchCallService:
                         for row in rows
                     ],
                 )
+            _check(cancel)  # before the commit: the chunk rolls back with the rest
         return len(rows)
 
     def _store_recipients(
@@ -564,11 +622,13 @@ class BatchCallService:
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         progress: Callable[[int], None] | None,
         before_scheduled: Callable[[], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> int:
         """Insert the recipients chunk by chunk, each chunk its own short transaction, so a
         million-row import never holds SQLite's write lock for long (a Cancel, or the engine,
-        gets in between). The batch call stays PENDING, which nothing dials; the heartbeat
-        lets the engine remove it if this process dies before the end."""
+        gets in between). Until the last transaction the import is incomplete, which nothing
+        dials; the heartbeat and the owner let the next process remove it if this one dies
+        before the end."""
         total = 0
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
         pending = RecipientStatus.PENDING.value
@@ -599,12 +659,12 @@ class BatchCallService:
                     )
                 )
             if len(rows) >= COMMIT_ROWS:
-                total += self._insert_recipients(batch_id, rows)
+                total += self._insert_recipients(batch_id, rows, cancel)
                 rows = []
             if progress:
                 progress(total + len(rows))
         if rows:
-            total += self._insert_recipients(batch_id, rows)
+            total += self._insert_recipients(batch_id, rows, cancel)
         if before_scheduled is not None:
             before_scheduled()
         if total == 0:
@@ -622,61 +682,86 @@ class BatchCallService:
                 raise NotFound("The batch call was deleted while its recipients were stored.")
             batch.variable_columns = list(variable_columns)
             batch.import_heartbeat_at = None
+            batch.import_complete = True
+            batch.import_owner = None
             self._audit(
                 session,
                 batch,
                 "CREATE",
                 f"{total} recipients; {SendType(spec.send_type).display_name}",
             )
+            _check(cancel)
         return total
 
-    def discard_abandoned_imports(
-        self, stale_after: timedelta = timedelta(minutes=10)
-    ) -> list[int]:
-        """Remove batch calls whose import stopped without finishing (the importing process
-        died): creation is all or nothing. Returns their ids."""
-        cutoff = self.clock() - stale_after
-        with self.sessions() as session:
-            stale = session.execute(
-                select(BatchCall.id, BatchCall.name).where(
-                    BatchCall.import_heartbeat_at.is_not(None),
-                    BatchCall.import_heartbeat_at < cutoff,
-                )
-            ).all()
+    def discard_abandoned_imports(self) -> list[int]:
+        """Remove the batch calls whose import was interrupted (their process is provably
+        gone, or their heartbeat is stale): creation is all or nothing. Never one that
+        finished importing or has a call attempt (app.models.imports). Waits at most
+        CLEANUP_LOCK_WAIT_S for a lock; what it cannot remove now, a later call removes.
+        Returns the ids removed."""
+        try:
+            with self.sessions() as session:
+                found = incomplete_imports_to_remove(session, self.clock())
+        except OperationalError as error:
+            log.info("interrupted imports not checked (%s); trying again later", error.orig)
+            return []
         removed = []
-        for batch_id, name in stale:
-            with self.sessions.begin() as session:
-                gone = session.execute(
-                    delete(BatchCall).where(
-                        BatchCall.id == batch_id,
-                        BatchCall.import_heartbeat_at.is_not(None),
-                        BatchCall.import_heartbeat_at < cutoff,
+        for item in found:
+            try:
+                with (
+                    self.sessions.begin() as session,
+                    bounded_lock_wait(session, CLEANUP_LOCK_WAIT_S),
+                ):
+                    gone = session.execute(
+                        delete(BatchCall)
+                        .where(*removable(item))
+                        .execution_options(synchronize_session=False)
+                    ).rowcount  # type: ignore[attr-defined]
+                    if not gone:
+                        continue
+                    session.execute(delete(Recipient).where(Recipient.batch_call_id == item.id))
+                    session.add(
+                        AuditEvent(
+                            batch_call_id=item.id,
+                            batch_call_name=item.name,
+                            action="DISCARD",
+                            detail="its recipient import was interrupted; nothing was kept",
+                            user=self.actor.user,
+                            host=self.actor.host,
+                            at=self.clock(),
+                        )
                     )
-                ).rowcount  # type: ignore[attr-defined]
-                if not gone:
-                    continue
-                session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
-                session.add(
-                    AuditEvent(
-                        batch_call_id=batch_id,
-                        batch_call_name=name,
-                        action="DISCARD",
-                        detail="its recipient import was interrupted; nothing was kept",
-                        user=self.actor.user,
-                        host=self.actor.host,
-                        at=self.clock(),
-                    )
-                )
-            log.warning("removed batch call %s: its recipient import was interrupted", batch_id)
-            removed.append(batch_id)
-            self._changed(batch_id)
+            except OperationalError as error:  # busy: the next tick tries again
+                log.info("interrupted import %s not removed yet (%s)", item.id, error.orig)
+                continue
+            log.warning("removed batch call %s: its recipient import was interrupted", item.id)
+            removed.append(item.id)
+            self._changed(item.id)
         return removed
 
-    def _discard_failed_create(self, batch_id: int) -> None:
-        with self.sessions.begin() as session:
-            session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
-            session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+    def _discard_failed_create(self, batch_id: int) -> bool:
+        """Remove the partial batch call at once, waiting at most DISCARD_LOCK_WAIT_S for a
+        lock. If that fails it stays incomplete (never dialed) for the next process."""
+        try:
+            with self.sessions.begin() as session, bounded_lock_wait(session, DISCARD_LOCK_WAIT_S):
+                gone = session.execute(
+                    delete(BatchCall).where(
+                        BatchCall.id == batch_id, BatchCall.import_complete.is_(False)
+                    )
+                ).rowcount  # type: ignore[attr-defined]
+                if gone:
+                    session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
+        except OperationalError as error:
+            log.warning(
+                "the unfinished batch call %s could not be removed now (%s); it is never "
+                "dialed and the next start removes it",
+                batch_id,
+                error.orig,
+            )
+            self._changed(batch_id)
+            return False
         self._changed(batch_id)
+        return True
 
     def create_from_csv(
         self,
@@ -694,7 +779,7 @@ class BatchCallService:
         chunks = csv_import.iter_recipient_chunks(
             path, options, chunk_size=INSERT_CHUNK, progress=progress, cancel=cancel
         )
-        return self.create(spec, chunks)
+        return self.create(spec, chunks, cancel=cancel)
 
     # ----------------------------------------------------------------- actions
     def _changed(self, batch_id: int) -> None:
@@ -727,6 +812,8 @@ class BatchCallService:
     ) -> BatchCall:
         """The conditional status change; ActionNotAllowed names the status found instead."""
         allowed = [s.value for s in statuses_allowing(action)]
+        if action in DIALING_ACTIONS:  # never dial a batch call missing recipients
+            extra = [*extra, dialable()]
         result = session.execute(
             update(BatchCall)
             .where(BatchCall.id == batch_id, BatchCall.status.in_(allowed), *extra)
@@ -737,7 +824,12 @@ class BatchCallService:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             if batch is None:
                 raise ActionNotAllowed(action, None)
-            raise ActionNotAllowed(action, BatchStatus(batch.status), batch.name)
+            raise ActionNotAllowed(
+                action,
+                BatchStatus(batch.status),
+                batch.name,
+                incomplete_import=action in DIALING_ACTIONS and not batch.import_complete,
+            )
         assert batch is not None
         return batch
 
@@ -757,7 +849,7 @@ class BatchCallService:
                 after(session)
             session.refresh(batch)
             self._audit(session, batch, action.value, detail)
-            snapshot = batch_snapshot(batch)
+            snapshot = batch_snapshot(batch, now=self.clock())
         self._changed(batch_id)
         return snapshot
 
@@ -780,7 +872,7 @@ class BatchCallService:
             batch.updated_at = self.clock()
             self._audit(session, batch, Action.RENAME.value, f'from "{old}"')
             session.flush()
-            snapshot = batch_snapshot(batch)
+            snapshot = batch_snapshot(batch, now=self.clock())
         self._changed(batch_id)
         return snapshot
 
@@ -902,7 +994,7 @@ class BatchCallService:
             batch = session.get(BatchCall, batch_id)
             if batch is None:
                 raise NotFound(f"No batch call with id {batch_id}.")
-            return batch_snapshot(batch)
+            return batch_snapshot(batch, now=self.clock())
 
     def find(self, batch_id: int) -> BatchCallSnapshot | None:
         try:
@@ -923,7 +1015,10 @@ class BatchCallService:
                 func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
             )
         with self.sessions() as session:
-            return [batch_snapshot(b, agent_name=b.agent_name_) for b in session.execute(stmt)]
+            return [
+                batch_snapshot(b, agent_name=b.agent_name_, now=self.clock())
+                for b in session.execute(stmt)
+            ]
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""
@@ -943,7 +1038,7 @@ class BatchCallService:
                 raise NotFound(
                     f'Several batch calls are named "{reference}" (ids {ids}); use an id.'
                 )
-            return batch_snapshot(matches[0])
+            return batch_snapshot(matches[0], now=self.clock())
 
     def _recipient_filter(
         self, batch_id: int, query: RecipientQuery, common: bool = False
@@ -1279,6 +1374,11 @@ EXPORT_COLUMNS = (
     "timezones",
 )
 EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
+
+
+def _check(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise CreationCancelled()
 
 
 def _iso(value: datetime | None) -> str:

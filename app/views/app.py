@@ -170,11 +170,9 @@ async def _run_window(app: QApplication, context: AppContext, engine: EngineHost
 
     window = MainWindow(context, engine=engine)
     window.show()
-    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
     try:
         return await _until_last_window_closed(app)
     finally:
-        signal.signal(signal.SIGINT, previous)
         window.shutdown(TASKS_STOP_MS)
         window.deleteLater()
 
@@ -202,11 +200,29 @@ async def _until_last_window_closed(app: QApplication) -> int:
 
 def run_gui(args: argparse.Namespace) -> int:
     """Run the desktop application until its window closes; returns the exit code."""
+    # Ctrl+C in a terminal, or SIGTERM, closes cleanly from here on, even during start-up
+    # (a creation in progress rolls back first): Python sees signals only between Qt
+    # events, hence the pulse.
+    stopped_by: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopped_by.append(signum)
+        running = QApplication.instance()
+        if isinstance(running, QApplication):
+            running.closeAllWindows()  # the last window closing ends _run_window
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore_signals() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()
     url = database_url(getattr(args, "database_url", None))
     context = _open(url)
     if context is None:
+        restore_signals()
         return 1
     aio.detach_loop()  # before the engine: it stops when the application is told to quit
     engine = start_engine(url)
@@ -215,10 +231,12 @@ def run_gui(args: argparse.Namespace) -> int:
     pulse.setObjectName("signalPulseTimer")
     pulse.timeout.connect(lambda: None)
     pulse.start(250)
+    code = 0
     try:
         # qasync runs the Qt event loop as asyncio's: the views' async work runs on it.
-        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            code = runner.run(_run_window(app, context, engine))
+        if not stopped_by:  # a signal during start-up: do not open the window at all
+            with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+                code = runner.run(_run_window(app, context, engine))
     finally:
         pulse.stop()
         aio.shutdown(TASKS_STOP_MS / 1000)
@@ -226,5 +244,12 @@ def run_gui(args: argparse.Namespace) -> int:
             engine.stop(ENGINE_STOP_MS)
         context.close()
         restore_interpreter()
+        restore_signals()
     log.info("Batch Calls closed")
+    if stopped_by:
+        from app.services.interrupts import Interrupted
+
+        stopped = Interrupted(stopped_by[0], "the window was closed")
+        print(stopped.message("batchcalls"), file=sys.stderr)
+        return stopped.exit_status
     return int(code)

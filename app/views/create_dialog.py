@@ -10,6 +10,7 @@ shown, while anything is missing or wrong.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from app.models.window import DAY_NAMES, WEEKDAYS, WindowError, common_timezones
 from app.services import csv_import
 from app.services.batch_calls import (
     CONCURRENCY_MAX,
+    CreationCancelled,
     NewBatchCall,
     ValidationError,
     scheduled_instant,
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 ROW_COLUMN_MIN_WIDTH = 45
 DUPLICATE_EXAMPLES = 3  # on the line
 DUPLICATE_TOOLTIP_GROUPS = 15  # in its tooltip
+#: Closing the application waits this long for a cancelled creation to roll back.
+CREATE_ROLLBACK_WAIT_S = 10.0
 
 
 def duplicates_summary(report: CsvReport) -> tuple[str, str]:
@@ -137,6 +141,7 @@ class CreateDialog(QDialog):
         self.csv_error: str | None = None
         self._scan_task: Task | None = None
         self._create_task: Task | None = None
+        self._create_finished: threading.Event | None = None
 
         outer = QVBoxLayout(self)
         columns = QHBoxLayout()
@@ -1049,11 +1054,15 @@ class CreateDialog(QDialog):
         self.create_progress.setValue(0)
         self.create_progress.setVisible(True)
         self._set_inputs_enabled(False)
+        finished = self._create_finished = threading.Event()
 
         def store(control: Any) -> BatchCallSnapshot:
-            return self.service.create_from_csv(
-                spec, path, options, progress=control.progress, cancel=control.cancelled
-            )
+            try:
+                return self.service.create_from_csv(
+                    spec, path, options, progress=control.progress, cancel=control.cancelled
+                )
+            finally:
+                finished.set()
 
         self._create_task = self.tasks.submit(
             "create",
@@ -1077,7 +1086,7 @@ class CreateDialog(QDialog):
         self._create_task = None
         self.create_progress.setVisible(False)
         self._set_inputs_enabled(True)
-        if isinstance(error, ImportCancelled | TaskCancelled):
+        if isinstance(error, ImportCancelled | TaskCancelled | CreationCancelled):
             self.problems_label.setText("Creation cancelled: nothing was stored.")
             self.create_button.setEnabled(True)
             return
@@ -1115,10 +1124,15 @@ class CreateDialog(QDialog):
         self.reject()
 
     def abandon(self) -> None:
-        """The application is closing: cancel any reading or creation and close at once (a
-        cancelled creation rolls back on its own thread; nothing was stored)."""
+        """The application is closing: cancel any reading or creation and close. A
+        cancelled creation rolls back and removes its partial batch call on its own thread
+        within a chunk; the process waits for that (bounded: if it cannot finish, what is
+        left is incomplete, never dialed, and removed at the next start)."""
         if self._create_task is not None:
             self._create_task.cancel()
+            finished = self._create_finished
+            if finished is not None and not finished.wait(CREATE_ROLLBACK_WAIT_S):
+                log.warning("the cancelled creation had not rolled back when the window closed")
         self.cancel_scan()
         self.tasks.shutdown(0)
         self._create_task = None

@@ -581,6 +581,8 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def mark_dirty(self, batch_id: int) -> None:
         """A batch call changed: refresh its row soon (bursts are collected)."""
+        if self._closing:  # e.g. a creation rolled back while the window closes
+            return
         self._dirty.add(batch_id)
         if not self.live_timer.isActive() and not self._refreshing:
             self.live_timer.start()

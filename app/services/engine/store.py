@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.db import make_engine, migrate
+from app.models.imports import dialable, dialing_status
 from app.models.recipients import move_recipients
 from app.models.schema import (
     Agent,
@@ -131,6 +132,7 @@ def due_batch_calls(sessions: sessionmaker[Session], now: datetime) -> list[tupl
             select(BatchCall.id, BatchCall.name)
             .where(
                 BatchCall.status == BatchStatus.SCHEDULED.value,
+                dialable(),  # an interrupted import is never dialed (app.models.imports)
                 or_(
                     BatchCall.send_type == SendType.SEND_NOW.value,
                     BatchCall.scheduled_at <= now,
@@ -148,7 +150,11 @@ def start_batch_call(sessions: sessionmaker[Session], batch_id: int, now: dateti
     with sessions.begin() as session:
         result = session.execute(
             update(BatchCall)
-            .where(BatchCall.id == batch_id, BatchCall.status == BatchStatus.SCHEDULED.value)
+            .where(
+                BatchCall.id == batch_id,
+                BatchCall.status == BatchStatus.SCHEDULED.value,
+                dialable(),
+            )
             .values(
                 status=RUNNING,
                 started_at=func.coalesce(BatchCall.started_at, moment),
@@ -167,7 +173,7 @@ def active_batches(sessions: sessionmaker[Session]) -> tuple[list[RunningBatch],
     with sessions() as session:
         rows = session.execute(
             select(
-                BatchCall.status,
+                dialing_status(),  # NULL, never RUNNING, while its import is incomplete
                 BatchCall.id,
                 BatchCall.name,
                 BatchCall.timezone,
