@@ -218,7 +218,9 @@ def _country_names() -> dict[str, str]:
     phonenumbers' own geocoder would cost ~100 MB of memory to load for this one purpose.
     """
     try:
-        table = resources.files("tzdata").joinpath("zoneinfo", "iso3166.tab")
+        table = (
+            resources.files("tzdata").joinpath("zoneinfo").joinpath("iso3166.tab")
+        )  # one part each: a frozen build's MultiplexedPath takes one
         text = table.read_text(encoding="utf-8")
     except (ModuleNotFoundError, OSError):
         logger.warning("Country names are unavailable (tzdata not found); using ISO codes")

@@ -163,7 +163,12 @@ def _open(url: str) -> AppContext | None:
     return context
 
 
-async def _run_window(app: QApplication, context: AppContext, engine: EngineHost | None) -> int:
+async def _run_window(
+    app: QApplication,
+    context: AppContext,
+    engine: EngineHost | None,
+    stopped_by: list[int] | None = None,
+) -> int:
     """The application's main coroutine: the main window, until the supervisor closes it
     (Ctrl+C in a terminal closes it too)."""
     from app.views.main_window import MainWindow
@@ -171,13 +176,13 @@ async def _run_window(app: QApplication, context: AppContext, engine: EngineHost
     window = MainWindow(context, engine=engine)
     window.show()
     try:
-        return await _until_last_window_closed(app)
+        return await _until_last_window_closed(app, stopped_by or [])
     finally:
         window.shutdown(TASKS_STOP_MS)
         window.deleteLater()
 
 
-async def _until_last_window_closed(app: QApplication) -> int:
+async def _until_last_window_closed(app: QApplication, stopped_by: list[int]) -> int:
     """The application's main coroutine: it ends when the supervisor closes the window
     (the loop then stops, and the asyncio.Runner cancels what is left)."""
     closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -190,6 +195,10 @@ async def _until_last_window_closed(app: QApplication) -> int:
     app.setQuitOnLastWindowClosed(False)  # the coroutine ending is what stops the loop
     app.lastWindowClosed.connect(finish)
     app.aboutToQuit.connect(finish)  # QApplication.quit() from elsewhere
+    # A stop signal that came while the window was being built closed nothing (or closed it
+    # before `finish` was connected): end now rather than wait for a close that happened.
+    if stopped_by or not any(w.isVisible() for w in app.topLevelWidgets()):
+        finish()
     try:
         return await closed
     finally:
@@ -236,7 +245,7 @@ def run_gui(args: argparse.Namespace) -> int:
         # qasync runs the Qt event loop as asyncio's: the views' async work runs on it.
         if not stopped_by:  # a signal during start-up: do not open the window at all
             with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-                code = runner.run(_run_window(app, context, engine))
+                code = runner.run(_run_window(app, context, engine, stopped_by))
     finally:
         pulse.stop()
         aio.shutdown(TASKS_STOP_MS / 1000)

@@ -115,7 +115,12 @@ def test_a_stop_signal_closes_the_application_with_one_line(tmp_path, signum, mo
         if moment in line or time.monotonic() > deadline:
             break
     process.send_signal(signum)
-    _, rest = process.communicate(timeout=60)
+    try:
+        _, rest = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave it running for the tests after this one
+        process.communicate()
+        raise
     err = "".join(lines) + rest
     assert process.returncode == 128 + signum, err
     assert "Traceback" not in err
