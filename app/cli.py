@@ -29,7 +29,7 @@ import phonenumbers
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.db import database_url, describe_url, open_database
+from app.models.db import backup_database, database_url, describe_url, open_database
 from app.models.snapshots import (
     AgentSnapshot,
     AuditSnapshot,
@@ -38,6 +38,7 @@ from app.models.snapshots import (
     RecipientSnapshot,
     SendType,
 )
+from app.models.sqlite_file import DatabaseProblem
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
 from app.services.batch_calls import (
@@ -812,6 +813,15 @@ def cmd_template(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_backup(ctx: Context) -> int:
+    """A consistent copy of the SQLite database (safe while the app and worker run)."""
+    assert ctx.sessions is not None
+    path = backup_database(ctx.sessions.kw["bind"], Path(ctx.args.path))
+    ctx.emit({"backup": {"database": describe_url(ctx.url), "path": str(path)}})
+    ctx.say(f"Copied the database to {path} (readable by you only).")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- agents, numbers
 
 
@@ -1014,6 +1024,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("path", metavar="PATH")
     sub.add_argument("--force", action="store_true", help="replace an existing file")
 
+    sub = command(
+        "backup", "copy the SQLite database to PATH (consistent while in use)", cmd_backup
+    )
+    sub.add_argument("path", metavar="PATH")
+
     sub = command("agents", "list or manage agents", cmd_agents)
     agents = sub.add_subparsers(dest="agents_action", metavar="ACTION", parser_class=_Parser)
     agents.add_parser("list", parents=[common], help="list agents")
@@ -1145,8 +1160,9 @@ def _run(args: argparse.Namespace) -> int:
             log.info("using database %s", describe_url(url))
         handler: Callable[[Context], int] = args.handler
         return handler(ctx)
-    except CliError as e:
-        return _fail(str(e), json_mode, e.problems, **e.extra)
+    except (CliError, DatabaseProblem) as e:
+        problems, extra = (e.problems, e.extra) if isinstance(e, CliError) else ({}, {})
+        return _fail(str(e), json_mode, problems, **extra)
     except ValidationError as e:
         return _fail(str(e), json_mode, e.problems)
     except (ActionNotAllowed, NotFound, WindowError, SettingsError) as e:

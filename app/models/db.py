@@ -10,9 +10,22 @@ from typing import Any
 import platformdirs
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.sqlite_file import (
+    DatabaseProblem,
+    check_intact,
+    copy_before_migration,
+    copy_database,
+    folder_lock,
+    prepare_file,
+    prepare_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +33,9 @@ APP_NAME = "BatchCalls"
 DATABASE_URL_ENV = "BATCHCALLS_DATABASE_URL"
 MIGRATION_LOCK = 4_206_111_505  # any constant shared by every Batch Calls process
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: The drivers Batch Calls is built and tested with, per backend.
+SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+EXAMPLE_URLS = "sqlite:////path/to/batchcalls.sqlite3 or postgresql+psycopg://user@host/batchcalls"
 
 
 def default_database_path() -> Path:
@@ -41,6 +57,51 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def check_url(url: str) -> URL:
+    """The parsed URL, or a DatabaseProblem for one Batch Calls cannot keep data in: not a
+    URL, another database than SQLite or PostgreSQL, another driver, or SQLite in memory
+    (every command would start from nothing and keep nothing)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as error:
+        raise DatabaseProblem(
+            f"The database URL is not usable ({error}). Give one such as {EXAMPLE_URLS}."
+        ) from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in SUPPORTED_DRIVERS:
+        raise DatabaseProblem(
+            f"The database URL is not usable: Batch Calls keeps its data in SQLite or "
+            f"PostgreSQL, not {backend}. Give a URL such as {EXAMPLE_URLS}."
+        )
+    if driver != SUPPORTED_DRIVERS[backend]:
+        shown = f"{backend}+{SUPPORTED_DRIVERS[backend]}" if backend == "postgresql" else backend
+        raise DatabaseProblem(
+            f'The database URL is not usable: the driver "{driver}" is not supported; write '
+            f"it as {shown}://… (for example {EXAMPLE_URLS})."
+        )
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if (
+            database in ("", ":memory:")
+            or database.startswith("file::memory:")
+            or parsed.query.get("mode") == "memory"
+        ):
+            raise DatabaseProblem(
+                "The database URL is not usable: an in-memory SQLite database keeps nothing "
+                "once the command ends. Give a file: sqlite:////path/to/batchcalls.sqlite3 "
+                f"(or unset {DATABASE_URL_ENV} to use the default file)."
+            )
+    return parsed
+
+
+def sqlite_path(engine_or_url: Engine | str) -> Path | None:
+    """The SQLite file behind an engine or URL; None for PostgreSQL."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser()
+
+
 def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -59,10 +120,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An Engine for the URL; SQLite gets WAL, foreign keys and a generous busy timeout."""
     resolved = database_url(url)
-    parsed = make_url(resolved)
+    parsed = check_url(resolved)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(resolved)
+        assert path is not None  # check_url refused the in-memory database
+        prepare_folder(path)
+        with folder_lock(path):
+            prepare_file(path)
         kwargs.setdefault("connect_args", {"timeout": 60, "check_same_thread": False})
         engine = create_engine(resolved, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -79,7 +143,32 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Apply every pending migration (run at each start; a no-op when up to date)."""
+    """Apply every pending migration (run at each start; a no-op when up to date).
+
+    A SQLite file is checked first (a damaged one is refused: nothing is dialed from it)
+    and copied before its schema changes; processes starting together take turns.
+    """
+    path = sqlite_path(engine)
+    if path is None:
+        _upgrade(engine)
+    else:
+        with folder_lock(path):
+            check_intact(path)
+            _copy_if_upgrading(engine, path)
+            _upgrade(engine)
+    log.info("database schema up to date at %s", describe_url(str(engine.url)))
+
+
+def _copy_if_upgrading(engine: Engine, path: Path) -> None:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        fresh = current is None and not inspect(connection).get_table_names()
+    if current != head and not fresh:
+        copy_before_migration(path, head or "head")
+
+
+def _upgrade(engine: Engine) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -88,7 +177,6 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-    log.info("database schema up to date at %s", describe_url(str(engine.url)))
 
 
 def open_database(url: str | None = None, **kwargs: Any) -> tuple[Engine, sessionmaker[Session]]:
@@ -96,3 +184,26 @@ def open_database(url: str | None = None, **kwargs: Any) -> tuple[Engine, sessio
     engine = make_engine(url, **kwargs)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def backup_database(engine: Engine, destination: Path) -> Path:
+    """A consistent copy of the SQLite file at `destination` (SQLite's online backup, safe
+    while the application and the worker run); PostgreSQL is backed up with pg_dump."""
+    path = sqlite_path(engine)
+    if path is None:
+        raise DatabaseProblem(
+            f"{describe_url(str(engine.url))} is a PostgreSQL database: back it up with its "
+            "own tool, which copies it consistently while Batch Calls runs: pg_dump "
+            f'--format=custom --file "{destination}" "<the database URL>" (restore with '
+            "pg_restore)."
+        )
+    destination = destination.expanduser()
+    if destination.exists() or destination.is_symlink():
+        raise DatabaseProblem(
+            f"{destination} already exists; choose another name (nothing was replaced)."
+        )
+    if not destination.parent.is_dir():
+        raise DatabaseProblem(f"The folder {destination.parent} does not exist.")
+    if destination.resolve() == path.resolve():
+        raise DatabaseProblem("The backup cannot replace the database itself.")
+    return copy_database(path, destination)

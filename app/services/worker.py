@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import database_url as resolve_database_url
 from app.models.db import describe_url
+from app.models.sqlite_file import DatabaseProblem
 from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
 from app.services.providers import build_provider
 from app.services.telephony import TelephonyProvider
@@ -96,6 +97,9 @@ def run_worker(
     url = resolve_database_url(database_url)
     try:
         db_engine, sessions = open_engine_database(url)
+    except DatabaseProblem as exc:  # damaged, empty, read-only...: it says what to do
+        log.error("%s", exc)
+        return EXIT_DATABASE
     except (SQLAlchemyError, OSError) as exc:
         log.error(
             "cannot open the database %s: %s. Check the URL (or BATCHCALLS_DATABASE_URL) "

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.models.db import database_url, describe_url
+from app.models.sqlite_file import DatabaseProblem
 from app.views import ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
 
@@ -108,6 +109,16 @@ def _configure_logging(verbose: bool) -> None:
 def _open(url: str) -> AppContext | None:
     try:
         context = build_context(url)
+    except DatabaseProblem as error:  # damaged, empty, read-only...: it says what to do
+        log.error("%s", error)
+        ask.inform(
+            None,
+            "Batch Calls cannot start",
+            f"{error}\n\nTo use another database, start with --database-url or set "
+            "BATCHCALLS_DATABASE_URL.",
+            warning=True,
+        )
+        return None
     except Exception as error:  # the supervisor needs the reason, not a traceback
         log.exception("cannot open the database %s", describe_url(url))
         ask.inform(
