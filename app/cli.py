@@ -6,7 +6,10 @@ script, an IT person on a server and QA get the same rules and the same messages
 supervisor. Output is a short human summary, or exactly one JSON document with `--json`.
 
 Exit codes: 0 done, 1 refused (validation, not found, an action the status does not allow),
-2 usage error, 130 interrupted.
+2 usage error, 130 interrupted, 141 output closed early (`batchcalls list | head`: quietly).
+
+Human output escapes control characters (a name or recipient field with ESC, BEL or a
+right-to-left override is shown as \x1b, \x07, \u202e, never obeyed by the terminal).
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ import phonenumbers
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.db import backup_database, database_url, describe_url, open_database
+from app.models.db import (
+    backup_database,
+    check_url,
+    database_url,
+    describe_url,
+    encode_password,
+    open_database,
+)
 from app.models.snapshots import (
     AgentSnapshot,
     AuditSnapshot,
@@ -40,6 +50,7 @@ from app.models.snapshots import (
 )
 from app.models.sqlite_file import DatabaseProblem
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
+from app.models.text import escape_controls
 from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
 from app.services.batch_calls import (
     AGENT_KINDS,
@@ -60,13 +71,17 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a tool the pipe's reader stopped
 #: Rejected rows listed in the human summary; --json lists every row the import kept.
 REJECTED_SHOWN = 200
 DUPLICATES_SHOWN = 20
 SCHEDULE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
 _ETC_LOCALTIME = Path("/etc/localtime")
 _ETC_TIMEZONE = Path("/etc/timezone")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]+@")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):\S+@")
+#: What json.dumps(ensure_ascii=False) leaves raw but a terminal may obey: DEL, C1 and the
+#: bidirectional and line-layout controls (it escapes C0 itself).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -195,7 +210,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(document: Any, indent: int | None = 2) -> str:
-    return json.dumps(document, indent=indent, default=_json_default, ensure_ascii=False)
+    text = json.dumps(document, indent=indent, default=_json_default, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
@@ -350,7 +366,7 @@ class Context:
         """Human output (nothing in --json mode)."""
         if not self.json:
             for line in lines:
-                print(line, file=sys.stdout)
+                print(escape_controls(line), file=sys.stdout)
 
     def emit(self, document: dict[str, Any]) -> None:
         """The one JSON document of a successful command (nothing in human mode)."""
@@ -1089,7 +1105,7 @@ def _fail(
     message: str, json_mode: bool, problems: dict[str, str] | None = None, **extra: Any
 ) -> int:
     """Report a refusal: one line on stderr, and the JSON error document on stdout."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {escape_controls(message)}", file=sys.stderr)
     if json_mode:
         error: dict[str, Any] = {"message": message, "problems": problems or {}}
         error.update(extra)
@@ -1111,6 +1127,28 @@ def _open(url: str) -> tuple[Any, sessionmaker[Session]]:
             f"Cannot open the database {describe_url(url)}: {detail}. Check that it exists "
             "and that you may read and write it."
         ) from e
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (`| head`): stop quietly. Later writes, and the
+    interpreter's own flush at exit, go to /dev/null instead of raising again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _warn_about_password_on_command_line(url: str | None) -> None:
+    if url and describe_url(url) != url:  # it has a password
+        print(
+            f"{PROG}: warning: --database-url carries a password, which other users of this "
+            "computer can see in the process list. Put the URL in BATCHCALLS_DATABASE_URL, "
+            "or in a file of yours (chmod 600) named by BATCHCALLS_DATABASE_URL_FILE.",
+            file=sys.stderr,
+        )
 
 
 def _run_gui(args: argparse.Namespace) -> int:
@@ -1144,7 +1182,12 @@ def main(argv: list[str] | None = None) -> int:
     # reads them.
     verbosity = args.verbose or (1 if args.command == "worker" else 0)
     with _logging_to_stderr(verbosity):
-        return _run(args)
+        code = _run(args)
+    try:  # what is still buffered meets a closed pipe here, not in the interpreter's exit
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _output_closed()
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -1154,6 +1197,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command is None:
             return _run_gui(args)
         url = database_url(args.database_url)
+        check_url(encode_password(url))  # an unusable URL is refused before anything else is said
+        _warn_about_password_on_command_line(args.database_url)
         ctx = Context(args=args, url=url)
         if args.command != "worker":
             engine, ctx.sessions = _open(url)
@@ -1170,6 +1215,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _output_closed()
     except SQLAlchemyError as e:
         if args.verbose:
             log.exception("database error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "BatchCalls"
 DATABASE_URL_ENV = "BATCHCALLS_DATABASE_URL"
+DATABASE_URL_FILE_ENV = "BATCHCALLS_DATABASE_URL_FILE"
 MIGRATION_LOCK = 4_206_111_505  # any constant shared by every Batch Calls process
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The drivers Batch Calls is built and tested with, per backend.
@@ -43,24 +45,85 @@ def default_database_path() -> Path:
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The explicit URL, else BATCHCALLS_DATABASE_URL, else the SQLite file in the data dir."""
-    if explicit:
-        return explicit
-    env = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if env:
-        return env
-    return f"sqlite:///{default_database_path()}"
+    """The explicit URL, else BATCHCALLS_DATABASE_URL, else the URL in the file that
+    BATCHCALLS_DATABASE_URL_FILE names (a password stays out of `ps` and the shell history),
+    else the SQLite file in the data dir. An in-memory SQLite URL is refused: every command
+    would start from nothing and keep nothing."""
+    url = explicit or os.environ.get(DATABASE_URL_ENV, "").strip() or _url_from_file()
+    url = url or f"sqlite:///{default_database_path()}"
+    if is_in_memory(url):
+        raise DatabaseProblem(
+            "The database URL is not usable: an in-memory SQLite database keeps nothing "
+            "once the command ends. Give a file: sqlite:////path/to/batchcalls.sqlite3 "
+            f"(or unset {DATABASE_URL_ENV} to use the default file)."
+        )
+    return url
+
+
+def _url_from_file() -> str:
+    name = os.environ.get(DATABASE_URL_FILE_ENV, "").strip()
+    if not name:
+        return ""
+    path = Path(name).expanduser()
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise DatabaseProblem(
+            f"Cannot read {DATABASE_URL_FILE_ENV} ({path}): {reason}. It names a file that "
+            "holds the database URL on one line."
+        ) from None
+    if not url:
+        raise DatabaseProblem(f"{DATABASE_URL_FILE_ENV} names {path}, which is empty.")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users; make it yours alone: chmod 600 %s", path, path)
+    return url
+
+
+def is_in_memory(url: str | URL) -> bool:
+    """A SQLite URL without a file (sqlite://, sqlite:///:memory:, file::memory:)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or parsed.query.get("mode") == "memory"
+    )
+
+
+#: scheme://user:password@rest, the password running to the last "@" (passwords contain
+#: "@", "/" and ":" more often than host names and paths contain "@").
+_USERINFO = re.compile(
+    r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<password>.*)@(?P<rest>[^@]*)$", re.S
+)
 
 
 def describe_url(url: str) -> str:
-    """The URL as it may be shown or logged: without its password."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as it may be shown or logged: its whole password replaced by ***."""
+    match = _USERINFO.match(url)
+    if match is None:
+        return url
+    return f"{match['head']}:***@{match['rest']}"
+
+
+def encode_password(url: str) -> str:
+    """The URL with an "@" typed in its password written as %40, so the driver connects to
+    the right host as the right user (and no part of the password is taken for a host
+    name that error messages would show)."""
+    match = _USERINFO.match(url)
+    if match is None or "@" not in match["password"]:
+        return url
+    return f"{match['head']}:{match['password'].replace('@', '%40')}@{match['rest']}"
 
 
 def check_url(url: str) -> URL:
     """The parsed URL, or a DatabaseProblem for one Batch Calls cannot keep data in: not a
-    URL, another database than SQLite or PostgreSQL, another driver, or SQLite in memory
-    (every command would start from nothing and keep nothing)."""
+    URL, another database than SQLite or PostgreSQL, or another driver."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as error:
@@ -79,25 +142,13 @@ def check_url(url: str) -> URL:
             f'The database URL is not usable: the driver "{driver}" is not supported; write '
             f"it as {shown}://… (for example {EXAMPLE_URLS})."
         )
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if (
-            database in ("", ":memory:")
-            or database.startswith("file::memory:")
-            or parsed.query.get("mode") == "memory"
-        ):
-            raise DatabaseProblem(
-                "The database URL is not usable: an in-memory SQLite database keeps nothing "
-                "once the command ends. Give a file: sqlite:////path/to/batchcalls.sqlite3 "
-                f"(or unset {DATABASE_URL_ENV} to use the default file)."
-            )
     return parsed
 
 
 def sqlite_path(engine_or_url: Engine | str) -> Path | None:
     """The SQLite file behind an engine or URL; None for PostgreSQL."""
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
-    if url.get_backend_name() != "sqlite" or not url.database:
+    if url.get_backend_name() != "sqlite" or is_in_memory(url) or not url.database:
         return None
     return Path(url.database).expanduser()
 
@@ -119,14 +170,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An Engine for the URL; SQLite gets WAL, foreign keys and a generous busy timeout."""
-    resolved = database_url(url)
+    resolved = encode_password(url or database_url())
     parsed = check_url(resolved)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(resolved)
-        assert path is not None  # check_url refused the in-memory database
-        prepare_folder(path)
-        with folder_lock(path):
-            prepare_file(path)
+        if path is not None:  # in memory (a test's own database): nothing to prepare
+            prepare_folder(path)
+            with folder_lock(path):
+                prepare_file(path)
         kwargs.setdefault("connect_args", {"timeout": 60, "check_same_thread": False})
         engine = create_engine(resolved, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -160,9 +160,19 @@ def prepare_file(path: Path) -> None:
         _make_private(candidate)
 
 
-def damage_message(path: Path, detail: str) -> str:
+def is_damage(error: BaseException) -> bool:
+    """SQLite's "database disk image is malformed" / "file is not a database" (raised as
+    the plain DatabaseError, unlike locks, I/O and constraint errors), also wrapped by
+    SQLAlchemy."""
+    original = getattr(error, "orig", error)
+    return type(original) is sqlite3.DatabaseError
+
+
+def damage_message(path: Path | str, detail: str) -> str:
+    """What to tell about a damaged file (or a sqlite:/// URL naming it)."""
+    path = Path(str(path).removeprefix("sqlite:///"))
     return (
-        f"The database file {path} is damaged (SQLite quick_check: {detail}). Batch Calls "
+        f"The database file {path} is damaged (SQLite: {detail}). Batch Calls "
         "will not open it, so nothing is dialed from it. Stop every Batch Calls window and "
         f"worker that uses it, keep a copy of the file, then restore a backup (copies made "
         f"before upgrades are named {path.stem}.before-*{path.suffix}, next to it) or "

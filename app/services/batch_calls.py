@@ -42,6 +42,7 @@ from app.models.status import (
     RecipientStatus,
     statuses_allowing,
 )
+from app.models.text import control_character_problem
 from app.models.window import (
     CallingWindow,
     WindowError,
@@ -138,6 +139,8 @@ def validate_name(name: str) -> str:
         raise ValidationError(
             {"name": f"The name is {len(trimmed)} characters long; the maximum is {NAME_MAX}."}
         )
+    if problem := control_character_problem(trimmed):
+        raise ValidationError({"name": problem})
     return trimmed
 
 
@@ -882,6 +885,8 @@ class BatchCallService:
         name = name.strip()
         if not 1 <= len(name) <= NAME_MAX:
             problems["name"] = "An agent needs a name of 1 to 100 characters."
+        elif problem := control_character_problem(name, "The agent's name"):
+            problems["name"] = problem
         if kind not in AGENT_KINDS:
             problems["kind"] = f"Agent kind must be one of {', '.join(AGENT_KINDS)}."
         elif kind == "application" and not (value.startswith("AP") and len(value) == 34):
@@ -920,6 +925,8 @@ class BatchCallService:
     ) -> FromNumberSnapshot:
         from app.models.phone import PhoneError, normalize_phone
 
+        if problem := control_character_problem(label, "The label"):
+            raise ValidationError({"label": problem})
         try:
             e164 = normalize_phone(phone_number, "US")
         except PhoneError as e:

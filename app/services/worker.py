@@ -23,8 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import database_url as resolve_database_url
 from app.models.db import describe_url
-from app.models.sqlite_file import DatabaseProblem
+from app.models.sqlite_file import DatabaseProblem, damage_message, is_damage
 from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
+from app.services.outage import OutageLog
 from app.services.providers import build_provider
 from app.services.telephony import TelephonyProvider
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_DATABASE = 2
+DAMAGED = "error: the database file is damaged"
 
 
 def _utcnow() -> datetime:
@@ -94,8 +96,8 @@ def run_worker(
     `once`). Returns the process exit code."""
     _configure_logging()
     stop = stop_event or threading.Event()
-    url = resolve_database_url(database_url)
     try:
+        url = resolve_database_url(database_url)
         db_engine, sessions = open_engine_database(url)
     except DatabaseProblem as exc:  # damaged, empty, read-only...: it says what to do
         log.error("%s", exc)
@@ -135,10 +137,15 @@ def run_worker(
     )
     state = ""
     code = EXIT_OK
+    outage = OutageLog(log)
     try:
         with _stop_on_signals(stop, engine.request_stop):
             while True:
-                report = _safe_tick(engine)
+                report = _safe_tick(engine, outage)
+                if report.state.startswith(DAMAGED):
+                    log.error("%s", damage_message(url, report.state.removeprefix(f"{DAMAGED}: ")))
+                    code = EXIT_DATABASE
+                    break
                 if report.state != state:
                     state = report.state
                     log.info("engine: %s", state)
@@ -157,13 +164,19 @@ def run_worker(
     return code
 
 
-def _safe_tick(engine: DialerEngine) -> TickReport:
+def _safe_tick(engine: DialerEngine, outage: OutageLog | None = None) -> TickReport:
     """A tick whose database or provider trouble is logged and reported, never raised:
-    the next tick tries again."""
+    the next tick tries again (an outage is logged when it starts, now and then while it
+    lasts, and when it ends); a damaged database file stops the worker."""
+    outage = outage or OutageLog(log)
     try:
-        return engine.tick()
+        report = engine.tick()
+        outage.succeeded()
+        return report
     except SQLAlchemyError as exc:
-        log.warning("database busy or unreachable (%s); trying again", type(exc).__name__)
+        if is_damage(exc):  # never "busy" forever on a damaged file: stop, say so
+            return TickReport(state=f"{DAMAGED}: {getattr(exc, 'orig', exc)}")
+        outage.failed(type(exc).__name__)
         return TickReport(
             state=f"error: the database is busy or unreachable ({type(exc).__name__})"
         )

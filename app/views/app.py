@@ -106,8 +106,10 @@ def _configure_logging(verbose: bool) -> None:
         root.setLevel(logging.DEBUG)
 
 
-def _open(url: str) -> AppContext | None:
+def _open(explicit_url: str | None) -> AppContext | None:
+    url = explicit_url or ""
     try:
+        url = database_url(explicit_url)
         context = build_context(url)
     except DatabaseProblem as error:  # damaged, empty, read-only...: it says what to do
         log.error("%s", error)
@@ -144,10 +146,10 @@ def run_gui(args: argparse.Namespace) -> int:
 
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()
-    url = database_url(getattr(args, "database_url", None))
-    context = _open(url)
+    context = _open(getattr(args, "database_url", None))
     if context is None:
         return 1
+    url = context.database_url
     engine = start_engine(url)
     window = MainWindow(context, engine=engine)
     window.show()

@@ -582,10 +582,10 @@ class SettingsDialog(QDialog):
                 self.number_field.text(), self.number_label_field.text(), source="simulated"
             )
         except ValidationError as error:
-            self.number_error_label.setText(
-                " ".join(error.problems.values())
-                + ". Enter it in international form, for example +12025550100."
-            )
+            text = " ".join(error.problems.values())
+            if "phone_number" in error.problems:
+                text += ". Enter it in international form, for example +12025550100."
+            self.number_error_label.setText(text)
             return
         self.number_error_label.setText(f"Added {number.display}.")
         self.number_field.clear()

@@ -17,7 +17,13 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
-from app.models.db import alembic_config, backup_database, make_engine, open_database
+from app.models.db import (
+    alembic_config,
+    backup_database,
+    database_url,
+    make_engine,
+    open_database,
+)
 from app.models.sqlite_file import DatabaseProblem
 from app.services.batch_calls import Actor, BatchCallService, NewBatchCall
 from tests.conftest import FakeClock, make_rows
@@ -93,7 +99,7 @@ def corrupt_recipients_table(path: Path) -> None:
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file::memory:"])
 def test_in_memory_database_is_refused(url):
     with pytest.raises(DatabaseProblem, match="in-memory SQLite database keeps nothing"):
-        open_database(url)
+        database_url(url)  # what the app, the worker and the CLI resolve a URL with
     assert_clear_refusal(cli("--database-url", url, "list"), "in-memory")
 
 
