@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, time
 
 import pytest
-from PySide6.QtCore import QDate, QMimeData, QPointF, Qt, QTime, QUrl
+from PySide6.QtCore import QDate, QMimeData, QPoint, QPointF, Qt, QTime, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton
 
@@ -233,7 +233,7 @@ def test_drag_and_drop_a_csv(open_create, bad_csv, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(bad_csv))])
     enter = QDragEnterEvent(
-        QPointF(20, 20),
+        QPoint(20, 20),
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
