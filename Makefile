@@ -4,14 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit qt-deps postgres bench screenshots clean
+.PHONY: run test lint typecheck unit qt-deps postgres bench screenshots clean package
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,package]'
 	touch $(STAMP)
 
 ## Qt's xcb/offscreen platform plugins need a few system libraries that a bare Debian lacks.
@@ -31,6 +31,10 @@ lint: $(STAMP)
 ## The whole suite, headless, lint included; starts its own PostgreSQL when it can.
 test: $(STAMP) qt-deps lint
 	bash scripts/run_tests.sh
+
+## The one-folder bundle (PyInstaller), its desktop entry and a tarball, in dist/.
+package: $(STAMP)
+	bash scripts/package.sh
 
 bench: $(STAMP)
 	$(PY) bench/import_bench.py

@@ -26,43 +26,32 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, time
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import phonenumbers
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-
-from app.models.db import (
-    backup_database,
-    check_url,
-    database_url,
-    describe_url,
-    encode_password,
-    open_database,
-)
-from app.models.snapshots import (
-    AgentSnapshot,
-    AuditSnapshot,
-    BatchCallSnapshot,
-    FromNumberSnapshot,
-    RecipientSnapshot,
-    SendType,
-)
+from app import __version__
+from app.models.agents import AGENT_KINDS
 from app.models.sqlite_file import DatabaseProblem
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.text import escape_controls
 from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
-from app.services.batch_calls import (
-    AGENT_KINDS,
-    BatchCallService,
-    NewBatchCall,
-    NotFound,
-    RecipientQuery,
-    ValidationError,
-    scheduled_instant,
-)
-from app.services.csv_export import CsvExportError
-from app.services.settings import AppSettings, SettingsError, SettingsStore
+from app.services.setting_specs import SETTING_SPECS
+from app.services.worker_options import add_engine_options
+
+if TYPE_CHECKING:
+    # SQLAlchemy, the services, phonenumbers, Alembic, Qt and twilio are imported by the
+    # commands that use them: `--help` and `--version` load none of them, `list` no Qt,
+    # twilio, phonenumbers or Alembic (tests/test_cli_startup.py).
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.models.snapshots import (
+        AgentSnapshot,
+        AuditSnapshot,
+        BatchCallSnapshot,
+        FromNumberSnapshot,
+        RecipientSnapshot,
+    )
+    from app.services.batch_calls import BatchCallService, NewBatchCall
+    from app.services.settings import AppSettings, SettingsStore
 
 log = logging.getLogger(__name__)
 
@@ -353,12 +342,16 @@ class Context:
     @property
     def service(self) -> BatchCallService:
         if self._service is None:
+            from app.services.batch_calls import BatchCallService
+
             assert self.sessions is not None
             self._service = BatchCallService(self.sessions)
         return self._service
 
     @property
     def settings(self) -> SettingsStore:
+        from app.services.settings import SettingsStore
+
         assert self.sessions is not None
         return SettingsStore(self.sessions)
 
@@ -374,6 +367,8 @@ class Context:
             print(_dumps(document), file=sys.stdout)
 
     def batch(self, reference: str) -> BatchCallSnapshot:
+        from app.services.batch_calls import NotFound
+
         try:
             return self.service.resolve(reference)
         except NotFound as e:
@@ -408,6 +403,8 @@ def cmd_list(ctx: Context) -> int:
 
 
 def _describe_batch(b: BatchCallSnapshot) -> list[str]:
+    from app.models.snapshots import SendType
+
     counts = ", ".join(f"{s.display_name} {b.counts[s]}" for s in RecipientStatus)
     if b.send_type is SendType.SCHEDULE and b.scheduled_at is not None:
         zone = parse_timezone(b.timezone)
@@ -440,6 +437,8 @@ def _describe_batch(b: BatchCallSnapshot) -> list[str]:
 
 
 def cmd_show(ctx: Context) -> int:
+    from app.services.batch_calls import RecipientQuery
+
     b = ctx.batch(ctx.args.reference)
     show_recipients = ctx.args.recipients or ctx.args.status is not None
     history = ctx.service.history(b.id) if ctx.args.history else None
@@ -536,6 +535,8 @@ def _resolve_number(ctx: Context, reference: str, default_country: str) -> FromN
 
 
 def _schedule(text: str, timezone: str) -> datetime:
+    from app.services.batch_calls import scheduled_instant
+
     for pattern in SCHEDULE_FORMATS:
         try:
             wall = datetime.strptime(text.strip(), pattern)
@@ -559,6 +560,11 @@ def _time_range(text: str) -> tuple[time, time]:
 
 def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
     """The new batch call from the options; every problem found is reported at once."""
+    import phonenumbers
+
+    from app.models.snapshots import SendType
+    from app.services.batch_calls import NewBatchCall, ValidationError
+
     args = ctx.args
     problems: dict[str, str] = {}
     agent_id = number_id = 0
@@ -802,6 +808,9 @@ def _writable(path_text: str, force: bool) -> Path:
 
 
 def cmd_export(ctx: Context) -> int:
+    from app.services.batch_calls import RecipientQuery
+    from app.services.csv_export import CsvExportError
+
     b = ctx.batch(ctx.args.reference)
     path = _writable(ctx.args.path, ctx.args.force)
     try:
@@ -832,6 +841,8 @@ def cmd_template(ctx: Context) -> int:
 def cmd_backup(ctx: Context) -> int:
     """A consistent copy of the SQLite database (safe while the app and worker run)."""
     assert ctx.sessions is not None
+    from app.models.db import backup_database, describe_url
+
     path = backup_database(ctx.sessions.kw["bind"], Path(ctx.args.path))
     ctx.emit({"backup": {"database": describe_url(ctx.url), "path": str(path)}})
     ctx.say(f"Copied the database to {path} (readable by you only).")
@@ -868,6 +879,8 @@ def cmd_agents(ctx: Context) -> int:
         ctx.emit({"agent": agent_document(agent)})
         ctx.say(f'Added agent {agent.id} "{agent.name}" ({agent.kind}).')
         return EXIT_OK
+    from app.services.batch_calls import NotFound
+
     agent = _resolve_agent(ctx, ctx.args.reference)
     active = action == "activate"
     try:
@@ -883,7 +896,10 @@ def cmd_agents(ctx: Context) -> int:
 def cmd_numbers(ctx: Context) -> int:
     action = ctx.args.numbers_action or "list"
     if action == "add":
-        number = ctx.service.add_from_number(ctx.args.phone_number, ctx.args.label or "")
+        from app.cli_twilio import checked_from_number
+
+        source, label = checked_from_number(ctx, ctx.args.phone_number, ctx.args.label or "")
+        number = ctx.service.add_from_number(ctx.args.phone_number, label, source=source)
         ctx.emit({"number": number_document(number)})
         ctx.say(f"Added from number {number.id}: {number.display}.")
         return EXIT_OK
@@ -903,6 +919,8 @@ def cmd_numbers(ctx: Context) -> int:
 
 
 def settings_document(settings: AppSettings) -> dict[str, Any]:
+    from app.services.settings import AppSettings
+
     return {
         f.name: mask_secrets(v) if isinstance(v := getattr(settings, f.name), str) else v
         for f in fields(AppSettings)
@@ -915,6 +933,8 @@ def _setting_text(value: object) -> str:
 
 
 def cmd_settings(ctx: Context) -> int:
+    from app.services.settings import AppSettings, SettingsError
+
     store = ctx.settings
     if (ctx.args.settings_action or "show") == "set":
         key, raw = ctx.args.key.strip(), ctx.args.value
@@ -951,34 +971,87 @@ def cmd_worker(ctx: Context) -> int:
             raise
         raise CliError("The headless worker is not available in this installation.") from e
 
-    code = run_worker(ctx.url, once=ctx.args.once, pickup_interval=ctx.args.pickup_interval)
+    from app.models.db import describe_url
+    from app.services.worker_options import engine_overrides
+
+    code = run_worker(ctx.url, once=ctx.args.once, settings_overrides=engine_overrides(ctx.args))
     ctx.emit({"worker": {"exit_code": code, "database": describe_url(ctx.url)}})
     return int(code or 0)
 
 
 # --------------------------------------------------------------------------- parser
 
+DATABASE_URL_HELP = (
+    "database to use (default: $BATCHCALLS_DATABASE_URL, else the local SQLite file)"
+)
+VERBOSE_HELP = "log progress on stderr (-vv: debug details)"
+REFERENCE_HELP = "the batch call's id or exact name"
+VERSION_HELP = "print the version and exit"
+ENVIRONMENT_HELP = f"""\
+environment:
+  BATCHCALLS_DATABASE_URL        the database, as --database-url (e.g. a shared
+                                 postgresql+psycopg://user@host/batchcalls)
+  BATCHCALLS_DATABASE_URL_FILE   a file (chmod 600) holding that URL: keeps a
+                                 password out of the process list
+  BATCHCALLS_TWILIO_ACCOUNT_SID  Twilio credentials for a worker without a keyring;
+  BATCHCALLS_TWILIO_AUTH_TOKEN   set both or neither (otherwise the keyring's, saved
+                                 by "{PROG} twilio login")
+  BATCHCALLS_TWILIO_API_KEY_SID  with an API key: its SID (the secret goes in
+                                 BATCHCALLS_TWILIO_AUTH_TOKEN)
+  BATCHCALLS_TWILIO_API_BASE     another Twilio API address (a proxy or the local
+                                 stand-in); wins over the twilio_api_base setting
+
+exit status: 0 done, 1 refused (the message says why), 2 usage error, 130 interrupted,
+141 output closed early (e.g. piped into head)
+"""
+
+
+def settings_keys_help() -> str:
+    """The keys of `settings set`: meaning and accepted values."""
+    import textwrap
+
+    lines = ["settings (key: accepted values):"]
+    for key, spec in SETTING_SPECS.items():
+        lines.append(f"  {key}: {spec.describe_values()}")
+        lines.extend(
+            textwrap.wrap(spec.meaning, 78, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        )
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before and after the sub-command; the sub-command's copies
     # default to SUPPRESS so they never overwrite a value given before it.
     common = _Parser(add_help=False)
-    common.add_argument("--database-url", metavar="URL", default=argparse.SUPPRESS)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    common.add_argument(
+        "--database-url", metavar="URL", default=argparse.SUPPRESS, help=DATABASE_URL_HELP
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE_HELP
+    )
+    common.add_argument(
+        "--version", action="version", version=f"{PROG} {__version__}", help=VERSION_HELP
+    )
 
     parser = _Parser(
         prog=PROG,
-        description="Create, run and control outbound batch calls. "
-        "Without a command, starts the desktop application.",
+        description="Create, run and control outbound batch calls. Without a command, starts\n"
+        "the desktop application.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="database to use (default: $BATCHCALLS_DATABASE_URL, else the local SQLite file)",
-    )
+    parser.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {__version__}",
+        help=VERSION_HELP,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str, handler: Callable[[Context], int]) -> _Parser:
@@ -992,30 +1065,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--search", metavar="TEXT", help="only names containing TEXT")
 
     sub = command("show", "show one batch call", cmd_show)
-    sub.add_argument("reference", metavar="ID|NAME")
+    sub.add_argument("reference", metavar="ID|NAME", help="the batch call's id or exact name")
     sub.add_argument("--recipients", action="store_true", help="list its recipients")
     sub.add_argument("--status", type=parse_recipient_status, help=status_help)
     sub.add_argument("--history", action="store_true", help="list who did what, and when")
 
     sub = command("create", "create a batch call from a recipients CSV", cmd_create)
-    sub.add_argument("--name", required=True)
-    sub.add_argument("--agent", required=True, metavar="ID|NAME")
-    sub.add_argument("--from-number", required=True, metavar="ID|E164")
-    sub.add_argument("--csv", required=True, metavar="PATH")
+    sub.add_argument("--name", required=True, help="the batch call's name (unique)")
+    sub.add_argument(
+        "--agent", required=True, metavar="ID|NAME", help='what callees hear (see "agents")'
+    )
+    sub.add_argument(
+        "--from-number",
+        required=True,
+        metavar="ID|E164",
+        help='the caller id, one of the from numbers (see "numbers")',
+    )
+    sub.add_argument("--csv", required=True, metavar="PATH", help='recipients CSV (see "template")')
     when = sub.add_mutually_exclusive_group()
     when.add_argument("--send-now", action="store_true", help="start at the next pickup (default)")
     when.add_argument("--schedule", metavar='"YYYY-MM-DD HH:MM"', help="start at this local time")
     sub.add_argument("--timezone", metavar="TZ", help="IANA name (default: this computer's)")
-    sub.add_argument("--time-range", default="09:00-18:00", metavar="HH:MM-HH:MM")
+    sub.add_argument(
+        "--time-range",
+        default="09:00-18:00",
+        metavar="HH:MM-HH:MM",
+        help="daily calling window in --timezone (default: 09:00-18:00; an end before the "
+        "start runs overnight)",
+    )
     sub.add_argument("--days", default="mon-fri", help="allowed days, e.g. mon-fri or mon,wed")
-    sub.add_argument("--concurrency", type=int, default=1, metavar="N")
+    sub.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="N",
+        help="calls of this batch call at once, within the plan_concurrency setting (default: 1)",
+    )
     sub.add_argument("--default-country", metavar="CC", help="for national numbers (e.g. US)")
     sub.add_argument("--drop-duplicates", action="store_true", help="keep only the first row")
     sub.add_argument("--allow-rejected", action="store_true", help="skip rejected rows")
 
     sub = command("rename", "rename a batch call", cmd_rename)
-    sub.add_argument("reference", metavar="ID")
-    sub.add_argument("new_name", metavar="NEW_NAME")
+    sub.add_argument("reference", metavar="ID", help=REFERENCE_HELP)
+    sub.add_argument("new_name", metavar="NEW_NAME", help="the new name (unique)")
 
     for action, help_text in (
         (Action.PAUSE, "pause a running batch call"),
@@ -1024,57 +1116,81 @@ def build_parser() -> argparse.ArgumentParser:
         (Action.RETRY, "call failed, unanswered and never-called recipients again"),
     ):
         sub = command(action.value.lower(), help_text, _status_action(action))
-        sub.add_argument("reference", metavar="ID")
+        sub.add_argument("reference", metavar="ID", help=REFERENCE_HELP)
 
     sub = command("delete", "delete a batch call and its recipients", cmd_delete)
-    sub.add_argument("reference", metavar="ID")
+    sub.add_argument("reference", metavar="ID", help=REFERENCE_HELP)
     sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     sub = command("export", "export recipients and outcomes to CSV", cmd_export)
-    sub.add_argument("reference", metavar="ID")
-    sub.add_argument("path", metavar="PATH")
+    sub.add_argument("reference", metavar="ID", help=REFERENCE_HELP)
+    sub.add_argument("path", metavar="PATH", help="the CSV file to write")
     sub.add_argument("--status", type=parse_recipient_status, help=status_help)
     sub.add_argument("--force", action="store_true", help="replace an existing file")
 
     sub = command("template", "write a sample recipients CSV", cmd_template)
-    sub.add_argument("path", metavar="PATH")
+    sub.add_argument("path", metavar="PATH", help="the CSV file to write")
     sub.add_argument("--force", action="store_true", help="replace an existing file")
 
     sub = command(
         "backup", "copy the SQLite database to PATH (consistent while in use)", cmd_backup
     )
-    sub.add_argument("path", metavar="PATH")
+    sub.add_argument(
+        "path", metavar="PATH", help="the new file (never replaced; readable by you only)"
+    )
 
     sub = command("agents", "list or manage agents", cmd_agents)
     agents = sub.add_subparsers(dest="agents_action", metavar="ACTION", parser_class=_Parser)
     agents.add_parser("list", parents=[common], help="list agents")
     add = agents.add_parser("add", parents=[common], help="add an agent")
-    add.add_argument("--name", required=True)
-    add.add_argument("--kind", required=True, choices=AGENT_KINDS)
+    add.add_argument("--name", required=True, help="the agent's name (unique)")
+    add.add_argument(
+        "--kind",
+        required=True,
+        choices=AGENT_KINDS,
+        help="application: a TwiML App SID; url: a webhook returning TwiML; twiml: TwiML",
+    )
     value = add.add_mutually_exclusive_group(required=True)
     value.add_argument("--value", help="TwiML App SID, webhook URL or TwiML")
     value.add_argument("--value-file", metavar="FILE", help="read the value (e.g. TwiML) from FILE")
     for name in ("activate", "deactivate"):
         toggle = agents.add_parser(name, parents=[common], help=f"{name} an agent")
-        toggle.add_argument("reference", metavar="ID|NAME")
+        toggle.add_argument("reference", metavar="ID|NAME", help="the agent's id or name")
 
     sub = command("numbers", "list or add from numbers", cmd_numbers)
     numbers = sub.add_subparsers(dest="numbers_action", metavar="ACTION", parser_class=_Parser)
     numbers.add_parser("list", parents=[common], help="list from numbers")
     add = numbers.add_parser("add", parents=[common], help="add a from number")
-    add.add_argument("phone_number", metavar="E164")
-    add.add_argument("--label", default="")
+    add.add_argument("phone_number", metavar="E164", help="the number, e.g. +12025550100")
+    add.add_argument("--label", default="", help="a name shown beside the number")
+
+    from app.cli_twilio import add_twilio_commands
+
+    add_twilio_commands(command, common)
 
     sub = command("settings", "show or change shared settings", cmd_settings)
     settings = sub.add_subparsers(dest="settings_action", metavar="ACTION", parser_class=_Parser)
     settings.add_parser("show", parents=[common], help="show settings")
-    change = settings.add_parser("set", parents=[common], help="change one setting")
-    change.add_argument("key", metavar="KEY")
-    change.add_argument("value", metavar="VALUE")
+    change = settings.add_parser(
+        "set",
+        parents=[common],
+        help="change one setting",
+        description="Change one shared setting: every desktop and worker on the database\n"
+        f'reads it. The current values: "{PROG} settings show".',
+        epilog=settings_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    change.add_argument("key", metavar="KEY", help="one of the keys below")
+    change.add_argument("value", metavar="VALUE", help="its new value, within its range")
 
     sub = command("worker", "run the dialer without a window", cmd_worker)
+    sub.description = (
+        "Run the dialer without a window until Ctrl+C or SIGTERM (one worker per database "
+        "dials; another stands by). The options below override the stored settings for this "
+        "worker only (nothing is saved); see docs/operating.md."
+    )
     sub.add_argument("--once", action="store_true", help="one pickup and dialing pass, then exit")
-    sub.add_argument("--pickup-interval", type=_positive_float, metavar="SECONDS")
+    add_engine_options(sub)
     return parser
 
 
@@ -1082,15 +1198,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+def _logging_to_stderr(verbosity: int, json_lines: bool = False) -> Iterator[None]:
     """-v: progress (INFO), -vv: DEBUG, on stderr for this command only (main() may run
-    many times in one process, as in the tests)."""
+    many times in one process, as in the tests); one JSON object a line if asked."""
+    from app.services.log_format import formatter
+
     if verbosity <= 0:
         yield
         return
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(json_lines))
     previous = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
@@ -1114,6 +1232,10 @@ def _fail(
 
 
 def _open(url: str) -> tuple[Any, sessionmaker[Session]]:
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    from app.models.db import describe_url, open_database
+
     try:
         return open_database(url)
     except (ArgumentError, NoSuchModuleError, ValueError) as e:
@@ -1142,6 +1264,8 @@ def _output_closed() -> int:
 
 
 def _warn_about_password_on_command_line(url: str | None) -> None:
+    from app.models.db import describe_url
+
     if url and describe_url(url) != url:  # it has a password
         print(
             f"{PROG}: warning: --database-url carries a password, which other users of this "
@@ -1168,6 +1292,9 @@ def _run_gui(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run one command, and return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # what argparse would print, without building the parser
+        print(f"{PROG} {__version__}")
+        return EXIT_OK
     try:
         args = build_parser().parse_args(argv)
     except UsageError as e:
@@ -1181,7 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
     # A headless worker logs its pickups and outcomes even without -v: a server operator
     # reads them.
     verbosity = args.verbose or (1 if args.command == "worker" else 0)
-    with _logging_to_stderr(verbosity):
+    json_lines = getattr(args, "log_format", "text") == "json"
+    with _logging_to_stderr(verbosity, json_lines):
         code = _run(args)
     try:  # what is still buffered meets a closed pipe here, not in the interpreter's exit
         sys.stdout.flush()
@@ -1191,6 +1319,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.models.db import check_url, database_url, describe_url, encode_password
+    from app.services.batch_calls import NotFound, ValidationError
+    from app.services.settings import SettingsError
+
     json_mode = bool(args.json)
     engine = None
     try:

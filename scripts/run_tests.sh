@@ -45,6 +45,13 @@ if ! start_postgres; then
   echo "WARNING: no PostgreSQL server could be started; the tests marked 'postgres' are skipped."
 fi
 
+# tests/test_package.py builds the installer: a venv made before the package extra
+# existed gets it here.
+if ! .venv/bin/python -c "import PyInstaller" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet -e '.[package]' ||
+    echo "WARNING: the package extra could not be installed; the installer test is skipped."
+fi
+
 .venv/bin/python -m pytest "$@"
 status=$?
 if [ $status -eq 5 ]; then

@@ -88,8 +88,8 @@ def test_no_command_starts_the_desktop_application_with_the_global_options(monke
 def test_worker_command_runs_the_headless_worker(monkeypatch, database_url, capsys):
     calls: list[tuple[Any, ...]] = []
 
-    def run_worker(url, *, stop_event=None, once=False, pickup_interval=None):
-        calls.append((url, once, pickup_interval))
+    def run_worker(url, *, stop_event=None, once=False, settings_overrides=None):
+        calls.append((url, once, settings_overrides))
         return 3
 
     fake = types.ModuleType("app.services.worker")
@@ -99,7 +99,7 @@ def test_worker_command_runs_the_headless_worker(monkeypatch, database_url, caps
     code = main(["worker", "--once", "--pickup-interval", "0.5", "--database-url", database_url])
 
     assert code == 3
-    assert calls == [(database_url, True, 0.5)]
+    assert calls == [(database_url, True, {"pickup_interval_seconds": 0.5})]
 
 
 def test_worker_refuses_a_non_positive_pickup_interval(capsys):

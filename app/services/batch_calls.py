@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models.agents import AGENT_KINDS
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -59,7 +60,6 @@ NAME_MAX = 100
 CONCURRENCY_MAX = 10_000
 INSERT_CHUNK = 5_000
 PHONE_CHARS = frozenset("+0123456789 -().")
-AGENT_KINDS = ("application", "url", "twiml")
 
 Clock = Callable[[], datetime]
 

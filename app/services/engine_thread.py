@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import describe_url
 from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
+from app.services.engine_settings import effective_settings, engine_config_for
 from app.services.providers import build_provider
 from app.services.telephony import TelephonyProvider
 
@@ -240,11 +241,12 @@ class _EngineWorker(QObject):
         try:
             self._db, sessions = open_engine_database(self._database_url)
             clock = self._clock
+            settings = effective_settings(sessions, self._overrides)
             self._engine = DialerEngine(
                 sessions,
                 self._provider,
                 clock=clock,
-                config=self._config,
+                config=engine_config_for(settings, self._config),
                 settings_overrides=self._overrides,
                 provider_factory=None
                 if self._provider

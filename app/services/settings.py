@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.schema import Setting
+from app.services.setting_specs import SETTING_SPECS
 
 PROVIDERS = ("simulation", "twilio")
 
@@ -40,6 +41,12 @@ class AppSettings:
     simulation_seed: int = 0
     twilio_account_sid: str = ""
     twilio_api_base: str = ""
+    #: Seconds between two status requests for one live call (read when an engine starts).
+    poll_interval_seconds: float = 3.0
+    #: The dialing engine renews its lease this often; a standby engine takes over after
+    #: the lease went unrenewed for the expiry (both read when an engine starts).
+    lease_heartbeat_seconds: float = 5.0
+    lease_expiry_seconds: float = 30.0
 
     def validate(self) -> AppSettings:
         """Every value within bounds the engine can live with, or SettingsError."""
@@ -47,12 +54,16 @@ class AppSettings:
 
         if self.provider not in PROVIDERS:
             raise SettingsError(f"Provider must be one of {', '.join(PROVIDERS)}.")
-        _bounded("Plan concurrency", self.plan_concurrency, 1, 10_000)
-        _bounded("Calls per second", self.calls_per_second, 0.01, 1000)
-        _bounded("The pickup interval", self.pickup_interval_seconds, 0.05, 3600)
-        _bounded("The dialing interval", self.dial_interval_seconds, 0.01, 60)
-        _bounded("The ring timeout", self.ring_timeout_seconds, 5, 600)
-        _bounded("The maximum call duration", self.max_call_duration_seconds, 60, 24 * 3600)
+        for key, spec in SETTING_SPECS.items():
+            if spec.low is not None and spec.high is not None:
+                _bounded(spec.label, getattr(self, key), spec.low, spec.high)
+        if self.lease_heartbeat_seconds * 3 > self.lease_expiry_seconds:
+            raise SettingsError(
+                "The lease heartbeat must be at most a third of the lease expiry "
+                f"({self.lease_heartbeat_seconds:g} s is more than a third of "
+                f"{self.lease_expiry_seconds:g} s), so one late renewal never hands the "
+                "dialing to a standby engine."
+            )
         if not is_supported_country(self.default_country):
             raise SettingsError(
                 f'"{self.default_country}" is not a country code phone numbers can use; '

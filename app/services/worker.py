@@ -25,9 +25,13 @@ from app.models.db import database_url as resolve_database_url
 from app.models.db import describe_url
 from app.models.sqlite_file import DatabaseProblem, damage_message, is_damage
 from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
+from app.services.engine_settings import effective_settings, engine_config_for
+from app.services.log_format import configure_worker_logging
 from app.services.outage import OutageLog
 from app.services.providers import build_provider
+from app.services.settings import SettingsError
 from app.services.telephony import TelephonyProvider
+from app.services.worker_options import add_engine_options, engine_overrides
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +44,6 @@ DAMAGED = "error: the database file is damaged"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _configure_logging() -> None:
-    """Log to stderr when nobody configured logging (the command line may have)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
 
 
 @contextmanager
@@ -93,8 +86,12 @@ def run_worker(
     settings_overrides: Mapping[str, Any] | None = None,
 ) -> int:
     """Run the engine until `stop_event` is set or a signal arrives (or one tick if
-    `once`). Returns the process exit code."""
-    _configure_logging()
+    `once`). Returns the process exit code.
+
+    `settings_overrides` change settings for this worker only; the poll interval and the
+    lease timing come from them and the stored settings, over `engine_config`. An
+    override out of range raises SettingsError before anything starts."""
+    configure_worker_logging()
     stop = stop_event or threading.Event()
     try:
         url = resolve_database_url(database_url)
@@ -116,6 +113,18 @@ def run_worker(
             log.error("the pickup interval must be a positive number of seconds")
             return EXIT_ERROR
         overrides["pickup_interval_seconds"] = pickup_interval
+    try:
+        settings = effective_settings(sessions, overrides)
+    except (SettingsError, SQLAlchemyError):
+        db_engine.dispose()
+        raise
+    engine_config = engine_config_for(settings, engine_config)
+    log.info(
+        "poll interval %g s, lease heartbeat %g s, expiry %g s",
+        engine_config.poll_interval_seconds,
+        engine_config.lease_heartbeat_seconds,
+        engine_config.lease_ttl_seconds,
+    )
     real_clock = clock or _utcnow
 
     def pace(seconds: float) -> None:
@@ -188,16 +197,13 @@ def _safe_tick(engine: DialerEngine, outage: OutageLog | None = None) -> TickRep
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.services.worker",
-        description="Run the Batch Calls dialer without a window until Ctrl+C / SIGTERM.",
+        description="Run the Batch Calls dialer without a window until Ctrl+C / SIGTERM. "
+        "The options override the stored settings for this worker only (nothing is saved).",
     )
     parser.add_argument(
         "--database-url", help="database URL (default: BATCHCALLS_DATABASE_URL or the local file)"
     )
-    parser.add_argument(
-        "--pickup-interval", type=float, help="seconds between pickups of due batch calls"
-    )
-    parser.add_argument("--dial-interval", type=float, help="seconds between dialing ticks")
-    parser.add_argument("--poll-interval", type=float, help="seconds between polls of one call")
+    add_engine_options(parser)
     parser.add_argument(
         "--unknown-settle-seconds",
         type=float,
@@ -209,28 +215,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("pickup_interval", "dial_interval", "poll_interval", "unknown_settle_seconds"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            print(
-                f"--{name.replace('_', '-')} must be a positive number of seconds.", file=sys.stderr
-            )
-            return EXIT_ERROR
+    configure_worker_logging(json_lines=args.log_format == "json")
     config = EngineConfig()
-    if args.poll_interval is not None:
-        config = replace(config, poll_interval_seconds=args.poll_interval)
     if args.unknown_settle_seconds is not None:
+        if not args.unknown_settle_seconds > 0:
+            print("--unknown-settle-seconds must be a positive number of seconds.", file=sys.stderr)
+            return EXIT_ERROR
         config = replace(config, unknown_settle_seconds=args.unknown_settle_seconds)
-    overrides: dict[str, Any] = {}
-    if args.dial_interval is not None:
-        overrides["dial_interval_seconds"] = args.dial_interval
-    return run_worker(
-        args.database_url,
-        once=args.once,
-        pickup_interval=args.pickup_interval,
-        engine_config=config,
-        settings_overrides=overrides,
-    )
+    try:
+        return run_worker(
+            args.database_url,
+            once=args.once,
+            engine_config=config,
+            settings_overrides=engine_overrides(args),
+        )
+    except SettingsError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

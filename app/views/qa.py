@@ -9,16 +9,17 @@ application through `launch()`, so what QA automates is what they exercise.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer
 
 from app.services.batch_calls import Actor
+from app.testing.clocks import DEFAULT_START as DEFAULT_START
+from app.testing.clocks import SpeedClock as SpeedClock
 from app.views.app import keep_gui_responsive, prepare_application, start_engine
 from app.views.context import AppContext, build_context, ensure_demo_defaults
 from app.views.main_window import MainWindow
@@ -28,38 +29,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A Monday afternoon (UTC): inside the default calling hours.
-DEFAULT_START = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
-
-
-class SpeedClock:
-    """Real time running `speed` times faster from `start`; safe to read from any thread.
-
-    With speed 300 a simulated ten-minute call ends after two real seconds, so a whole
-    batch call runs in a test without fixed sleeps. `jump()` moves it forward at once.
-    """
-
-    def __init__(self, start: datetime = DEFAULT_START, speed: float = 1.0):
-        self._start = start
-        self._origin = time.monotonic()
-        self._offset = timedelta(0)
-        self._lock = threading.Lock()
-        self.speed = speed
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            elapsed = (time.monotonic() - self._origin) * self.speed
-            return self._start + self._offset + timedelta(seconds=elapsed)
-
-    def jump(self, **delta: float) -> datetime:
-        with self._lock:
-            self._offset += timedelta(**delta)
-        return self()
+__all__ = [
+    "DEFAULT_START",
+    "Launched",
+    "SpeedClock",
+    "StallMeter",
+    "launch",
+    "process_events_until",
+]
 
 
 @dataclass
 class Launched:
-    """What `launch()` started; `close()` stops all of it (bounded)."""
+    """What `launch()` started; `close()` stops all of it (bounded).
+
+    `context` is how a test reaches the services the window uses: `context.service` (the
+    BatchCallService: create, get, list, perform...), `context.sessions` (SQLAlchemy
+    sessions on the same database), `context.settings` and `context.clock`.
+    """
 
     context: AppContext
     window: MainWindow

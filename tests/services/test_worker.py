@@ -168,4 +168,81 @@ def test_the_command_line_refuses_bad_intervals(argument, database_url):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "must be a positive number of seconds" in result.stderr
+    assert "is not a positive number of seconds" in result.stderr
+
+
+# --------------------------------------------------------------------------- engine settings
+
+
+def test_engine_config_follows_the_stored_settings_and_this_workers_overrides(sessions):
+    from app.services.engine import EngineConfig
+    from app.services.engine_settings import effective_settings, engine_config_for
+
+    SettingsStore(sessions).update(poll_interval_seconds="7", lease_expiry_seconds="90")
+    settings = effective_settings(sessions, {"lease_heartbeat_seconds": 10.0})
+    config = engine_config_for(settings, EngineConfig(unknown_settle_seconds=4.0))
+
+    assert config.poll_interval_seconds == 7.0
+    assert (config.lease_heartbeat_seconds, config.lease_ttl_seconds) == (10.0, 90.0)
+    assert config.unknown_settle_seconds == 4.0  # what the host set itself is kept
+    assert SettingsStore(sessions).load().lease_heartbeat_seconds == 5.0  # not stored
+
+
+def test_the_worker_logs_the_timing_it_runs_with(service, database_url, caplog):
+    caplog.set_level("INFO")
+    provider = ScriptedProvider(real_clock)
+    overrides = {"poll_interval_seconds": 2.5, "lease_heartbeat_seconds": 4.0}
+    assert run_worker(database_url, once=True, provider=provider, settings_overrides=overrides) == 0
+    assert "poll interval 2.5 s, lease heartbeat 4 s, expiry 30 s" in caplog.text
+
+
+def test_an_override_out_of_range_stops_the_worker_before_it_starts(database_url):
+    from app.services.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"The poll interval must be between 0\.1 and 300"):
+        run_worker(database_url, once=True, settings_overrides={"poll_interval_seconds": 301})
+
+
+def test_batchcalls_worker_options_override_the_settings_for_this_worker(
+    database_url, sessions, capsys
+):
+    from app.cli import main
+
+    code = main(["worker", "--once", "--database-url", database_url, "--lease-expiry", "5"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "batchcalls: error: The lease expiry must be between 10 and 3600; 5.0 is not." in err
+
+    code = main(["worker", "--once", "--database-url", database_url, "--lease-heartbeat", "20"])
+    assert code == 1
+    assert "at most a third of the lease expiry" in capsys.readouterr().err
+
+    code = main(
+        [
+            "worker",
+            "--once",
+            "--database-url",
+            database_url,
+            "--poll-interval",
+            "0.5",
+            "--lease-expiry",
+            "60",
+        ]
+    )
+    assert code == 0
+    assert "poll interval 0.5 s, lease heartbeat 5 s, expiry 60 s" in capsys.readouterr().err
+    assert SettingsStore(sessions).load().poll_interval_seconds == 3.0
+
+
+def test_worker_log_lines_can_be_json(database_url, capsys):
+    import json
+
+    from app.cli import main
+
+    code = main(["worker", "--once", "--database-url", database_url, "--log-format", "json"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 0
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["message"] == "worker stopped" and r["level"] == "INFO" for r in records)
+    assert all(r["time"].endswith("+00:00") for r in records)

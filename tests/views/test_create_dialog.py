@@ -233,7 +233,7 @@ def test_drag_and_drop_a_csv(open_create, bad_csv, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(bad_csv))])
     enter = QDragEnterEvent(
-        QPoint(20, 20),
+        QPoint(20, 20),  # QDragEnterEvent takes a QPoint (QDropEvent a QPointF)
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
