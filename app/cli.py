@@ -23,17 +23,26 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import datetime, time
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from app import __version__
+from app.cli_policy import (
+    add_create_options,
+    add_dnc_command,
+    describe_policy,
+    forecast_document,
+    forecast_of,
+    policy_document,
+    policy_fields,
+)
 from app.models.agents import AGENT_KINDS
 from app.models.sqlite_file import DatabaseProblem
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
 from app.models.text import escape_controls
-from app.models.window import WindowError, parse_days, parse_hhmm, parse_timezone
+from app.models.window import WindowError, parse_days, parse_timezone
 from app.services.setting_specs import SETTING_SPECS
 from app.services.worker_options import add_engine_options
 
@@ -234,6 +243,7 @@ def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
         "started_at": _iso(b.started_at),
         "finished_at": _iso(b.finished_at),
         "updated_at": _iso(b.updated_at),
+        **policy_document(b),
         "actions": [a.value for a in b.actions],
     }
 
@@ -423,6 +433,7 @@ def _describe_batch(b: BatchCallSnapshot) -> list[str]:
         f"  Time range:           {b.window_start} to {b.window_end} ({b.timezone})",
         f"  Allowed days:         {b.allowed_days_display}",
         f"  Reserved concurrency: {b.reserved_concurrency}",
+        *describe_policy(b),
         f"  Created:              {_local(b.created_at)}",
         f"  Started:              {_local(b.started_at)}",
         f"  Finished:             {_local(b.finished_at)}",
@@ -446,8 +457,11 @@ def cmd_show(ctx: Context) -> int:
     recipients: Iterator[RecipientSnapshot] = (
         ctx.service.iter_recipients(b.id, query) if show_recipients else iter(())
     )
+    forecast = forecast_of(b, ctx.settings.load().calls_per_second)
     if ctx.json:
-        document: dict[str, Any] = {"batch_call": batch_document(b)}
+        document: dict[str, Any] = {
+            "batch_call": {**batch_document(b), **forecast_document(forecast, b.timezone)}
+        }
         if history is not None:
             document["history"] = [history_document(e) for e in history]
         if not show_recipients:
@@ -463,6 +477,8 @@ def cmd_show(ctx: Context) -> int:
         sys.stdout.write("\n  ]\n}\n")
         return EXIT_OK
     ctx.say(*_describe_batch(b))
+    if forecast is not None:
+        ctx.say(f"  Estimated finish:     {forecast.describe(parse_timezone(b.timezone))}")
     if history is not None:
         ctx.say("", "History:")
         if not history:
@@ -551,13 +567,6 @@ def _schedule(text: str, timezone: str) -> datetime:
     return scheduled_instant(wall.date(), wall.time(), timezone)
 
 
-def _time_range(text: str) -> tuple[time, time]:
-    parts = text.split("-")
-    if len(parts) != 2:
-        raise WindowError(f'"{text}" is not a time range; use START-END such as 09:00-18:00.')
-    return parse_hhmm(parts[0]), parse_hhmm(parts[1])
-
-
 def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
     """The new batch call from the options; every problem found is reported at once."""
     import phonenumbers
@@ -593,12 +602,7 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
             parse_timezone(timezone)
         except WindowError as e:
             problems["timezone"] = str(e)
-    start, end = "09:00", "18:00"
-    try:
-        first, last = _time_range(args.time_range)
-        start, end = f"{first:%H:%M}", f"{last:%H:%M}"
-    except WindowError as e:
-        problems["time_range"] = str(e)
+    policy = policy_fields(args, timezone, problems)
     days = frozenset({1, 2, 3, 4, 5})
     try:
         days = parse_days(args.days)
@@ -620,10 +624,9 @@ def _build_spec(ctx: Context, default_country: str) -> NewBatchCall:
         send_type=send_type,
         scheduled_at=scheduled_at,
         timezone=timezone,
-        window_start=start,
-        window_end=end,
         allowed_days=days,
         reserved_concurrency=args.concurrency,
+        **policy,
     )
     try:
         with ctx.service.sessions() as session:
@@ -688,6 +691,7 @@ def _report_lines(report: Any, allow_rejected: bool, drop_duplicates: bool) -> l
 
 def cmd_create(ctx: Context) -> int:
     from app.services import csv_import
+    from app.services.batch_calls import INSERT_CHUNK
 
     args = ctx.args
     settings = ctx.settings.load()
@@ -697,33 +701,45 @@ def cmd_create(ctx: Context) -> int:
         default_country=default_country, drop_duplicates=args.drop_duplicates
     )
     path = Path(args.csv).expanduser()
-    progress = _Progress(f"Checking {path.name}", not ctx.json and sys.stderr.isatty())
+    # One pass over the file: the rows are checked as they are stored, and the report is
+    # judged before the batch call can be dialed (refused: nothing is kept).
+    progress = _Progress(f"Importing {path.name}", not ctx.json and sys.stderr.isatty())
     try:
-        report = csv_import.scan(path, options, progress=progress)
-    except csv_import.CsvImportError as e:
-        raise CliError(str(e), {"csv": str(e)}) from e
-    finally:
-        progress.finish()
-    ctx.say(*_report_lines(report, args.allow_rejected, args.drop_duplicates))
-    if report.rejected_count and not args.allow_rejected:
-        raise CliError(
-            f"{report.rejected_count} of {report.total_rows} rows were rejected, so nothing was "
-            "created. Fix them in the file, or pass --allow-rejected to create the batch call "
-            "without them.",
-            {"recipients": f"{report.rejected_count} rejected rows."},
-            {"import": report_document(report)},
+        checked = csv_import.CheckedImport(
+            path, options, chunk_size=INSERT_CHUNK, progress=progress
         )
-    try:
-        csv_import.require_recipients(report)
     except csv_import.CsvImportError as e:
-        raise CliError(str(e), {"recipients": str(e)}, {"import": report_document(report)}) from e
-    progress = _Progress(f"Storing {path.name}", not ctx.json and sys.stderr.isatty())
+        progress.finish()
+        raise CliError(str(e), {"csv": str(e)}) from e
+
+    def judge() -> None:
+        progress.finish()
+        report = checked.report
+        assert report is not None
+        ctx.say(*_report_lines(report, args.allow_rejected, args.drop_duplicates))
+        if report.rejected_count and not args.allow_rejected:
+            raise CliError(
+                f"{report.rejected_count} of {report.total_rows} rows were rejected, so "
+                "nothing was created. Fix them in the file, or pass --allow-rejected to create "
+                "the batch call without them.",
+                {"recipients": f"{report.rejected_count} rejected rows."},
+                {"import": report_document(report)},
+            )
+        try:
+            csv_import.require_recipients(report)
+        except csv_import.CsvImportError as e:
+            raise CliError(
+                str(e), {"recipients": str(e)}, {"import": report_document(report)}
+            ) from e
+
     try:
-        created = ctx.service.create_from_csv(spec, path, options, progress=progress)
-    except csv_import.CsvImportError as e:  # the file changed since it was checked
+        created = ctx.service.create(spec, checked.chunks(), before_scheduled=judge)
+    except csv_import.CsvImportError as e:
         raise CliError(f"{e} Nothing was created.", {"csv": str(e)}) from e
     finally:
         progress.finish()
+    report = checked.report
+    assert report is not None
     ctx.emit({"batch_call": batch_document(created), "import": report_document(report)})
     when = "to start at the next worker pickup"
     if created.status is not BatchStatus.SCHEDULED:
@@ -733,7 +749,7 @@ def cmd_create(ctx: Context) -> int:
         when = f"scheduled for {local:%Y-%m-%d %H:%M} {created.timezone}"
     ctx.say(
         f'Created batch call {created.id} "{created.name}" with {created.total_recipients} '
-        f"recipients, {when}; calls {created.window_start} to {created.window_end} "
+        f"recipients, {when}; calls {created.time_ranges_display} "
         f"{created.timezone}, {created.allowed_days_display}."
     )
     return EXIT_OK
@@ -763,6 +779,11 @@ def _status_action(action: Action) -> Callable[[Context], int]:
         ctx.emit({"batch_call": batch_document(after)})
         extra = f" (retry {after.retry_count})" if action is Action.RETRY else ""
         ctx.say(f'{_DONE[action]} batch call {b.id} "{b.name}": now {after.status_display}{extra}.')
+        if action in (Action.PAUSE, Action.CANCEL) and ctx.service.calls_waited_for:
+            ctx.say(
+                f"Waited for {ctx.service.calls_waited_for} call(s) the dialer was already "
+                "placing; no other call of it starts now."
+            )
         return EXIT_OK
 
     return run
@@ -1089,9 +1110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--time-range",
         default="09:00-18:00",
-        metavar="HH:MM-HH:MM",
-        help="daily calling window in --timezone (default: 09:00-18:00; an end before the "
-        "start runs overnight)",
+        metavar="RANGES",
+        help='daily calling windows: 09:00-18:00, 09:00-12:00,14:00-18:00 or "all day"',
     )
     sub.add_argument("--days", default="mon-fri", help="allowed days, e.g. mon-fri or mon,wed")
     sub.add_argument(
@@ -1104,6 +1124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--default-country", metavar="CC", help="for national numbers (e.g. US)")
     sub.add_argument("--drop-duplicates", action="store_true", help="keep only the first row")
     sub.add_argument("--allow-rejected", action="store_true", help="skip rejected rows")
+    add_create_options(sub)
 
     sub = command("rename", "rename a batch call", cmd_rename)
     sub.add_argument("reference", metavar="ID", help=REFERENCE_HELP)
@@ -1167,6 +1188,8 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_twilio import add_twilio_commands
 
     add_twilio_commands(command, common)
+
+    add_dnc_command(commands, common, _Parser)
 
     sub = command("settings", "show or change shared settings", cmd_settings)
     settings = sub.add_subparsers(dest="settings_action", metavar="ACTION", parser_class=_Parser)

@@ -10,7 +10,18 @@ memory, and pacing, each phase in its own process (so peak memory is its own).
 - pacing: 1 call per second for about 15 s against an in-process stand-in, measured from
   the stand-in's own record of when each call was created.
 
-    .venv/bin/python bench/dialer_bench.py [--calls 20000] [--phase all|throughput|tick|pacing]
+The issue 8 targets (`--phase targets`, medians of `--repeats` runs, SQLite and, with
+BATCHCALLS_TEST_POSTGRES_URL or --postgres-url, PostgreSQL):
+- latency: the rate achieved against a 250 ms create latency at 1, 10, 30 and 100
+  calls/s (enough lines), and the most calls the stand-in saw created in any second;
+- ceiling: the rate with no latency through the real `twilio` HTTP path (stand-in in its
+  own process), setting 1,000 calls/s;
+- faults: 20 % 429 and 10 % 500 injected at 10 calls/s: rate, anyone called twice, anyone
+  FAILED because of them;
+- tracking: provider requests made for tracking, per call, with 1,000 calls live at once.
+
+    .venv/bin/python bench/dialer_bench.py [--calls 20000] [--repeats 3]
+        [--phase all|throughput|tick|pacing|targets|latency|ceiling|faults|tracking]
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -244,6 +256,299 @@ def phase_pacing(seconds: float, workdir: Path) -> dict[str, object]:
     }
 
 
+# ----------------------------------------------------------------------------- targets
+LATENCY_SECONDS = 0.25
+LATENCY_RATES = (1.0, 10.0, 30.0, 100.0)
+
+
+def database_for(db: str, workdir: Path, postgres_url: str | None) -> str:
+    """A fresh database: a SQLite file, or the PostgreSQL test database emptied."""
+    if db == "sqlite":
+        return f"sqlite:///{workdir / 'bench.sqlite3'}"
+    if not postgres_url:
+        raise SystemExit("PostgreSQL runs need --postgres-url or BATCHCALLS_TEST_POSTGRES_URL")
+    from sqlalchemy import text
+
+    from app.models.db import make_engine
+
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return postgres_url
+
+
+def short_calls() -> object:
+    """Stand-in calls that end in a few seconds, all answered (no outcome is an error)."""
+    from app.services.simulation import SimulationSettings
+
+    return SimulationSettings(
+        answered_rate=1.0,
+        no_answer_rate=0.0,
+        busy_rate=0.0,
+        failed_rate=0.0,
+        machine_rate=0.0,
+        queue_seconds=(0.1, 0.5),
+        ring_seconds=(1.0, 2.0),
+        talk_median_seconds=2.0,
+        talk_sigma=0.2,
+        talk_max_seconds=4.0,
+    )
+
+
+def long_calls() -> object:
+    """Stand-in calls that last about 40 s, so 1,000 of them are live at once."""
+    from app.services.simulation import SimulationSettings
+
+    return SimulationSettings(
+        answered_rate=1.0,
+        no_answer_rate=0.0,
+        busy_rate=0.0,
+        failed_rate=0.0,
+        machine_rate=0.0,
+        queue_seconds=(0.2, 1.0),
+        ring_seconds=(3.0, 6.0),
+        talk_median_seconds=30.0,
+        talk_sigma=0.1,
+        talk_max_seconds=40.0,
+    )
+
+
+def drive(
+    url: str,
+    standin: object,
+    *,
+    recipients: int,
+    cps: float,
+    lines: int,
+    stop_after_placed: int | None,
+    max_seconds: float,
+) -> tuple[BatchCallService, int, float]:
+    """The real engine on `url` against `standin`, ticked the way the worker ticks it."""
+    from app.services.twilio_provider import TwilioProvider
+
+    _, sessions = open_database(url)
+    service = BatchCallService(sessions, actor=Actor("bench", "bench"))
+    batch_id = make_batch(service, recipients, lines, STANDIN_FROM)
+    provider = TwilioProvider(
+        standin.account_sid,  # type: ignore[attr-defined]
+        standin.auth_token,  # type: ignore[attr-defined]
+        base_url=standin.base_url,  # type: ignore[attr-defined]
+    )
+    engine = DialerEngine(
+        sessions,
+        provider,
+        config=EngineConfig(poll_interval_seconds=3.0),
+        settings_overrides={"calls_per_second": cps, "plan_concurrency": lines},
+        sleep=time.sleep,
+    )
+    started = time.monotonic()
+    placed = 0
+    try:
+        while time.monotonic() - started < max_seconds:
+            report = engine.tick()
+            placed += report.placed
+            if stop_after_placed is not None and placed >= stop_after_placed:
+                break
+            snapshot = service.get(batch_id)
+            if snapshot.status.name in ("COMPLETED", "FAILED"):
+                break
+            time.sleep(min(TICK_SECONDS, report.next_tick_in or TICK_SECONDS))
+    finally:
+        engine.close()
+        provider.close()
+    return service, batch_id, time.monotonic() - started
+
+
+def rate_of(stamps: list[datetime]) -> float:
+    stamps = sorted(stamps)
+    span = (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else 0
+    return round((len(stamps) - 1) / span, 2) if span else 0.0
+
+
+def target_latency(url: str, cps: float) -> dict[str, object]:
+    """Rate achieved against a 250 ms create latency (stand-in in this process)."""
+    from app.standin.twilio_server import TwilioStandin
+
+    seconds = 20.0 if cps < 5 else 10.0
+    calls = int(cps * seconds) + 1
+    with TwilioStandin(
+        seed=1, create_delay=LATENCY_SECONDS, settings=short_calls(), record_requests=False
+    ) as standin:  # type: ignore[arg-type]
+        drive(
+            url,
+            standin,
+            recipients=calls,
+            cps=cps,
+            lines=min(10_000, max(50, int(cps * 12))),
+            stop_after_placed=calls,
+            max_seconds=seconds * 3,
+        )
+        stamps = standin.created_timestamps()
+        peak = standin.max_calls_created_within(timedelta(seconds=1))
+    achieved = rate_of(stamps)
+    return {"setting": cps, "calls": len(stamps), "achieved": achieved, "max_in_any_second": peak}
+
+
+def target_ceiling(url: str, cps: float) -> dict[str, object]:
+    """No latency, the real twilio HTTP path to a stand-in in its own process."""
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "app.standin", "--speed", str(SPEED), "--no-record", "--seed", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert standin.stdout is not None
+        lines = [standin.stdout.readline() for _ in range(4)]
+
+        class Remote:
+            base_url = lines[0].rsplit(" ", 1)[-1].strip()
+            account_sid = lines[2].split(":", 1)[1].strip()
+            auth_token = lines[3].split(":", 1)[1].strip()
+
+        calls = 6000
+        service, batch_id, _ = drive(
+            url,
+            Remote(),
+            recipients=calls,
+            cps=1000.0,
+            lines=2000,
+            stop_after_placed=calls,
+            max_seconds=120,
+        )
+        with service.sessions() as session:  # type: ignore[attr-defined]
+            stamps = list(
+                session.scalars(
+                    select(Recipient.requested_at).where(
+                        Recipient.batch_call_id == batch_id, Recipient.requested_at.is_not(None)
+                    )
+                )
+            )
+    finally:
+        standin.terminate()
+        standin.wait(10)
+    return {"setting": 1000.0, "calls": len(stamps), "achieved": rate_of(stamps)}
+
+
+def target_faults(url: str, cps: float) -> dict[str, object]:
+    """20 % of requests answered 429 and 10 % 500, at 10 calls/s."""
+    from app.models.status import RecipientStatus
+    from app.standin.twilio_server import TwilioStandin
+
+    recipients = 100
+    with TwilioStandin(seed=1, settings=short_calls()) as standin:  # type: ignore[arg-type]
+        standin.faults(rate_429=0.2, rate_500=0.1, seed=3)
+        service, batch_id, elapsed = drive(
+            url,
+            standin,
+            recipients=recipients,
+            cps=10.0,
+            lines=200,
+            stop_after_placed=None,
+            max_seconds=120,
+        )
+        stamps = standin.created_timestamps()
+        per_destination = standin.calls_created_per_destination()
+        answered = sum(1 for r in standin.requests if r.status in (429, 500))
+    counts = service.get(batch_id).counts
+    return {
+        "setting": 10.0,
+        "calls": len(stamps),
+        "achieved": rate_of(stamps),
+        "called_twice": sum(1 for n in per_destination.values() if n > 1),
+        "failed": counts[RecipientStatus.FAILED],
+        "finished": counts[RecipientStatus.COMPLETED],
+        "faults_answered": answered,
+        "seconds": round(elapsed, 1),
+    }
+
+
+def target_tracking(url: str, cps: float) -> dict[str, object]:
+    """1,000 calls live at once: tracking requests (call fetches and lists) per call."""
+    from app.standin.twilio_server import TwilioStandin
+
+    recipients = 1000
+    with TwilioStandin(seed=1, settings=long_calls()) as standin:  # type: ignore[arg-type]
+        service, batch_id, elapsed = drive(
+            url,
+            standin,
+            recipients=recipients,
+            cps=100.0,
+            lines=1000,
+            stop_after_placed=None,
+            max_seconds=300,
+        )
+        requests = standin.requests
+        live_peak = standin.max_concurrent_in_progress()
+    tracking = [r for r in requests if r.method == "GET" and "/Calls" in r.path]
+    creates = [r for r in requests if r.method == "POST" and r.path.endswith("/Calls.json")]
+    return {
+        "calls": len(creates),
+        "live_peak": live_peak,
+        "tracking_requests": len(tracking),
+        "per_call": round(len(tracking) / max(1, len(creates)), 2),
+        "status": service.get(batch_id).status.name,
+        "seconds": round(elapsed, 1),
+    }
+
+
+TARGET_PHASES = {
+    "latency": target_latency,
+    "ceiling": target_ceiling,
+    "faults": target_faults,
+    "tracking": target_tracking,
+}
+
+
+def run_targets(args: argparse.Namespace) -> dict[str, object]:
+    databases = ["sqlite"] + (["postgres"] if args.postgres_url else [])
+    wanted = list(TARGET_PHASES) if args.phase in ("all", "targets") else [args.phase]
+    results: dict[str, object] = {}
+    print("(the machine is shared: medians of", args.repeats, "runs each)")
+    for db in databases:
+        for phase in wanted:
+            rates = LATENCY_RATES if phase == "latency" else (10.0,)
+            for cps in rates:
+                runs = [
+                    run_phase(
+                        ["--child", "--phase", phase, "--db", db, "--cps", str(cps)]
+                        + (["--postgres-url", args.postgres_url] if args.postgres_url else [])
+                    )
+                    for _ in range(args.repeats)
+                ]
+                key = f"{db}/{phase}" + (f"/{cps:g}" if phase == "latency" else "")
+                results[key] = runs
+                print(f"{key}: {summarize(phase, runs)}", flush=True)
+    return results
+
+
+def summarize(phase: str, runs: list[dict[str, object]]) -> str:
+    def median(name: str) -> float:
+        return float(statistics.median(float(r[name]) for r in runs))  # type: ignore[arg-type]
+
+    if phase in ("latency", "ceiling", "faults"):
+        setting = float(runs[0]["setting"])  # type: ignore[arg-type]
+        text = (
+            f"achieved {median('achieved'):g} calls/s of {setting:g} "
+            f"(ratio {median('achieved') / setting:.2f})"
+        )
+        if phase == "latency":
+            text += f"; most in any second {max(int(r['max_in_any_second']) for r in runs)}"  # type: ignore[call-overload]
+        if phase == "faults":
+            text += (
+                f"; called twice {max(int(r['called_twice']) for r in runs)}"  # type: ignore[call-overload]
+                f", FAILED {max(int(r['failed']) for r in runs)}"  # type: ignore[call-overload]
+                f", median run {median('seconds'):g} s"
+            )
+        return text
+    return (
+        f"{median('per_call'):g} tracking requests per call "
+        f"(peak {median('live_peak'):g} live calls, {median('calls'):g} calls)"
+    )
+
+
 # ----------------------------------------------------------------------------- driver
 def run_phase(args: list[str]) -> dict[str, object]:
     output = subprocess.run(
@@ -259,7 +564,15 @@ def run_phase(args: list[str]) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="calls to place (throughput)")
-    parser.add_argument("--phase", default="all", choices=["all", "throughput", "tick", "pacing"])
+    parser.add_argument(
+        "--phase",
+        default="all",
+        choices=["all", "throughput", "tick", "pacing", "targets", *TARGET_PHASES],
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per target (median)")
+    parser.add_argument("--postgres-url", default=os.environ.get("BATCHCALLS_TEST_POSTGRES_URL"))
+    parser.add_argument("--db", default="sqlite", help=argparse.SUPPRESS)
+    parser.add_argument("--cps", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--pending", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=15.0, help="pacing run length")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -267,7 +580,10 @@ def main() -> int:
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            if args.phase == "throughput":
+            if args.phase in TARGET_PHASES:
+                url = database_for(args.db, work, args.postgres_url)
+                result = TARGET_PHASES[args.phase](url, args.cps)
+            elif args.phase == "throughput":
                 result = phase_throughput(args.calls, work)
             elif args.phase == "tick":
                 result = phase_tick(args.pending, work)
@@ -314,6 +630,8 @@ def main() -> int:
             f"median {p['gap_median_s']} s, min {p['gap_min_s']} s, max {p['gap_max_s']} s; "
             f"max {p['max_calls_in_any_second']} in any second"
         )
+    if args.phase in ("all", "targets", *TARGET_PHASES):
+        results["targets"] = run_targets(args)
     print(json.dumps(results))
     return 0
 

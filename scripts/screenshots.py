@@ -31,6 +31,7 @@ from app.models.snapshots import BatchCallSnapshot, SendType  # noqa: E402
 from app.models.status import BatchStatus, RecipientStatus  # noqa: E402
 from app.services.batch_calls import Actor, NewBatchCall, scheduled_instant  # noqa: E402
 from app.services.engine import DialerEngine  # noqa: E402
+from app.services.engine.state import DIALING  # noqa: E402
 from app.services.simulation import SimulationProvider  # noqa: E402
 from app.views.app import prepare_application  # noqa: E402
 from app.views.context import AppContext, build_context, ensure_demo_defaults  # noqa: E402
@@ -131,7 +132,17 @@ def seed(context: AppContext, clock: ManualClock) -> dict[str, BatchCallSnapshot
         send_type=SendType.SCHEDULE,
         scheduled_at=scheduled_instant(date(2026, 11, 30), time(10, 0), "America/New_York"),
     )
-    running = create("running", "Flu shot outreach", 800, reserved_concurrency=12)
+    running = create(
+        "running",
+        "Flu shot outreach",
+        800,
+        reserved_concurrency=12,
+        time_ranges="08:00-12:00,13:00-20:00",
+        blackout_dates="2026-11-26",
+        local_hours="08:00-21:00",
+        max_attempts=3,
+        retry_delay_minutes=60,
+    )
     run(8 * 60)
     # The "failed" batch call as a Twilio run ends when the account is suspended mid-way
     # (engine-made fatal errors need Twilio; the simulation never suspends an account).
@@ -204,7 +215,7 @@ def main() -> int:
         )
         batches = seed(context, clock)
         window = MainWindow(context)
-        window.set_engine_state("dialing")
+        window.set_engine_state(DIALING)
         window.resize(1100, 560)
         settle(window, lambda: window.loaded)
         window.select_batch(batches["running"].id)
@@ -242,6 +253,8 @@ def main() -> int:
         running.resize(920, 640)
         settle(running, lambda: running.recipient_model.rowCount() > 0)
         save(running, args.out, "09_details_summary_in_progress")
+        running.tabs.setCurrentWidget(running.configuration_tab)
+        save(running, args.out, "16_details_configuration_policy")
         running.close()
 
         csv_path = Path(directory) / "december-reminders.csv"
@@ -263,8 +276,8 @@ def main() -> int:
         create.timezone_combo.setCurrentText("America/New_York")
         create.end_edit.setTime(QTime(17, 30))
         create.show()
-        create.load_csv(str(csv_path))
-        settle(create, lambda: create.report is not None)
+        create.load_csv(str(csv_path))  # read once the agents and numbers arrived
+        settle(create, lambda: create.choices_loaded and create.report is not None)
         create.rejected_model.fix(0, "(202) 555-0103")
         create.select_rejected(1)
         save(create, args.out, "10_create_dialog_validation")
@@ -277,14 +290,31 @@ def main() -> int:
         rename.reject()
 
         settings = SettingsDialog(context, window)
-        settle(settings, lambda: settings.credentials_ready)  # the keyring is read off-thread
+        settle(  # the keyring, the settings and the lists are read off-thread
+            settings,
+            lambda: (
+                settings.credentials_ready
+                and settings.settings_loaded
+                and settings.numbers_model.rowCount() > 0
+            ),
+        )
         save(settings, args.out, "12_settings_telephony")
         settings.tabs.setCurrentWidget(settings.tabs.widget(1))
         save(settings, args.out, "13_settings_agents")
         settings.tabs.setCurrentWidget(settings.tabs.widget(2))
         save(settings, args.out, "14_settings_numbers")
-        settings.tabs.setCurrentWidget(settings.tabs.widget(3))
+        settings.tabs.setCurrentWidget(settings.tabs.widget(settings.tabs.count() - 1))
         save(settings, args.out, "15_settings_database")
+        from app.services.do_not_call import DoNotCallService
+
+        listed = DoNotCallService(context.sessions, clock=clock, actor=Actor("ann", "desk-7"))
+        for phone in ("+12025550188", "+13105550142", "+442079460958"):
+            listed.add(phone)
+        tab = settings.do_not_call_tab
+        tab.refresh()
+        settle(settings, lambda: tab.model.rowCount() == 3)
+        settings.tabs.setCurrentWidget(tab)
+        save(settings, args.out, "17_settings_do_not_call")
         settings.reject()
 
         window.shutdown()

@@ -41,6 +41,27 @@ SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 EXAMPLE_URLS = "sqlite:////path/to/batchcalls.sqlite3 or postgresql+psycopg://user@host/batchcalls"
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
+#: Every PostgreSQL session's limits, so that no process waits forever on another one
+#: (a desktop whose lid closed inside a transaction, a frozen worker, a lost network):
+#: a lock wait gives up, a runaway statement is stopped, a transaction left idle is ended
+#: (its locks freed), and dead peers are noticed by TCP keepalives on both sides.
+POSTGRES_SESSION_SETTINGS: dict[str, str] = {
+    "lock_timeout": "10s",
+    "statement_timeout": "5min",  # generous: a large import or export is many statements
+    "idle_in_transaction_session_timeout": "25s",  # below the dialer lease's 30 s expiry
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
+#: libpq connection parameters: give up connecting after 10 s; client-side keepalives.
+POSTGRES_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
 
 def default_database_path() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "batchcalls.sqlite3"
@@ -185,7 +206,23 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = _postgres_connect_args(
+            dict(parsed.query), kwargs.get("connect_args", {})
+        )
     return create_engine(resolved, **kwargs)
+
+
+def _postgres_connect_args(url_query: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The session settings and keepalives; whatever the URL or the caller sets wins."""
+    args: dict[str, Any] = {
+        key: value for key, value in POSTGRES_CONNECT_ARGS.items() if key not in url_query
+    }
+    ours = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SESSION_SETTINGS.items())
+    theirs = given.get("options") or url_query.get("options") or ""
+    args.update(given)
+    args["options"] = f"{ours} {theirs}".strip()  # later -c settings override earlier ones
+    return args
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -269,6 +306,9 @@ def _upgrade(engine: Engine) -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # A migration may take long and may wait long: no session limits for it.
+            connection.execute(text("SET LOCAL lock_timeout = 0"))
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
             # Two desktops starting together on a new shared database: one migrates, the
             # other waits for the lock and then finds the schema up to date.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})

@@ -23,6 +23,9 @@ COUNT_COLUMNS: dict[RecipientStatus, InstrumentedAttribute[int]] = {
     RecipientStatus.COMPLETED: BatchCall.completed_count,
     RecipientStatus.FAILED: BatchCall.failed_count,
     RecipientStatus.NO_ANSWER: BatchCall.no_answer_count,
+    RecipientStatus.WAITING_RETRY: BatchCall.waiting_retry_count,
+    RecipientStatus.DO_NOT_CALL: BatchCall.do_not_call_count,
+    RecipientStatus.EXPIRED: BatchCall.expired_count,
 }
 
 

@@ -6,6 +6,7 @@ no dialect-specific types, timestamps stored as UTC.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.models import search_keys
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -125,12 +128,37 @@ class BatchCall(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     created_by: Mapped[str] = mapped_column(String(100), default="")
+    # Campaign policy (SPEC 10). A batch call from before it reads as one window
+    # (window_start-window_end), no local-hours rule, one attempt, no end.
+    #: "09:00-12:00,14:00-18:00" or "00:00-24:00" (all day); NULL: window_start-window_end.
+    time_ranges: Mapped[str | None] = mapped_column(String(200))
+    #: Local dates in the batch's timezone on which nothing is dialed: "2026-12-25,...".
+    blackout_dates: Mapped[str | None] = mapped_column(Text)
+    #: After this instant nothing is dialed; recipients not reached end as EXPIRED.
+    end_at: Mapped[datetime | None]
+    #: Recipient-local calling hours (HH:MM); NULL: no local-hours rule.
+    local_hours_start: Mapped[str | None] = mapped_column(String(5))
+    local_hours_end: Mapped[str | None] = mapped_column(String(5))
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    retry_delay_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    #: Outcomes retried automatically: "no-answer,busy,failed" (any subset).
+    retry_outcomes: Mapped[str] = mapped_column(
+        String(64), default="no-answer,busy", server_default="no-answer,busy"
+    )
+    waiting_retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    do_not_call_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expired_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Set while the recipients are being stored and renewed with every chunk; NULL once
     #: the import finished. A stale value means the importing process died: the engine
     #: removes such a batch call (creation is all or nothing).
     import_heartbeat_at: Mapped[datetime | None]
 
     agent: Mapped[Agent] = relationship(lazy="joined", innerjoin=True)
+
+
+def _inserted(key: Callable[[str | None], str | None], column: str) -> Callable[[Any], Any]:
+    """A column default computed from another column of the inserted row."""
+    return lambda context: key(context.get_current_parameters().get(column))
 
 
 class Recipient(Base):
@@ -140,6 +168,13 @@ class Recipient(Base):
         # pages are all index range scans on (batch_call_id, status, id).
         Index("ix_recipients_batch_status", "batch_call_id", "status", "id"),
         Index("ix_recipients_batch_phone", "batch_call_id", "phone_number"),
+        # Searches by the last digits or by a name, and the name sort (app.models.search_keys).
+        Index("ix_recipients_batch_digits", "batch_call_id", "phone_digits_reversed"),
+        Index("ix_recipients_batch_name", "batch_call_id", "name_key"),
+        Index("ix_recipients_batch_last_word", "batch_call_id", "name_last_word_key"),
+        # The dialer's due pick: per status, the recipients of the timezone sets whose
+        # local hours are open, whose next attempt time has come.
+        Index("ix_recipients_due", "batch_call_id", "status", "timezones", "next_try_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,8 +194,22 @@ class Recipient(Base):
     ended_at: Mapped[datetime | None]
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     answered_by: Mapped[str | None] = mapped_column(String(32))
-    #: Earliest time the dialer may try this recipient again after a transient error.
+    #: Earliest time the dialer may try this recipient again: after a transient error, or
+    #: the next automatic attempt of a recipient WAITING_RETRY.
     next_try_at: Mapped[datetime | None]
+    #: Search keys, filled on insert from the phone number and the name.
+    phone_digits_reversed: Mapped[str | None] = mapped_column(
+        String(20), default=_inserted(search_keys.reversed_digits, "phone_number")
+    )
+    name_key: Mapped[str | None] = mapped_column(
+        String(200), default=_inserted(search_keys.name_key, "name")
+    )
+    name_last_word_key: Mapped[str | None] = mapped_column(
+        String(200), default=_inserted(search_keys.last_word_key, "name")
+    )
+    #: The number's timezones from libphonenumber at import ("America/Boise,America/
+    #: Los_Angeles"), so dialing never parses numbers; NULL: none known.
+    timezones: Mapped[str | None] = mapped_column(String(200))
 
 
 class CallAttempt(Base):
@@ -174,6 +223,8 @@ class CallAttempt(Base):
         # dialer looks for them every tick, while refused attempts (no call id, FAILED)
         # pile up for ever.
         Index("ix_call_attempts_unresolved", "outcome", "provider_call_id", "id"),
+        # The per-number cap: attempts to one number in the last 24 hours, all batch calls.
+        Index("ix_call_attempts_number_time", "to_number", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -212,6 +263,32 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DoNotCallNumber(Base):
+    """One number of the database's do-not-call list (E.164), checked as each call is placed."""
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(20), unique=True)
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | import
+    added_by: Mapped[str] = mapped_column(String(100), default="")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DoNotCallEvent(Base):
+    """The do-not-call list's audit trail: who added, removed or imported what, when."""
+
+    __tablename__ = "do_not_call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))  # ADD | REMOVE | IMPORT
+    phone_number: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Setting(Base):
     """Shared, non-secret settings (plan concurrency, calls per second, ...). Secrets never."""
 
@@ -230,3 +307,6 @@ class EngineLease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    #: The fencing token: incremented whenever the lease changes holder, so a holder that
+    #: was taken over (frozen, cut off) can tell, in the transaction that claims calls.
+    fence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

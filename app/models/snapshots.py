@@ -7,6 +7,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from app.models.creation import CreationRequest
+from app.models.policy import (
+    CallingSchedule,
+    Forecast,
+    RetryOutcome,
+    estimate_finish,
+    format_time_ranges,
+)
 from app.models.status import (
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
@@ -72,6 +80,97 @@ class BatchCallSnapshot:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    # Campaign policy (SPEC 10), in the stored text forms of app.models.creation.
+    time_ranges: str = ""
+    blackout_dates: str = ""
+    end_at: datetime | None = None
+    local_hours: str = ""
+    max_attempts: int = 1
+    retry_delay_minutes: int = 60
+    retry_outcomes: str = "no-answer,busy"
+
+    @property
+    def creation_request(self) -> CreationRequest:
+        """The batch call's rules as they were given (for the schedule and descriptions)."""
+        return CreationRequest(
+            name=self.name,
+            send_type=self.send_type.value,
+            scheduled_at=self.scheduled_at,
+            timezone=self.timezone,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            time_ranges=self.time_ranges,
+            allowed_days=self.allowed_days,
+            blackout_dates=self.blackout_dates,
+            end_at=self.end_at,
+            local_hours=self.local_hours,
+            reserved_concurrency=self.reserved_concurrency,
+            max_attempts=self.max_attempts,
+            retry_delay_minutes=self.retry_delay_minutes,
+            retry_outcomes=self.retry_outcomes,
+        )
+
+    @property
+    def schedule(self) -> CallingSchedule:
+        return self.creation_request.schedule()
+
+    @property
+    def time_ranges_display(self) -> str:
+        return format_time_ranges(self.creation_request.ranges())
+
+    @property
+    def local_hours_display(self) -> str:
+        rule = self.creation_request.local_hours_rule()
+        if rule is None:
+            return "Off (the batch call's window only)"
+        return f"{rule.start:%H:%M} to {rule.end:%H:%M} in each recipient's own timezone"
+
+    @property
+    def retries_display(self) -> str:
+        return self.creation_request.retry_policy().describe()
+
+    @property
+    def blackout_dates_display(self) -> str:
+        return ", ".join(self.blackout_dates.split(",")) if self.blackout_dates else "None"
+
+    def forecast(self, now: datetime, calls_per_second: float) -> Forecast | None:
+        """SPEC 10's estimated finish while it runs (or is scheduled); None otherwise."""
+        if self.status not in (BatchStatus.RUNNING, BatchStatus.SCHEDULED):
+            return None
+        counts = self.counts
+        left = sum(
+            counts.get(s, 0)
+            for s in (
+                RecipientStatus.PENDING,
+                RecipientStatus.QUEUED,
+                RecipientStatus.WAITING_RETRY,
+            )
+        )
+        outcomes = sum(
+            counts.get(s, 0)
+            for s in (RecipientStatus.COMPLETED, RecipientStatus.FAILED, RecipientStatus.NO_ANSWER)
+        )
+        retry = self.creation_request.retry_policy()
+        retried = 0
+        if RetryOutcome.NO_ANSWER in retry.outcomes or RetryOutcome.BUSY in retry.outcomes:
+            retried += counts.get(RecipientStatus.NO_ANSWER, 0)
+        if RetryOutcome.FAILED in retry.outcomes:
+            retried += counts.get(RecipientStatus.FAILED, 0)
+        share = retried / outcomes if outcomes else (0.3 if retry.max_attempts > 1 else 0.0)
+        start = now
+        if self.status is BatchStatus.SCHEDULED and self.scheduled_at is not None:
+            start = max(now, self.scheduled_at)
+        return estimate_finish(
+            now=start,
+            schedule=self.schedule,
+            left=left,
+            finished=self.finished_count,
+            retry=retry,
+            retried_share=min(share, 0.95),
+            reserved_concurrency=self.reserved_concurrency,
+            calls_per_second=calls_per_second,
+            started_at=self.started_at,
+        )
 
     @property
     def status_display(self) -> str:
@@ -121,6 +220,8 @@ class RecipientSnapshot:
     ended_at: datetime | None
     duration_seconds: int | None
     answered_by: str | None
+    timezones: tuple[str, ...] = ()
+    next_try_at: datetime | None = None
 
 
 @dataclass(frozen=True)

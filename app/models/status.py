@@ -33,12 +33,21 @@ class RecipientStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     NO_ANSWER = "NO_ANSWER"
+    #: Called, not reached, and due for another automatic attempt later (SPEC 10).
+    WAITING_RETRY = "WAITING_RETRY"
+    #: Stopped by the do-not-call list when its call was about to be placed.
+    DO_NOT_CALL = "DO_NOT_CALL"
+    #: Not reached before the batch call's end date.
+    EXPIRED = "EXPIRED"
 
     @property
     def display_name(self) -> str:
-        return {"IN_PROGRESS": "In Progress", "NO_ANSWER": "No Answer"}.get(
-            self.value, self.value.title()
-        )
+        return {
+            "IN_PROGRESS": "In Progress",
+            "NO_ANSWER": "No Answer",
+            "WAITING_RETRY": "Waiting for retry",
+            "DO_NOT_CALL": "Skipped: do not call",
+        }.get(self.value, self.value.title())
 
     @property
     def is_terminal(self) -> bool:
@@ -46,13 +55,24 @@ class RecipientStatus(StrEnum):
 
 
 TERMINAL_RECIPIENT_STATUSES = frozenset(
-    {RecipientStatus.COMPLETED, RecipientStatus.FAILED, RecipientStatus.NO_ANSWER}
+    {
+        RecipientStatus.COMPLETED,
+        RecipientStatus.FAILED,
+        RecipientStatus.NO_ANSWER,
+        RecipientStatus.DO_NOT_CALL,
+        RecipientStatus.EXPIRED,
+    }
 )
 #: Recipients a batch Retry sends back to PENDING.
 RETRYABLE_RECIPIENT_STATUSES = frozenset({RecipientStatus.FAILED, RecipientStatus.NO_ANSWER})
 #: Recipients that keep a batch call from being complete.
 OPEN_RECIPIENT_STATUSES = frozenset(
-    {RecipientStatus.PENDING, RecipientStatus.QUEUED, RecipientStatus.IN_PROGRESS}
+    {
+        RecipientStatus.PENDING,
+        RecipientStatus.QUEUED,
+        RecipientStatus.IN_PROGRESS,
+        RecipientStatus.WAITING_RETRY,
+    }
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
+import json
 import logging
 import os
 import socket
@@ -20,10 +21,43 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import search_keys
 from app.models.agents import AGENT_KINDS
+from app.models.creation import (
+    CONCURRENCY_MAX as CONCURRENCY_MAX,  # re-exported: views read it from here
+)
+from app.models.creation import (
+    NAME_MAX as NAME_MAX,  # re-exported: the rename dialog reads it from here
+)
+from app.models.creation import (
+    CreationRequest,
+    creation_problems,
+    name_problem,
+)
+from app.models.policy import (
+    blackout_dates_text,
+    parse_blackout_dates,
+    parse_retry_outcomes,
+    retry_outcomes_text,
+    stored_timezones_for_number,
+    time_ranges_text,
+    timezones_from_text,
+)
 from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
@@ -46,19 +80,35 @@ from app.models.status import (
 from app.models.text import control_character_problem
 from app.models.window import (
     CallingWindow,
-    WindowError,
     days_from_text,
     days_to_text,
-    parse_hhmm,
     parse_timezone,
     resolve_local,
 )
+from app.services.placements import calls_being_placed, wait_for_calls_being_placed
 
 log = logging.getLogger(__name__)
 
-NAME_MAX = 100
-CONCURRENCY_MAX = 10_000
 INSERT_CHUNK = 5_000
+#: Recipients stored per transaction: few enough that a Cancel or the engine waits well
+#: under a second for SQLite's write lock, many enough that a million rows are not a
+#: thousand commits (each rewriting the same index pages through the WAL).
+COMMIT_ROWS = 50_000
+RECIPIENT_INSERT_COLUMNS = (
+    "batch_call_id",
+    "row_number",
+    "phone_number",
+    "name",
+    "variables",
+    "status",
+    "attempts",
+    "timezones",
+    # The search keys (app.models.search_keys): written here because the SQLite path
+    # bypasses SQLAlchemy's column defaults.
+    "phone_digits_reversed",
+    "name_key",
+    "name_last_word_key",
+)
 PHONE_CHARS = frozenset("+0123456789 -().")
 
 Clock = Callable[[], datetime]
@@ -123,6 +173,33 @@ class NewBatchCall:
     allowed_days: frozenset[int] = field(default_factory=lambda: frozenset({1, 2, 3, 4, 5}))
     reserved_concurrency: int = 1
     variable_columns: tuple[str, ...] = ()
+    # Campaign policy (SPEC 10): see app.models.creation.CreationRequest for the forms.
+    time_ranges: str = ""
+    blackout_dates: str = ""
+    end_at: datetime | None = None
+    local_hours: str = ""
+    max_attempts: int = 1
+    retry_delay_minutes: int = 60
+    retry_outcomes: str = "no-answer,busy"
+
+    def creation_request(self) -> CreationRequest:
+        return CreationRequest(
+            name=self.name,
+            send_type=SendType(self.send_type).value,
+            scheduled_at=self.scheduled_at,
+            timezone=self.timezone,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            time_ranges=self.time_ranges,
+            allowed_days=self.allowed_days,
+            blackout_dates=self.blackout_dates,
+            end_at=self.end_at,
+            local_hours=self.local_hours,
+            reserved_concurrency=self.reserved_concurrency,
+            max_attempts=self.max_attempts,
+            retry_delay_minutes=self.retry_delay_minutes,
+            retry_outcomes=self.retry_outcomes,
+        )
 
 
 def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
@@ -132,16 +209,10 @@ def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
 
 def validate_name(name: str) -> str:
     """The trimmed name, or ValidationError: 1 to 100 characters after trimming."""
-    trimmed = name.strip()
-    if not trimmed:
-        raise ValidationError({"name": "Enter a name (1 to 100 characters)."})
-    if len(trimmed) > NAME_MAX:
-        raise ValidationError(
-            {"name": f"The name is {len(trimmed)} characters long; the maximum is {NAME_MAX}."}
-        )
-    if problem := control_character_problem(trimmed):
+    problem = name_problem(name)
+    if problem:
         raise ValidationError({"name": problem})
-    return trimmed
+    return name.strip()
 
 
 class RecipientSort(StrEnum):
@@ -158,11 +229,100 @@ _SORT_COLUMNS: dict[RecipientSort, Any] = {
     # and (batch_call_id[, status], id) indexes serve it without a sort.
     RecipientSort.ROW: Recipient.id,
     RecipientSort.PHONE: Recipient.phone_number,
-    RecipientSort.NAME: func.lower(Recipient.name),
+    RecipientSort.NAME: Recipient.name_key,
     RecipientSort.STATUS: Recipient.status,
     RecipientSort.ATTEMPTS: Recipient.attempts,
     RecipientSort.ENDED: Recipient.ended_at,
 }
+
+
+_NULLABLE_SORTS = frozenset({RecipientSort.NAME, RecipientSort.ENDED})
+
+
+def _sort_value(sort: RecipientSort, recipient: RecipientSnapshot) -> Any:
+    """The value of the sorted column for a recipient (what a keyset cursor compares)."""
+    if sort is RecipientSort.ROW:
+        return recipient.id
+    if sort is RecipientSort.PHONE:
+        return recipient.phone_number
+    if sort is RecipientSort.NAME:
+        return search_keys.name_key(recipient.name)
+    if sort is RecipientSort.STATUS:
+        return RecipientStatus(recipient.status).value
+    if sort is RecipientSort.ATTEMPTS:
+        return recipient.attempts
+    return recipient.ended_at
+
+
+def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> ColumnElement[bool]:
+    """Rows after `cursor` in the order (sorted column, then id; empty values last)."""
+    column = _SORT_COLUMNS[sort]
+    value = _sort_value(sort, cursor)
+
+    def beyond(a: Any, b: Any) -> ColumnElement[bool]:
+        result: ColumnElement[bool] = a < b if descending else a > b
+        return result
+
+    if sort is RecipientSort.ROW:
+        return beyond(Recipient.id, cursor.id)
+    if value is None:  # among the empty values, which come last either way
+        return and_(column.is_(None), beyond(Recipient.id, cursor.id))
+    after_value = or_(beyond(column, value), and_(column == value, beyond(Recipient.id, cursor.id)))
+    if sort in _NULLABLE_SORTS:
+        return or_(after_value, column.is_(None))
+    return after_value
+
+
+#: A search matching at least this many recipients is "common": its first page is found
+#: by walking the batch call's rows in order (200 matches come quickly), and its count by
+#: counting each index range; a rarer one collects its matches from the indexes.
+COMMON_SEARCH = 2_000
+
+
+def search_branches(batch_id: int, text: str) -> list[ColumnElement[bool]]:
+    """The ways `text` finds recipients, each a range scan on an index:
+
+    - digits (with spaces, dashes, brackets): numbers that end with them; numbers that
+      start with them when the text starts with "+" (an international number);
+    - anything else too: names that start with the text, or whose last word does.
+    """
+    branches: list[ColumnElement[bool]] = []
+
+    def starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+        # The range is what the index serves; LIKE keeps the match exact under any
+        # database collation.
+        return and_(
+            Recipient.batch_call_id == batch_id,
+            column >= prefix,
+            column < search_keys.prefix_upper_bound(prefix),
+            column.startswith(prefix, autoescape=True),
+        )
+
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if digits and all(ch in PHONE_CHARS for ch in text):
+        if text.startswith("+"):
+            branches.append(starts_with(Recipient.phone_number, "+" + digits))
+        else:
+            branches.append(starts_with(Recipient.phone_digits_reversed, digits[::-1]))
+    folded = search_keys.name_key(text)
+    if folded:
+        branches.append(starts_with(Recipient.name_key, folded))
+        branches.append(starts_with(Recipient.name_last_word_key, folded))
+    return branches
+
+
+def recipient_search(batch_id: int, text: str, common: bool = False) -> ColumnElement[bool]:
+    """Recipients found by `text` (see search_branches). A rare search is a union of index
+    range scans (each way its own SELECT, so each uses its own index); a common one is
+    the same conditions ORed, which the database checks row by row in the page's order
+    and stops after a page."""
+    branches = search_branches(batch_id, text)
+    if not branches:
+        return false()
+    if common:
+        return or_(*branches)
+    selects = [select(Recipient.id).where(b) for b in branches]
+    return Recipient.id.in_(union_all(*selects) if len(selects) > 1 else selects[0])
 
 
 @dataclass(frozen=True)
@@ -173,13 +333,15 @@ class RecipientQuery:
     descending: bool = False
 
 
-def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
+def batch_snapshot(batch: BatchCall | Any, agent_name: str | None = None) -> BatchCallSnapshot:
+    """The snapshot of a mapped BatchCall, or of a row of its table's columns read with
+    Core (a list of 10,000 skips the ORM) together with the agent's name."""
     return BatchCallSnapshot(
         id=batch.id,
         name=batch.name,
         status=BatchStatus(batch.status),
         agent_id=batch.agent_id,
-        agent_name=batch.agent.name,
+        agent_name=batch.agent.name if agent_name is None else agent_name,
         from_number=batch.from_number,
         send_type=SendType(batch.send_type),
         scheduled_at=batch.scheduled_at,
@@ -197,6 +359,17 @@ def batch_snapshot(batch: BatchCall) -> BatchCallSnapshot:
         started_at=batch.started_at,
         finished_at=batch.finished_at,
         updated_at=batch.updated_at,
+        time_ranges=batch.time_ranges or "",
+        blackout_dates=batch.blackout_dates or "",
+        end_at=batch.end_at,
+        local_hours=(
+            f"{batch.local_hours_start}-{batch.local_hours_end}"
+            if batch.local_hours_start and batch.local_hours_end
+            else ""
+        ),
+        max_attempts=batch.max_attempts,
+        retry_delay_minutes=batch.retry_delay_minutes,
+        retry_outcomes=batch.retry_outcomes,
     )
 
 
@@ -216,6 +389,8 @@ def recipient_snapshot(r: Recipient) -> RecipientSnapshot:
         ended_at=r.ended_at,
         duration_seconds=r.duration_seconds,
         answered_by=r.answered_by,
+        timezones=timezones_from_text(r.timezones),
+        next_try_at=r.next_try_at,
     )
 
 
@@ -245,15 +420,16 @@ class BatchCallService:
         self.actor = actor or Actor.current()
         #: Told the id of every batch call an action changed (the GUI turns it into a signal).
         self.on_change = on_change
+        #: How many calls the dialer was already placing when the last Pause, Cancel or
+        #: Delete committed (it waited for them: none starts after it answered).
+        self.calls_waited_for = 0
 
     # ----------------------------------------------------------------- creation
     def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
         problems: dict[str, str] = {}
         values: dict[str, Any] = {}
-        try:
-            values["name"] = validate_name(spec.name)
-        except ValidationError as e:
-            problems.update(e.problems)
+        problems.update(creation_problems(spec.creation_request(), self.clock()))
+        values["name"] = spec.name.strip()
         agent = session.get(Agent, spec.agent_id)
         if agent is None:
             problems["agent"] = "Choose an agent."
@@ -266,43 +442,6 @@ class BatchCallService:
             problems["from_number"] = f"The from number {number.phone_number} is not active."
         else:
             values["from_number"] = number.phone_number
-        try:
-            parse_timezone(spec.timezone)
-        except WindowError as e:
-            problems["timezone"] = str(e)
-        for key, text in (("window_start", spec.window_start), ("window_end", spec.window_end)):
-            try:
-                parse_hhmm(text)
-            except WindowError as e:
-                problems[key] = str(e)
-        if (
-            "window_start" not in problems
-            and "window_end" not in problems
-            and parse_hhmm(spec.window_start) == parse_hhmm(spec.window_end)
-        ):
-            problems["window_end"] = "The time range is empty: start and end are the same."
-        if not spec.allowed_days:
-            problems["allowed_days"] = "Choose at least one allowed day."
-        elif not set(spec.allowed_days) <= set(range(1, 8)):
-            problems["allowed_days"] = "Allowed days are weekdays 1 (Monday) to 7 (Sunday)."
-        if (
-            isinstance(spec.reserved_concurrency, bool)
-            or not isinstance(spec.reserved_concurrency, int)
-            or not 1 <= spec.reserved_concurrency <= CONCURRENCY_MAX
-        ):
-            problems["reserved_concurrency"] = (
-                f"Reserved concurrency must be a whole number from 1 to {CONCURRENCY_MAX}."
-            )
-        send_type = SendType(spec.send_type)
-        if send_type is SendType.SCHEDULE:
-            if spec.scheduled_at is None:
-                problems["scheduled_at"] = "A scheduled batch call needs a date and time."
-            elif spec.scheduled_at.tzinfo is None:
-                problems["scheduled_at"] = "The scheduled time needs a timezone."
-            elif spec.scheduled_at < self.clock() - timedelta(seconds=60):
-                problems["scheduled_at"] = (
-                    "The scheduled time is in the past; choose a later time or Send Now."
-                )
         if problems:
             raise ValidationError(problems)
         return values
@@ -313,8 +452,13 @@ class BatchCallService:
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         *,
         progress: Callable[[int], None] | None = None,
+        before_scheduled: Callable[[], None] | None = None,
     ) -> BatchCallSnapshot:
         """Store the batch call and all its recipients, or nothing.
+
+        `before_scheduled` runs once every recipient is stored and before the batch call
+        can be dialed; if it raises, nothing is kept (the command line refuses a file with
+        rejected rows there, after its one pass over the file).
 
         The batch call is committed first as PENDING (visible, cancellable, never dialed),
         then the recipients are stored chunk by chunk and it becomes SCHEDULED. If anything
@@ -324,6 +468,10 @@ class BatchCallService:
         now = self.clock()
         with self.sessions.begin() as session:
             values = self.validate_new(spec, session)
+            request = spec.creation_request()
+            ranges = request.ranges()
+            local_hours = request.local_hours_rule()
+            first = ranges[0]
             batch = BatchCall(
                 name=values["name"],
                 status=BatchStatus.PENDING.value,
@@ -333,9 +481,19 @@ class BatchCallService:
                 send_type=SendType(spec.send_type).value,
                 scheduled_at=spec.scheduled_at if spec.send_type == SendType.SCHEDULE else None,
                 timezone=spec.timezone,
-                window_start=parse_hhmm(spec.window_start).strftime("%H:%M"),
-                window_end=parse_hhmm(spec.window_end).strftime("%H:%M"),
+                # The first range also fills the one-window columns older readers know.
+                window_start=f"{first.start:%H:%M}",
+                window_end=f"{first.end:%H:%M}",
+                time_ranges=time_ranges_text(ranges) if spec.time_ranges else None,
                 allowed_days=days_to_text(spec.allowed_days),
+                blackout_dates=blackout_dates_text(parse_blackout_dates(spec.blackout_dates))
+                or None,
+                end_at=spec.end_at,
+                local_hours_start=f"{local_hours.start:%H:%M}" if local_hours else None,
+                local_hours_end=f"{local_hours.end:%H:%M}" if local_hours else None,
+                max_attempts=spec.max_attempts,
+                retry_delay_minutes=spec.retry_delay_minutes,
+                retry_outcomes=retry_outcomes_text(parse_retry_outcomes(spec.retry_outcomes)),
                 reserved_concurrency=spec.reserved_concurrency,
                 variable_columns=list(spec.variable_columns),
                 created_at=now,
@@ -347,7 +505,9 @@ class BatchCallService:
             session.flush()
             batch_id = batch.id
         try:
-            total = self._store_recipients(batch_id, spec, recipient_chunks, progress)
+            total = self._store_recipients(
+                batch_id, spec, recipient_chunks, progress, before_scheduled
+            )
         except BaseException:
             self._discard_failed_create(batch_id)
             raise
@@ -355,12 +515,56 @@ class BatchCallService:
         self._changed(batch_id)
         return self.get(batch_id)
 
+    def _insert_recipients(self, batch_id: int, rows: list[tuple[Any, ...]]) -> int:
+        """One transaction: the rows (in RECIPIENT_INSERT_COLUMNS order, variables as JSON
+        text), the counters and the import heartbeat. SQLite gets the rows straight through
+        its driver's executemany: SQLAlchemy's per-row parameter processing was half of a
+        million-row import's time."""
+        with self.sessions.begin() as session:
+            still_there = session.execute(
+                update(BatchCall)
+                .where(BatchCall.id == batch_id)
+                .values(
+                    import_heartbeat_at=self.clock(),
+                    total_recipients=BatchCall.total_recipients + len(rows),
+                    pending_count=BatchCall.pending_count + len(rows),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if not still_there:
+                raise NotFound("The batch call was deleted while its recipients were stored.")
+            connection = session.connection()
+            if connection.dialect.name == "sqlite":
+                placeholders = ",".join("?" * len(RECIPIENT_INSERT_COLUMNS))
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.executemany(
+                        f"INSERT INTO recipients ({','.join(RECIPIENT_INSERT_COLUMNS)}) "
+                        f"VALUES ({placeholders})",
+                        rows,
+                    )
+                finally:
+                    cursor.close()
+            else:
+                connection.execute(
+                    insert(Recipient),
+                    [
+                        {
+                            **dict(zip(RECIPIENT_INSERT_COLUMNS, row, strict=True)),
+                            "variables": json.loads(row[4]) if row[4] else None,
+                        }
+                        for row in rows
+                    ],
+                )
+        return len(rows)
+
     def _store_recipients(
         self,
         batch_id: int,
         spec: NewBatchCall,
         recipient_chunks: Iterable[Sequence[RecipientInput]],
         progress: Callable[[int], None] | None,
+        before_scheduled: Callable[[], None] | None = None,
     ) -> int:
         """Insert the recipients chunk by chunk, each chunk its own short transaction, so a
         million-row import never holds SQLite's write lock for long (a Cancel, or the engine,
@@ -369,42 +573,41 @@ class BatchCallService:
         total = 0
         variable_columns: dict[str, None] = dict.fromkeys(spec.variable_columns)
         pending = RecipientStatus.PENDING.value
+        dumps = json.dumps
+        zones_of = stored_timezones_for_number
+        reversed_digits = search_keys.reversed_digits
+        name_key = search_keys.name_key
+        last_word_key = search_keys.last_word_key
+        rows: list[tuple[Any, ...]] = []
         for chunk in recipient_chunks:
-            if not chunk:
-                continue
-            rows = []
             for r in chunk:
                 variables = r.variables or None
                 if variables:
                     variable_columns.update(dict.fromkeys(variables))
                 rows.append(
-                    {
-                        "batch_call_id": batch_id,
-                        "row_number": r.row_number,
-                        "phone_number": r.phone_number,
-                        "name": r.name,
-                        "variables": variables,
-                        "status": pending,
-                        "attempts": 0,
-                    }
-                )
-            with self.sessions.begin() as session:
-                still_there = session.execute(
-                    update(BatchCall)
-                    .where(BatchCall.id == batch_id)
-                    .values(
-                        import_heartbeat_at=self.clock(),
-                        total_recipients=BatchCall.total_recipients + len(rows),
-                        pending_count=BatchCall.pending_count + len(rows),
+                    (
+                        batch_id,
+                        r.row_number,
+                        r.phone_number,
+                        r.name,
+                        dumps(variables) if variables else None,
+                        pending,
+                        0,
+                        zones_of(r.phone_number),
+                        reversed_digits(r.phone_number),
+                        name_key(r.name),
+                        last_word_key(r.name),
                     )
-                    .execution_options(synchronize_session=False)
-                ).rowcount  # type: ignore[attr-defined]
-                if not still_there:
-                    raise NotFound("The batch call was deleted while its recipients were stored.")
-                session.connection().execute(insert(Recipient), rows)
-            total += len(rows)
+                )
+            if len(rows) >= COMMIT_ROWS:
+                total += self._insert_recipients(batch_id, rows)
+                rows = []
             if progress:
-                progress(total)
+                progress(total + len(rows))
+        if rows:
+            total += self._insert_recipients(batch_id, rows)
+        if before_scheduled is not None:
+            before_scheduled()
         if total == 0:
             raise ValidationError({"recipients": "No valid recipients: at least one is required."})
         with self.sessions.begin() as session:
@@ -583,7 +786,7 @@ class BatchCallService:
         return snapshot
 
     def pause(self, batch_id: int) -> BatchCallSnapshot:
-        return self._act(
+        snapshot = self._act(
             batch_id,
             Action.PAUSE,
             {
@@ -592,6 +795,8 @@ class BatchCallService:
             },
             after=self._requeue(batch_id),
         )
+        self._await_calls_being_placed(batch_id, Action.PAUSE)
+        return snapshot
 
     def resume(self, batch_id: int) -> BatchCallSnapshot:
         return self._act(
@@ -601,7 +806,7 @@ class BatchCallService:
         )
 
     def cancel(self, batch_id: int) -> BatchCallSnapshot:
-        return self._act(
+        snapshot = self._act(
             batch_id,
             Action.CANCEL,
             {
@@ -611,6 +816,23 @@ class BatchCallService:
             },
             after=self._requeue(batch_id),
         )
+        self._await_calls_being_placed(batch_id, Action.CANCEL)
+        return snapshot
+
+    def _await_calls_being_placed(
+        self, batch_id: int, action: Action, seen: int | None = None
+    ) -> None:
+        """The dialer places calls outside any lock (app.services.placements): once this
+        returns (a second at most), no call of the batch call starts any more."""
+        waited = wait_for_calls_being_placed(self.sessions, batch_id, seen=seen)
+        self.calls_waited_for = waited
+        if waited:
+            log.info(
+                "%s of batch call %s waited for %d call(s) the dialer was already placing",
+                action.label,
+                batch_id,
+                waited,
+            )
 
     def retry(self, batch_id: int) -> BatchCallSnapshot:
         """Same batch call back to SCHEDULED; FAILED and NO_ANSWER recipients to PENDING."""
@@ -622,7 +844,11 @@ class BatchCallService:
                 move_recipients(
                     session,
                     batch_id,
-                    [*sorted(RETRYABLE_RECIPIENT_STATUSES), RecipientStatus.QUEUED],
+                    [
+                        *sorted(RETRYABLE_RECIPIENT_STATUSES),
+                        RecipientStatus.QUEUED,
+                        RecipientStatus.WAITING_RETRY,
+                    ],
                     RecipientStatus.PENDING,
                     values={"next_try_at": None},
                 )
@@ -649,9 +875,11 @@ class BatchCallService:
             if batch is None:
                 raise ActionNotAllowed(Action.DELETE, None)
             self._audit(session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients")
+            being_placed = calls_being_placed(session, batch_id)
             session.execute(delete(CallAttempt).where(CallAttempt.batch_call_id == batch_id))
             session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
             session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
+        self._await_calls_being_placed(batch_id, Action.DELETE, seen=being_placed)
         self._changed(batch_id)
 
     def perform(self, batch_id: int, action: Action) -> BatchCallSnapshot | None:
@@ -685,13 +913,18 @@ class BatchCallService:
 
     def list(self, search: str = "") -> builtins.list[BatchCallSnapshot]:
         """Every batch call, newest first; `search` matches names case-insensitively."""
-        stmt = select(BatchCall).order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+        # Plain rows, not mapped objects: the desktop reads 10,000 of these every poll.
+        stmt = (
+            select(*BatchCall.__table__.columns, Agent.name.label("agent_name_"))
+            .join(Agent, Agent.id == BatchCall.agent_id)
+            .order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+        )
         if search.strip():
             stmt = stmt.where(
                 func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
             )
         with self.sessions() as session:
-            return [batch_snapshot(b) for b in session.scalars(stmt)]
+            return [batch_snapshot(b, agent_name=b.agent_name_) for b in session.execute(stmt)]
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""
@@ -714,42 +947,64 @@ class BatchCallService:
             return batch_snapshot(matches[0])
 
     def _recipient_filter(
-        self, batch_id: int, query: RecipientQuery
+        self, batch_id: int, query: RecipientQuery, common: bool = False
     ) -> builtins.list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
         if query.status is not None:
             conditions.append(Recipient.status == RecipientStatus(query.status).value)
         text = query.search.strip()
         if text:
-            digits = "".join(ch for ch in text if ch.isdigit())
-            looks_like_phone = bool(digits) and all(ch in PHONE_CHARS for ch in text)
-            by_name = func.lower(Recipient.name).contains(text.lower(), autoescape=True)
-            if looks_like_phone:
-                # "101" may be a number fragment or a name such as "Room 101".
-                conditions.append(
-                    or_(Recipient.phone_number.contains(digits, autoescape=True), by_name)
-                )
-            else:
-                conditions.append(by_name)
+            conditions.append(recipient_search(batch_id, text, common))
         return conditions
 
-    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
-        with self.sessions() as session:
-            if not query.search.strip():
-                batch = session.get(BatchCall, batch_id)
-                if batch is None:
-                    return 0
-                if query.status is None:
-                    return int(batch.total_recipients)
-                return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
-            return int(
+    def _common_search(self, session: Session, batch_id: int, text: str) -> bool:
+        """Whether `text` matches COMMON_SEARCH recipients or more (a few capped index
+        range counts, a millisecond or two)."""
+        found = 0
+        for branch in search_branches(batch_id, text):
+            capped = select(Recipient.id).where(branch).limit(COMMON_SEARCH).subquery()
+            found += int(session.scalar(select(func.count()).select_from(capped)) or 0)
+            if found >= COMMON_SEARCH:
+                return True
+        return False
+
+    def _count_search(self, session: Session, batch_id: int, query: RecipientQuery) -> int:
+        """Matches of a search: each index range counted on its own, a recipient found by
+        two ways counted once (its later way excludes the earlier ones' ranges)."""
+        branches = search_branches(batch_id, query.search.strip())
+        status = (
+            [Recipient.status == RecipientStatus(query.status).value]
+            if query.status is not None
+            else []
+        )
+        total = 0
+        found_by: list[ColumnElement[bool]] = []  # earlier ways that found someone
+        for branch in branches:
+            earlier = [not_(b) for b in found_by]
+            found = int(
                 session.scalar(
                     select(func.count())
                     .select_from(Recipient)
-                    .where(*self._recipient_filter(batch_id, query))
+                    .where(branch, *status, *[or_(e, e.is_(None)) for e in earlier])
                 )
                 or 0
             )
+            if found:
+                found_by.append(branch)
+            total += found
+        return total
+
+    def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
+        with self.sessions() as session:
+            if query.search.strip():
+                return self._count_search(session, batch_id, query)
+            # The counters kept with every status change: never a count of the rows.
+            batch = session.get(BatchCall, batch_id)
+            if batch is None:
+                return 0
+            if query.status is None:
+                return int(batch.total_recipients)
+            return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
 
     def recipients_page(
         self,
@@ -757,21 +1012,55 @@ class BatchCallService:
         query: RecipientQuery = RecipientQuery(),
         offset: int = 0,
         limit: int = 200,
+        *,
+        after: RecipientSnapshot | None = None,
     ) -> builtins.list[RecipientSnapshot]:
-        column = _SORT_COLUMNS[RecipientSort(query.sort)]
+        """A page of recipients in the query's order: the page that follows the recipient
+        `after` (keyset paging: as fast at row 900,000 as at row 0), else from `offset`."""
+        sort = RecipientSort(query.sort)
+        column = _SORT_COLUMNS[sort]
         ordered = column.desc() if query.descending else column.asc()
         # Empty names and times sort last either way, on SQLite and PostgreSQL alike.
-        order = [ordered.nulls_last()]
+        order = [ordered.nulls_last()] if sort in _NULLABLE_SORTS else [ordered]
+        if sort is RecipientSort.ROW:
+            order = []
         tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
+        with self.sessions() as session:
+            common = bool(query.search.strip()) and self._common_search(
+                session, batch_id, query.search.strip()
+            )
+        conditions = self._recipient_filter(batch_id, query, common=common)
+        if after is not None:
+            conditions.append(_after(sort, query.descending, after))
+            offset = 0
         stmt = (
             select(Recipient)
-            .where(*self._recipient_filter(batch_id, query))
+            .where(*conditions)
             .order_by(*order, tiebreak)
             .offset(offset)
             .limit(limit)
         )
         with self.sessions() as session:
             return [recipient_snapshot(r) for r in session.scalars(stmt)]
+
+    def recipient_at(
+        self, batch_id: int, query: RecipientQuery, position: int
+    ) -> RecipientSnapshot | None:
+        """The recipient at `position` (0-based) in the query's order, or None (a cursor for
+        `recipients_page(after=...)`; reading it counts the rows before it once)."""
+        page = self.recipients_page(batch_id, query, offset=position, limit=1)
+        return page[0] if page else None
+
+    def recipients_by_id(self, batch_id: int, ids: Sequence[int]) -> dict[int, RecipientSnapshot]:
+        """The current state of these recipients of the batch call (a live refresh of the
+        rows a view shows, whatever page they came from)."""
+        if not ids:
+            return {}
+        stmt = select(Recipient).where(
+            Recipient.batch_call_id == batch_id, Recipient.id.in_(list(ids))
+        )
+        with self.sessions() as session:
+            return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
 
     def iter_recipients(
         self, batch_id: int, query: RecipientQuery = RecipientQuery(), chunk: int = 5_000
@@ -822,6 +1111,12 @@ class BatchCallService:
                     "ended_at": _iso(r.ended_at),
                     "duration_seconds": "" if r.duration_seconds is None else r.duration_seconds,
                     "answered_by": r.answered_by or "",
+                    # "Skipped: do not call", "Expired", "Waiting for retry" as shown.
+                    "status_display": r.status.display_name,
+                    "next_attempt_at": _iso(r.next_try_at)
+                    if r.status is RecipientStatus.WAITING_RETRY
+                    else "",
+                    "timezones": " ".join(r.timezones),
                 }
                 for key, header in headers.items():
                     row[header] = r.variables.get(key, "")
@@ -850,6 +1145,23 @@ class BatchCallService:
                     "answered_by": a.answered_by,
                 }
                 for a in attempts
+            ]
+
+    def outcomes_since(
+        self, batch_id: int, since: datetime
+    ) -> builtins.list[tuple[datetime, RecipientStatus]]:
+        """(end time, outcome) of the batch call's calls that ended at or after `since`
+        (the Summary's rate, estimate and chart)."""
+        stmt = select(CallAttempt.ended_at, CallAttempt.outcome).where(
+            CallAttempt.batch_call_id == batch_id,
+            CallAttempt.outcome.is_not(None),
+            CallAttempt.ended_at >= since,
+        )
+        with self.sessions() as session:
+            return [
+                (ended, RecipientStatus(outcome))
+                for ended, outcome in session.execute(stmt)
+                if ended is not None and outcome in RecipientStatus.__members__
             ]
 
     def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:
@@ -967,6 +1279,9 @@ EXPORT_COLUMNS = (
     "ended_at",
     "duration_seconds",
     "answered_by",
+    "status_display",
+    "next_attempt_at",
+    "timezones",
 )
 EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
 

@@ -690,69 +690,123 @@ def scan(
     """
     options = _checked(options)
     opened = _open_csv(path, progress, cancel)
-    total = accepted = rejected_count = removed_count = duplicate_count = 0
-    rejected: list[RejectedRow] = []
-    seen: set[int] = set()
-    # Accepted numbers in file order; only read back to find the first row of duplicates.
-    keys = array("Q")
-    key_rows = array("L")
-    later_rows: dict[int, list[int]] = {}
-    phone_of: dict[int, str] = {}
-    drop = options.drop_duplicates
+    builder = _ReportBuilder(options.drop_duplicates)
     with opened.text:
         for item in _rows(opened, options):
-            total += 1
-            if item is None:
-                removed_count += 1
-            elif type(item) is RecipientRow:
-                key = _duplicate_key(item.phone_number)
-                if key in seen:
-                    duplicate_count += 1
-                    rows = later_rows.get(key)
-                    if rows is not None:
-                        rows.append(item.row_number)
-                    elif len(later_rows) < DUPLICATE_GROUPS_KEEP:
-                        later_rows[key] = [item.row_number]
-                        phone_of[key] = item.phone_number
-                    if drop:
-                        continue
-                else:
-                    seen.add(key)
-                    keys.append(key)
-                    key_rows.append(item.row_number)
-                accepted += 1
-            else:
-                rejected_count += 1
-                if len(rejected) < REJECTED_KEEP:
-                    rejected.append(item)  # type: ignore[arg-type]
+            builder.add(item)
     if progress is not None:
         progress(opened.size, opened.size)
-    del seen
-    duplicates = _duplicate_groups(keys, key_rows, later_rows, phone_of)
-    layout = opened.layout
-    logger.info(
-        "Scanned %s: %d rows, %d accepted, %d rejected, %d duplicates, %d removed",
-        opened.path.name,
-        total,
-        accepted,
-        rejected_count,
-        duplicate_count,
-        removed_count,
-    )
-    return CsvReport(
-        path=opened.path,
-        delimiter=layout.delimiter,
-        encoding=opened.encoding,
-        columns=layout.columns,
-        variable_columns=layout.variable_columns,
-        total_rows=total,
-        accepted_count=accepted,
-        rejected=tuple(rejected),
-        rejected_count=rejected_count,
-        duplicates=duplicates,
-        duplicate_count=duplicate_count,
-        removed_count=removed_count,
-    )
+    return builder.report(opened)
+
+
+class _ReportBuilder:
+    """What a pass over the rows found: counts, the first rejected rows, duplicates."""
+
+    def __init__(self, drop_duplicates: bool) -> None:
+        self.total = self.accepted = self.rejected_count = 0
+        self.removed_count = self.duplicate_count = 0
+        self.rejected: list[RejectedRow] = []
+        self.seen: set[int] = set()
+        # Accepted numbers in file order; only read back to find the first row of duplicates.
+        self.keys = array("Q")
+        self.key_rows = array("L")
+        self.later_rows: dict[int, list[int]] = {}
+        self.phone_of: dict[int, str] = {}
+        self.drop = drop_duplicates
+
+    def add(self, item: RecipientRow | RejectedRow | None) -> bool:
+        """Count one row; True when it is a recipient to store."""
+        self.total += 1
+        if item is None:
+            self.removed_count += 1
+            return False
+        if type(item) is RecipientRow:
+            key = _duplicate_key(item.phone_number)
+            if key in self.seen:
+                self.duplicate_count += 1
+                rows = self.later_rows.get(key)
+                if rows is not None:
+                    rows.append(item.row_number)
+                elif len(self.later_rows) < DUPLICATE_GROUPS_KEEP:
+                    self.later_rows[key] = [item.row_number]
+                    self.phone_of[key] = item.phone_number
+                if self.drop:
+                    return False
+            else:
+                self.seen.add(key)
+                self.keys.append(key)
+                self.key_rows.append(item.row_number)
+            self.accepted += 1
+            return True
+        self.rejected_count += 1
+        if len(self.rejected) < REJECTED_KEEP:
+            self.rejected.append(item)  # type: ignore[arg-type]
+        return False
+
+    def report(self, opened: _OpenFile) -> CsvReport:
+        self.seen = set()
+        duplicates = _duplicate_groups(self.keys, self.key_rows, self.later_rows, self.phone_of)
+        layout = opened.layout
+        logger.info(
+            "Scanned %s: %d rows, %d accepted, %d rejected, %d duplicates, %d removed",
+            opened.path.name,
+            self.total,
+            self.accepted,
+            self.rejected_count,
+            self.duplicate_count,
+            self.removed_count,
+        )
+        return CsvReport(
+            path=opened.path,
+            delimiter=layout.delimiter,
+            encoding=opened.encoding,
+            columns=layout.columns,
+            variable_columns=layout.variable_columns,
+            total_rows=self.total,
+            accepted_count=self.accepted,
+            rejected=tuple(self.rejected),
+            rejected_count=self.rejected_count,
+            duplicates=duplicates,
+            duplicate_count=self.duplicate_count,
+            removed_count=self.removed_count,
+        )
+
+
+class CheckedImport:
+    """One pass over a file that both yields the recipients to store and builds the same
+    report as `scan`, so the command line validates each row once (the report is ready
+    once the chunks are exhausted: `report`)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: ImportOptions | None = None,
+        chunk_size: int = 5000,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> None:
+        self.options = _checked(options)
+        self._opened = _open_csv(path, progress, cancel)
+        self._chunk_size = chunk_size
+        self._progress = progress
+        self.report: CsvReport | None = None
+
+    def chunks(self) -> Iterator[list[RecipientRow]]:
+        opened = self._opened
+        builder = _ReportBuilder(self.options.drop_duplicates)
+        chunk: list[RecipientRow] = []
+        with opened.text:
+            for item in _rows(opened, self.options):
+                if builder.add(item):
+                    chunk.append(item)  # type: ignore[arg-type]
+                    if len(chunk) >= self._chunk_size:
+                        yield chunk
+                        chunk = []
+        if chunk:
+            yield chunk
+        if self._progress is not None:
+            self._progress(opened.size, opened.size)
+        self.report = builder.report(opened)
 
 
 def _duplicate_groups(
@@ -814,6 +868,24 @@ def iter_recipient_chunks(
     if progress is not None:
         progress(opened.size, opened.size)
     logger.info("Read %d recipients from %s", count, opened.path.name)
+
+
+def iter_rows(
+    path: str | os.PathLike[str],
+    options: ImportOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
+) -> Iterator[RecipientRow | RejectedRow]:
+    """Every data row once, accepted or rejected, in file order (the do-not-call import reads
+    a file in one pass with the same rules as a recipients file)."""
+    options = _checked(options)
+    opened = _open_csv(path, progress, cancel)
+    with opened.text:
+        for item in _rows(opened, options):
+            if item is not None:
+                yield item
+    if progress is not None:
+        progress(opened.size, opened.size)
 
 
 def require_recipients(report: CsvReport) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.services.engine import EngineConfig
+from app.services.engine.config import EngineConfig
 from app.services.settings import AppSettings, SettingsStore
 
 #: AppSettings field -> EngineConfig field.

@@ -20,13 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import describe_url
-from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
-from app.services.engine_settings import effective_settings, engine_config_for
-from app.services.providers import build_provider
+from app.services.engine import EngineConfig, EngineRunner, EngineStatus
+from app.services.engine.state import STOPPED, error
 from app.services.telephony import TelephonyProvider
 
 log = logging.getLogger(__name__)
@@ -101,13 +98,14 @@ class EngineHost(QObject):
           it disappeared; at most once per batch call per tick.
       recipientsChanged(int): recipients of that batch call changed.
       waitingReasonChanged(int, str): the new reason ("" when cleared).
-      engineStateChanged(str): "dialing", "standby: ...", "stopped" or "error: ...".
+      engineStateChanged(object): the engine's EngineStatus (an EngineState and its
+          detail: who dials when standing by, what is wrong on error).
     """
 
     batchCallChanged = Signal(int)
     recipientsChanged = Signal(int)
     waitingReasonChanged = Signal(int, str)
-    engineStateChanged = Signal(str)
+    engineStateChanged = Signal(object)
     _wakeRequested = Signal()
     _shutdownRequested = Signal()
 
@@ -130,16 +128,16 @@ class EngineHost(QObject):
         self._config = engine_config
         self._thread: QThread | None = None
         self._worker: _EngineWorker | None = None
-        self._state = "stopped"
+        self._state = STOPPED
         self._state_lock = threading.Lock()
         self._quit_hooked: QCoreApplication | None = None
 
     @property
-    def state(self) -> str:
+    def state(self) -> EngineStatus:
         with self._state_lock:
             return self._state
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: EngineStatus) -> None:
         """Called from the engine thread; emits only on a change."""
         with self._state_lock:
             if state == self._state:
@@ -203,8 +201,8 @@ class EngineHost(QObject):
 
 
 class _EngineWorker(QObject):
-    """Lives in the engine thread: owns the database engine, the DialerEngine and the
-    "engineTimer" QTimer."""
+    """Lives in the engine thread: owns the EngineRunner (the engine and its database
+    connections) and the "engineTimer" QTimer."""
 
     def __init__(
         self,
@@ -223,8 +221,7 @@ class _EngineWorker(QObject):
         self._provider = provider
         self._overrides = overrides
         self._config = config
-        self._db: Engine | None = None
-        self._engine: DialerEngine | None = None
+        self._runner: EngineRunner | None = None
         self._timer: QTimer | None = None
         self._stopping = threading.Event()
         #: Ticks run so far (tests tell ticks apart with it).
@@ -232,31 +229,24 @@ class _EngineWorker(QObject):
 
     def request_stop(self) -> None:
         self._stopping.set()
-        if self._engine is not None:
-            self._engine.request_stop()
+        if self._runner is not None:
+            self._runner.request_stop()
 
     @Slot()
     def run(self) -> None:
         """Set up in the engine thread (connections belong to the thread that uses them)."""
         try:
-            self._db, sessions = open_engine_database(self._database_url)
-            clock = self._clock
-            settings = effective_settings(sessions, self._overrides)
-            self._engine = DialerEngine(
-                sessions,
-                self._provider,
-                clock=clock,
-                config=engine_config_for(settings, self._config),
+            self._runner = EngineRunner(
+                self._database_url,
+                stop=self._stopping,
+                provider=self._provider,
+                clock=None if self._clock is _utcnow else self._clock,
+                config=self._config,
                 settings_overrides=self._overrides,
-                provider_factory=None
-                if self._provider
-                else (lambda settings: build_provider(settings, clock=clock)),
-                sleep=self._stopping.wait if self._clock is _utcnow else None,
             )
         except Exception as exc:
             log.exception("the engine cannot start on %s", describe_url(self._database_url))
-            self._host._set_state(f"error: the engine cannot start ({type(exc).__name__}: {exc})")
-            self._dispose()
+            self._host._set_state(error(f"the engine cannot start ({type(exc).__name__}: {exc})"))
             QThread.currentThread().quit()
             return
         if self._stopping.is_set():
@@ -271,20 +261,20 @@ class _EngineWorker(QObject):
 
     @Slot()
     def wake(self) -> None:
-        if self._engine is None or self._timer is None or self._stopping.is_set():
+        if self._runner is None or self._timer is None or self._stopping.is_set():
             return
-        self._engine.request_pickup()
+        self._runner.engine.request_pickup()
         self._timer.start(0)
 
     @Slot()
     def _tick(self) -> None:
-        engine = self._engine
-        if engine is None or self._stopping.is_set():
+        runner = self._runner
+        if runner is None or self._stopping.is_set():
             return
-        report = self._safe_tick(engine)
+        report = runner.tick()
         self.ticks += 1
         host = self._host
-        self._host._set_state(report.state)
+        self._host._set_state(report.status)
         for batch_id in sorted(report.changed | report.recipients_changed):
             host.batchCallChanged.emit(batch_id)
         for batch_id in sorted(report.recipients_changed):
@@ -293,26 +283,7 @@ class _EngineWorker(QObject):
             host.waitingReasonChanged.emit(batch_id, reason)
         if self._stopping.is_set() or self._timer is None:
             return
-        try:
-            interval = engine.settings.dial_interval_seconds
-        except SQLAlchemyError:
-            interval = 1.0
-        if report.next_tick_in is not None:
-            interval = min(interval, report.next_tick_in)
-        self._timer.start(max(0, round(interval * 1000)))
-
-    @staticmethod
-    def _safe_tick(engine: DialerEngine) -> TickReport:
-        try:
-            return engine.tick()
-        except SQLAlchemyError as exc:
-            log.warning("database busy or unreachable (%s); trying again", type(exc).__name__)
-            return TickReport(
-                state=f"error: the database is busy or unreachable ({type(exc).__name__})"
-            )
-        except Exception as exc:
-            log.exception("engine tick failed")
-            return TickReport(state=f"error: {type(exc).__name__}: {exc}")
+        self._timer.start(max(0, round(runner.seconds_to_next_tick(report) * 1000)))
 
     @Slot()
     def shutdown(self) -> None:
@@ -322,19 +293,13 @@ class _EngineWorker(QObject):
             self._timer.stop()
             self._timer = None
         self._dispose()
-        self._host._set_state("stopped")
+        self._host._set_state(STOPPED)
         app = QCoreApplication.instance()
         if app is not None:  # hand the (now idle) worker back for a safe deletion
             self.moveToThread(app.thread())
         QThread.currentThread().quit()
 
     def _dispose(self) -> None:
-        if self._engine is not None:
-            try:
-                self._engine.close()
-            except Exception:
-                log.exception("closing the engine failed")
-            self._engine = None
-        if self._db is not None:
-            self._db.dispose()
-            self._db = None
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None

@@ -43,6 +43,13 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         0.01,
         1000,
     ),
+    "placement_concurrency": SettingSpec(
+        "Placement concurrency",
+        "call requests to the provider in flight at once (each still paced by the calls "
+        "per second; Twilio answers 429 beyond the account's own limit)",
+        1,
+        100,
+    ),
     "default_country": SettingSpec(
         "The default country",
         "country of numbers written without +country code",
@@ -103,5 +110,12 @@ SETTING_SPECS: dict[str, SettingSpec] = {
         "read when an engine starts",
         10,
         3600,
+    ),
+    "max_attempts_per_number_24h": SettingSpec(
+        "Attempts per number in 24 hours",
+        "call attempts to one number in any 24 hours across all batch calls (compliance "
+        "policy, SPEC 10); 0 means no cap",
+        0,
+        1000,
     ),
 }

@@ -29,6 +29,9 @@ class AppSettings:
     plan_concurrency: int = 10
     #: Calls started per second at most (Twilio's default for an account is 1).
     calls_per_second: float = 1.0
+    #: Create requests to the provider in flight at once at most (Twilio limits the
+    #: requests an account may have in flight, and answers 429 beyond it).
+    placement_concurrency: int = 10
     default_country: str = "US"
     #: Seconds between pickups of due SCHEDULED batch calls.
     pickup_interval_seconds: float = 60.0
@@ -47,6 +50,8 @@ class AppSettings:
     #: the lease went unrenewed for the expiry (both read when an engine starts).
     lease_heartbeat_seconds: float = 5.0
     lease_expiry_seconds: float = 30.0
+    #: SPEC 10: call attempts to one number in any 24 hours, all batch calls (0: no cap).
+    max_attempts_per_number_24h: int = 0
 
     def validate(self) -> AppSettings:
         """Every value within bounds the engine can live with, or SettingsError."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.services.telephony import (
+    SIMULATED,
     AccountInfo,
     ApplicationInfo,
     CallRequest,
@@ -208,6 +209,7 @@ class SimulationProvider:
     """A `TelephonyProvider` that places no real call."""
 
     name = "simulation"
+    capabilities = SIMULATED
 
     def __init__(
         self,

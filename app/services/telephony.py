@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 from xml.sax.saxutils import escape
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,9 @@ class CallState:
     answered_by: str | None
     error_code: int | None
     error_message: str | None
+    #: How long the provider keeps the call waiting before dialing it (Twilio's
+    #: `queue_time`): long waits mean the account's real rate is below the setting.
+    queue_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -349,11 +352,31 @@ def _code_suffix(code: int | None) -> str:
     return f", Twilio error {code}" if code is not None else ""
 
 
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """What the engine may rely on about a provider, instead of recognising it by name."""
+
+    #: Places no real call and answers inside this process at once (no network): its
+    #: calls are polled inline rather than from a pool of threads.
+    simulated: bool = False
+    #: Its record of the calls it placed outlives this provider object (a remote
+    #: service): the engine may build it again at any time (new credentials). A provider
+    #: that keeps them only in memory is kept instead: that memory serves reconciliation.
+    keeps_call_history: bool = True
+
+
+#: A real telephony service reached over the network (Twilio).
+REMOTE_SERVICE = ProviderCapabilities()
+#: The simulation: no network, calls remembered only by this provider object.
+SIMULATED = ProviderCapabilities(simulated=True, keeps_call_history=False)
+
+
 class TelephonyProvider(Protocol):
     """What the dialer engine needs from a provider; every method is synchronous and
     thread-safe and raises only `ProviderError` subclasses."""
 
     name: str
+    capabilities: ProviderCapabilities
 
     def place_call(self, request: CallRequest) -> CallState: ...
 
@@ -366,3 +389,14 @@ class TelephonyProvider(Protocol):
     def list_from_numbers(self) -> list[NumberInfo]: ...
 
     def list_applications(self) -> list[ApplicationInfo]: ...
+
+
+@runtime_checkable
+class BulkCallTracking(Protocol):
+    """A provider that reports many calls in a few requests (Twilio's Calls list,
+    filtered by start time and status, paged), so that tracking 1,000 live calls does not
+    take 1,000 requests a round."""
+
+    def calls_since(self, since: datetime) -> list[CallState]:
+        """Every call that started at or after `since`, and every call still queued."""
+        ...

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
 from app.services.telephony import (
+    REMOTE_SERVICE,
     AccountInfo,
     ApplicationInfo,
     CallRequest,
@@ -68,19 +70,25 @@ class _Secret:
 
 class _QuietHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The package logs every request at INFO, query strings (phone numbers) included:
-    keep only the method and path, at DEBUG."""
+    keep only the method and path, at DEBUG. It also keeps the last answer's
+    `Retry-After` (the package's exceptions drop the headers); one client per thread."""
+
+    retry_after: float | None = None
 
     def log_request(self, kwargs: dict[str, Any]) -> None:
         logger.debug("Twilio request: %s %s", kwargs["method"], urlsplit(kwargs["url"]).path)
 
     def log_response(self, status_code: int, response: Any) -> None:
         logger.debug("Twilio answer: HTTP %s", status_code)
+        headers = getattr(response, "headers", None) or {}
+        self.retry_after = _retry_after(headers.get("Retry-After")) if status_code == 429 else None
 
 
 class TwilioProvider:
     """Places and tracks calls through Twilio's 2010-04-01 REST API."""
 
     name = "twilio"
+    capabilities = REMOTE_SERVICE
 
     def __init__(
         self,
@@ -91,6 +99,7 @@ class TwilioProvider:
         api_key_secret: str | None = None,
         base_url: str | None = None,
         timeout: float = 10.0,
+        status_callback_url: str | None = None,
     ) -> None:
         account_sid = account_sid.strip()
         if not _ACCOUNT_SID.match(account_sid):
@@ -123,9 +132,18 @@ class TwilioProvider:
                 f"The Twilio API address {_display_url(base)!r} is not an http(s) URL. "
                 f"Fix {API_BASE_ENV} or the setting."
             )
+        if status_callback_url is not None and not re.match(
+            r"^https?://[^\s/]+", status_callback_url
+        ):
+            raise FatalProviderError(
+                f"The status callback URL {_display_url(status_callback_url)!r} is not an "
+                "http(s) URL."
+            )
         self.account_sid = account_sid
         self.base_url = base
         self.timeout = timeout
+        #: Twilio posts every call's progress here (a server with a public URL).
+        self.status_callback_url = status_callback_url
         self._username = username
         self._password = _Secret(password)
         self._uses_api_key = username != account_sid
@@ -174,6 +192,10 @@ class TwilioProvider:
             params["machine_detection"] = "Enable"
         if request.time_limit is not None:
             params["time_limit"] = request.time_limit
+        if self.status_callback_url:
+            params["status_callback"] = self.status_callback_url
+            params["status_callback_method"] = "POST"
+            params["status_callback_event"] = ["answered", "completed"]
         with self._translate_errors("placing a call"):
             call = self._client().api.v2010.account.calls.create(**params)
             state = self._call_state(call)
@@ -208,6 +230,20 @@ class TwilioProvider:
             (s for s in states if s.created_at is None or s.created_at >= cutoff),
             key=lambda s: s.created_at or cutoff,
         )
+
+    def calls_since(self, since: datetime) -> list[CallState]:
+        """Every call of the account that started at or after `since`, and every call
+        still in Twilio's queue (it has no start time yet): pages of 1,000."""
+        since = since.astimezone(UTC).replace(microsecond=0)
+        with self._translate_errors("checking calls"):
+            calls = self._client().api.v2010.account.calls
+            found = {
+                call.sid: call
+                for call in calls.stream(start_time_after=since, page_size=_LIST_PAGE_SIZE)
+            }
+            for call in calls.stream(status="queued", page_size=_LIST_PAGE_SIZE):
+                found.setdefault(call.sid, call)
+            return [self._call_state(call) for call in found.values()]
 
     def check_credentials(self) -> AccountInfo:
         with self._translate_errors("checking the account"):
@@ -300,6 +336,7 @@ class TwilioProvider:
             answered_by=call.answered_by or None,
             error_code=None,
             error_message=status_message(raw),
+            queue_seconds=_queue_seconds(call.queue_time),
         )
 
     @contextmanager
@@ -310,7 +347,10 @@ class TwilioProvider:
         except ProviderError:
             raise
         except TwilioRestException as exc:
-            self._raise(classify_twilio_error(exc.status, _int_or_none(exc.code), str(exc.msg)))
+            error = classify_twilio_error(exc.status, _int_or_none(exc.code), str(exc.msg))
+            if isinstance(error, TransientProviderError) and error.retry_after is None:
+                error.retry_after = self._client().http_client.retry_after
+            self._raise(error)
         except TwilioServiceException as exc:
             detail = exc.detail or exc.title
             self._raise(classify_twilio_error(exc.status, _int_or_none(exc.code), str(detail)))
@@ -388,6 +428,28 @@ def _display_url(url: str) -> str:
         return url.split("@")[-1]
     host = parts.hostname + (f":{parts.port}" if parts.port else "")
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _queue_seconds(value: object) -> float | None:
+    milliseconds = _int_or_none(value)
+    return milliseconds / 1000 if milliseconds is not None else None
 
 
 def _int_or_none(value: object) -> int | None:

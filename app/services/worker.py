@@ -23,12 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import database_url as resolve_database_url
 from app.models.db import describe_url
-from app.models.sqlite_file import DatabaseProblem, damage_message, is_damage
-from app.services.engine import DialerEngine, EngineConfig, TickReport, open_engine_database
-from app.services.engine_settings import effective_settings, engine_config_for
+from app.models.sqlite_file import DatabaseProblem, damage_message
+from app.services.engine import EngineConfig, EngineRunner, EngineState
 from app.services.log_format import configure_worker_logging
-from app.services.outage import OutageLog
-from app.services.providers import build_provider
 from app.services.settings import SettingsError
 from app.services.telephony import TelephonyProvider
 from app.services.worker_options import add_engine_options, engine_overrides
@@ -39,7 +36,6 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_DATABASE = 2
-DAMAGED = "error: the database file is damaged"
 
 
 def _utcnow() -> datetime:
@@ -95,7 +91,24 @@ def run_worker(
     stop = stop_event or threading.Event()
     try:
         url = resolve_database_url(database_url)
-        db_engine, sessions = open_engine_database(url)
+    except DatabaseProblem as exc:  # an in-memory URL, an unreadable URL file
+        log.error("%s", exc)
+        return EXIT_DATABASE
+    overrides = dict(settings_overrides or {})
+    if pickup_interval is not None:
+        if pickup_interval <= 0:
+            log.error("the pickup interval must be a positive number of seconds")
+            return EXIT_ERROR
+        overrides["pickup_interval_seconds"] = pickup_interval
+    try:
+        runner = EngineRunner(
+            url,
+            stop=stop,
+            provider=provider,
+            clock=clock,
+            config=engine_config,
+            settings_overrides=overrides,
+        )
     except DatabaseProblem as exc:  # damaged, empty, read-only...: it says what to do
         log.error("%s", exc)
         return EXIT_DATABASE
@@ -107,91 +120,32 @@ def run_worker(
             type(exc).__name__,
         )
         return EXIT_DATABASE
-    overrides = dict(settings_overrides or {})
-    if pickup_interval is not None:
-        if pickup_interval <= 0:
-            log.error("the pickup interval must be a positive number of seconds")
-            return EXIT_ERROR
-        overrides["pickup_interval_seconds"] = pickup_interval
-    try:
-        settings = effective_settings(sessions, overrides)
-    except (SettingsError, SQLAlchemyError):
-        db_engine.dispose()
-        raise
-    engine_config = engine_config_for(settings, engine_config)
-    log.info(
-        "poll interval %g s, lease heartbeat %g s, expiry %g s",
-        engine_config.poll_interval_seconds,
-        engine_config.lease_heartbeat_seconds,
-        engine_config.lease_ttl_seconds,
-    )
-    real_clock = clock or _utcnow
-
-    def pace(seconds: float) -> None:
-        """The engine's wait for its pacing: cut short by a stop request."""
-        if stop.wait(seconds):
-            engine.request_stop()
-
-    engine = DialerEngine(
-        sessions,
-        provider,
-        clock=real_clock,
-        config=engine_config,
-        settings_overrides=overrides,
-        provider_factory=None if provider else (lambda s: build_provider(s, clock=real_clock)),
-        sleep=pace if clock is None else None,
-    )
+    engine = runner.engine
     log.info(
         "worker started on %s (engine %s)", describe_url(url), engine.lease and engine.lease.holder
     )
-    state = ""
+    status = None
     code = EXIT_OK
-    outage = OutageLog(log)
     try:
-        with _stop_on_signals(stop, engine.request_stop):
+        with _stop_on_signals(stop, runner.request_stop):
             while True:
-                report = _safe_tick(engine, outage)
-                if report.state.startswith(DAMAGED):
-                    log.error("%s", damage_message(url, report.state.removeprefix(f"{DAMAGED}: ")))
+                report = runner.tick()
+                if runner.damage is not None:  # never "busy" forever on a damaged file
+                    log.error("%s", damage_message(url, runner.damage))
                     code = EXIT_DATABASE
                     break
-                if report.state != state:
-                    state = report.state
-                    log.info("engine: %s", state)
-                code = EXIT_ERROR if state.startswith("error") else EXIT_OK
+                if report.status != status:
+                    status = report.status
+                    log.info("engine: %s", status.text)
+                code = EXIT_ERROR if status.state is EngineState.ERROR else EXIT_OK
                 if once or stop.is_set():
                     break
-                interval = engine.settings.dial_interval_seconds
-                if report.next_tick_in is not None:
-                    interval = min(interval, report.next_tick_in)
-                if stop.wait(interval):
+                if stop.wait(runner.seconds_to_next_tick(report)):
                     break
     finally:
-        engine.close()
-        db_engine.dispose()
+        runner.close()
         log.info("worker stopped")
     return code
-
-
-def _safe_tick(engine: DialerEngine, outage: OutageLog | None = None) -> TickReport:
-    """A tick whose database or provider trouble is logged and reported, never raised:
-    the next tick tries again (an outage is logged when it starts, now and then while it
-    lasts, and when it ends); a damaged database file stops the worker."""
-    outage = outage or OutageLog(log)
-    try:
-        report = engine.tick()
-        outage.succeeded()
-        return report
-    except SQLAlchemyError as exc:
-        if is_damage(exc):  # never "busy" forever on a damaged file: stop, say so
-            return TickReport(state=f"{DAMAGED}: {getattr(exc, 'orig', exc)}")
-        outage.failed(type(exc).__name__)
-        return TickReport(
-            state=f"error: the database is busy or unreachable ({type(exc).__name__})"
-        )
-    except Exception as exc:
-        log.exception("engine tick failed")
-        return TickReport(state=f"error: {type(exc).__name__}: {exc}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -29,7 +29,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the call outcome mix")
     parser.add_argument(
-        "--cps", type=float, default=None, help="queue calls beyond this many per second"
+        "--cps", type=float, default=None, help="the account's calls per second (default: no limit)"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        choices=("queue", "reject"),
+        default="queue",
+        help="beyond --cps, queue the calls (as Twilio does) or answer 429 with Retry-After",
+    )
+    parser.add_argument(
+        "--create-delay",
+        type=float,
+        default=0.0,
+        help="seconds before a call create is answered (real Twilio: about 0.1-0.3)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="answer 429 beyond this many requests being served at once",
+    )
+    parser.add_argument(
+        "--request-log", metavar="FILE", help="append every request to FILE as JSON lines"
     )
     parser.add_argument(
         "--no-record",
@@ -47,6 +68,12 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
     if args.speed <= 0 or (args.cps is not None and args.cps <= 0):
         print("--speed and --cps must be positive numbers.", file=sys.stderr)
         return 2
+    if not 0 <= args.create_delay <= 60:
+        print("--create-delay must be 0 to 60 seconds.", file=sys.stderr)
+        return 2
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        print("--max-in-flight must be at least 1.", file=sys.stderr)
+        return 2
     try:
         standin = TwilioStandin(
             account_sid=args.account_sid,
@@ -56,7 +83,11 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
             speed=args.speed,
             seed=args.seed,
             cps=args.cps,
+            rate_limit_mode=args.rate_limit,
+            create_delay=args.create_delay,
+            max_in_flight=args.max_in_flight,
             record_requests=not args.no_record,
+            request_log=args.request_log,
         ).start()
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}.", file=sys.stderr)

@@ -6,6 +6,12 @@ ringing, in-progress and a final status as the injected clock advances (the same
 as simulation mode), outcomes can be programmed per destination, faults (429, 500,
 delays, dropped connections) injected at seeded rates, and every request and call is
 recorded for assertions.
+
+For the dialer's harder cases it also has a create latency (`set_create_delay`), an
+account rate limit that queues calls (a realistic `queue_time`) or refuses them with
+Twilio's 429 / error 20429 and a `Retry-After` header (`set_rate_limit`), a limit on
+requests in flight, status callbacks signed like Twilio's (`X-Twilio-Signature`), and a
+request log that can also be written to a JSON-lines file.
 """
 
 from __future__ import annotations
@@ -15,20 +21,25 @@ import binascii
 import bisect
 import dataclasses
 import hashlib
+import hmac
 import json
 import logging
+import math
 import random
 import re
 import socket
 import threading
 import time
-from collections import Counter
+import urllib.error
+import urllib.request
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -51,6 +62,8 @@ API_VERSION = "2010-04-01"
 MAGIC_FROM_NUMBER = "+15005550006"  # Twilio's test credentials accept it as a from number
 _MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 _FINAL_OUTCOMES = ("completed", "busy", "no-answer", "failed")
+_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+RateLimitMode = Literal["queue", "reject"]
 
 Form = Mapping[str, list[str]]
 
@@ -83,6 +96,20 @@ class CallRecord:
     form: Form
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackDelivery:
+    """One status callback the stand-in sent (as Twilio would) and how it was answered."""
+
+    call_sid: str
+    url: str
+    method: str
+    params: Mapping[str, str]
+    signature: str
+    time: datetime
+    status: int | None  # None: the receiver could not be reached
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class Program:
     """A destination's scripted behaviour; `error_code` refuses the create instead."""
@@ -109,6 +136,7 @@ class Faults:
     lost_response_rate: float = 0.0
     delay_seconds: float = 0.0
     seed: int = 0
+    retry_after_seconds: int | None = None  # a Retry-After header on the injected 429s
 
     def __post_init__(self) -> None:
         rates = (self.rate_429, self.rate_500, self.drop_rate, self.lost_response_rate)
@@ -116,6 +144,8 @@ class Faults:
             raise ValueError("Fault rates must be non-negative and add up to at most 1.")
         if self.delay_seconds < 0:
             raise ValueError("The fault delay must not be negative.")
+        if self.retry_after_seconds is not None and self.retry_after_seconds < 0:
+            raise ValueError("Retry-After must not be negative.")
 
 
 @dataclass
@@ -127,6 +157,8 @@ class _Call:
     form: Form
     sim: SimulatedCall
     override: tuple[str, datetime] | None = None  # canceled / hung up by an update
+    callback: _CallbackSpec | None = None
+    callbacks_sent: int = 0  # how many of callback_events() were delivered (in order)
 
     def timeline(self) -> list[tuple[str, datetime]]:
         events = self.sim.timeline()
@@ -145,6 +177,22 @@ class _Call:
     def ended_at(self) -> datetime:
         return self.timeline()[-1][1]
 
+    def callback_events(self) -> list[tuple[str, str, datetime]]:
+        """(event, CallStatus, moment) of the status callbacks this call asked for."""
+        if self.callback is None:
+            return []
+        events: list[tuple[str, str, datetime]] = []
+        for status, at in self.timeline():
+            if status == "queued":
+                events.append(("initiated", "initiated", at))
+            elif status == "ringing":
+                events.append(("ringing", "ringing", at))
+            elif status == "in-progress":
+                events.append(("answered", "in-progress", at))
+            else:
+                events.append(("completed", status, at))
+        return [event for event in events if event[0] in self.callback.events]
+
     def answered_at(self) -> datetime | None:
         for name, at in self.timeline():
             if name == "in-progress":
@@ -161,6 +209,13 @@ class _Call:
 
 
 @dataclass(frozen=True)
+class _CallbackSpec:
+    url: str
+    method: str
+    events: frozenset[str]
+
+
+@dataclass(frozen=True)
 class _Answer:
     status: int
     body: dict[str, Any] | None
@@ -172,8 +227,14 @@ class _ApiError(Exception):
         super().__init__(message)
         self.answer = _error(status, code, message)
 
+    def with_retry_after(self, seconds: int) -> _ApiError:
+        self.answer = dataclasses.replace(
+            self.answer, headers=(*self.answer.headers, ("Retry-After", str(seconds)))
+        )
+        return self
 
-def _error(status: int, code: int, message: str) -> _Answer:
+
+def _error(status: int, code: int, message: str, *, retry_after: int | None = None) -> _Answer:
     body = {
         "code": code,
         "message": message,
@@ -183,7 +244,16 @@ def _error(status: int, code: int, message: str) -> _Answer:
     headers: tuple[tuple[str, str], ...] = ()
     if status == 401:
         headers = (("WWW-Authenticate", 'Basic realm="Twilio API"'),)
+    if retry_after is not None:
+        headers = (("Retry-After", str(retry_after)),)
     return _Answer(status, body, headers)
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """Twilio's X-Twilio-Signature: HMAC-SHA1 of the URL and the sorted POST parameters."""
+    payload = url + "".join(key + params[key] for key in sorted(params))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
 
 
 def _sid(prefix: str, *parts: object) -> str:
@@ -217,12 +287,19 @@ class TwilioStandin:
         seed: int = 0,
         settings: SimulationSettings | None = None,
         cps: float | None = None,
+        rate_limit_mode: RateLimitMode = "queue",
+        create_delay: float = 0.0,
+        max_in_flight: int | None = None,
         record_requests: bool = True,
+        request_log: Path | str | None = None,
+        callback_any_host: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("The stand-in speed must be positive (1.0 = real time).")
-        if cps is not None and cps <= 0:
-            raise ValueError("The stand-in calls-per-second limit must be positive.")
+        _check_rate_limit(cps, rate_limit_mode)
+        _check_create_delay(create_delay)
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError("The limit of requests in flight must be at least 1.")
         self.account_sid = account_sid or _sid("AC", "standin-account", seed)
         self.auth_token = (
             auth_token or hashlib.sha256(f"standin-token/{seed}".encode()).hexdigest()[:32]
@@ -234,7 +311,19 @@ class TwilioStandin:
         self._seed = seed
         self._settings = settings or SimulationSettings()
         self._cps = cps
+        self._rate_limit_mode: RateLimitMode = rate_limit_mode
+        self._create_delay = create_delay
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._accepted_creates: deque[datetime] = deque()  # the last second's, "reject" mode
         self._record_requests = record_requests
+        self._request_log_path = Path(request_log) if request_log is not None else None
+        self._request_log_lock = threading.Lock()
+        self._callbacks: list[CallbackDelivery] = []
+        self._callback_lock = threading.Lock()  # one delivery round at a time, in order
+        self._callback_thread: threading.Thread | None = None
+        self._awaiting_callbacks: dict[str, _Call] = {}
+        self._callback_any_host = callback_any_host
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -269,6 +358,10 @@ class TwilioStandin:
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="twilioStandin"
         )
         self._thread.start()
+        self._callback_thread = threading.Thread(
+            target=self._deliver_callbacks_until_stopped, name="twilioStandinCallbacks"
+        )
+        self._callback_thread.start()
         logger.info("Twilio stand-in listening on %s", self.base_url)
         return self
 
@@ -279,6 +372,9 @@ class TwilioStandin:
         self._stopping.set()
         server.shutdown()
         thread.join()
+        if self._callback_thread is not None:
+            self._callback_thread.join()
+            self._callback_thread = None
         with self._lock:
             connections = list(self._connections)
         for connection in connections:  # idle keep-alive connections hold a thread each
@@ -380,12 +476,46 @@ class TwilioStandin:
         lost_response_rate: float = 0.0,
         delay_seconds: float = 0.0,
         seed: int = 0,
+        retry_after_seconds: int | None = None,
     ) -> None:
         """Inject faults from now on (no arguments: none)."""
-        faults = Faults(rate_429, rate_500, drop_rate, lost_response_rate, delay_seconds, seed)
+        faults = Faults(
+            rate_429,
+            rate_500,
+            drop_rate,
+            lost_response_rate,
+            delay_seconds,
+            seed,
+            retry_after_seconds,
+        )
         with self._lock:
             self._faults = faults
             self._fault_rng = random.Random(f"standin-faults/{seed}")
+
+    def set_create_delay(self, seconds: float) -> None:
+        """Answer each call create `seconds` after creating the call (real Twilio: about
+        0.1-0.3 s), so a client killed meanwhile has a call it never heard about."""
+        _check_create_delay(seconds)
+        with self._lock:
+            self._create_delay = seconds
+
+    def set_rate_limit(self, cps: float | None, mode: RateLimitMode = "queue") -> None:
+        """The account's calls per second (None: unlimited). Beyond it Twilio queues the
+        calls (`queue`: they ring later, shown by the create answer's `queue_time`), or,
+        with `reject`, the create is answered 429 / error 20429 with `Retry-After`."""
+        _check_rate_limit(cps, mode)
+        with self._lock:
+            self._cps, self._rate_limit_mode = cps, mode
+            self._next_dial = None
+            self._accepted_creates.clear()
+
+    def set_max_in_flight(self, limit: int | None) -> None:
+        """Answer 429 / 20429 to requests beyond `limit` being served at once (None: no
+        limit), as Twilio limits an account's concurrent REST requests."""
+        if limit is not None and limit < 1:
+            raise ValueError("The limit of requests in flight must be at least 1.")
+        with self._lock:
+            self._max_in_flight = limit
 
     # -- queries for tests -------------------------------------------------------------
     @property
@@ -396,6 +526,34 @@ class TwilioStandin:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+
+    @property
+    def callbacks(self) -> list[CallbackDelivery]:
+        """Every status callback sent so far, in the order sent."""
+        with self._lock:
+            return list(self._callbacks)
+
+    def deliver_callbacks(self) -> int:
+        """Send every status callback that is due by the stand-in's clock now, and return
+        how many were sent. A background thread does this too; tests on a fake clock call
+        it after moving the clock so the deliveries are done when it returns."""
+        with self._callback_lock:
+            now = self._now()
+            due: list[tuple[_Call, str, str, datetime, int]] = []
+            with self._lock:
+                for call in list(self._awaiting_callbacks.values()):
+                    events = call.callback_events()
+                    sent = call.callbacks_sent
+                    while sent < len(events) and events[sent][2] <= now:
+                        event, status, at = events[sent]
+                        due.append((call, event, status, at, sent))
+                        sent += 1
+                    call.callbacks_sent = sent
+                    if sent >= len(events) and call.ended_at() <= now:
+                        del self._awaiting_callbacks[call.sid]
+            for call, _event, status, at, sequence in due:
+                self._send_callback(call, status, at, sequence, now)
+            return len(due)
 
     @property
     def calls(self) -> list[CallRecord]:
@@ -454,6 +612,69 @@ class TwilioStandin:
             best = max(best, current)
         return best
 
+    # -- status callbacks --------------------------------------------------------------
+    def _deliver_callbacks_until_stopped(self) -> None:
+        while not self._stopping.wait(0.02):
+            try:
+                self.deliver_callbacks()
+            except Exception:  # a delivery bug must not stop the server silently
+                logger.exception("Stand-in status callback delivery failed")
+
+    def _send_callback(
+        self, call: _Call, status: str, at: datetime, sequence: int, now: datetime
+    ) -> None:
+        """POST (or GET) Twilio's status callback parameters, signed with the auth token."""
+        spec = call.callback
+        assert spec is not None
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call.sid,
+            "CallStatus": status,
+            "Called": call.to,
+            "Caller": call.from_,
+            "CallbackSource": "call-progress-events",
+            "Direction": "outbound-api",
+            "From": call.from_,
+            "SequenceNumber": str(sequence),
+            "Timestamp": _rfc2822(at) or "",
+            "To": call.to,
+        }
+        if status in TERMINAL_STATUSES:
+            answered = call.answered_at()
+            talk = (call.ended_at() - answered).total_seconds() if answered is not None else 0.0
+            seconds = max(1, round(talk)) if answered is not None else 0
+            params["CallDuration"] = str(seconds)
+            params["Duration"] = str(math.ceil(seconds / 60))
+        if call.sim.plan.answered_by and status in ("in-progress", "completed"):
+            params["AnsweredBy"] = call.sim.plan.answered_by
+        url = spec.url
+        if spec.method == "GET":
+            url += ("&" if "?" in url else "?") + urlencode(params)
+            signature = twilio_signature(self.auth_token, url, {})
+            request = urllib.request.Request(url, method="GET")
+        else:
+            signature = twilio_signature(self.auth_token, url, params)
+            request = urllib.request.Request(
+                url,
+                data=urlencode(params).encode(),
+                method="POST",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        request.add_header("X-Twilio-Signature", signature)
+        request.add_header("User-Agent", "TwilioProxy/1.1")
+        answered_status: int | None = None
+        error: str | None = None
+        if not (self._callback_any_host or _is_loopback(url)):
+            error = "not sent: the stand-in calls back local addresses only"
+        else:
+            answered_status, error = _send(request)
+        delivery = CallbackDelivery(
+            call.sid, spec.url, spec.method, params, signature, now, answered_status, error
+        )
+        with self._lock:
+            self._callbacks.append(delivery)
+
     # -- request handling (called from the server's threads) ---------------------------
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -471,27 +692,27 @@ class TwilioStandin:
         query = parse_qs(split.query, keep_blank_values=True)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) if body else {}
         user, password = _basic_auth(headers.get("Authorization"))
+        is_create = method == "POST" and split.path.endswith("/Calls.json")
         with self._lock:
             faults = self._faults
             draw = self._fault_rng.random()
-        if faults.delay_seconds:
-            self._stopping.wait(faults.delay_seconds)
+            limit = self._max_in_flight
+            refused = limit is not None and self._in_flight >= limit
+            if not refused:
+                self._in_flight += 1
+            create_delay = self._create_delay if is_create else 0.0
         answer: _Answer | None
-        cut = faults.drop_rate
-        if draw < cut:
-            answer = None
-        elif draw < (cut := cut + faults.rate_429):
-            answer = _error(429, 20429, "Too Many Requests")
-        elif draw < (cut := cut + faults.rate_500):
-            answer = _error(500, 20500, "An internal server error has occurred")
+        if refused:
+            answer = _error(429, 20429, "Too many concurrent requests")
         else:
             try:
-                answer = self._dispatch(method, split.path, query, form, user, password)
-            except _ApiError as exc:
-                answer = exc.answer
-            if draw < cut + faults.lost_response_rate:
-                answer = None
-        if self._record_requests:
+                answer = self._answer(method, split.path, query, form, user, password, faults, draw)
+                if create_delay and answer is not None and answer.status == 201:
+                    self._stopping.wait(create_delay)  # created now, answered later
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        if self._record_requests or self._request_log_path is not None:
             entry = RecordedRequest(
                 method,
                 split.path,
@@ -502,9 +723,58 @@ class TwilioStandin:
                 self._now(),
                 answer.status if answer is not None else None,
             )
-            with self._lock:
-                self._requests.append(entry)
+            if self._record_requests:
+                with self._lock:
+                    self._requests.append(entry)
+            if self._request_log_path is not None:
+                self._write_request_log(entry)
         return answer
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: Form,
+        form: Form,
+        user: str | None,
+        password: str | None,
+        faults: Faults,
+        draw: float,
+    ) -> _Answer | None:
+        if faults.delay_seconds:
+            self._stopping.wait(faults.delay_seconds)
+        cut = faults.drop_rate
+        if draw < cut:
+            return None
+        if draw < (cut := cut + faults.rate_429):
+            return _error(429, 20429, "Too Many Requests", retry_after=faults.retry_after_seconds)
+        if draw < (cut := cut + faults.rate_500):
+            return _error(500, 20500, "An internal server error has occurred")
+        try:
+            answer = self._dispatch(method, path, query, form, user, password)
+        except _ApiError as exc:
+            answer = exc.answer
+        if draw < cut + faults.lost_response_rate:
+            return None
+        return answer
+
+    def _write_request_log(self, entry: RecordedRequest) -> None:
+        """One JSON line per request (never the password), for runs by hand and QA."""
+        line = json.dumps(
+            {
+                "time": entry.time.isoformat(),
+                "method": entry.method,
+                "path": entry.path,
+                "query": entry.query,
+                "form": entry.form,
+                "account": entry.auth_user,
+                "status": entry.status,
+            },
+            sort_keys=True,
+        )
+        assert self._request_log_path is not None
+        with self._request_log_lock, self._request_log_path.open("a", encoding="utf-8") as log:
+            log.write(line + "\n")
 
     def _dispatch(
         self,
@@ -596,8 +866,11 @@ class TwilioStandin:
         detection = _one(form, "MachineDetection")
         if detection and detection not in ("Enable", "DetectMessageEnd"):
             raise _ApiError(400, 21626, "MachineDetection must be 'Enable' or 'DetectMessageEnd'.")
+        callback = _callback_spec(form)
         now = self._now()
         with self._lock:
+            if self._cps is not None and self._rate_limit_mode == "reject":
+                self._take_rate_slot(now)
             programs = self._programs.get(to)
             program = (programs.pop(0) if len(programs) > 1 else programs[0]) if programs else None
             if program is not None and program.error_code is not None:
@@ -613,7 +886,8 @@ class TwilioStandin:
                     machine_detection=bool(detection),
                     time_limit=time_limit,
                 )
-            if self._cps is not None:  # Twilio queues calls beyond the account's rate
+            if self._cps is not None and self._rate_limit_mode == "queue":
+                # Twilio queues calls beyond the account's rate: they ring later
                 dial_at = max(now + timedelta(seconds=plan.queue_seconds), self._next_dial or now)
                 self._next_dial = dial_at + timedelta(seconds=1 / self._cps)
                 plan = dataclasses.replace(plan, queue_seconds=(dial_at - now).total_seconds())
@@ -624,10 +898,29 @@ class TwilioStandin:
                 from_,
                 form,
                 SimulatedCall(now, plan),
+                callback=callback,
             )
             self._calls.append(call)
             self._calls_by_sid[call.sid] = call
+            if callback is not None:
+                self._awaiting_callbacks[call.sid] = call
         return _Answer(201, self._call_json(call, now))
+
+    def _take_rate_slot(self, now: datetime) -> None:
+        """Count a create against the account's rate, or refuse it (caller holds the lock)."""
+        assert self._cps is not None
+        window = timedelta(seconds=1)
+        recent = self._accepted_creates
+        while recent and (recent[0] <= now - window or recent[0] > now):
+            recent.popleft()
+        if len(recent) >= self._cps:
+            wait = (recent[0] + window - now).total_seconds()
+            raise _ApiError(
+                429,
+                20429,
+                "Too Many Requests: calls are created faster than the account's rate",
+            ).with_retry_after(max(1, math.ceil(wait)))
+        recent.append(now)
 
     def _get_call(self, sid: str) -> _Call:
         with self._lock:
@@ -796,6 +1089,56 @@ class TwilioStandin:
         if name == "applications":
             body["api_version"] = API_VERSION
         return body
+
+
+def _callback_spec(form: Form) -> _CallbackSpec | None:
+    """The create's StatusCallback, StatusCallbackMethod and StatusCallbackEvent."""
+    url = _one(form, "StatusCallback").strip()
+    if not url:
+        return None
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise _ApiError(400, 21609, f"StatusCallback is not a valid URL: {url}")
+    method = (_one(form, "StatusCallbackMethod") or "POST").upper()
+    if method not in ("GET", "POST"):
+        raise _ApiError(400, 21609, "StatusCallbackMethod must be GET or POST.")
+    events = {word for value in form.get("StatusCallbackEvent", []) for word in value.split()}
+    unknown = events - set(_CALLBACK_EVENTS)
+    if unknown:
+        raise _ApiError(
+            400,
+            21626,
+            f"StatusCallbackEvent {sorted(unknown)[0]!r} is not one of "
+            + ", ".join(_CALLBACK_EVENTS),
+        )
+    return _CallbackSpec(url, method, frozenset(events or {"completed"}))
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _send(request: urllib.request.Request) -> tuple[int | None, str | None]:
+    """(HTTP status, error) of one status callback; Twilio does not retry them."""
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+
+
+def _check_rate_limit(cps: float | None, mode: str) -> None:
+    if cps is not None and cps <= 0:
+        raise ValueError("The stand-in calls-per-second limit must be positive.")
+    if mode not in ("queue", "reject"):
+        raise ValueError(f"Unknown rate limit mode {mode!r}: use 'queue' or 'reject'.")
+
+
+def _check_create_delay(seconds: float) -> None:
+    if not 0 <= seconds <= 60:
+        raise ValueError("The create delay must be 0 to 60 seconds.")
 
 
 def _programmed_plan(program: Program, settings: SimulationSettings) -> CallPlan:

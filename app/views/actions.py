@@ -19,6 +19,7 @@ from app.models.snapshots import BatchCallSnapshot
 from app.models.status import CONFIRMED_ACTIONS, Action, ActionNotAllowed
 from app.services.batch_calls import BatchCallService, NotFound, ValidationError
 from app.views import ask
+from app.views.icons import ACTION_ICONS, icon
 from app.views.rename_dialog import RenameDialog
 from app.views.tasks import TaskRunner
 
@@ -47,8 +48,12 @@ LABELS: dict[Action, str] = {
 
 
 def menu_actions(snapshot: BatchCallSnapshot) -> list[Action]:
-    """Exactly the actions SPEC §3 allows for this batch call, in menu order."""
-    return list(snapshot.actions)
+    """Exactly the actions SPEC §3 allows for this batch call, in menu order: the table's
+    order, with the destructive Delete last (menus put a separator before it)."""
+    allowed = list(snapshot.actions)
+    return [a for a in allowed if a is not Action.DELETE] + [
+        a for a in allowed if a is Action.DELETE
+    ]
 
 
 def action_object_name(action: Action) -> str:
@@ -146,7 +151,7 @@ def make_qactions(parent: QWidget, trigger: Callable[[Action], None]) -> dict[Ac
     """One QAction per Action, named, with its shortcut, calling `trigger(action)`."""
     qactions: dict[Action, QAction] = {}
     for action in Action:
-        qaction = QAction(LABELS[action], parent)
+        qaction = QAction(icon(ACTION_ICONS[action]), LABELS[action], parent)
         qaction.setObjectName(action_object_name(action))
         qaction.setData(action.value)
         qaction.setShortcut(QKeySequence(SHORTCUTS[action]))

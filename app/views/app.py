@@ -8,6 +8,7 @@ and the process exits even if a provider call is still hanging.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import signal
@@ -16,13 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QTimer
+import qasync
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.models.db import database_url, describe_url
 from app.models.sqlite_file import DatabaseProblem
-from app.views import ask
+from app.services.app_context import database_url, describe_url
+from app.views import aio, ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
+from app.views.icons import icon
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -69,17 +73,49 @@ def prepare_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication with the name, the Fusion style and the style sheet."""
     app = QApplication.instance()
     if not isinstance(app, QApplication):
+        # Fractional scale factors (125 %, 150 %) as the system sets them: icons are SVG.
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
         app = QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName(APPLICATION_NAME)
     app.setApplicationDisplayName(APPLICATION_NAME)
     app.setOrganizationName("BatchCalls")
+    app.setWindowIcon(icon("app"))
     app.setStyle("Fusion")
+    if QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark:
+        app.setPalette(dark_palette())
     path = style_sheet_path()
     if path is not None:
         app.setStyleSheet(path.read_text(encoding="utf-8"))
     else:
         log.debug("no style sheet found; using the plain Fusion style")
     return app
+
+
+def dark_palette() -> QPalette:
+    """Fusion's colours for a system that uses a dark appearance."""
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for key, value in (
+        (role.Window, "#202124"),
+        (role.WindowText, "#e8eaed"),
+        (role.Base, "#17181a"),
+        (role.AlternateBase, "#26282b"),
+        (role.Text, "#e8eaed"),
+        (role.Button, "#2d2f33"),
+        (role.ButtonText, "#e8eaed"),
+        (role.ToolTipBase, "#2d2f33"),
+        (role.ToolTipText, "#e8eaed"),
+        (role.PlaceholderText, "#9aa0a6"),
+        (role.Highlight, "#2f6fd1"),
+        (role.HighlightedText, "#ffffff"),
+        (role.Link, "#8ab4f8"),
+    ):
+        palette.setColor(key, QColor(value))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor("#6f7378"))
+    palette.setColor(QPalette.ColorGroup.Disabled, role.ButtonText, QColor("#6f7378"))
+    return palette
 
 
 def start_engine(url: str, parent: QObject | None = None, **kwargs: Any) -> EngineHost | None:
@@ -140,36 +176,67 @@ def _open(explicit_url: str | None) -> AppContext | None:
     return context
 
 
-def run_gui(args: argparse.Namespace) -> int:
-    """Run the desktop application until its window closes; returns the exit code."""
+async def _run_window(app: QApplication, context: AppContext, engine: EngineHost | None) -> int:
+    """The application's main coroutine: the main window, until the supervisor closes it
+    (Ctrl+C in a terminal closes it too)."""
     from app.views.main_window import MainWindow
 
+    window = MainWindow(context, engine=engine)
+    window.show()
+    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
+    try:
+        return await _until_last_window_closed(app)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        window.shutdown(TASKS_STOP_MS)
+        window.deleteLater()
+
+
+async def _until_last_window_closed(app: QApplication) -> int:
+    """The application's main coroutine: it ends when the supervisor closes the window
+    (the loop then stops, and the asyncio.Runner cancels what is left)."""
+    closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def finish() -> None:
+        if not closed.done():
+            closed.set_result(0)
+
+    quit_on_close = app.quitOnLastWindowClosed()
+    app.setQuitOnLastWindowClosed(False)  # the coroutine ending is what stops the loop
+    app.lastWindowClosed.connect(finish)
+    app.aboutToQuit.connect(finish)  # QApplication.quit() from elsewhere
+    try:
+        return await closed
+    finally:
+        app.lastWindowClosed.disconnect(finish)
+        app.aboutToQuit.disconnect(finish)
+        app.setQuitOnLastWindowClosed(quit_on_close)
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    """Run the desktop application until its window closes; returns the exit code."""
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()
     context = _open(getattr(args, "database_url", None))
     if context is None:
         return 1
     url = context.database_url
+    aio.detach_loop()  # before the engine: it stops when the application is told to quit
     engine = start_engine(url)
-    window = MainWindow(context, engine=engine)
-    window.show()
     restore_interpreter = keep_gui_responsive()
-
-    # Ctrl+C in a terminal quits cleanly: Python sees signals only between Qt events.
-    previous = signal.signal(signal.SIGINT, lambda *_: app.quit())
-    pulse = QTimer()
+    pulse = QTimer()  # Python sees signals (Ctrl+C) only between Qt events
     pulse.setObjectName("signalPulseTimer")
     pulse.timeout.connect(lambda: None)
     pulse.start(250)
     try:
-        code = app.exec()
+        # qasync runs the Qt event loop as asyncio's: the views' async work runs on it.
+        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+            code = runner.run(_run_window(app, context, engine))
     finally:
         pulse.stop()
-        signal.signal(signal.SIGINT, previous)
-        window.shutdown(TASKS_STOP_MS)
+        aio.shutdown(TASKS_STOP_MS / 1000)
         if engine is not None:
             engine.stop(ENGINE_STOP_MS)
-        window.deleteLater()
         context.close()
         restore_interpreter()
     log.info("Batch Calls closed")

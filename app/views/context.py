@@ -1,109 +1,33 @@
-"""What the windows need to reach the services: one object built at start-up (or by a test).
-
-`build_context` opens (and migrates) the database and makes the service with the given
-clock, so the application, the screenshots script and the tests all start the same way.
-"""
+"""What the windows need to reach the services (built in app.services.app_context, so
+the views never import the database layer), and this computer's timezone."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from PySide6.QtCore import QTimeZone
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from app.models.db import describe_url, open_database
 from app.models.window import WindowError, parse_timezone
-from app.services.batch_calls import Actor, BatchCallService, ValidationError, utcnow
-from app.services.settings import AppSettings, SettingsStore
-
-log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-DEMO_AGENT_NAME = "Demo message"
-DEMO_AGENT_TWIML = (
-    "<Response><Say>Hello {{name}}. This is a demonstration call from Batch Calls. "
-    "Goodbye.</Say></Response>"
+from app.services.app_context import (
+    DEMO_AGENT_NAME,
+    DEMO_AGENT_TWIML,
+    DEMO_NUMBER_LABEL,
+    DEMO_NUMBERS,
+    AppContext,
+    Clock,
+    build_context,
+    ensure_demo_defaults,
 )
-#: The simulated demo line. +1 555 010 0100 is what the product asked for; the phone
-#: validation refuses area code 555, so the NANP's fictional 202-555-0100 is the fallback.
-DEMO_NUMBERS = ("+15550100100", "+12025550100")
-DEMO_NUMBER_LABEL = "Demo line"
 
-
-@dataclass
-class AppContext:
-    """The database, the services on it, and the clock every view uses."""
-
-    database_url: str
-    db: Engine
-    sessions: sessionmaker[Session]
-    service: BatchCallService
-    settings: SettingsStore
-    clock: Clock
-    #: Settings the engine was started with on top of the stored ones (tests, QA).
-    settings_overrides: dict[str, Any] | None = None
-
-    @property
-    def database_description(self) -> str:
-        """The URL without its password, as the settings dialog shows it."""
-        return describe_url(self.database_url)
-
-    def load_settings(self) -> AppSettings:
-        from dataclasses import replace
-
-        stored = self.settings.load()
-        if self.settings_overrides:
-            return replace(stored, **self.settings_overrides)
-        return stored
-
-    def close(self) -> None:
-        self.db.dispose()
-
-
-def build_context(
-    database_url: str,
-    *,
-    clock: Clock | None = None,
-    actor: Actor | None = None,
-    settings_overrides: dict[str, Any] | None = None,
-) -> AppContext:
-    """Open and migrate the database and build the services on it."""
-    db, sessions = open_database(database_url)
-    service = BatchCallService(sessions, clock=clock or utcnow, actor=actor)
-    return AppContext(
-        database_url=database_url,
-        db=db,
-        sessions=sessions,
-        service=service,
-        settings=SettingsStore(sessions),
-        clock=service.clock,
-        settings_overrides=settings_overrides,
-    )
-
-
-def ensure_demo_defaults(service: BatchCallService) -> bool:
-    """A fresh installation gets a demo agent and a simulated from number, so the first
-    batch call can be created right away. Returns True when something was added."""
-    if service.list_agents() or service.list_from_numbers():
-        return False
-    try:
-        service.add_agent(DEMO_AGENT_NAME, "twiml", DEMO_AGENT_TWIML)
-    except ValidationError as error:  # a concurrent first start already added it
-        log.info("demo agent not added: %s", error)
-    for number in DEMO_NUMBERS:
-        try:
-            service.add_from_number(number, DEMO_NUMBER_LABEL, source="simulated")
-            break
-        except ValidationError as error:
-            log.info("demo number %s not accepted: %s", number, error)
-    log.info("added the demo agent and simulated from number for a fresh database")
-    return True
+__all__ = [
+    "DEMO_AGENT_NAME",
+    "DEMO_AGENT_TWIML",
+    "DEMO_NUMBERS",
+    "DEMO_NUMBER_LABEL",
+    "AppContext",
+    "Clock",
+    "build_context",
+    "ensure_demo_defaults",
+    "local_timezone_name",
+]
 
 
 def local_timezone_name() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QDate, QItemSelectionModel, Qt, QTime, QTimer, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QDateEdit,
     QDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QTableView,
@@ -41,6 +43,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.creation import CreationRequest, creation_problems
+from app.models.policy import MAX_ATTEMPTS_LIMIT, RETRY_DELAY_MAX_MINUTES, RetryOutcome
 from app.models.snapshots import BatchCallSnapshot, SendType
 from app.models.window import DAY_NAMES, WEEKDAYS, WindowError, common_timezones, parse_timezone
 from app.services import csv_import
@@ -51,10 +55,11 @@ from app.services.batch_calls import (
     scheduled_instant,
 )
 from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, ImportOptions
+from app.services.settings import AppSettings
 from app.views import ask, formatting
 from app.views.context import AppContext, local_timezone_name
+from app.views.fix_hints import fix_hint
 from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
-from app.views.rename_dialog import name_problem
 from app.views.tasks import Task, TaskCancelled, TaskRunner
 from app.views.widgets import ElidedLabel
 
@@ -100,12 +105,14 @@ class CreateDialog(QDialog):
 
     Signals: created(BatchCallSnapshot) once stored; scanned(object) after a CSV was read
     (the CsvReport, or None when the file was refused or the reading cancelled);
-    problemsChanged() whenever what blocks Create changed.
+    problemsChanged() whenever what blocks Create changed; choicesLoaded() once the
+    settings, agents and from numbers were read (in the background).
     """
 
     created = Signal(object)
     scanned = Signal(object)
     problemsChanged = Signal()
+    choicesLoaded = Signal()
 
     def __init__(self, context: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -120,13 +127,11 @@ class CreateDialog(QDialog):
         # it (a file on a slow share, a long transaction rolling back).
         self.tasks = TaskRunner(self, detached=True)
         self.tasks.setObjectName("createTaskRunner")
-        try:
-            self.settings = context.load_settings()
-        except Exception as error:  # unreadable settings: defaults, and say so in the log
-            log.error("settings could not be read, using defaults: %s", error)
-            from app.services.settings import AppSettings
-
-            self.settings = AppSettings()
+        # Filled in the background (never a database read on the GUI thread): until then
+        # the agent and number lists say "Loading…" and nothing can be created.
+        self.settings = AppSettings()
+        self.choices_loaded = False
+        self._pending_csv: str | None = None
         self.report: CsvReport | None = None
         self.csv_path: str | None = None
         self.csv_error: str | None = None
@@ -137,23 +142,41 @@ class CreateDialog(QDialog):
         columns = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(self._build_basics())
-        left.addWidget(self._build_recipients(), 1)
-        right = QVBoxLayout()
+        left.addStretch(1)
+        # The options column scrolls on a small screen rather than squeezing its labels.
+        options = QWidget(self)
+        options.setObjectName("createOptionsPanel")
+        right = QVBoxLayout(options)
+        right.setContentsMargins(0, 0, 0, 0)
         right.addWidget(self._build_schedule())
         right.addWidget(self._build_window())
+        right.addWidget(self._build_policy())
         right.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setObjectName("createOptionsScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(options)
+        scroll.setMinimumWidth(
+            options.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        )
         columns.addLayout(left, 5)
-        columns.addLayout(right, 3)
+        columns.addWidget(scroll, 4)
         outer.addLayout(columns, 1)
+        # The recipients (and their rejection reasons) get the dialog's whole width.
+        outer.addWidget(self._build_recipients(), 1)
         outer.addLayout(self._build_footer())
 
         self.recheck_timer = QTimer(self)
         self.recheck_timer.setObjectName("createRecheckTimer")
         self.recheck_timer.setInterval(30_000)  # "in the past" changes as time passes
         self.recheck_timer.timeout.connect(self.update_problems)
-        self.recheck_timer.start()
+        # Runs only while the dialog is shown, so a dialog built and dropped unseen leaves no
+        # timer behind (showEvent/hideEvent below).
         self._ready = True
         self.update_problems()
+        self._load_choices()
 
     # ----------------------------------------------------------------- construction
     def _build_basics(self) -> QGroupBox:
@@ -169,18 +192,68 @@ class CreateDialog(QDialog):
 
         self.agent_combo = QComboBox(box)
         self.agent_combo.setObjectName("agentCombo")
-        for agent in self.service.list_agents(active_only=True):
-            self.agent_combo.addItem(agent.name, agent.id)
+        self.agent_combo.setPlaceholderText("Loading…")
         self.agent_combo.currentIndexChanged.connect(self.update_problems)
         form.addRow("&Agent:", self.agent_combo)
 
         self.from_combo = QComboBox(box)
         self.from_combo.setObjectName("fromNumberCombo")
-        for number in self.service.list_from_numbers(active_only=True):
-            self.from_combo.addItem(number.display, number.id)
+        self.from_combo.setPlaceholderText("Loading…")
         self.from_combo.currentIndexChanged.connect(self.update_problems)
         form.addRow("&From number:", self.from_combo)
         return box
+
+    def _load_choices(self) -> None:
+        """Read the settings, the active agents and from numbers in the background."""
+        context, service = self.context, self.service
+
+        def read(_control: object) -> tuple[AppSettings, list[Any], list[Any]]:
+            try:
+                settings = context.load_settings()
+            except Exception as error:  # unreadable settings: defaults, said in the log
+                log.error("settings could not be read, using defaults: %s", error)
+                settings = AppSettings()
+            return (
+                settings,
+                service.list_agents(active_only=True),
+                service.list_from_numbers(active_only=True),
+            )
+
+        def done(result: object) -> None:
+            assert isinstance(result, tuple)
+            settings, agents, numbers = result
+            self.settings = settings
+            for agent in agents:
+                self.agent_combo.addItem(agent.name, agent.id)
+            for number in numbers:
+                self.from_combo.addItem(number.display, number.id)
+            for combo in (self.agent_combo, self.from_combo):
+                combo.setPlaceholderText("None available: add one in Settings")
+                if combo.count():
+                    combo.setCurrentIndex(0)
+            self.concurrency_hint.setText(self._plan_text())
+            self.choices_loaded = True
+            self.update_problems()
+            self.choicesLoaded.emit()
+            if self._pending_csv is not None:  # chosen before the settings were read
+                path, self._pending_csv = self._pending_csv, None
+                self.load_csv(path)
+
+        def failed(error: BaseException) -> None:
+            for combo in (self.agent_combo, self.from_combo):
+                combo.setPlaceholderText("Could not be read")
+            self.problems_label.setText(
+                f"The agents and numbers could not be read: {error}. Close this window, "
+                "check the database connection, and try again."
+            )
+
+        self.tasks.submit("loadChoices", read, on_done=done, on_error=failed, owner=self)
+
+    def _plan_text(self) -> str:
+        return (
+            f"Simultaneous calls for this batch call. The plan allows "
+            f"{self.settings.plan_concurrency} in all, shared by every running batch call."
+        )
 
     def _build_recipients(self) -> QGroupBox:
         box = QGroupBox("Recipients", self)
@@ -393,8 +466,21 @@ class CreateDialog(QDialog):
         hours.addWidget(self.start_edit)
         hours.addWidget(QLabel("to", box))
         hours.addWidget(self.end_edit)
+        self.all_day_check = QCheckBox("All day", box)
+        self.all_day_check.setObjectName("allDayCheck")
+        self.all_day_check.toggled.connect(self._all_day_changed)
+        hours.addWidget(self.all_day_check)
         hours.addStretch(1)
         form.addRow("Time range:", hours)
+        self.extra_ranges_field = QLineEdit(box)
+        self.extra_ranges_field.setObjectName("extraRangesField")
+        self.extra_ranges_field.setPlaceholderText("Optional, e.g. 14:00-18:00")
+        self.extra_ranges_field.setToolTip(
+            "More calling ranges on the same days, comma-separated (09:00-12:00 above and "
+            "14:00-18:00 here skips lunch)"
+        )
+        self.extra_ranges_field.textChanged.connect(self.update_problems)
+        form.addRow("More ranges:", self.extra_ranges_field)
 
         days = QHBoxLayout()
         self.day_boxes: dict[int, QCheckBox] = {}
@@ -409,22 +495,137 @@ class CreateDialog(QDialog):
         days.addStretch(1)
         form.addRow("Allowed days:", days)
 
+        self.blackout_field = QLineEdit(box)
+        self.blackout_field.setObjectName("blackoutDatesField")
+        self.blackout_field.setPlaceholderText("Optional, e.g. 2026-12-25, 2027-01-01")
+        self.blackout_field.setToolTip("Holidays: dates (in the batch's timezone) with no calls")
+        self.blackout_field.textChanged.connect(self.update_problems)
+        form.addRow("Blackout dates:", self.blackout_field)
+
+        ends = QHBoxLayout()
+        self.end_date_check = QCheckBox("Stop at", box)
+        self.end_date_check.setObjectName("endDateCheck")
+        self.end_date_check.setToolTip(
+            "After this time nothing is dialed; recipients not reached end as Expired"
+        )
+        later = self.context.clock() + timedelta(days=7)
+        self.end_date_edit = QDateEdit(QDate(later.year, later.month, later.day), box)
+        self.end_date_edit.setObjectName("endDateEdit")
+        self.end_date_edit.setCalendarPopup(True)
+        self.end_date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.end_time_edit = QTimeEdit(QTime(18, 0), box)
+        self.end_time_edit.setObjectName("endTimeEdit")
+        self.end_time_edit.setDisplayFormat("HH:mm")
+        self.end_date_check.toggled.connect(self._end_date_changed)
+        self.end_date_edit.dateChanged.connect(self.update_problems)
+        self.end_time_edit.timeChanged.connect(self.update_problems)
+        ends.addWidget(self.end_date_check)
+        ends.addWidget(self.end_date_edit)
+        ends.addWidget(self.end_time_edit)
+        ends.addStretch(1)
+        form.addRow("End date:", ends)
+        self._end_date_changed(False)
+
         self.concurrency_spin = QSpinBox(box)
         self.concurrency_spin.setObjectName("concurrencySpin")
         self.concurrency_spin.setRange(1, CONCURRENCY_MAX)
         self.concurrency_spin.setValue(1)
         self.concurrency_spin.setMaximumWidth(110)
         form.addRow("Reserved concurrency:", self.concurrency_spin)
-        plan = QLabel(
-            f"Simultaneous calls for this batch call. The plan allows "
-            f"{self.settings.plan_concurrency} in all, shared by every running batch call.",
-            box,
-        )
+        plan = QLabel(self._plan_text(), box)
+        # Two lines always fit, however little height the recipients below leave.
+        plan.setMinimumHeight(2 * plan.fontMetrics().lineSpacing() + 4)
+        self.concurrency_hint = plan
         plan.setObjectName("concurrencyHint")
         plan.setProperty("role", "hint")
         plan.setWordWrap(True)
         form.addRow("", plan)
         return box
+
+    def _build_policy(self) -> QGroupBox:
+        """Recipient-local hours and automatic retries (SPEC 10); off by default."""
+        box = QGroupBox("Compliance and retries", self)
+        box.setObjectName("policyBox")
+        form = QFormLayout(box)
+        local = QHBoxLayout()
+        self.local_hours_check = QCheckBox("Only between", box)
+        self.local_hours_check.setObjectName("localHoursCheck")
+        self.local_hours_check.setToolTip(
+            "Call each recipient only inside these hours of its own timezone (from its "
+            "number); numbers in several timezones wait until all are inside. Narrows the "
+            "time range above, never widens it."
+        )
+        self.local_start_edit = QTimeEdit(QTime(8, 0), box)
+        self.local_start_edit.setObjectName("localHoursStartEdit")
+        self.local_start_edit.setDisplayFormat("HH:mm")
+        self.local_end_edit = QTimeEdit(QTime(21, 0), box)
+        self.local_end_edit.setObjectName("localHoursEndEdit")
+        self.local_end_edit.setDisplayFormat("HH:mm")
+        self.local_hours_check.toggled.connect(self._local_hours_changed)
+        for edit in (self.local_start_edit, self.local_end_edit):
+            edit.timeChanged.connect(self.update_problems)
+        local.addWidget(self.local_hours_check)
+        local.addWidget(self.local_start_edit)
+        local.addWidget(QLabel("and", box))
+        local.addWidget(self.local_end_edit)
+        local.addStretch(1)
+        form.addRow("Recipient's local time:", local)
+
+        self.max_attempts_spin = QSpinBox(box)
+        self.max_attempts_spin.setObjectName("maxAttemptsSpin")
+        self.max_attempts_spin.setRange(1, MAX_ATTEMPTS_LIMIT)
+        self.max_attempts_spin.setValue(1)
+        self.max_attempts_spin.setToolTip("1 means no automatic retry")
+        self.max_attempts_spin.setMaximumWidth(110)
+        self.max_attempts_spin.valueChanged.connect(self._retries_changed)
+        form.addRow("Attempts per recipient:", self.max_attempts_spin)
+        self.retry_delay_spin = QSpinBox(box)
+        self.retry_delay_spin.setObjectName("retryDelaySpin")
+        self.retry_delay_spin.setRange(0, RETRY_DELAY_MAX_MINUTES)
+        self.retry_delay_spin.setValue(60)
+        self.retry_delay_spin.setSuffix(" min")
+        self.retry_delay_spin.setMaximumWidth(110)
+        self.retry_delay_spin.valueChanged.connect(self.update_problems)
+        form.addRow("Retry after:", self.retry_delay_spin)
+        outcomes = QHBoxLayout()
+        self.retry_checks: dict[str, QCheckBox] = {}
+        for outcome, name in (
+            (RetryOutcome.NO_ANSWER, "retryNoAnswerCheck"),
+            (RetryOutcome.BUSY, "retryBusyCheck"),
+            (RetryOutcome.FAILED, "retryFailedCheck"),
+        ):
+            check = QCheckBox(outcome.display_name, box)
+            check.setObjectName(name)
+            check.setChecked(outcome is not RetryOutcome.FAILED)
+            check.toggled.connect(self.update_problems)
+            outcomes.addWidget(check)
+            self.retry_checks[outcome.value] = check
+        outcomes.addStretch(1)
+        form.addRow("Retry when:", outcomes)
+        self._local_hours_changed(False)
+        self._retries_changed(1)
+        return box
+
+    def _all_day_changed(self, all_day: bool) -> None:
+        for widget in (self.start_edit, self.end_edit, self.extra_ranges_field):
+            widget.setEnabled(not all_day)
+        self.update_problems()
+
+    def _end_date_changed(self, on: bool) -> None:
+        self.end_date_edit.setEnabled(on)
+        self.end_time_edit.setEnabled(on)
+        self.update_problems()
+
+    def _local_hours_changed(self, on: bool) -> None:
+        self.local_start_edit.setEnabled(on)
+        self.local_end_edit.setEnabled(on)
+        self.update_problems()
+
+    def _retries_changed(self, attempts: int) -> None:
+        self.retry_delay_spin.setEnabled(attempts > 1)
+        for check in self.retry_checks.values():
+            check.setEnabled(attempts > 1)
+        self.update_problems()
 
     def _build_footer(self) -> QHBoxLayout:
         footer = QHBoxLayout()
@@ -504,6 +705,9 @@ class CreateDialog(QDialog):
 
     def load_csv(self, path: str) -> None:
         """Read (scan) the file in the background and show what an import would do."""
+        if not self.choices_loaded:  # the default country is not known yet
+            self._pending_csv = path
+            return
         self.cancel_scan()
         self.csv_path = path
         self.report = None
@@ -646,7 +850,9 @@ class CreateDialog(QDialog):
             self.reason_label.setText("")
         else:
             what = self.rejected_model.index(row, RejectedColumn.REASON).data()  # type: ignore[arg-type]
-            self.reason_label.setText(f"Row {entry.rejected.row_number}: {what}")
+            self.reason_label.setText(
+                f"Row {entry.rejected.row_number}: {what}. How to fix it: {fix_hint(str(what))}"
+            )
         self.remove_row_button.setEnabled(row is not None and state is not RowState.REMOVED)
         self.restore_row_button.setEnabled(state is RowState.REMOVED)
 
@@ -687,10 +893,12 @@ class CreateDialog(QDialog):
 
     def problems(self) -> list[str]:
         """What keeps Create disabled, in the supervisor's words (first is shown)."""
+        rules = creation_problems(self.creation_request(), self.context.clock())
         found: list[str] = []
-        problem = name_problem(self.name_field.text())
-        if problem:
-            found.append(problem)
+        if not self.choices_loaded:
+            found.append("Reading the agents and from numbers…")
+        if "name" in rules:
+            found.append(rules.pop("name"))
         if self.agent_combo.count() == 0:
             found.append("No active agent: add one in Settings (Agents).")
         if self.from_combo.count() == 0:
@@ -703,24 +911,7 @@ class CreateDialog(QDialog):
             found.append("Choose the recipients CSV file.")
         elif self.accepted_count() == 0:
             found.append(self._no_recipients_problem())
-        zone = self.timezone_combo.currentText().strip()
-        try:
-            parse_timezone(zone)
-        except WindowError as error:
-            found.append(str(error))
-            zone = ""
-        if self.start_edit.time() == self.end_edit.time():
-            found.append("The time range is empty: start and end are the same.")
-        if not self.allowed_days():
-            found.append("Choose at least one allowed day.")
-        if self.schedule_radio.isChecked() and zone:
-            instant = self.scheduled_at()
-            if instant is not None and instant < self.context.clock():
-                local = instant.astimezone(parse_timezone(zone))
-                found.append(
-                    f"The scheduled time {local:%Y-%m-%d %H:%M} ({zone}) is in the past; "
-                    "choose a later time or Send now."
-                )
+        found.extend(rules.values())
         return found
 
     def update_problems(self, *_args: Any) -> None:
@@ -769,6 +960,61 @@ class CreateDialog(QDialog):
         except (WindowError, ValueError):
             return None
 
+    def _policy_values(self) -> dict[str, Any]:
+        """The calling-window and compliance fields as the creation rules read them."""
+        start = self.start_edit.time().toString("HH:mm")
+        end = self.end_edit.time().toString("HH:mm")
+        extra = self.extra_ranges_field.text().strip()
+        if self.all_day_check.isChecked():
+            ranges = "all day"
+        elif extra:
+            ranges = f"{start}-{end},{extra}"
+        else:
+            ranges = ""
+        outcomes = ",".join(
+            value for value, check in self.retry_checks.items() if check.isChecked()
+        )
+        end_at: datetime | None = None
+        if self.end_date_check.isChecked():
+            qdate, qtime = self.end_date_edit.date(), self.end_time_edit.time()
+            try:
+                end_at = scheduled_instant(
+                    date(qdate.year(), qdate.month(), qdate.day()),
+                    time(qtime.hour(), qtime.minute()),
+                    self.timezone_combo.currentText().strip(),
+                )
+            except (WindowError, ValueError):
+                end_at = None  # the timezone problem is reported on its own
+        local_hours = ""
+        if self.local_hours_check.isChecked():
+            local_hours = (
+                f"{self.local_start_edit.time().toString('HH:mm')}-"
+                f"{self.local_end_edit.time().toString('HH:mm')}"
+            )
+        return {
+            "window_start": start,
+            "window_end": end,
+            "time_ranges": ranges,
+            "blackout_dates": self.blackout_field.text().strip(),
+            "end_at": end_at,
+            "local_hours": local_hours,
+            "max_attempts": self.max_attempts_spin.value(),
+            "retry_delay_minutes": self.retry_delay_spin.value(),
+            "retry_outcomes": outcomes,
+        }
+
+    def creation_request(self) -> CreationRequest:
+        scheduled = self.schedule_radio.isChecked()
+        return CreationRequest(
+            name=self.name_field.text(),
+            send_type=(SendType.SCHEDULE if scheduled else SendType.SEND_NOW).value,
+            scheduled_at=self.scheduled_at() if scheduled else None,
+            timezone=self.timezone_combo.currentText().strip(),
+            allowed_days=self.allowed_days(),
+            reserved_concurrency=self.concurrency_spin.value(),
+            **self._policy_values(),
+        )
+
     def spec(self) -> NewBatchCall:
         scheduled = self.schedule_radio.isChecked()
         return NewBatchCall(
@@ -778,11 +1024,10 @@ class CreateDialog(QDialog):
             send_type=SendType.SCHEDULE if scheduled else SendType.SEND_NOW,
             scheduled_at=self.scheduled_at() if scheduled else None,
             timezone=self.timezone_combo.currentText().strip(),
-            window_start=self.start_edit.time().toString("HH:mm"),
-            window_end=self.end_edit.time().toString("HH:mm"),
             allowed_days=self.allowed_days(),
             reserved_concurrency=self.concurrency_spin.value(),
             variable_columns=self.report.variable_columns if self.report else (),
+            **self._policy_values(),
         )
 
     def import_options(self) -> ImportOptions:
@@ -856,6 +1101,7 @@ class CreateDialog(QDialog):
             self.findChild(QGroupBox, "recipientsBox"),
             self.findChild(QGroupBox, "scheduleBox"),
             self.findChild(QGroupBox, "windowBox"),
+            self.findChild(QGroupBox, "policyBox"),
         ):
             if widget is not None:
                 widget.setEnabled(enabled)
@@ -877,6 +1123,14 @@ class CreateDialog(QDialog):
         self.tasks.shutdown(0)
         self._create_task = None
         self.done(QDialog.DialogCode.Rejected)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.recheck_timer.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.recheck_timer.stop()
+        super().hideEvent(event)
 
     def done(self, result: int) -> None:
         if self._create_task is not None and result != QDialog.DialogCode.Accepted:

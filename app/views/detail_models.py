@@ -22,16 +22,13 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from sqlalchemy import select
 
-from app.models.schema import Recipient
 from app.models.snapshots import AuditSnapshot, RecipientSnapshot
 from app.models.status import RecipientStatus
 from app.services.batch_calls import (
     BatchCallService,
     RecipientQuery,
     RecipientSort,
-    recipient_snapshot,
 )
 from app.views import formatting
 from app.views.table_model import AnyIndex, FlatTableModel
@@ -49,13 +46,9 @@ def recipients_by_id(
 ) -> dict[int, RecipientSnapshot]:
     """The current state of these recipients of the batch call (runs off the GUI thread).
 
-    The service pages recipients by position; a live refresh needs the same recipients
-    again wherever the engine's changes moved them, hence this small read by id."""
-    if not ids:
-        return {}
-    stmt = select(Recipient).where(Recipient.batch_call_id == batch_id, Recipient.id.in_(ids))
-    with service.sessions() as session:
-        return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
+    The service pages recipients in the query's order; a live refresh needs the same
+    recipients again wherever the engine's changes moved them, hence this read by id."""
+    return service.recipients_by_id(batch_id, ids)
 
 
 def changed_rows(
@@ -203,9 +196,13 @@ class RecipientTableModel(FlatTableModel):
         offset = len(self._rows)
         query = self._query
         batch_id = self._batch_id
+        last = self._rows[-1] if self._rows else None
 
         def read(_control: object) -> list[RecipientSnapshot]:
-            return self._service.recipients_page(batch_id, query, offset=offset, limit=PAGE_SIZE)
+            # Keyset: the page after the last row shown, as fast at row 900,000 as at 0.
+            return self._service.recipients_page(
+                batch_id, query, offset=offset, limit=PAGE_SIZE, after=last
+            )
 
         def done(page: object) -> None:
             self._fetching = False

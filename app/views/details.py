@@ -8,16 +8,18 @@ snapshots the main window forwards and from the engine's recipientsChanged signa
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QLocale, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,8 +38,8 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, detail_models, formatting
-from app.views.actions import ActionController
+from app.views import ask, detail_models, formatting, live_figures, look
+from app.views.actions import ActionController, menu_actions
 from app.views.context import AppContext
 from app.views.detail_models import (
     SORT_FOR_COLUMN,
@@ -46,10 +48,14 @@ from app.views.detail_models import (
     RecipientRole,
     RecipientTableModel,
 )
+from app.views.icons import ACTION_ICONS, icon
 from app.views.tasks import TaskRunner
 from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
+
+#: The Summary's live figures are read again at most this often.
+LIVE_FIGURES_MS = 5000
 
 RECIPIENTS_REFRESH_MS = 1000
 SEARCH_DELAY_MS = 250
@@ -65,16 +71,36 @@ def _value_label(parent: QWidget, name: str) -> QLabel:
     return label
 
 
+def attempt_history_text(attempts: list[dict[str, Any]]) -> str:
+    """One line per call attempt: number, outcome, when it ended, the error if any."""
+    lines = []
+    for attempt in attempts:
+        outcome = attempt.get("outcome")
+        shown = RecipientStatus(outcome).display_name if outcome else "In progress"
+        if attempt.get("provider_status") == "busy":
+            shown = "Busy"
+        when = formatting.local_time(
+            attempt.get("ended_at") or attempt.get("requested_at"), seconds=True
+        )
+        error = f" ({attempt['error']})" if attempt.get("error") and outcome != "COMPLETED" else ""
+        lines.append(f"{attempt['attempt']}. {shown}, {when}{error}")
+    return "\n".join(lines) or "None."
+
+
 class DetailsDialog(QDialog):
     """Everything about one batch call.
 
     Signals: reloadRequested(int) asks the main window to refresh the row; reloaded() after
-    the dialog's own reload finished; historyLoaded(int) with the number of events.
+    the dialog's own reload finished; historyLoaded(int) with the number of events;
+    liveFiguresShown() after the Summary's live figures were read and shown.
+    attemptHistoryLoaded(int) with the recipient id whose call attempts are shown.
     """
 
     reloadRequested = Signal(int)
     reloaded = Signal()
     historyLoaded = Signal(int)
+    liveFiguresShown = Signal()
+    attemptHistoryLoaded = Signal(int)
 
     def __init__(
         self,
@@ -94,6 +120,10 @@ class DetailsDialog(QDialog):
         self.action_controller = actions
         self.tasks = tasks
         self._deleted = False
+        self._live_reading = False
+        self._live_figures: live_figures.LiveFigures | None = None
+        self._cps: float | None = None
+        self._history_for: int | None = None
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
@@ -169,8 +199,34 @@ class DetailsDialog(QDialog):
         self.delete_button.setObjectName("detailsDeleteButton")
         self.delete_button.setProperty("role", "danger")
         self.delete_button.clicked.connect(lambda: self._perform(Action.DELETE))
-        for button in (self.reload_button, self.retry_button, self.delete_button):
-            header.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        # Every other action the status allows (the same table as the list's menu).
+        self.action_buttons: dict[Action, QPushButton] = {
+            Action.RETRY: self.retry_button,
+            Action.DELETE: self.delete_button,
+        }
+        for action, tip in (
+            (Action.PAUSE, "Stop placing new calls; calls in progress finish"),
+            (Action.RESUME, "Continue with the remaining recipients"),
+            (Action.CANCEL, "Stop permanently; recipients not yet called stay pending"),
+            (Action.RENAME, "Change the name (nothing else changes)"),
+        ):
+            button = QPushButton(action.label, self)
+            button.setObjectName(f"details{action.label}Button")
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, a=action: self._perform(a))
+            self.action_buttons[action] = button
+        for action, button in (*self.action_buttons.items(), (Action.RELOAD, self.reload_button)):
+            button.setIcon(icon(ACTION_ICONS[action]))
+        header.addWidget(self.reload_button, 0, Qt.AlignmentFlag.AlignTop)
+        for action in (Action.PAUSE, Action.RESUME, Action.CANCEL, Action.RETRY, Action.RENAME):
+            header.addWidget(self.action_buttons[action], 0, Qt.AlignmentFlag.AlignTop)
+        separator = QFrame(self)
+        separator.setObjectName("detailsDeleteSeparator")
+        separator.setFrameShape(QFrame.Shape.VLine)
+        separator.setFrameShadow(QFrame.Shadow.Sunken)
+        separator.setFixedHeight(self.reload_button.sizeHint().height())
+        header.addWidget(separator, 0, Qt.AlignmentFlag.AlignTop)
+        header.addWidget(self.delete_button, 0, Qt.AlignmentFlag.AlignTop)  # destructive: last
         return header
 
     def _build_summary_tab(self) -> QWidget:
@@ -196,37 +252,59 @@ class DetailsDialog(QDialog):
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title().replace('_', '')}")
             form.addRow(f"{label}:", self.summary[key])
-        self.progress_bar = QProgressBar(tab)
-        self.progress_bar.setObjectName("summaryProgressBar")
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setFormat("%p %")
+        self.progress_bar = look.SegmentedBar(tab)
         form.addRow("Progress:", self.progress_bar)
         for key, label in (
             ("completed", "Processed"),
             ("remaining", "Remaining"),
             ("percent", "Percent complete"),
             ("retries", "Retries"),
+            ("forecast", "Estimated finish"),
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title()}")
             form.addRow(f"{label}:", self.summary[key])
+        self.summary["forecast"].setToolTip(
+            "From the calling windows, the reserved concurrency, the pacing and the outcomes so far"
+        )
         self.summary["completed"].setToolTip(
             "Recipients with a final outcome: completed, failed or no answer"
         )
         outer.addLayout(form)
+
+        live = QGroupBox("Now", tab)
+        live.setObjectName("summaryLiveBox")
+        live_form = QFormLayout(live)
+        for key, label in (
+            ("in_progress", "Calls in progress"),
+            ("rate", f"Calls per minute (last {live_figures.RATE_MINUTES} min)"),
+            ("answer_rate", "Answer rate"),
+            ("finish", "Estimated finish"),
+        ):
+            name = "summary" + "".join(part.title() for part in key.split("_"))
+            self.summary[key] = _value_label(live, name)
+            live_form.addRow(f"{label}:", self.summary[key])
+        self.outcome_chart = live_figures.OutcomeChart(live)
+        live_form.addRow("Outcomes:", self.outcome_chart)
+        outer.addWidget(live)
+        self.live_timer = QTimer(self)
+        self.live_timer.setObjectName("liveFiguresTimer")
+        self.live_timer.setSingleShot(True)
+        self.live_timer.setInterval(LIVE_FIGURES_MS)
+        self.live_timer.timeout.connect(self.refresh_live_figures)
 
         box = QGroupBox("Recipients by status", tab)
         box.setObjectName("summaryCountsBox")
         grid = QGridLayout(box)
         self.count_labels: dict[RecipientStatus, QLabel] = {}
         for column, status in enumerate(RecipientStatus):
-            name = QLabel(status.display_name, box)
-            name.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption = QLabel(status.display_name, box)
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             value = QLabel(box)
-            value.setObjectName(f"count{status.display_name.replace(' ', '')}")
+            value.setObjectName("count" + status.value.title().replace("_", ""))
             value.setProperty("role", "count")
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(value, 0, column)
-            grid.addWidget(name, 1, column)
+            grid.addWidget(caption, 1, column)
             self.count_labels[status] = value
         outer.addWidget(box)
         outer.addStretch(1)
@@ -245,6 +323,10 @@ class DetailsDialog(QDialog):
             ("timezone", "Timezone"),
             ("time_range", "Time range"),
             ("allowed_days", "Allowed days"),
+            ("blackout_dates", "Blackout dates"),
+            ("end_date", "End date"),
+            ("local_hours", "Recipient's local time"),
+            ("retries", "Automatic retries"),
             ("concurrency", "Reserved concurrency"),
             ("created", "Created"),
         ):
@@ -350,14 +432,15 @@ class DetailsDialog(QDialog):
             ("call_id", "Provider call id"),
             ("attempts", "Attempts"),
             ("error", "Last error"),
+            ("history", "Attempt history"),
         )
         for position, (key, label) in enumerate(fields):
             name = "call" + "".join(part.title() for part in key.split("_"))
             self.call_fields[key] = _value_label(self.call_details, name)
             caption = QLabel(f"{label}:", self.call_details)
             caption.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
-            if key in ("recipient", "error"):  # long values get the whole width
-                row = 0 if key == "recipient" else 5
+            if key in ("recipient", "error", "history"):  # long values get the whole width
+                row = {"recipient": 0, "error": 5, "history": 6}[key]
                 grid.addWidget(caption, row, 0)
                 grid.addWidget(self.call_fields[key], row, 1, 1, 3)
                 continue
@@ -402,10 +485,12 @@ class DetailsDialog(QDialog):
         self.name_label.setText(s.name)
         self.status_label.setText(s.status_display)
         self.status_label.setProperty("status", s.status.value)
-        self.status_label.style().unpolish(self.status_label)
-        self.status_label.style().polish(self.status_label)
-        actions = s.actions
-        self.retry_button.setVisible(Action.RETRY in actions and not self._deleted)
+        self.status_label.setStyleSheet(look.chip_style_sheet(s.status, self.palette()))
+        self.status_label.setToolTip(look.reason_line(s))
+        actions = set(menu_actions(s))
+        for action, button in self.action_buttons.items():
+            if action is not Action.DELETE:
+                button.setVisible(action in actions and not self._deleted)
         self.delete_button.setEnabled(not self._deleted)
         self.reload_button.setEnabled(not self._deleted)
 
@@ -419,18 +504,78 @@ class DetailsDialog(QDialog):
         self.summary["finished"].setText(formatting.local_time(s.finished_at))
         self.summary["agent"].setText(s.agent_name)
         self.summary["from_number"].setText(s.from_number)
-        self.progress_bar.setValue(formatting.progress_tenths(s))
-        self.progress_bar.setFormat(formatting.progress_text(s))
+        self.progress_bar.set_snapshot(s)
         self.summary["completed"].setText(
             f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
         )
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
         self.summary["percent"].setText(formatting.percent_text(s))
         self.summary["retries"].setText(str(s.retry_count))
+        forecast = s.forecast(self.context.clock(), self._calls_per_second())
+        self.summary["forecast"].setText(
+            forecast.describe(parse_timezone(s.timezone)) if forecast else formatting.NO_VALUE
+        )
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+        self.summary["in_progress"].setText(
+            formatting.count(s.counts.get(RecipientStatus.IN_PROGRESS, 0))
+        )
+        if not self.live_timer.isActive() and not self._live_reading:
+            # At most one read per LIVE_FIGURES_MS however often the counts change.
+            self.live_timer.start(0 if self._live_figures is None else LIVE_FIGURES_MS)
+
+    def refresh_live_figures(self) -> None:
+        """Read the recent outcomes in the background and show the rate, the answer rate,
+        the estimate and the chart. Signals liveFiguresShown when done."""
+        if self._deleted or self._live_reading:
+            return
+        self._live_reading = True
+        service, context, batch_id = self.service, self.context, self.snapshot.id
+
+        def read(_control: object) -> tuple[datetime, float, list[Any]]:
+            now = context.clock()
+            since = now - timedelta(minutes=live_figures.CHART_MINUTES)
+            return (
+                now,
+                context.load_settings().calls_per_second,
+                service.outcomes_since(batch_id, since),
+            )
+
+        def done(result: object) -> None:
+            self._live_reading = False
+            assert isinstance(result, tuple)
+            now, calls_per_second, outcomes = result
+            figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
+            self._live_figures = figures
+            self.summary["in_progress"].setText(formatting.count(figures.in_progress))
+            self.summary["rate"].setText(QLocale().toString(figures.per_minute, "f", 1))
+            self.summary["answer_rate"].setText(
+                "—"
+                if figures.answer_rate is None
+                else formatting.percent(round(figures.answer_rate * 100))
+            )
+            self.summary["finish"].setText(live_figures.finish_text(figures, self.snapshot))
+            self.outcome_chart.set_minutes(figures.minutes)
+            self.liveFiguresShown.emit()
+
+        def failed(error: BaseException) -> None:
+            self._live_reading = False
+            log.warning("live figures not read: %s", error)
+
+        self.tasks.submit(
+            "liveFigures", read, on_done=done, on_error=failed, quiet=True, owner=self
+        )
+
+    def _calls_per_second(self) -> float:
+        """The pacing setting, read once per dialog (the forecast is an estimate)."""
+        if self._cps is None:
+            try:
+                self._cps = self.context.load_settings().calls_per_second
+            except Exception:  # unreadable settings: the default pacing
+                self._cps = 1.0
+        return self._cps
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
@@ -461,8 +606,16 @@ class DetailsDialog(QDialog):
             else "Not scheduled (Send Now)"
         )
         self.configuration["timezone"].setText(s.timezone)
-        self.configuration["time_range"].setText(f"{s.window_start} to {s.window_end}")
+        self.configuration["time_range"].setText(s.time_ranges_display)
         self.configuration["allowed_days"].setText(s.allowed_days_display)
+        self.configuration["blackout_dates"].setText(s.blackout_dates_display)
+        self.configuration["end_date"].setText(
+            f"{formatting.local_time(s.end_at, zone)} ({s.timezone}); then Expired"
+            if s.end_at
+            else "None"
+        )
+        self.configuration["local_hours"].setText(s.local_hours_display)
+        self.configuration["retries"].setText(s.retries_display)
         self.configuration["concurrency"].setText(str(s.reserved_concurrency))
         self.configuration["created"].setText(formatting.local_time(s.created_at))
 
@@ -479,13 +632,26 @@ class DetailsDialog(QDialog):
         fields["recipient"].setText(
             f"{recipient.phone_number} {recipient.name or ''} ({recipient.status.display_name})"
         )
+        self._load_attempt_history(recipient)
         if recipient.status not in CALLED_STATUSES:
             for key in fields:
-                if key != "recipient":
+                if key not in ("recipient", "history"):
                     fields[key].setText("")
-            fields["requested"].setText(
-                "Not called yet." if recipient.attempts == 0 else "A call is in progress."
-            )
+            if recipient.status is RecipientStatus.WAITING_RETRY:
+                fields["requested"].setText(
+                    "Next attempt at "
+                    + formatting.local_time(recipient.next_try_at, seconds=True)
+                    + "."
+                )
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            elif recipient.status in (RecipientStatus.DO_NOT_CALL, RecipientStatus.EXPIRED):
+                fields["requested"].setText("Not called.")
+                fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
+            else:
+                fields["requested"].setText(
+                    "Not called yet." if recipient.attempts == 0 else "A call is in progress."
+                )
+            fields["attempts"].setText(str(recipient.attempts))
             return
         fields["requested"].setText(formatting.local_time(recipient.requested_at, seconds=True))
         fields["answered"].setText(formatting.local_time(recipient.answered_at, seconds=True))
@@ -495,6 +661,32 @@ class DetailsDialog(QDialog):
         fields["call_id"].setText(recipient.provider_call_id or formatting.NO_VALUE)
         fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
         fields["attempts"].setText(str(recipient.attempts))
+
+    def _load_attempt_history(self, recipient: RecipientSnapshot) -> None:
+        """Every call attempt of the selected recipient (SPEC 10: automatic retries), read
+        in the background; a later selection wins."""
+        label = self.call_fields["history"]
+        if recipient.attempts == 0:
+            label.setText("None." if recipient.status.is_terminal else "No call yet.")
+            return
+        label.setText("Loading…")
+        recipient_id = recipient.id
+        self._history_for = recipient_id
+
+        def done(attempts: object) -> None:
+            if self._history_for != recipient_id:
+                return
+            assert isinstance(attempts, list)
+            label.setText(attempt_history_text(attempts))
+            self.attemptHistoryLoaded.emit(recipient_id)
+
+        self.tasks.submit(
+            "attemptHistory",
+            lambda _c: self.service.call_attempts(recipient_id),
+            on_done=done,
+            quiet=True,
+            owner=self,
+        )
 
     def load_history(self) -> None:
         batch_id = self.snapshot.id
@@ -555,6 +747,7 @@ class DetailsDialog(QDialog):
         self._deleted = True
         self.fill_header()
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.close()
 
     # ----------------------------------------------------------------- recipients
@@ -704,5 +897,6 @@ class DetailsDialog(QDialog):
 
     def closeEvent(self, event: Any) -> None:
         self.recipients_timer.stop()
+        self.live_timer.stop()
         self.search_timer.stop()
         super().closeEvent(event)

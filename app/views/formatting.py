@@ -1,13 +1,16 @@
-"""How numbers, times and secrets are written for the supervisor (pure, no Qt).
+"""How numbers, times and secrets are written for the supervisor.
 
 Kept apart from the widgets so the same text appears in the list, the details and the
-tests, and so the rules can be checked without a window.
+tests, and so the rules can be checked without a window. Percentages follow the
+supervisor's locale (QLocale: "6%" in English, "6 %" in French).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, tzinfo
+
+from PySide6.QtCore import QLocale
 
 from app.models.snapshots import BatchCallSnapshot
 
@@ -30,16 +33,42 @@ def progress_tenths(snapshot: BatchCallSnapshot) -> int:
     return snapshot.finished_count * 1000 // snapshot.total_recipients
 
 
+def percent(value: float, decimals: int = 0, locale: QLocale | None = None) -> str:
+    """ "6%" (English), "6 %" (French): the number and the sign the way the locale writes
+    them; `value` is already rounded as it should be shown."""
+    locale = locale or QLocale()
+    number = (
+        locale.toString(float(value), "f", decimals) if decimals else locale.toString(int(value))
+    )
+    if locale.language() in _SPACED_PERCENT:
+        return f"{number}\u202f{locale.percent()}"
+    return f"{number}{locale.percent()}"
+
+
+#: Languages that put a (narrow no-break) space before the percent sign.
+_SPACED_PERCENT = frozenset(
+    {
+        QLocale.Language.French,
+        QLocale.Language.German,
+        QLocale.Language.Swedish,
+        QLocale.Language.NorwegianBokmal,
+        QLocale.Language.Czech,
+        QLocale.Language.Polish,
+        QLocale.Language.Russian,
+        QLocale.Language.Spanish,
+    }
+)
+
+
 def progress_text(snapshot: BatchCallSnapshot) -> str:
-    """ "45 % (450/1,000)": finished recipients out of all, as the list shows it."""
+    """ "45% (450/1,000)": finished recipients out of all, as the list shows it."""
     shown = progress_tenths(snapshot) // 10
-    return f"{shown} % ({count(snapshot.finished_count)}/{count(snapshot.total_recipients)})"
+    return f"{percent(shown)} ({count(snapshot.finished_count)}/{count(snapshot.total_recipients)})"
 
 
 def percent_text(snapshot: BatchCallSnapshot) -> str:
-    """ "21.9 %": the same figure as progress_text with one decimal (rounded down too)."""
-    whole, tenth = divmod(progress_tenths(snapshot), 10)
-    return f"{whole}.{tenth} %"
+    """ "21.9%": the same figure as progress_text with one decimal (rounded down too)."""
+    return percent(progress_tenths(snapshot) / 10, decimals=1)
 
 
 def local_time(value: datetime | None, zone: tzinfo | None = None, seconds: bool = False) -> str:

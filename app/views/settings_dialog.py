@@ -36,13 +36,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.engine import make_url
 
 from app.services import secrets
+from app.services.app_context import database_kind
 from app.services.batch_calls import CONCURRENCY_MAX, ValidationError
-from app.services.settings import SettingsError
+from app.services.settings import AppSettings, SettingsError
 from app.views import formatting
 from app.views.context import AppContext
+from app.views.do_not_call_tab import DoNotCallTab
 from app.views.records_model import RecordsTableModel
 from app.views.tasks import TaskRunner
 
@@ -91,12 +92,16 @@ def api_key_change_problem(
 class SettingsDialog(QDialog):
     """Signals: saved() after the settings were stored; connectionChecked(bool, str) with the
     result of Test connection; numbersImported(str) with the import summary;
-    credentialsLoaded() once the saved credentials were read from the keyring."""
+    credentialsLoaded() once the saved credentials were read from the keyring;
+    settingsLoaded() once the stored settings were read and shown; recordsChanged() after
+    the agents or numbers were read again. Every database call runs in the background."""
 
     saved = Signal()
     connectionChecked = Signal(bool, str)
     numbersImported = Signal(str)
     credentialsLoaded = Signal()
+    settingsLoaded = Signal()
+    recordsChanged = Signal()
 
     def __init__(self, context: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -107,7 +112,9 @@ class SettingsDialog(QDialog):
         self.service = context.service
         self.tasks = TaskRunner(self, detached=True)
         self.tasks.setObjectName("settingsTaskRunner")
-        self.settings = context.settings.load()
+        # Read in the background (never on the GUI thread); Save waits for it.
+        self.settings = AppSettings()
+        self.settings_loaded = False
         self.saved_credentials: secrets.TwilioCredentials | None = None
         self._credentials_ready = False
         self._waiting_for_credentials: list[Callable[[], None]] = []
@@ -119,6 +126,10 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._build_provider_tab(), "Telephony")
         self.tabs.addTab(self._build_agents_tab(), "Agents")
         self.tabs.addTab(self._build_numbers_tab(), "From numbers")
+        self.do_not_call_tab = DoNotCallTab(
+            context, self.tasks, self.settings.default_country, self
+        )
+        self.tabs.addTab(self.do_not_call_tab, "Do not call")
         self.tabs.addTab(self._build_database_tab(), "Database")
         layout.addWidget(self.tabs, 1)
 
@@ -139,10 +150,61 @@ class SettingsDialog(QDialog):
         footer.addWidget(cancel)
         layout.addLayout(footer)
 
+        self.save_button.setEnabled(False)
+        self._provider_changed()
+        self._load_settings()
         self.refresh_agents()
         self.refresh_numbers()
-        self._provider_changed()
         self._load_credentials()
+
+    def _load_settings(self) -> None:
+        def done(settings: object) -> None:
+            assert isinstance(settings, AppSettings)
+            self.settings = settings
+            self.provider_combo.setCurrentIndex(
+                max(0, self.provider_combo.findData(settings.provider))
+            )
+            self.account_sid_field.setText(settings.twilio_account_sid)
+            self.concurrency_spin.setValue(settings.plan_concurrency)
+            self.cps_spin.setValue(settings.calls_per_second)
+            self.country_combo.setCurrentIndex(
+                max(0, self.country_combo.findData(settings.default_country))
+            )
+            self.settings_loaded = True
+            self.save_button.setEnabled(not self._saving)
+            self._provider_changed()
+            self.settingsLoaded.emit()
+
+        def failed(error: BaseException) -> None:
+            self._error(
+                f"The settings could not be read: {error}. Check the database connection "
+                "and open Settings again."
+            )
+
+        store = self.context.settings
+        self.tasks.submit(
+            "readSettings", lambda _c: store.load(), on_done=done, on_error=failed, owner=self
+        )
+
+    def _in_background(
+        self,
+        name: str,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        error_label: QLabel | None = None,
+    ) -> None:
+        """Run a service call in the background; a ValidationError goes to `error_label`."""
+
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ValidationError) and error_label is not None:
+                error_label.setText(" ".join(error.problems.values()))
+            elif isinstance(error, SettingsError):
+                self._error(str(error))
+            else:
+                log.error("%s failed: %s", name, error)
+                self._error(f"That did not work: {error}. Check the database connection.")
+
+        self.tasks.submit(name, lambda _c: work(), on_done=done, on_error=failed, owner=self)
 
     # ----------------------------------------------------------------- saved credentials
     def _load_credentials(self) -> None:
@@ -405,13 +467,12 @@ class SettingsDialog(QDialog):
         tab.setObjectName("databaseTab")
         outer = QVBoxLayout(tab)
         form = QFormLayout()
-        url = make_url(self.context.database_url)
-        if url.get_backend_name() == "sqlite":
+        database = database_kind(self.context.database_url)
+        location = database.location
+        if database.is_file:
             kind = "SQLite file on this computer"
-            location = url.database or ":memory:"
         else:
-            kind = f"{url.get_backend_name().title()} server (can be shared by several desktops)"
-            location = self.context.database_description
+            kind = f"{database.backend.title()} server (can be shared by several desktops)"
         kind_label = QLabel(kind, tab)
         kind_label.setObjectName("databaseKindLabel")
         form.addRow("Database:", kind_label)
@@ -521,25 +582,33 @@ class SettingsDialog(QDialog):
         self.connectionChecked.emit(ok, message)
 
     # ----------------------------------------------------------------- agents and numbers
-    def refresh_agents(self) -> None:
-        agents = self.service.list_agents()
-        self.agents_model.set_records(
-            [
-                (a.name, KIND_NAMES.get(a.kind, a.kind), "Yes" if a.active else "No", a.value)
-                for a in agents
-            ],
-            agents,
-        )
+    def refresh_agents(self, then: Callable[[], None] | None = None) -> None:
+        def show(agents: Any) -> None:
+            self.agents_model.set_records(
+                [
+                    (a.name, KIND_NAMES.get(a.kind, a.kind), "Yes" if a.active else "No", a.value)
+                    for a in agents
+                ],
+                agents,
+            )
+            if then is not None:
+                then()
+            self.recordsChanged.emit()
+
+        self._in_background("readAgents", self.service.list_agents, show)
 
     def refresh_numbers(self) -> None:
-        numbers = self.service.list_from_numbers()
-        self.numbers_model.set_records(
-            [
-                (n.phone_number, n.label, n.source.title(), "Yes" if n.active else "No")
-                for n in numbers
-            ],
-            numbers,
-        )
+        def show(numbers: Any) -> None:
+            self.numbers_model.set_records(
+                [
+                    (n.phone_number, n.label, n.source.title(), "Yes" if n.active else "No")
+                    for n in numbers
+                ],
+                numbers,
+            )
+            self.recordsChanged.emit()
+
+        self._in_background("readNumbers", self.service.list_from_numbers, show)
 
     def _agent_kind_changed(self, *_args: Any) -> None:
         kind = self.agent_kind_combo.currentData()
@@ -552,19 +621,22 @@ class SettingsDialog(QDialog):
         )
 
     def add_agent(self) -> None:
-        try:
-            agent = self.service.add_agent(
-                self.agent_name_field.text(),
-                str(self.agent_kind_combo.currentData()),
-                self.agent_value_field.text().strip(),
-            )
-        except ValidationError as error:
-            self.agent_error_label.setText(" ".join(error.problems.values()))
-            return
-        self.agent_error_label.setText(f"Added “{agent.name}”.")
-        self.agent_name_field.clear()
-        self.agent_value_field.clear()
-        self.refresh_agents()
+        name = self.agent_name_field.text()
+        kind = str(self.agent_kind_combo.currentData())
+        value = self.agent_value_field.text().strip()
+
+        def added(agent: Any) -> None:
+            self.agent_error_label.setText(f"Added “{agent.name}”.")
+            self.agent_name_field.clear()
+            self.agent_value_field.clear()
+            self.refresh_agents()
+
+        self._in_background(
+            "addAgent",
+            lambda: self.service.add_agent(name, kind, value),
+            added,
+            self.agent_error_label,
+        )
 
     def toggle_agent(self) -> None:
         index = self.agents_table.currentIndex()
@@ -572,25 +644,39 @@ class SettingsDialog(QDialog):
         if agent is None:
             self.agent_error_label.setText("Select an agent first.")
             return
-        self.service.set_agent_active(agent.id, not agent.active)
-        self.refresh_agents()
-        self.agents_table.selectRow(index.row())
+        row = index.row()
+        self._in_background(
+            "toggleAgent",
+            lambda: self.service.set_agent_active(agent.id, not agent.active),
+            lambda _agent: self.refresh_agents(then=lambda: self.agents_table.selectRow(row)),
+            self.agent_error_label,
+        )
 
     def add_number(self) -> None:
-        try:
-            number = self.service.add_from_number(
-                self.number_field.text(), self.number_label_field.text(), source="simulated"
-            )
-        except ValidationError as error:
-            text = " ".join(error.problems.values())
-            if "phone_number" in error.problems:
-                text += ". Enter it in international form, for example +12025550100."
-            self.number_error_label.setText(text)
-            return
-        self.number_error_label.setText(f"Added {number.display}.")
-        self.number_field.clear()
-        self.number_label_field.clear()
-        self.refresh_numbers()
+        phone, label = self.number_field.text(), self.number_label_field.text()
+
+        def added(number: Any) -> None:
+            self.number_error_label.setText(f"Added {number.display}.")
+            self.number_field.clear()
+            self.number_label_field.clear()
+            self.refresh_numbers()
+
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ValidationError):
+                text = " ".join(error.problems.values())
+                if "phone_number" in error.problems:
+                    text += ". Enter it in international form, for example +12025550100."
+                self.number_error_label.setText(text)
+            else:
+                self._error(f"The number could not be added: {error}.")
+
+        self.tasks.submit(
+            "addNumber",
+            lambda _c: self.service.add_from_number(phone, label, source="simulated"),
+            on_done=added,
+            on_error=failed,
+            owner=self,
+        )
 
     def import_from_twilio(self) -> None:
         """Add the account's voice numbers, caller IDs and TwiML apps (in the background)."""
@@ -608,17 +694,16 @@ class SettingsDialog(QDialog):
         self.import_button.setEnabled(False)
         self.import_label.setText("Reading the Twilio account…")
 
-        def fetch(_control: object) -> tuple[list[Any], list[Any]]:
+        def fetch(_control: object) -> str:
             try:
-                return provider.list_from_numbers(), provider.list_applications()
+                numbers, applications = provider.list_from_numbers(), provider.list_applications()
             finally:
                 provider.close()
+            return self._store_imported(numbers, applications)  # still in the background
 
-        def done(result: object) -> None:
+        def done(summary: object) -> None:
             self.import_button.setEnabled(True)
-            assert isinstance(result, tuple)
-            numbers, applications = result
-            summary = self._store_imported(numbers, applications)
+            assert isinstance(summary, str)
             self.import_label.setText(summary)
             self.refresh_numbers()
             self.refresh_agents()
@@ -632,6 +717,7 @@ class SettingsDialog(QDialog):
         self.tasks.submit("importFromTwilio", fetch, on_done=done, on_error=failed, owner=self)
 
     def _store_imported(self, numbers: list[Any], applications: list[Any]) -> str:
+        """Add the imported numbers and applications (runs in the background)."""
         added = skipped = 0
         for info in numbers:
             try:
@@ -720,20 +806,39 @@ class SettingsDialog(QDialog):
         self.tasks.submit("storeCredentials", store, on_done=done, on_error=failed, owner=self)
 
     def _store_settings(self, sid: str) -> None:
-        try:
-            self.context.settings.update(
-                provider=self.provider(),
-                plan_concurrency=self.concurrency_spin.value(),
-                calls_per_second=self.cps_spin.value(),
-                default_country=str(self.country_combo.currentData()),
-                twilio_account_sid=sid,
-            )
-        except SettingsError as error:
-            self._error(str(error))
-            return
-        self._error("", role="hint")
-        self.saved.emit()
-        self.accept()
+        values = {
+            "provider": self.provider(),
+            "plan_concurrency": self.concurrency_spin.value(),
+            "calls_per_second": self.cps_spin.value(),
+            "default_country": str(self.country_combo.currentData()),
+            "twilio_account_sid": sid,
+        }
+        store = self.context.settings
+        self._saving = True
+        self.save_button.setEnabled(False)
+
+        def stored(_result: object) -> None:
+            self._saving = False
+            self._error("", role="hint")
+            self.saved.emit()
+            self.accept()
+
+        def failed(error: BaseException) -> None:
+            self._saving = False
+            self.save_button.setEnabled(True)
+            if isinstance(error, SettingsError):
+                self._error(str(error))
+            else:
+                log.error("the settings could not be saved: %s", error)
+                self._error(f"The settings could not be saved: {error}.")
+
+        self.tasks.submit(
+            "storeSettings",
+            lambda _c: store.update(**values),
+            on_done=stored,
+            on_error=failed,
+            owner=self,
+        )
 
     def _error(self, message: str, role: str = "error") -> None:
         """Shown under the tabs; the dialog stays open so nothing typed is lost."""

@@ -58,7 +58,8 @@ def test_twilio_mode_places_calls_through_the_standin(twilio_app, qtbot):
     window = launched.window
     service = launched.context.service
     sid = standin.account_sid
-    assert window.mode_label.text() == f"Twilio: {sid[:4]}…{sid[-4:]}"
+    # The window reads the settings in the background.
+    qtbot.waitUntil(lambda: window.mode_label.text() == f"Twilio: {sid[:4]}…{sid[-4:]}")
 
     agent = service.list_agents()[0]
     number = service.add_from_number("+14155550100", "Main line", source="incoming")
@@ -88,5 +89,5 @@ def test_twilio_mode_places_calls_through_the_standin(twilio_app, qtbot):
     assert created == {f"+1202555{i:04d}": 1 for i in range(4)}
     assert standin.max_concurrent_in_progress() <= 2
     assert window.model.index(window.model.row_of(batch.id), Column.PROGRESS).data() == (
-        "100 % (4/4)"
+        "100% (4/4)"
     )

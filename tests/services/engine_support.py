@@ -16,7 +16,13 @@ from app.models.status import RecipientStatus
 from app.services.batch_calls import BatchCallService, NewBatchCall
 from app.services.engine import DialerEngine, TickReport
 from app.services.simulation import SimulationProvider
-from app.services.telephony import CallRequest, CallState, ProviderError
+from app.services.telephony import (
+    SIMULATED,
+    CallRequest,
+    CallState,
+    ProviderCapabilities,
+    ProviderError,
+)
 from tests.conftest import FakeClock, Row
 
 ALL_DAYS = frozenset(range(1, 8))
@@ -145,6 +151,7 @@ class ScriptedProvider:
     on_place: Callable[[CallRequest], None] | None = None
     placements: list[Placement] = field(default_factory=list)
     name: str = "simulation"
+    capabilities: ProviderCapabilities = SIMULATED
 
     def __post_init__(self) -> None:
         self.inner = SimulationProvider(self.clock, seed=self.seed)

@@ -15,8 +15,15 @@ from sqlalchemy import update
 from app.models.db import open_database
 from app.models.schema import EngineLease
 from app.models.status import RecipientStatus
-from app.services.engine import DialerEngine, EngineConfig
-from app.services.lease import DialerLease, holder_is_gone
+from app.services.engine import DialerEngine, EngineConfig, EngineState
+from app.services.lease import (
+    UNKNOWN_MACHINE,
+    DialerLease,
+    MachineIdentity,
+    holder_is_gone,
+    new_holder_id,
+    this_machine,
+)
 from tests.services.engine_support import ScriptedProvider, finished, new_batch
 
 CONFIG = EngineConfig(
@@ -51,19 +58,19 @@ def test_only_the_lease_holder_dials_and_another_takes_over_when_it_dies(
     first, first_calls = make_engine(sessions, clock)
     second, second_calls = make_engine(second_database, clock)
     assert first.tick().state == "dialing"
-    standby = second.tick().state
-    assert standby == f"standby: dialing is done by {first.lease.holder}"
+    standby = second.tick().status
+    assert standby.text == f"standby: dialing is done by {first.lease.holder}"
     for _ in range(20):
         clock.advance(1)
         first.tick()
-        assert second.tick().state == standby
+        assert second.tick().status == standby
     assert first_calls.placements and not second_calls.placements
 
     # The first engine dies (no release, no more heartbeats): after the lease expires the
     # second one takes over, and finishes the batch call.
     clock.advance(31)
     assert second.tick().state == "dialing"
-    assert first.tick().state.startswith("standby")  # it came back too late
+    assert first.tick().state is EngineState.STANDBY  # it came back too late
     placed_by_first = len(first_calls.placements)
     for _ in range(400):
         clock.advance(2)
@@ -81,7 +88,7 @@ def test_a_clean_stop_hands_over_at_once(sessions, second_database, clock):
     first, _ = make_engine(sessions, clock)
     second, _ = make_engine(second_database, clock)
     assert first.tick().state == "dialing"
-    assert second.tick().state.startswith("standby")
+    assert second.tick().state is EngineState.STANDBY
     first.close()
     assert second.tick().state == "dialing"
 
@@ -91,7 +98,7 @@ def test_the_holder_renews_before_expiry_and_keeps_the_lease(sessions, second_da
     second, _ = make_engine(second_database, clock)
     for _ in range(30):  # five minutes of ticks: renewed every heartbeat
         assert first.tick().state == "dialing"
-        assert second.tick().state.startswith("standby")
+        assert second.tick().state is EngineState.STANDBY
         clock.advance(10)
 
 
@@ -116,9 +123,7 @@ def test_two_engines_starting_together_agree_on_one_holder(database_url, clock):
 
 
 def test_a_lease_held_by_a_process_that_no_longer_exists_is_taken_at_once(sessions, clock):
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait(30)
-    dead = f"{socket.gethostname()}:{process.pid}:deadbeef"
+    dead = new_holder_id(pid=_dead_pid())
     with sessions.begin() as session:
         session.add(
             EngineLease(
@@ -133,13 +138,71 @@ def test_a_lease_held_by_a_process_that_no_longer_exists_is_taken_at_once(sessio
     assert lease.hold(clock()).held
 
 
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(30)
+    return process.pid
+
+
 def test_a_live_or_remote_holder_is_not_presumed_gone():
     host = socket.gethostname()
-    assert not holder_is_gone(f"{host}:{os.getpid()}:abc")  # this very process
-    assert not holder_is_gone(f"{host}:{os.getppid()}:abc")  # alive
-    assert not holder_is_gone("another-host:4242:abc")
+    key = this_machine().key
+    dead = _dead_pid()
+    assert not holder_is_gone(f"{host}:{os.getpid()}:abc:{key}")  # this very process
+    assert not holder_is_gone(f"{host}:{os.getppid()}:abc:{key}")  # alive
+    assert not holder_is_gone(f"another-host:{dead}:abc:{key}")
+    assert not holder_is_gone(f"{host}:{dead}:abc:0123456789abcdef")  # another machine
+    assert not holder_is_gone(f"{host}:{dead}:deadbeef")  # the old format proves nothing
     assert not holder_is_gone("garbage")
     assert not holder_is_gone(None)
+    assert holder_is_gone(f"{host}:{dead}:abc:{key}")
+
+
+def test_holder_ids_name_an_instance_and_the_machine():
+    first, second = new_holder_id(), new_holder_id()
+    host, pid, instance, key = first.split(":")
+
+    assert first != second  # two engines in one process
+    assert (host, int(pid), key) == (socket.gethostname(), os.getpid(), this_machine().key)
+    assert len(instance) == 12
+    if sys.platform == "linux":
+        assert key != UNKNOWN_MACHINE  # /proc gives the boot id and pid namespace
+
+
+def test_a_machine_that_cannot_prove_its_identity_presumes_no_holder_gone():
+    unknown = MachineIdentity(socket.gethostname(), None, None)
+    holder = new_holder_id(unknown, pid=_dead_pid())
+
+    assert unknown.key == UNKNOWN_MACHINE
+    assert not holder_is_gone(holder, unknown)
+
+
+def test_two_workers_sharing_a_host_name_do_not_take_the_lease_from_each_other(
+    sessions, second_database, clock
+):
+    """Two containers (or cloned VMs) with one host name: each one's process id does not
+    exist on the other, which once read as "the holder is dead" (29 takeovers a minute)."""
+    host = socket.gethostname()
+    machine_a = MachineIdentity(host, "boot-of-container-a", "pid:[4026531836]")
+    machine_b = MachineIdentity(host, "boot-of-container-b", "pid:[4026531836]")
+    pid = _dead_pid()  # as each one's process id looks from the other
+    first = DialerLease(sessions, new_holder_id(machine_a, pid), machine=machine_a)
+    second = DialerLease(second_database, new_holder_id(machine_b, pid), machine=machine_b)
+    holders = []
+    for _ in range(60):
+        holders.append(first.hold(clock()).holder)
+        holders.append(second.hold(clock()).holder)
+        clock.advance(1)
+
+    assert set(holders) == {first.holder}
+    assert first.held and not second.held
+    # The first worker froze: the second takes over once it has watched the heartbeat
+    # stand still for the expiry (30 s; the last renewal was up to 5 s before the freeze).
+    waited = 0
+    while not second.hold(clock()).held and waited < 60:
+        clock.advance(1)
+        waited += 1
+    assert 25 <= waited <= 31
 
 
 def test_a_standby_engine_whose_clock_is_fast_never_takes_over_a_live_lease(
@@ -152,13 +215,13 @@ def test_a_standby_engine_whose_clock_is_fast_never_takes_over_a_live_lease(
     second, second_calls = make_engine(second_database, lambda: clock() + timedelta(seconds=40))
     for _ in range(60):
         assert first.tick().state == "dialing"
-        assert second.tick().state.startswith("standby: dialing is done by")
+        assert second.tick().status.text.startswith("standby: dialing is done by")
         clock.advance(1)
     assert first_calls.placements and not second_calls.placements
     # The first engine dies: the second takes over once it has itself watched the lease
     # stand still for the expiry (30 s of its own clock), however far its clock is off.
     for _ in range(24):
-        assert second.tick().state.startswith("standby")
+        assert second.tick().state is EngineState.STANDBY
         clock.advance(1)
     for _ in range(8):
         clock.advance(1)
@@ -189,7 +252,7 @@ def test_an_engine_whose_lease_was_taken_over_between_heartbeats_places_no_call(
     clock.advance(1)
     first.tick()
     assert len(provider.placements) == placed
-    assert first.tick().state == "standby: dialing is done by elsewhere:4242:abcdef01"
+    assert first.tick().status.text == "standby: dialing is done by elsewhere:4242:abcdef01"
     snapshot = service.get(batch.id)
     assert snapshot.counts[RecipientStatus.IN_PROGRESS] == placed  # nothing lost either
     assert (

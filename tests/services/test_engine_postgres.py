@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-import app.services.engine as engine_module
+import app.services.engine.store as engine_store
 from app.models.db import open_database
 from app.models.status import BatchStatus, RecipientStatus
 from app.services.batch_calls import Actor, BatchCallService
@@ -135,7 +135,7 @@ def test_only_one_engine_dials_a_postgresql_database(pg, postgres_url):
     first = make_engine_for(sessions, first_provider, clock)
     second = make_engine_for(other_sessions, second_provider, clock)
     assert first.tick().state == "dialing"
-    assert second.tick().state.startswith("standby: dialing is done by")
+    assert second.tick().status.text.startswith("standby: dialing is done by")
     clock.advance(40)  # the first engine died: its lease expired
     assert second.tick().state == "dialing"
     run_until(second, clock, finished(service, batch.id), step=5)
@@ -167,7 +167,7 @@ def test_a_pause_during_the_queue_top_up_leaves_nothing_queued_on_postgresql(pg,
         sessions, ScriptedProvider(clock), clock, calls_per_second=1.0, plan_concurrency=10
     )
     engine.tick()  # picked up, one call placed, four recipients queued
-    real_move = engine_module.move_recipients
+    real_move = engine_store.move_recipients
     pausing: list[threading.Thread] = []
 
     def move(session, batch_id, sources, target, **kwargs):  # type: ignore[no-untyped-def]
@@ -181,7 +181,7 @@ def test_a_pause_during_the_queue_top_up_leaves_nothing_queued_on_postgresql(pg,
                 time.sleep(0.01)
         return real_move(session, batch_id, sources, target, **kwargs)
 
-    monkeypatch.setattr(engine_module, "move_recipients", move)
+    monkeypatch.setattr(engine_store, "move_recipients", move)
     clock.advance(2)
     engine.tick()  # tops the queue up
     assert pausing

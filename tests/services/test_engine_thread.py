@@ -13,6 +13,7 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Slot
 
 from app.models.status import BatchStatus
+from app.services.engine import EngineState, EngineStatus
 from app.services.engine_thread import _LINGERING, EXIT_STUCK, EngineHost
 from app.services.telephony import CallRequest
 from tests.services.engine_support import ScriptedProvider, new_batch
@@ -71,7 +72,7 @@ def test_engine_host_ticks_on_its_thread_signals_the_gui_and_stops_in_time(
     assert host.objectName() == "engineHost"
     receiver = Receiver()
     host.batchCallChanged.connect(receiver.on_changed)
-    states: list[str] = []
+    states: list[EngineStatus] = []
     host.engineStateChanged.connect(states.append)
 
     with qtbot.waitSignal(
@@ -82,7 +83,8 @@ def test_engine_host_ticks_on_its_thread_signals_the_gui_and_stops_in_time(
     qtbot.waitUntil(lambda: len(provider.placements) == 5, timeout=10_000)
     assert placed_on == {"engineThread"}
     assert receiver.threads == {"gui"}  # queued to the GUI thread
-    assert host.state == "dialing" and "dialing" in states
+    assert host.state.state is EngineState.DIALING
+    assert EngineState.DIALING in [s.state for s in states]
     timer = host._worker.findChild(QTimer, "engineTimer")
     assert timer is not None and timer.thread().objectName() == "engineThread"
 
@@ -98,7 +100,7 @@ def test_engine_host_ticks_on_its_thread_signals_the_gui_and_stops_in_time(
     with qtbot.waitSignal(host.engineStateChanged, timeout=5000) as stopped:
         host.stop(timeout_ms=3000)
     assert time.monotonic() - started < 3.5
-    assert stopped.args == ["stopped"]
+    assert stopped.args[0].state is EngineState.STOPPED
     assert thread.isFinished() and not host.isRunning()
     assert set(threading.enumerate()) <= threads_before
 
@@ -131,7 +133,8 @@ def test_a_database_that_cannot_be_opened_reports_an_error_and_stops_cleanly(
     host = hosts(f"sqlite:///{blocker}/db.sqlite3", provider=ScriptedProvider(real_clock))
     with qtbot.waitSignal(host.engineStateChanged, timeout=10_000) as error:
         host.start()
-    assert error.args[0].startswith("error: the engine cannot start")
+    assert error.args[0].state is EngineState.ERROR
+    assert error.args[0].detail.startswith("the engine cannot start")
     host.stop(timeout_ms=2000)
     assert not host.isRunning()
 

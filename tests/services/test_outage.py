@@ -56,7 +56,9 @@ def test_the_worker_logs_an_outage_on_its_changes_of_state(database_url, monkeyp
 
     caplog.set_level(logging.INFO)
     stop = threading.Event()
-    real_tick = worker.DialerEngine.tick
+    from app.services.engine.dialer import DialerEngine
+
+    real_tick = DialerEngine.tick
     ticks = {"count": 0}
 
     def tick(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -67,7 +69,7 @@ def test_the_worker_logs_an_outage_on_its_changes_of_state(database_url, monkeyp
             stop.set()
         return real_tick(self, *args, **kwargs)
 
-    monkeypatch.setattr(worker.DialerEngine, "tick", tick)
+    monkeypatch.setattr(DialerEngine, "tick", tick)
     code = worker.run_worker(
         database_url, stop_event=stop, settings_overrides={"dial_interval_seconds": 0.01}
     )
@@ -96,7 +98,9 @@ def test_the_worker_stops_on_a_damaged_file_instead_of_retrying_forever(
             "SELECT 1", {}, sqlite3.DatabaseError("database disk image is malformed")
         )
 
-    monkeypatch.setattr(worker.DialerEngine, "tick", tick)
+    from app.services.engine.dialer import DialerEngine
+
+    monkeypatch.setattr(DialerEngine, "tick", tick)
     code = worker.run_worker(database_url, settings_overrides={"dial_interval_seconds": 0.01})
 
     assert code == worker.EXIT_DATABASE

@@ -91,3 +91,12 @@ def test_engine_settings_are_stored_and_the_lease_heartbeat_stays_within_its_exp
     with pytest.raises(SettingsError, match="at most a third of the lease expiry"):
         store.update(lease_expiry_seconds="59")
     assert store.load().lease_heartbeat_seconds == 20.0
+
+
+def test_the_per_number_cap_is_off_by_default_and_bounded(sessions):
+    store = SettingsStore(sessions)
+    assert store.load().max_attempts_per_number_24h == 0
+    assert store.update(max_attempts_per_number_24h="3").max_attempts_per_number_24h == 3
+    with pytest.raises(SettingsError, match="Attempts per number in 24 hours"):
+        store.update(max_attempts_per_number_24h=-1)
+    assert store.load().max_attempts_per_number_24h == 3

@@ -402,3 +402,78 @@ def test_calls_from_many_threads(standin, provider):
     assert errors == []
     assert len({call.sid for call in standin.calls}) == 40
     assert sum(standin.calls_created_per_destination().values()) == 40
+
+
+# -- rate limits, queueing and bulk tracking ----------------------------------------------
+def test_retry_after_of_a_429_reaches_the_engine(standin, provider):
+    standin.set_rate_limit(1, "reject")
+    provider.place_call(request())
+
+    with pytest.raises(TransientProviderError) as caught:
+        provider.place_call(request())
+
+    assert (caught.value.http_status, caught.value.code) == (429, 20429)
+    assert caught.value.retry_after == 1.0
+    assert not caught.value.outcome_unknown  # never processed: safe to place again
+
+
+def test_an_injected_429_without_retry_after_has_none(standin, provider):
+    standin.faults(rate_429=1.0)
+
+    with pytest.raises(TransientProviderError) as caught:
+        provider.place_call(request())
+
+    assert caught.value.retry_after is None
+
+
+def test_queue_time_shows_twilio_queueing_beyond_the_accounts_rate(standin, provider):
+    standin.set_rate_limit(2, "queue")
+
+    states = [provider.place_call(request()) for _ in range(6)]
+
+    waits = [state.queue_seconds for state in states]
+    assert all(wait is not None for wait in waits)
+    assert waits[-1] - waits[0] >= 2.4  # type: ignore[operator]  # six calls at 2 a second
+
+
+def test_calls_since_reports_started_and_queued_calls_in_few_requests(clock):
+    with (
+        TwilioStandin(clock=clock, cps=0.05) as standin,  # one call dialed per 20 s
+        TwilioProvider(standin.account_sid, standin.auth_token, base_url=standin.base_url) as p,
+    ):
+        old = p.place_call(request())
+        clock.advance(3600)
+        since = clock()
+        placed = [p.place_call(request(to=f"+1415555{n:04d}")) for n in range(30)]
+        clock.advance(45)  # three started, the rest wait in Twilio's queue
+        standin.clear_requests()
+
+        states = {state.call_id: state for state in p.calls_since(since)}
+
+        assert {s.call_id for s in placed} <= set(states)
+        assert old.call_id not in states
+        assert sum(1 for s in states.values() if s.raw_status == "queued") >= 25
+        assert len(standin.requests) == 2  # one page of started calls, one of queued ones
+        assert_all_requests_conform(standin)
+
+
+def test_status_callback_url_is_sent_with_each_create(standin):
+    with TwilioProvider(
+        standin.account_sid,
+        standin.auth_token,
+        base_url=standin.base_url,
+        status_callback_url="https://dialer.example.com/twilio/status",
+    ) as p:
+        p.place_call(request())
+
+    form = standin.requests[-1].form
+    assert form["StatusCallback"] == ["https://dialer.example.com/twilio/status"]
+    assert form["StatusCallbackEvent"] == ["answered", "completed"]
+    assert_all_requests_conform(standin)
+
+
+def test_a_bad_status_callback_url_is_refused_clearly(standin):
+    with pytest.raises(FatalProviderError, match="not an http"):
+        TwilioProvider(
+            standin.account_sid, standin.auth_token, status_callback_url="dialer.example.com"
+        )

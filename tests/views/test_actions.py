@@ -24,16 +24,17 @@ P, RE, C, RT, D, N, L = (
     Action.RELOAD,
 )
 
-#: SPEC §3, written out by hand (not computed from app.models.status).
+#: SPEC §3, written out by hand (not computed from app.models.status); the destructive
+#: Delete comes last in every menu.
 EXPECTED = {
-    "scheduled": [C, D, N, L],
-    "pending": [C, D, N, L],
-    "running": [P, C, D, N, L],
-    "paused": [RE, C, D, N, L],
-    "completed": [RT, D, N, L],
-    "completed-clean": [D, N, L],  # every recipient completed: nothing to retry
-    "cancelled": [RT, D, N, L],
-    "failed": [RT, D, N, L],
+    "scheduled": [C, N, L, D],
+    "pending": [C, N, L, D],
+    "running": [P, C, N, L, D],
+    "paused": [RE, C, N, L, D],
+    "completed": [RT, N, L, D],
+    "completed-clean": [N, L, D],  # every recipient completed: nothing to retry
+    "cancelled": [RT, N, L, D],
+    "failed": [RT, N, L, D],
 }
 
 #: Where each confirmed action leads.
@@ -62,6 +63,8 @@ def test_menu_offers_exactly_the_actions_of_the_status(open_main_window, seeded,
     assert window.select_batch(snapshot.id)
     menu = window.row_menu(snapshot)
     assert menu_entries(menu) == EXPECTED[case]
+    # Delete is last, set apart by a separator.
+    assert menu.actions()[-2].isSeparator() and Action(menu.actions()[-1].data()) is D
     assert all(a.isEnabled() for a in menu.actions() if not a.isSeparator())
     # The window-wide actions (menu bar, shortcuts) follow the selected row too.
     enabled = {Action(a.data()) for a in window.qactions.values() if a.isEnabled()}

@@ -3,12 +3,13 @@ checks, drag and drop, the template, background reading with Cancel, and creatio
 
 from __future__ import annotations
 
+import threading
 from datetime import date, time
 
 import pytest
 from PySide6.QtCore import QDate, QMimeData, QPoint, QPointF, Qt, QTime, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QPushButton
+from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QLineEdit, QPushButton
 
 from app.models.snapshots import SendType
 from app.models.status import BatchStatus
@@ -42,6 +43,7 @@ def open_create(qtbot, context, model_checks):
         qtbot.addWidget(dialog)
         model_checks.check(dialog.rejected_model)
         dialog.show()
+        qtbot.waitUntil(lambda: dialog.choices_loaded, timeout=5000)
         return dialog
 
     return opener
@@ -233,7 +235,7 @@ def test_drag_and_drop_a_csv(open_create, bad_csv, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(bad_csv))])
     enter = QDragEnterEvent(
-        QPoint(20, 20),  # QDragEnterEvent takes a QPoint (QDropEvent a QPointF)
+        QPoint(20, 20),  # QDragEnterEvent takes a QPoint in PySide6 6.11 (QDropEvent a QPointF)
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
@@ -376,3 +378,153 @@ def test_a_header_only_file_says_it_has_no_rows(open_create, tmp_path, answers, 
     assert problem.startswith("The file has no recipient rows, only the header")
     assert "rejected" not in problem
     assert not dialog.findChild(QPushButton, "createConfirmButton").isEnabled()
+
+
+def test_agents_and_numbers_are_read_in_the_background(qtbot, context, bad_csv, answers):
+    """The dialog opens without touching the database; Create waits for the lists, and a
+    CSV chosen meanwhile is read once the default country is known."""
+    reads: list[str] = []
+    original = context.service.list_agents
+
+    def list_agents(*args, **kwargs):
+        reads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    context.service.list_agents = list_agents  # type: ignore[method-assign]
+    dialog = CreateDialog(context)
+    qtbot.addWidget(dialog)
+    assert dialog.agent_combo.count() == 0
+    assert "Reading the agents" in dialog.problems()[0]
+    assert not dialog.create_button.isEnabled()
+    with qtbot.waitSignal(dialog.scanned, timeout=10_000):
+        dialog.load_csv(str(bad_csv))  # before the lists arrived
+    assert dialog.choices_loaded and dialog.agent_combo.count() == 1
+    assert reads and threading.main_thread().name not in reads
+
+
+def test_rejection_reasons_get_the_dialogs_whole_width(open_create, bad_csv, qtbot, answers):
+    """The reasons were cut ("too long for United Kingd...") while the right-hand column
+    had 350 px free: the recipients now span the dialog."""
+    dialog = open_create()
+    dialog.resize(1000, 700)
+    load(dialog, qtbot, bad_csv, answers)
+    table = dialog.rejected_table
+
+    def reason_room() -> int:
+        return table.columnWidth(RejectedColumn.REASON)
+
+    qtbot.waitUntil(lambda: reason_room() >= 0.55 * dialog.width(), timeout=3000)
+    metrics = table.fontMetrics()
+    for row in range(dialog.rejected_model.rowCount()):
+        reason = dialog.rejected_model.index(row, RejectedColumn.REASON).data()
+        assert metrics.horizontalAdvance(reason) <= reason_room(), reason
+
+
+def test_a_rejected_row_says_how_to_fix_it(open_create, bad_csv, qtbot, answers):
+    from app.views.fix_hints import DEFAULT_HINT, fix_hint
+
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.select_rejected(0)
+    shown = dialog.findChild(QLabel, "rejectedReasonLabel").text()
+    reason = dialog.rejected_model.index(0, RejectedColumn.REASON).data()
+    assert shown.startswith(f"Row {dialog.rejected_model.entry(0).rejected.row_number}: {reason}")
+    assert "How to fix it: " + fix_hint(reason) in shown
+    assert fix_hint("contains letters").startswith("Keep only the number")
+    assert "Text" in fix_hint("looks like a spreadsheet turned it into scientific notation")
+    assert fix_hint("something new") == DEFAULT_HINT
+
+
+# ------------------------------------------------- calling windows and compliance (SPEC 10)
+
+
+def policy_problem(dialog) -> str:
+    return dialog.findChild(QLabel, "createProblemsLabel").text()
+
+
+def test_policy_defaults_are_off_and_one_attempt(open_create) -> None:
+    dialog = open_create()
+    assert not dialog.findChild(QCheckBox, "allDayCheck").isChecked()
+    assert not dialog.local_hours_check.isChecked()
+    assert dialog.local_start_edit.time() == QTime(8, 0)
+    assert dialog.local_end_edit.time() == QTime(21, 0)
+    assert not dialog.local_start_edit.isEnabled()
+    assert dialog.max_attempts_spin.value() == 1
+    assert not dialog.retry_delay_spin.isEnabled()
+    assert not dialog.end_date_edit.isEnabled()
+    request = dialog.creation_request()
+    assert request.time_ranges == "" and request.local_hours == "" and request.end_at is None
+
+
+def test_bad_policy_input_disables_create_with_the_reason(
+    open_create,
+    bad_csv,
+    answers,
+    qtbot,
+) -> None:
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.name_field.setText("Policy")
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    assert create.isEnabled(), dialog.problems()
+    dialog.extra_ranges_field.setText("10:00-11:00")
+    assert "overlap" in policy_problem(dialog) and not create.isEnabled()
+    dialog.extra_ranges_field.setText("19:00-20:00")
+    dialog.blackout_field.setText("25/12")
+    assert "YYYY-MM-DD" in policy_problem(dialog)
+    dialog.blackout_field.setText("2026-12-25")
+    dialog.local_hours_check.setChecked(True)
+    dialog.local_end_edit.setTime(QTime(7, 0))
+    assert "end after they start" in policy_problem(dialog)
+    dialog.local_end_edit.setTime(QTime(21, 0))
+    dialog.max_attempts_spin.setValue(3)
+    assert dialog.retry_delay_spin.isEnabled()
+    for check in dialog.retry_checks.values():
+        check.setChecked(False)
+    assert policy_problem(dialog).startswith("Choose which outcomes are retried")
+    dialog.retry_checks["no-answer"].setChecked(True)
+    dialog.end_date_check.setChecked(True)
+    dialog.end_date_edit.setDate(QDate(2020, 1, 1))
+    assert "end date must be after" in policy_problem(dialog)
+    dialog.end_date_edit.setDate(QDate(2027, 1, 31))
+    assert create.isEnabled(), dialog.problems()
+
+
+def test_create_stores_windows_local_hours_retries_and_end(
+    open_create,
+    bad_csv,
+    answers,
+    qtbot,
+) -> None:
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    dialog.name_field.setText("Policy")
+    dialog.timezone_combo.setCurrentText("America/New_York")
+    dialog.end_edit.setTime(QTime(12, 0))
+    dialog.extra_ranges_field.setText("14:00-18:00")
+    dialog.blackout_field.setText("2026-12-25, 2027-01-01")
+    dialog.local_hours_check.setChecked(True)
+    dialog.max_attempts_spin.setValue(3)
+    dialog.retry_delay_spin.setValue(30)
+    dialog.retry_checks["failed"].setChecked(True)
+    dialog.end_date_check.setChecked(True)
+    dialog.end_date_edit.setDate(QDate(2027, 1, 31))
+    dialog.end_time_edit.setTime(QTime(18, 0))
+    create = dialog.findChild(QPushButton, "createConfirmButton")
+    assert create.isEnabled(), dialog.problems()
+    with qtbot.waitSignal(dialog.created, timeout=10_000) as created:
+        create.click()
+    snapshot = created.args[0]
+    assert snapshot.time_ranges_display == "09:00 to 12:00, 14:00 to 18:00"
+    assert snapshot.blackout_dates == "2026-12-25,2027-01-01"
+    assert snapshot.local_hours == "08:00-21:00"
+    assert (snapshot.max_attempts, snapshot.retry_delay_minutes) == (3, 30)
+    assert snapshot.retry_outcomes == "no-answer,busy,failed"
+    assert snapshot.end_at == scheduled_instant(date(2027, 1, 31), time(18, 0), "America/New_York")
+
+
+def test_all_day_turns_the_range_editors_off(open_create) -> None:
+    dialog = open_create()
+    dialog.all_day_check.setChecked(True)
+    assert not dialog.start_edit.isEnabled() and not dialog.extra_ranges_field.isEnabled()
+    assert dialog.creation_request().time_ranges == "all day"

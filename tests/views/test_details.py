@@ -21,10 +21,20 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.services.batch_calls import scheduled_instant
-from app.views import detail_models
+from app.views import detail_models, formatting
 from app.views.batch_model import Column
 from app.views.detail_models import PAGE_SIZE, REFRESH_MARGIN, RecipientColumn
 from tests.views.layout_checks import assert_nothing_clipped
+
+
+def details_of(window, batch_id: int, qtbot):
+    """The details dialog of `batch_id`, opened at once if the list shows it, else once
+    the window has read it in the background."""
+    dialog = window.open_details(batch_id)
+    if dialog is None:
+        qtbot.waitUntil(lambda: window.details_dialog(batch_id) is not None, timeout=5000)
+        dialog = window.details_dialog(batch_id)
+    return dialog
 
 
 @pytest.fixture
@@ -35,7 +45,7 @@ def open_details(open_main_window, model_checks, qtbot):
     def opener(batch_id: int):
         nonlocal window
         window = window or open_main_window()
-        dialog = window.open_details(batch_id)
+        dialog = details_of(window, batch_id, qtbot)
         model_checks.check(dialog.recipient_model)
         model_checks.check(dialog.history_model)
         with qtbot.waitSignal(dialog.recipient_model.loaded, timeout=5000):
@@ -76,8 +86,8 @@ def test_summary_tab(open_details, seeded):
     assert label(dialog, "summaryFromNumber") == snapshot.from_number
     assert label(dialog, "summaryCompleted") == "10 of 10"
     assert label(dialog, "summaryRemaining") == "0"
-    assert label(dialog, "summaryPercent") == "100.0 %"
-    assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
+    assert label(dialog, "summaryPercent") == "100.0%"
+    assert dialog.progress_bar.format() == "100% (10/10)"
     assert label(dialog, "countCompleted") == "7"
     assert label(dialog, "countFailed") == "2"
     assert label(dialog, "countNoAnswer") == "1"
@@ -97,7 +107,7 @@ def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, see
     dialog = open_details(seeded["running"].id)
     assert label(dialog, "summaryReasonLabel") == reason
     assert label(dialog, "summaryRemaining") == "7"
-    assert label(dialog, "summaryPercent") == "30.0 %"
+    assert label(dialog, "summaryPercent") == "30.0%"
     assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
 
 
@@ -133,6 +143,31 @@ def test_configuration_tab_is_read_only_and_complete(open_details, make_batch, c
     assert label(send_now, "configSendType") == "Send Now"
     assert label(send_now, "configScheduled") == "Not scheduled (Send Now)"
     assert label(send_now, "configAllowedDays") == "Monday to Friday"
+    # A batch call without policy reads as one window, no local hours, one attempt.
+    assert label(send_now, "configLocalHours") == "Off (the batch call's window only)"
+    assert label(send_now, "configRetries") == "One attempt (no automatic retry)"
+    assert label(send_now, "configEndDate") == "None"
+    assert label(send_now, "configBlackoutDates") == "None"
+
+
+def test_configuration_tab_shows_the_campaign_policy(open_details, make_batch):
+    snapshot = make_batch(
+        "Policy",
+        timezone="America/New_York",
+        time_ranges="09:00-12:00,14:00-18:00",
+        blackout_dates="2026-12-25",
+        end_at=scheduled_instant(date(2027, 1, 31), time(18, 0), "America/New_York"),
+        local_hours="08:00-21:00",
+        max_attempts=3,
+        retry_delay_minutes=30,
+        retry_outcomes="no-answer",
+    )
+    dialog = open_details(snapshot.id)
+    assert label(dialog, "configTimeRange") == "09:00 to 12:00, 14:00 to 18:00"
+    assert label(dialog, "configBlackoutDates") == "2026-12-25"
+    assert label(dialog, "configEndDate") == "2027-01-31 18:00 (America/New_York); then Expired"
+    assert label(dialog, "configLocalHours") == ("08:00 to 21:00 in each recipient's own timezone")
+    assert label(dialog, "configRetries") == "Up to 3 attempts, 30 min apart, after: no answer"
 
 
 def test_recipients_filter_search_and_sort(open_details, seeded, qtbot):
@@ -193,7 +228,7 @@ def test_call_details_for_completed_failed_and_uncalled(open_details, seeded, qt
 def test_recipients_are_fetched_lazily_in_pages(open_main_window, make_batch, qtbot):
     # No model tester here: it asks for every page on each change, which is its job.
     window = open_main_window()
-    dialog = window.open_details(make_batch("Big list", recipients=450).id)
+    dialog = details_of(window, make_batch("Big list", recipients=450).id, qtbot)
     model = dialog.recipient_model
     with qtbot.waitSignal(model.loaded):
         pass
@@ -222,7 +257,7 @@ def test_live_refresh_reads_only_the_rows_on_screen(
     # (with 50,000 loaded that stalled the window for 100-240 ms every second).
     window = open_main_window()
     snapshot = make_batch("Long list", recipients=1000)
-    dialog = window.open_details(snapshot.id)
+    dialog = details_of(window, snapshot.id, qtbot)
     dialog.tabs.setCurrentWidget(dialog.recipients_tab)
     model = dialog.recipient_model
     table = dialog.recipient_table
@@ -391,14 +426,80 @@ def test_a_100_character_name_is_elided_not_widening_the_dialog(open_details, ma
 
 
 def test_percentages_agree_everywhere(open_details, make_batch, set_state, qtbot):
-    # 9 of 41 is 21.95 %: rounding the decimal ("22.0 %") beside the truncated whole
-    # ("21 %") made the summary contradict itself.
+    # 9 of 41 is 21.95 %: rounding the decimal ("22.0%") beside the truncated whole
+    # ("21%") made the summary contradict itself.
     snapshot = make_batch("Odd total", recipients=41)
     set_state(snapshot.id, BatchStatus.RUNNING, {RecipientStatus.COMPLETED: 9})
     dialog = open_details(snapshot.id)
-    assert label(dialog, "summaryPercent") == "21.9 %"
-    assert dialog.progress_bar.format() == "21 % (9/41)"
+    assert label(dialog, "summaryPercent") == "21.9%"
+    assert dialog.progress_bar.format() == "21% (9/41)"
     window = dialog.window_under_test
     qtbot.waitUntil(lambda: window.model.snapshot(snapshot.id) is not None, timeout=5000)
     row = window.model.row_of(snapshot.id)
-    assert window.model.index(row, Column.PROGRESS).data() == "21 % (9/41)"
+    assert window.model.index(row, Column.PROGRESS).data() == "21% (9/41)"
+
+
+def test_summary_shows_an_estimated_finish_while_it_runs(open_details, make_batch, set_state):
+    every_day = {
+        "window_start": "00:00",
+        "window_end": "23:59",
+        "allowed_days": frozenset(range(1, 8)),
+    }
+    snapshot = make_batch("Forecast", recipients=10, timezone="UTC", **every_day)
+    finished = make_batch("Finished", recipients=10, timezone="UTC", **every_day)
+    set_state(finished.id, BatchStatus.COMPLETED, {RecipientStatus.COMPLETED: 10})
+    dialog = open_details(snapshot.id)
+    # Scheduled (Send Now): 10 calls on one line of 60-second calls, 10 minutes.
+    assert label(dialog, "summaryForecast").startswith("About Mon 23 Nov 14:1")
+    assert "about 60 calls an hour" in label(dialog, "summaryForecast")
+    dialog.close()
+    done = open_details(finished.id)
+    assert label(done, "summaryForecast") == formatting.NO_VALUE
+
+
+def test_call_details_show_the_attempt_history_and_the_next_attempt(
+    open_details, make_batch, context, qtbot
+):
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from app.models.recipients import move_recipient
+    from app.models.schema import CallAttempt, Recipient
+
+    snapshot = make_batch("Retries", recipients=2, max_attempts=3, retry_delay_minutes=10)
+    now = context.clock()
+    with context.sessions.begin() as session:
+        first = session.scalars(
+            select(Recipient.id)
+            .where(Recipient.batch_call_id == snapshot.id)
+            .order_by(Recipient.id)
+        ).first()
+        for number, status in ((1, "busy"), (2, "no-answer")):
+            session.add(
+                CallAttempt(
+                    recipient_id=first, batch_call_id=snapshot.id, attempt_number=number,
+                    provider="simulation", provider_call_id=f"CA{number}",
+                    to_number="+12025550000", from_number="+12025550100",
+                    provider_status=status, outcome="NO_ANSWER", created_at=now,
+                    requested_at=now, ended_at=now + timedelta(minutes=number),
+                )
+            )  # fmt: skip
+        move_recipient(
+            session, first, snapshot.id, [RecipientStatus.PENDING], RecipientStatus.WAITING_RETRY
+        )
+        session.execute(
+            update(Recipient)
+            .where(Recipient.id == first)
+            .values(attempts=2, next_try_at=now + timedelta(minutes=12))
+        )
+    dialog = open_details(snapshot.id)
+    with qtbot.waitSignal(dialog.attemptHistoryLoaded, timeout=5000):
+        dialog.select_recipient(0)
+    assert label(dialog, "callRequested") == (
+        f"Next attempt at {formatting.local_time(now + timedelta(minutes=12), seconds=True)}."
+    )
+    history = label(dialog, "callHistory").splitlines()
+    assert history[0].startswith("1. Busy, ") and history[1].startswith("2. No Answer, ")
+    dialog.select_recipient(1)
+    assert label(dialog, "callHistory") == "No call yet."

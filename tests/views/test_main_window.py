@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QTableView, QWidget
 
 from app.models.status import BatchStatus, RecipientStatus
+from app.services.engine import EngineState
 from app.services.engine_thread import EngineHost
 from app.views.batch_model import Column
 from app.views.main_window import MainWindow
@@ -39,8 +40,8 @@ def test_list_shows_every_batch_call_with_its_columns(open_main_window, seeded):
     running = row_text(window, "Campaign running")
     assert running[Column.STATUS] == "In Progress"
     assert running[Column.TOTAL] == "10"
-    assert running[Column.PROGRESS] == "30 % (3/10)"
-    assert row_text(window, "Campaign completed")[Column.PROGRESS] == "100 % (10/10)"
+    assert running[Column.PROGRESS] == "30% (3/10)"
+    assert row_text(window, "Campaign completed")[Column.PROGRESS] == "100% (10/10)"
     assert row_text(window, "Campaign scheduled")[Column.STATUS] == "Scheduled"
     assert row_text(window, "Campaign paused")[Column.STATUS] == "Paused"
     # Newest first by default.
@@ -139,17 +140,17 @@ def test_bursts_of_changes_are_coalesced(open_main_window, context, seeded, qtbo
     assert submitted.count("refresh") == 1
 
 
-def test_status_bar_says_simulation_mode_and_engine_stopped(open_main_window):
+def test_status_bar_says_simulation_mode_and_engine_stopped(open_main_window, qtbot):
     window = open_main_window()
-    assert "Simulation mode" in window.mode_label.text()
+    qtbot.waitUntil(lambda: "Simulation mode" in window.mode_label.text(), timeout=5000)
     assert window.engine_label.text() == "Engine stopped"
 
 
-def test_twilio_mode_shows_masked_account(open_main_window, context):
+def test_twilio_mode_shows_masked_account(open_main_window, context, qtbot):
     sid = "AC" + "0123456789abcdef" * 2
     context.settings.update(provider="twilio", twilio_account_sid=sid)
     window = open_main_window()
-    assert window.mode_label.text() == "Twilio: AC01…cdef"
+    qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: AC01…cdef", timeout=5000)
     assert sid not in window.mode_label.text()
 
 
@@ -187,7 +188,7 @@ def test_engine_state_reached_before_the_window_opened_is_shown(
     open_main_window, running_engine, qtbot
 ):
     # The engine reports a state only when it changes; this one was reported to nobody.
-    qtbot.waitUntil(lambda: running_engine.state == "dialing", timeout=10_000)
+    qtbot.waitUntil(lambda: running_engine.state.state is EngineState.DIALING, timeout=10_000)
     window = open_main_window(engine=running_engine)
     assert window.engine_label.text() == "Engine: dialing"
 

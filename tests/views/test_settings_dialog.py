@@ -48,7 +48,16 @@ def open_settings(qtbot, context, model_checks):
         model_checks.check(dialog.agents_model)
         model_checks.check(dialog.numbers_model)
         dialog.show()
-        qtbot.waitUntil(lambda: dialog.credentials_ready, timeout=5000)  # read off-thread
+        # The keyring, the settings, the agents and numbers are all read off-thread.
+        qtbot.waitUntil(
+            lambda: (
+                dialog.credentials_ready
+                and dialog.settings_loaded
+                and dialog.agents_model.rowCount() > 0
+                and not dialog.tasks.busy(include_quiet=True)
+            ),
+            timeout=5000,
+        )
         return dialog
 
     return opener
@@ -160,6 +169,7 @@ def test_import_numbers_and_apps_from_twilio(
     with qtbot.waitSignal(dialog.numbersImported, timeout=10_000) as imported:
         click(qtbot, dialog, "importFromTwilioButton")
     assert imported.args[0].startswith("✔ Imported 2 numbers and 1 TwiML app")
+    qtbot.waitUntil(lambda: "+14155550100" in dialog.numbers_model.column_values(0))
     numbers = dialog.numbers_model.column_values(0)
     assert "+14155550100" in numbers and "+14155550199" in numbers
     assert "+14155550101" not in numbers  # SMS only: cannot place calls
@@ -173,14 +183,16 @@ def test_agents_add_validate_and_deactivate(open_settings, context, qtbot):
     dialog.agent_kind_combo.setCurrentIndex(dialog.agent_kind_combo.findData("url"))
     dialog.agent_value_field.setText("ftp://nope")
     click(qtbot, dialog, "addAgentButton")
-    assert "https://" in dialog.agent_error_label.text()
+    qtbot.waitUntil(lambda: "https://" in dialog.agent_error_label.text())
     dialog.agent_value_field.setText("https://example.com/voice")
-    click(qtbot, dialog, "addAgentButton")
+    with qtbot.waitSignal(dialog.recordsChanged):  # added in the background, then re-read
+        click(qtbot, dialog, "addAgentButton")
     assert dialog.agent_error_label.text() == "Added “Reminder”."
     names = dialog.agents_model.column_values(0)
     assert names == ["Demo message", "Reminder"]
     dialog.agents_table.selectRow(1)
-    click(qtbot, dialog, "toggleAgentActiveButton")
+    with qtbot.waitSignal(dialog.recordsChanged):
+        click(qtbot, dialog, "toggleAgentActiveButton")
     assert dialog.agents_model.column_values(2) == ["Yes", "No"]
     assert [a.name for a in context.service.list_agents(active_only=True)] == ["Demo message"]
 
@@ -189,10 +201,11 @@ def test_add_a_simulated_from_number(open_settings, context, qtbot):
     dialog = open_settings()
     dialog.number_field.setText("not a number")
     click(qtbot, dialog, "addFromNumberButton")
-    assert "international form" in dialog.number_error_label.text()
+    qtbot.waitUntil(lambda: "international form" in dialog.number_error_label.text())
     dialog.number_field.setText("+1 (202) 555-0155")
     dialog.number_label_field.setText("Support")
-    click(qtbot, dialog, "addFromNumberButton")
+    with qtbot.waitSignal(dialog.recordsChanged):
+        click(qtbot, dialog, "addFromNumberButton")
     assert "+12025550155" in dialog.numbers_model.column_values(0)
     assert any(n.label == "Support" for n in context.service.list_from_numbers())
 
@@ -202,13 +215,15 @@ def test_main_window_mode_follows_saved_settings(open_main_window, memory_keyrin
     qtbot.mouseClick(window.settings_button, Qt.MouseButton.LeftButton)
     dialog = window.findChild(SettingsDialog, "settingsDialog")
     assert dialog is not None and dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.settings_loaded and dialog.credentials_ready)
     dialog.provider_combo.setCurrentIndex(dialog.provider_combo.findData("twilio"))
     dialog.account_sid_field.setText("AC" + "12345678" * 4)
     dialog.token_field.setText("t0ken")
     with qtbot.waitSignal(dialog.saved):
         click(qtbot, dialog, "settingsSaveButton")
-    assert window.mode_label.text() == "Twilio: AC12…5678"
     assert window.statusBar().currentMessage() == "Settings saved."
+    # The settings are read again in the background (never on the GUI thread).
+    qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: AC12…5678", timeout=5000)
 
 
 class RecordingKeyring(MemoryKeyring):
@@ -345,3 +360,50 @@ def test_closing_settings_while_twilio_does_not_answer_never_freezes(
     # The abandoned request ends when the connection drops (the `silent_twilio` teardown);
     # its answer goes nowhere (`no_thread_left` checks that the thread ended).
     assert window.isVisible() and window.statusBar().currentMessage() != "Settings saved."
+
+
+# --------------------------------------------------------------------- do not call (SPEC 10)
+
+
+def test_do_not_call_tab_adds_removes_imports_exports(
+    open_settings, context, answers, qtbot, tmp_path, model_checks
+):
+    from app.services.do_not_call import DoNotCallService
+
+    dialog = open_settings()
+    tab = dialog.do_not_call_tab
+    model_checks.check(tab.model)
+    dialog.tabs.setCurrentWidget(tab)
+    field = dialog.findChild(QLineEdit, "doNotCallNumberField")
+    field.setText("(202) 555-0143")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallAddButton")
+    assert changed.args == ["Added +12025550143."]
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
+    field.setText("12345")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallAddButton")
+    assert changed.args[0].startswith("✖ 12345")
+    source = tmp_path / "dnc.csv"
+    source.write_text("phone_number\n+12025550150\nnope\n", encoding="utf-8")
+    answers.open_path = str(source)
+    said: list[str] = []
+    tab.changed.connect(said.append)
+    click(qtbot, dialog, "doNotCallImportButton")
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=5000)  # "Importing…", then the result
+    assert "1 added" in said[1] and "1 rejected" in said[1]
+    assert "Row 3: nope" in said[1]
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 2, timeout=5000)
+    assert tab.findChild(QLabel, "doNotCallCountLabel").text() == "2 numbers"
+    answers.save_path = str(tmp_path / "out.csv")
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallExportButton")
+    assert changed.args[0].startswith("Exported 2 numbers")
+    tab.table.selectRow(0)
+    with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
+        click(qtbot, dialog, "doNotCallRemoveButton")
+    assert changed.args == ["Removed +12025550143."]
+    assert answers.questions[-1][0] == "Remove from the do-not-call list"
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
+    actions = [e.action for e in DoNotCallService(context.sessions).events()]
+    assert actions == ["REMOVE", "IMPORT", "ADD"]

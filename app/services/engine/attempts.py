@@ -1,0 +1,580 @@
+"""The storage of call attempts: claims, call ids, outcomes, polls and the attempts to
+reconcile. Each function runs inside the caller's transaction unless it takes
+`sessions` (then it opens its own).
+
+A call attempt is committed before its request is sent (a CallAttempt row without a
+call id) and its call id after the answer; an attempt whose call id is still unknown
+later is reconciled with what the provider reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    nulls_first,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.policy import RetryOutcome, RetryPolicy, parse_retry_outcomes
+from app.models.recipients import move_recipients
+from app.models.schema import BatchCall, CallAttempt, Recipient, UTCDateTime
+from app.models.status import BatchStatus, RecipientStatus
+from app.models.window import WindowError
+from app.services.telephony import CallOutcome, CallRequest, CallState, status_message
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = RecipientStatus.IN_PROGRESS
+
+_B = cast(Table, BatchCall.__table__)
+_R = cast(Table, Recipient.__table__)
+_A = cast(Table, CallAttempt.__table__)
+
+
+def _when(name: str) -> Any:
+    return bindparam(name, type_=UTCDateTime())
+
+
+NO_FINAL_STATUS = "No final status from the provider: the call was not reported as ended in time."
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A recipient claimed for a call: its attempt is committed, its request not sent."""
+
+    attempt_id: int
+    recipient_id: int
+    batch_id: int
+    attempt_number: int
+    request: CallRequest
+    #: When transaction A claimed it (its attempt's created_at): its request is sent
+    #: within `place_budget_seconds` of this or not at all.
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenAttempt:
+    """A call attempt without an outcome yet."""
+
+    id: int
+    recipient_id: int
+    batch_id: int
+    attempt_number: int
+    call_id: str
+    started: datetime
+
+    @classmethod
+    def of(cls, claim: Claim, call_id: str, started: datetime) -> OpenAttempt:
+        return cls(
+            claim.attempt_id,
+            claim.recipient_id,
+            claim.batch_id,
+            claim.attempt_number,
+            call_id,
+            started,
+        )
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Raw SQL results (coalesce) may come back naive or as text on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UNRESOLVED_ATTEMPTS = (
+    select(
+        _A.c.id,
+        _A.c.recipient_id,
+        _A.c.batch_call_id,
+        _A.c.attempt_number,
+        _A.c.created_at,
+        _A.c.requested_at,
+    )
+    .where(
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+        or_(
+            and_(_A.c.requested_at.is_not(None), _A.c.requested_at <= _when("p_sent_cutoff")),
+            and_(_A.c.requested_at.is_(None), _A.c.created_at <= _when("p_claim_cutoff")),
+        ),
+    )
+    .order_by(_A.c.id)
+    .limit(bindparam("p_limit"))
+)
+OPEN_ATTEMPT_LOCKED = (
+    select(_A.c.id)
+    .where(
+        _A.c.id == bindparam("p_attempt"),
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+    )
+    .with_for_update()
+)
+#: Step 2 of placing: only attempts still unresolved and unsent, of a RUNNING batch call.
+MARK_SENDING = (
+    update(_A)
+    .where(
+        _A.c.id.in_(bindparam("p_ids", expanding=True)),
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+        _A.c.requested_at.is_(None),
+        exists().where(_B.c.id == _A.c.batch_call_id, _B.c.status == BatchStatus.RUNNING.value),
+    )
+    .values(requested_at=_when("p_now"))
+    .returning(_A.c.id)
+)
+STORE_CALL_ID = (
+    update(_A)
+    .where(_A.c.id == bindparam("p_attempt"))
+    .values(
+        provider_call_id=bindparam("p_call_id"),
+        provider_status=bindparam("p_raw_status"),
+        requested_at=_when("p_moment"),
+        last_polled_at=_when("p_moment"),
+    )
+)
+STORE_RECIPIENT_CALL_ID = (
+    update(_R)
+    .where(_R.c.id == bindparam("p_recipient"))
+    .values(provider_call_id=bindparam("p_call_id"), requested_at=_when("p_moment"))
+)
+SETTLE_ATTEMPT = (
+    update(_A)
+    .where(_A.c.id == bindparam("p_attempt"), _A.c.outcome.is_(None))
+    .values(
+        outcome=bindparam("p_outcome"),
+        error=bindparam("p_error"),
+        last_polled_at=_when("p_now"),
+        provider_status=func.coalesce(
+            bindparam("p_raw_status", type_=String()), _A.c.provider_status
+        ),
+        answered_at=_when("p_answered_at"),
+        ended_at=_when("p_ended_at"),
+        duration_seconds=bindparam("p_duration"),
+        answered_by=bindparam("p_answered_by"),
+    )
+)
+STILL_OPEN = select(_A.c.id).where(
+    _A.c.id.in_(bindparam("p_ids", expanding=True)), _A.c.outcome.is_(None)
+)
+POLLED = (
+    update(_A)
+    .where(_A.c.id.in_(bindparam("p_ids", expanding=True)), _A.c.outcome.is_(None))
+    .values(
+        last_polled_at=_when("p_now"),
+        provider_status=func.coalesce(
+            bindparam("p_raw_status", type_=String()), _A.c.provider_status
+        ),
+    )
+)
+RECIPIENT_DETAILS = (
+    update(_R)
+    .where(
+        _R.c.id == bindparam("p_recipient"),
+        _R.c.status == bindparam("p_status"),
+        _R.c.attempts == bindparam("p_attempt_number"),
+    )
+    .values(
+        answered_at=_when("p_answered_at"),
+        ended_at=_when("p_ended_at"),
+        duration_seconds=bindparam("p_duration"),
+        answered_by=bindparam("p_answered_by"),
+        last_error=bindparam("p_error"),
+        provider_call_id=bindparam("p_call_id"),
+        requested_at=_when("p_requested_at"),
+    )
+)
+
+
+RETRY_AT = (
+    update(_R)
+    .where(
+        _R.c.id == bindparam("p_recipient"),
+        _R.c.status == RecipientStatus.WAITING_RETRY.value,
+    )
+    .values(next_try_at=_when("p_next"))
+)
+#: Recipient outcomes an automatic retry may follow (busy is a NO_ANSWER outcome).
+RETRIED = frozenset({RecipientStatus.NO_ANSWER, RecipientStatus.FAILED})
+
+
+def retry_kind(outcome: RecipientStatus, raw_status: str) -> RetryOutcome:
+    if outcome is RecipientStatus.FAILED:
+        return RetryOutcome.FAILED
+    return RetryOutcome.BUSY if raw_status == "busy" else RetryOutcome.NO_ANSWER
+
+
+def retry_policies(session: Session, batch_ids: set[int]) -> dict[int, RetryPolicy]:
+    """The automatic retry policy of these batch calls, for those that retry at all."""
+    if not batch_ids:
+        return {}
+    rows = session.execute(
+        select(
+            BatchCall.id,
+            BatchCall.max_attempts,
+            BatchCall.retry_delay_minutes,
+            BatchCall.retry_outcomes,
+        ).where(BatchCall.id.in_(batch_ids), BatchCall.max_attempts > 1)
+    ).all()
+    policies = {}
+    for batch_id, max_attempts, delay, outcomes in rows:
+        try:
+            policies[batch_id] = RetryPolicy(
+                max_attempts, timedelta(minutes=delay), parse_retry_outcomes(outcomes)
+            )
+        except WindowError:  # checked at creation; a damaged row just does not retry
+            log.warning("batch call %s: its retry policy cannot be used", batch_id)
+    return policies
+
+
+def attempt_still_open(session: Session, attempt_id: int) -> bool:
+    """The attempt has neither call id nor outcome (row locked FOR UPDATE)."""
+    found = session.connection().execute(OPEN_ATTEMPT_LOCKED, {"p_attempt": attempt_id}).scalar()
+    return found is not None
+
+
+def mark_sending(session: Session, attempt_ids: Sequence[int], now: datetime) -> set[int]:
+    """Step 2 of placing (app.services.placements): the attempts whose batch call is still
+    RUNNING get their `requested_at`; returns their ids. The others are not to be sent."""
+    if not attempt_ids:
+        return set()
+    rows = session.connection().execute(MARK_SENDING, {"p_ids": list(attempt_ids), "p_now": now})
+    return {row[0] for row in rows}
+
+
+def store_call_id(session: Session, claim_: Claim, state: CallState, moment: datetime) -> bool:
+    """The provider's call id on the attempt and its recipient (after the request);
+    False if the attempt is gone (deleted with its batch call)."""
+    connection = session.connection()
+    result = connection.execute(
+        STORE_CALL_ID,
+        {
+            "p_attempt": claim_.attempt_id,
+            "p_call_id": state.call_id,
+            "p_raw_status": state.raw_status[:16],
+            "p_moment": moment,
+        },
+    )
+    if result.rowcount != 1:
+        return False
+    connection.execute(
+        STORE_RECIPIENT_CALL_ID,
+        {"p_recipient": claim_.recipient_id, "p_call_id": state.call_id, "p_moment": moment},
+    )
+    if state.outcome is not CallOutcome.IN_PROGRESS:
+        settle(session, OpenAttempt.of(claim_, state.call_id, moment), state, moment)
+    return True
+
+
+def record_refused(session: Session, claim_: Claim, message: str, moment: datetime) -> None:
+    """The provider refused the call for this recipient: attempt and recipient FAILED."""
+    session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id == claim_.attempt_id)
+        .values(outcome=RecipientStatus.FAILED.value, error=message, ended_at=moment)
+    )
+    finish_recipient(
+        session,
+        claim_.batch_id,
+        claim_.recipient_id,
+        claim_.attempt_number,
+        RecipientStatus.FAILED,
+        {"last_error": message, "ended_at": moment},
+    )
+
+
+def mark_outcome_unknown(session: Session, attempt_id: int, error: str, moment: datetime) -> None:
+    """The request may have created a call: reconciliation settles it, its settle time
+    counting from `moment`."""
+    session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id == attempt_id)
+        .values(provider_status="unknown", error=error, requested_at=moment)
+    )
+
+
+def void(
+    session: Session,
+    attempt: Claim | OpenAttempt,
+    back_to: RecipientStatus,
+    next_try_at: datetime | None = None,
+) -> bool:
+    """Undo an attempt that placed no call: the recipient is not counted as called."""
+    attempt_id = attempt.attempt_id if isinstance(attempt, Claim) else attempt.id
+    removed = session.execute(
+        delete(CallAttempt).where(
+            CallAttempt.id == attempt_id,
+            CallAttempt.provider_call_id.is_(None),
+            CallAttempt.outcome.is_(None),
+        )
+    )
+    if removed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    move_recipients(
+        session,
+        attempt.batch_id,
+        [IN_PROGRESS],
+        back_to,
+        where=[Recipient.id == attempt.recipient_id, Recipient.attempts == attempt.attempt_number],
+        values={"attempts": Recipient.attempts - 1, "next_try_at": next_try_at},
+    )
+    return True
+
+
+def finish_recipient(
+    session: Session,
+    batch_id: int,
+    recipient_id: int,
+    attempt_number: int,
+    outcome: RecipientStatus,
+    values: dict[str, Any],
+) -> bool:
+    """IN_PROGRESS -> a terminal status, only for this attempt (never overwrites)."""
+    return (
+        move_recipients(
+            session,
+            batch_id,
+            [IN_PROGRESS],
+            outcome,
+            where=[Recipient.id == recipient_id, Recipient.attempts == attempt_number],
+            values=values,
+        )
+        == 1
+    )
+
+
+def settle(
+    session: Session,
+    attempt: OpenAttempt,
+    state: CallState | None,
+    now: datetime,
+    *,
+    error: str | None = None,
+) -> bool:
+    """Record a final outcome on the attempt and its recipient; False if the attempt
+    already had one (a late or duplicated update never overwrites)."""
+    return bool(settle_many(session, [(attempt, state, error)], now))
+
+
+def settle_many(
+    session: Session,
+    items: Sequence[tuple[OpenAttempt, CallState | None, str | None]],
+    now: datetime,
+) -> list[OpenAttempt]:
+    """Final outcomes for many attempts in one go: the attempts still open get theirs
+    (an UPDATE ... WHERE outcome IS NULL each, as one executemany), their recipients
+    move IN_PROGRESS -> the outcome through move_recipients (grouped), then get the
+    call's details. Returns the attempts settled now."""
+    if not items:
+        return []
+    connection = session.connection()
+    still_open = set(
+        connection.execute(STILL_OPEN, {"p_ids": [attempt.id for attempt, _, _ in items]}).scalars()
+    )
+    attempt_rows: list[dict[str, Any]] = []
+    recipient_rows: list[dict[str, Any]] = []
+    retry_rows: list[dict[str, Any]] = []
+    groups: dict[tuple[int, RecipientStatus, int], list[int]] = {}
+    settled: list[OpenAttempt] = []
+    policies = retry_policies(session, {attempt.batch_id for attempt, _, _ in items})
+    for attempt, state, error in items:
+        if attempt.id not in still_open:
+            continue
+        still_open.discard(attempt.id)
+        if state is not None and state.outcome is not CallOutcome.IN_PROGRESS:
+            outcome = RecipientStatus(state.outcome.value)
+            message = state.error_message or status_message(state.raw_status)
+            if outcome is RecipientStatus.COMPLETED:
+                message = None
+            details = {
+                "p_answered_at": state.answered_at,
+                "p_ended_at": state.ended_at or now,
+                "p_duration": state.duration_seconds,
+                "p_answered_by": state.answered_by[:32] if state.answered_by else None,
+            }
+        else:
+            outcome = RecipientStatus.FAILED
+            message = error or NO_FINAL_STATUS
+            details = {
+                "p_answered_at": None,
+                "p_ended_at": now,
+                "p_duration": None,
+                "p_answered_by": None,
+            }
+        attempt_rows.append(
+            {
+                "p_attempt": attempt.id,
+                "p_outcome": outcome.value,
+                "p_error": message,
+                "p_now": now,
+                "p_raw_status": state.raw_status[:16] if state is not None else None,
+                **details,
+            }
+        )
+        target = outcome
+        policy = policies.get(attempt.batch_id)
+        if policy is not None and outcome in RETRIED:
+            kind = retry_kind(outcome, state.raw_status if state is not None else "")
+            ended = details["p_ended_at"]
+            assert isinstance(ended, datetime)
+            again = policy.next_attempt_at(attempt.attempt_number, kind, ended)
+            if again is not None:
+                # SPEC 10: not terminal; called again once the delay is over.
+                target = RecipientStatus.WAITING_RETRY
+                retry_rows.append({"p_recipient": attempt.recipient_id, "p_next": again})
+        recipient_rows.append(
+            {
+                "p_recipient": attempt.recipient_id,
+                "p_status": target.value,
+                "p_attempt_number": attempt.attempt_number,
+                "p_error": message,
+                "p_call_id": attempt.call_id or None,
+                "p_requested_at": attempt.started if attempt.call_id else None,
+                **details,
+            }
+        )
+        key = (attempt.batch_id, target, attempt.attempt_number)
+        groups.setdefault(key, []).append(attempt.recipient_id)
+        settled.append(attempt)
+    if not settled:
+        return []
+    connection.execute(SETTLE_ATTEMPT, attempt_rows)
+    for (batch_id, outcome, number), recipient_ids in groups.items():
+        move_recipients(
+            session,
+            batch_id,
+            [IN_PROGRESS],
+            outcome,
+            where=[Recipient.id.in_(recipient_ids), Recipient.attempts == number],
+        )
+    connection.execute(RECIPIENT_DETAILS, recipient_rows)
+    if retry_rows:
+        connection.execute(RETRY_AT, retry_rows)
+    for attempt, row in zip(settled, attempt_rows, strict=True):
+        log.info(
+            "call %s for batch call %s ended: %s",
+            attempt.call_id or f"attempt {attempt.id}",
+            attempt.batch_id,
+            row["p_outcome"],
+        )
+    return settled
+
+
+def due_polls(
+    sessions: sessionmaker[Session], now: datetime, cutoff: datetime, limit: int
+) -> list[OpenAttempt]:
+    """Open calls not polled since `cutoff`, least recently polled first."""
+    with sessions() as session:
+        batch_ids = session.scalars(
+            select(BatchCall.id).where(BatchCall.in_progress_count > 0)
+        ).all()
+        if not batch_ids:
+            return []
+        rows = session.execute(
+            select(
+                CallAttempt.id,
+                CallAttempt.recipient_id,
+                CallAttempt.batch_call_id,
+                CallAttempt.attempt_number,
+                CallAttempt.provider_call_id,
+                func.coalesce(CallAttempt.requested_at, CallAttempt.created_at),
+            )
+            .where(
+                CallAttempt.batch_call_id.in_(batch_ids),
+                CallAttempt.outcome.is_(None),
+                CallAttempt.provider_call_id.is_not(None),
+                or_(CallAttempt.last_polled_at.is_(None), CallAttempt.last_polled_at <= cutoff),
+            )
+            .order_by(nulls_first(CallAttempt.last_polled_at.asc()), CallAttempt.id)
+            .limit(limit)
+        ).all()
+    return [OpenAttempt(r[0], r[1], r[2], r[3], r[4], aware(r[5]) or now) for r in rows]
+
+
+def record_polled(session: Session, still_open: dict[str | None, list[int]], now: datetime) -> None:
+    """Calls still open get their poll time (and status): one UPDATE per distinct status."""
+    connection = session.connection()
+    for raw_status, ids in still_open.items():
+        connection.execute(POLLED, {"p_ids": ids, "p_now": now, "p_raw_status": raw_status})
+
+
+def unresolved_attempts(
+    sessions: sessionmaker[Session], sent_cutoff: datetime, claim_cutoff: datetime, limit: int
+) -> list[Any]:
+    with sessions() as session:
+        return list(
+            session.connection()
+            .execute(
+                UNRESOLVED_ATTEMPTS,
+                {"p_sent_cutoff": sent_cutoff, "p_claim_cutoff": claim_cutoff, "p_limit": limit},
+            )
+            .all()
+        )
+
+
+def lock_unresolved(session: Session, attempt_id: int, *, lock: bool = True) -> CallAttempt | None:
+    """The attempt (locked, unless `lock` is False) if its call id and outcome are still
+    unknown."""
+    query = select(CallAttempt).where(
+        CallAttempt.id == attempt_id,
+        CallAttempt.provider_call_id.is_(None),
+        CallAttempt.outcome.is_(None),
+    )
+    return session.scalars(query.with_for_update() if lock else query).first()
+
+
+def batch_started_at(session: Session, batch_id: int) -> datetime | None:
+    return aware(session.scalar(select(BatchCall.started_at).where(BatchCall.id == batch_id)))
+
+
+def known_call_ids(session: Session, call_ids: Sequence[str]) -> set[str]:
+    """Of these provider call ids, those another attempt already holds."""
+    if not call_ids:
+        return set()
+    return {
+        call_id
+        for call_id in session.scalars(
+            select(CallAttempt.provider_call_id).where(
+                CallAttempt.provider_call_id.in_(list(call_ids))
+            )
+        ).all()
+        if call_id is not None
+    }
+
+
+def adopt_call(session: Session, attempt: CallAttempt, state: CallState, now: datetime) -> datetime:
+    """The provider has the call of this attempt: store its id. Returns when it started."""
+    started = state.created_at or aware(attempt.created_at) or now
+    attempt.provider_call_id = state.call_id
+    attempt.provider_status = state.raw_status[:16]
+    attempt.requested_at = started
+    attempt.last_polled_at = now
+    attempt.error = None
+    session.execute(
+        update(Recipient)
+        .where(Recipient.id == attempt.recipient_id)
+        .values(provider_call_id=state.call_id, requested_at=started)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return started

@@ -1,0 +1,491 @@
+"""Placing calls: claim recipients, then send their create requests, several at once,
+paced, within the tick's placing time budget, and never while holding a database lock.
+
+The protocol (app.services.placements) is three short transactions per call:
+
+1. claim (transaction A): QUEUED -> IN_PROGRESS and a call attempt without a call id,
+   committed only while this engine's lease fence is current;
+2. mark: just before the request, `requested_at` is set only while the batch call is
+   RUNNING; the request is then sent within SEND_WINDOW_SECONDS of that commit, and only
+   while the lease is still this engine's by its own clocks (`DialerLease.may_send`),
+   or not at all;
+3. store: the call id after the answer (exactly once: reconciliation settles an attempt
+   whose answer was lost).
+
+So a Pause, Cancel or Delete never waits for the provider, and a holder frozen (SIGSTOP)
+and then woken sends nothing: its marks are too old and its lease has run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.policy import CallingSchedule
+from app.models.schema import Recipient
+from app.models.status import RecipientStatus
+from app.services.engine import attempts, store
+from app.services.engine.attempts import Claim
+from app.services.engine.config import Clock, EngineConfig
+from app.services.engine.health import ProviderHealth, maybe_placed
+from app.services.engine.planning import CallPacer, RunningBatch, mask_number
+from app.services.engine.state import TickReport
+from app.services.lease import DialerLease, write_transaction
+from app.services.placements import SEND_WINDOW_SECONDS
+from app.services.settings import AppSettings
+from app.services.telephony import (
+    AgentSpec,
+    CallRequest,
+    CallState,
+    FatalProviderError,
+    RecipientProviderError,
+    TelephonyProvider,
+    TransientProviderError,
+)
+
+log = logging.getLogger(__name__)
+
+RUNNING = store.RUNNING
+QUEUED = RecipientStatus.QUEUED
+PENDING = RecipientStatus.PENDING
+DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
+
+
+def request_for(
+    batch: RunningBatch, agent: AgentSpec, settings: AppSettings, row: Any
+) -> CallRequest:
+    """The provider request for one recipient row (None: a template, to check the
+    settings). The recipient's name and number are variables too, unless a CSV column
+    of that name says otherwise."""
+    if row is None:
+        variables: dict[str, str] = {}
+        to = batch.from_number
+    else:
+        variables = {str(k): "" if v is None else str(v) for k, v in (row.variables or {}).items()}
+        variables.setdefault("name", row.name or "")
+        variables.setdefault("phone_number", row.phone_number)
+        to = row.phone_number
+    return CallRequest(
+        to=to,
+        from_=batch.from_number,
+        agent=agent,
+        variables=variables,
+        ring_timeout=settings.ring_timeout_seconds,
+        machine_detection=settings.answering_machine_detection,
+        time_limit=settings.max_call_duration_seconds,
+    )
+
+
+@dataclass
+class Sent:
+    """What became of one marked request (from a sending thread, or inline)."""
+
+    claim: Claim
+    #: The pacer's reservation for it.
+    slot: int
+    state: CallState | None = None
+    error: BaseException | None = None
+    #: Why it was not sent at all (the attempt is then voided).
+    not_sent: str | None = None
+    #: Not sent for a reason of its own (its window closed, its batch call failed, its
+    #: mark is too old): the others go on.
+    others_go_on: bool = False
+    sent_at: datetime | None = None
+
+
+class Placer:
+    """Claims and places the calls the tick's plan shares out (see the module docstring)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Clock,
+        config: EngineConfig,
+        pacer: CallPacer,
+        health: ProviderHealth,
+        lease: DialerLease | None,
+        stop: threading.Event,
+        sleep: Callable[[float], object] | None,
+        on_fatal: Callable[[], None],
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.config = config
+        self.pacer = pacer
+        self.health = health
+        self.lease = lease
+        self._stop = stop
+        self._sleep = sleep
+        #: Called after a fatal provider error (credentials fixed later are picked up).
+        self._on_fatal = on_fatal
+        #: Create requests in flight at once at most (the placement_concurrency setting).
+        self.concurrency = 1
+        #: When (monotonic) the last claims were made: their placing budget counts from it.
+        self._claimed_mono = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        #: While placing: why no further request is to be sent (a provider error that
+        #: holds everything back), and the batch calls that failed meanwhile. Read by
+        #: the sending threads just before each request.
+        self._halted_all: str | None = None
+        self._halted: set[int] = set()
+
+    def close(self) -> None:
+        """Never waits for a request in flight (its attempt is reconciled if need be)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    # ------------------------------------------------------------------ claiming
+    def claim_all(
+        self,
+        shares: Mapping[int, int],
+        batches: Mapping[int, RunningBatch],
+        provider_name: str,
+        settings: AppSettings,
+        now: datetime,
+        report: TickReport,
+    ) -> list[Claim]:
+        """Transaction A for each batch call: QUEUED -> IN_PROGRESS (attempts + 1) and a
+        CallAttempt row without a call id, committed before the provider is asked, and
+        only while this engine's lease fence is current."""
+        per_batch: dict[int, list[Claim]] = {}
+        claimed_at = self.clock()
+        self._claimed_mono = time.monotonic()
+        fence = self._fence()
+        for batch_id, count in shares.items():
+            batch = batches[batch_id]
+            try:
+                agent = AgentSpec(batch.agent_kind, batch.agent_value)  # type: ignore[arg-type]
+            except ValueError as exc:
+                store.fail_batch(
+                    self.sessions, batch_id, f"The agent cannot be used: {exc}", now, report
+                )
+                continue
+            try:  # the call settings, once, before any recipient is claimed
+                request_for(batch, agent, settings, None)
+            except ValueError as exc:
+                reason = f"The call settings cannot be used: {exc} Fix them in Settings."
+                store.fail_batch(self.sessions, batch_id, reason, now, report)
+                continue
+            try:
+                with write_transaction(self.sessions) as session:
+                    claims = store.claim(
+                        session,
+                        batch,
+                        count,
+                        provider_name,
+                        claimed_at,
+                        now,
+                        lambda row, b=batch, a=agent: request_for(b, a, settings, row),
+                        settings.max_attempts_per_number_24h,
+                        fence=fence,
+                    )
+            except store.LeaseLost as lost:
+                assert self.lease is not None
+                self.lease.forget()
+                log.warning("claiming stopped: the dialer lease is held by %s", lost.holder)
+                break
+            if claims:
+                per_batch[batch_id] = claims
+                report.touch(batch_id)
+        # Interleave the batch calls, so that each gets its turn (and a stop part-way
+        # shares what was placed).
+        ordered: list[Claim] = []
+        queues = [deque(c) for c in per_batch.values()]
+        while queues:
+            for q in list(queues):
+                ordered.append(q.popleft())
+                if not q:
+                    queues.remove(q)
+        return ordered
+
+    def _fence(self) -> store.Fence | None:
+        lease = self.lease
+        if lease is None:
+            return None
+        return store.Fence(lease.name, lease.holder, lease.fence)
+
+    # ------------------------------------------------------------------ placing
+    def place_all(
+        self,
+        provider: TelephonyProvider,
+        claims: Sequence[Claim],
+        windows: Mapping[int, CallingSchedule],
+        report: TickReport,
+    ) -> None:
+        """Send the claimed calls' requests in order, up to `concurrency` at once. Before
+        each: the engine is not stopping, still holds the lease, the pacing allows it, the
+        tick's placing time budget is not used up, and the batch call's calling window is
+        still open at that very moment. Claims left over go back to the queue."""
+        pending = deque(claims)
+        closed: set[int] = set()
+        in_flight: dict[Future[Sent], Claim] = {}
+        # Simulated calls are answered in this process at once: threads add nothing.
+        inline = provider.capabilities.simulated or self.concurrency <= 1
+        # The budget protects real responsiveness (the tick's other work), so it is real
+        # time, whatever clock the engine is given: on QA's clock running 300 times
+        # faster, one injected second would leave 3 ms to place in.
+        deadline = self._claimed_mono + self.config.place_budget_seconds
+        stop: str | None = None
+        self._halted_all = None
+        self._halted.clear()
+        try:
+            while pending or in_flight:
+                if stop is None:
+                    stop = self._why_stop(deadline, report)
+                    if stop is not None and pending:
+                        log.info("placing stopped for this tick: %s", stop)
+                if stop is None and pending and (inline or len(in_flight) < self.concurrency):
+                    # Inline, one at a time: each is marked just before its own request.
+                    free = 1 if inline else self.concurrency - len(in_flight)
+                    room = min(free, self.pacer.available(self.clock()))
+                    if room > 0:
+                        batch = self._next_open(pending, windows, closed, room)
+                        if not batch:  # every calling window left has closed
+                            stop = "the calling windows closed"
+                            continue
+                        for claim, marked in self._mark(batch, report):
+                            slot = self.pacer.reserve(self.clock())
+                            if inline:
+                                sent = self._send(provider, claim, slot, marked, windows)
+                                stop = stop or self._record(sent, report)
+                                self._halted_all = stop
+                            else:
+                                future = self._executor().submit(
+                                    self._send, provider, claim, slot, marked, windows
+                                )
+                                in_flight[future] = claim
+                        continue
+                    if not in_flight:
+                        if not self._wait_for_pacing():
+                            stop = "waiting for the pacing"
+                        continue
+                if not in_flight:
+                    break
+                done, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del in_flight[future]
+                    reason = self._record(future.result(), report)
+                    if reason is not None and stop is None:
+                        stop = self._halted_all = reason
+                        log.info("placing stopped for this tick: %s", reason)
+        finally:
+            # Requests already sent are waited for (each bounded by the provider's own
+            # timeout): their call ids must be stored. Claims never sent are given back.
+            for future in list(in_flight):
+                try:
+                    self._record(future.result(), report)
+                except Exception:  # the pool was shut down under it: reconciled later
+                    log.exception("a call's answer could not be recorded")
+            if pending:
+                store.void_claims(self.sessions, pending, report)
+
+    def _why_stop(self, deadline: float, report: TickReport) -> str | None:
+        if self._stop.is_set():
+            return "the engine is stopping"
+        if self.lease is not None and not self.lease.hold(self.clock()).held:
+            return "the dialer lease was lost"
+        if time.monotonic() >= deadline:
+            report.budget_used = True
+            return "the tick's time for placing calls is used up"
+        return None
+
+    def _next_open(
+        self,
+        pending: deque[Claim],
+        windows: Mapping[int, CallingSchedule],
+        closed: set[int],
+        count: int,
+    ) -> list[Claim]:
+        """Up to `count` next claims whose calling window is open at this very moment
+        (placing can outlast the instant the tick started at); the others stay."""
+        now = self.clock()
+        taken: list[Claim] = []
+        skipped: list[Claim] = []
+        while pending and len(taken) < count:
+            claim = pending.popleft()
+            if claim.batch_id in closed or not windows[claim.batch_id].is_open(now):
+                closed.add(claim.batch_id)
+                skipped.append(claim)
+            else:
+                taken.append(claim)
+        pending.extendleft(reversed(skipped))
+        return taken
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_size != self.concurrency:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="engineSend")
+            self._pool_size = self.concurrency
+        return self._pool
+
+    def _stop_do_not_call(
+        self, session: Session, claims: Sequence[Claim], report: TickReport
+    ) -> list[Claim]:
+        """Checked in the last transaction before the request (SPEC 10): a number added to
+        the do-not-call list while its batch call runs is never called after that. The
+        stopped recipients get their own outcome; the others are returned."""
+        allowed: list[Claim] = []
+        for claim in claims:
+            if not store.on_do_not_call(session, claim.request.to):
+                allowed.append(claim)
+                continue
+            if attempts.void(session, claim, RecipientStatus.DO_NOT_CALL):
+                session.execute(
+                    update(Recipient)
+                    .where(Recipient.id == claim.recipient_id)
+                    .values(last_error=DO_NOT_CALL_MESSAGE, ended_at=self.clock())
+                )
+            report.touch(claim.batch_id)
+            log.info(
+                "call to %s not placed: on the do-not-call list", mask_number(claim.request.to)
+            )
+        return allowed
+
+    def _mark(self, claims: Sequence[Claim], report: TickReport) -> list[tuple[Claim, float]]:
+        """Step 2: mark the claims for sending, only those whose batch call is RUNNING;
+        the others are given back (PENDING: their batch call was stopped). Returns the
+        marked claims with the monotonic moment of the mark."""
+        with write_transaction(self.sessions) as session:
+            claims = self._stop_do_not_call(session, claims, report)
+            marked = attempts.mark_sending(session, [c.attempt_id for c in claims], self.clock())
+            for claim in claims:
+                if claim.attempt_id in marked:
+                    continue
+                status = store.batch_status_shared(session, claim.batch_id)
+                if status is not None and attempts.void(
+                    session, claim, QUEUED if status == RUNNING else PENDING
+                ):
+                    report.touch(claim.batch_id)
+                    log.info("batch call %s is %s: call not placed", claim.batch_id, status)
+        moment = time.monotonic()
+        return [(claim, moment) for claim in claims if claim.attempt_id in marked]
+
+    def _send(
+        self,
+        provider: TelephonyProvider,
+        claim: Claim,
+        slot: int,
+        marked: float,
+        windows: Mapping[int, CallingSchedule],
+    ) -> Sent:
+        """Send one request (in a sending thread, or inline), or say why not: the last
+        checks happen here, just before the request, with no database lock held."""
+        if not windows[claim.batch_id].is_open(self.clock()):
+            return Sent(claim, slot, not_sent="its calling window closed", others_go_on=True)
+        if claim.batch_id in self._halted:
+            return Sent(claim, slot, not_sent="its batch call failed", others_go_on=True)
+        if self._halted_all is not None:
+            return Sent(claim, slot, not_sent=self._halted_all)
+        if self._stop.is_set():
+            return Sent(claim, slot, not_sent="the engine is stopping")
+        if time.monotonic() - marked > SEND_WINDOW_SECONDS:  # this process stalled
+            return Sent(claim, slot, not_sent="its mark is too old", others_go_on=True)
+        if self.lease is not None and not self.lease.may_send(self.clock()):
+            return Sent(claim, slot, not_sent="the dialer lease ran out")
+        sent_at = self.clock()
+        try:
+            return Sent(claim, slot, state=provider.place_call(claim.request), sent_at=sent_at)
+        except Exception as exc:  # recorded by the tick's thread
+            return Sent(claim, slot, error=exc, sent_at=sent_at)
+
+    def _wait_for_pacing(self) -> bool:
+        """True when a call may start now, after waiting for the pacing if the engine
+        can wait (never past `pace_ahead_seconds` and a little slack)."""
+        if self.pacer.available(self.clock()) > 0:
+            return True
+        frees = self.pacer.frees_at()
+        if self._sleep is None or frees is None:
+            return False
+        wait_for = (frees - self.clock()).total_seconds()
+        if wait_for > self.config.pace_ahead_seconds + 0.1:
+            return False
+        self._sleep(max(0.0, wait_for))
+        return not self._stop.is_set() and self.pacer.available(self.clock()) > 0
+
+    # ------------------------------------------------------------------ answers
+    def _record(self, sent: Sent, report: TickReport) -> str | None:
+        """Step 3: store what the provider answered. Returns why placing must stop for
+        this tick (a transient provider error), else None."""
+        claim = sent.claim
+        moment = self.clock()
+        to = mask_number(claim.request.to)
+        if sent.not_sent is not None:
+            self.pacer.cancel(sent.slot)
+            store.void_claims(self.sessions, [claim], report)
+            log.info("call to %s not placed: %s", to, sent.not_sent)
+            return None if sent.others_go_on else sent.not_sent
+        # The start counts from its answer (the latest it can be) for the pacing.
+        self.pacer.settle(sent.slot, moment)
+        if sent.state is not None:
+            state = sent.state
+            self.health.note_ok()
+            if state.created_at is not None and sent.sent_at is not None:
+                self.health.note_clock_offset(state.created_at - sent.sent_at)
+            with write_transaction(self.sessions) as session:
+                stored = attempts.store_call_id(session, claim, state, moment)
+            if not stored:  # deleted with its batch call meanwhile
+                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+            report.placed += 1
+            report.touch(claim.batch_id)
+            log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
+            return None
+        return self._record_error(claim, sent.error, moment, report)
+
+    def _record_error(
+        self, claim: Claim, exc: BaseException | None, moment: datetime, report: TickReport
+    ) -> str | None:
+        to = mask_number(claim.request.to)
+        report.touch(claim.batch_id)
+        if isinstance(exc, RecipientProviderError):
+            self.health.note_ok()
+            with write_transaction(self.sessions) as session:
+                attempts.record_refused(session, claim, exc.message, moment)
+            log.info("call to %s refused for this recipient: %s", to, exc.message)
+            return None
+        if isinstance(exc, FatalProviderError):
+            with write_transaction(self.sessions) as session:
+                attempts.void(session, claim, PENDING)
+                store.fail_batch_in(session, claim.batch_id, exc.message, moment)
+            self._halted.add(claim.batch_id)
+            self._on_fatal()  # fixed credentials are picked up by a Retry
+            log.error("batch call %s failed: %s", claim.batch_id, exc.message)
+            return None
+        if isinstance(exc, TransientProviderError):
+            retry_at = self.health.note_trouble(exc, moment)
+            with write_transaction(self.sessions) as session:
+                if maybe_placed(exc):
+                    # The provider may still create the call a while after the request
+                    # failed: the reconciliation's settle time counts from now.
+                    attempts.mark_outcome_unknown(session, claim.attempt_id, exc.message, moment)
+                    log.warning(
+                        "call to %s: no answer from the provider (%s); it will be reconciled",
+                        to,
+                        exc.message,
+                    )
+                else:
+                    attempts.void(session, claim, PENDING, next_try_at=retry_at)
+                    log.info("call to %s not placed (%s); retrying later", to, exc.message)
+            return exc.message
+        # A provider bug: the call may or may not exist.
+        name = type(exc).__name__
+        log.error("unexpected provider failure placing a call to %s", to, exc_info=exc)
+        with write_transaction(self.sessions) as session:
+            attempts.mark_outcome_unknown(
+                session, claim.attempt_id, f"Unexpected error: {name}", moment
+            )
+        self.health.note_trouble(TransientProviderError(f"Unexpected error ({name})."), moment)
+        return f"unexpected provider failure ({name})"

@@ -1,0 +1,393 @@
+"""The engine's decisions, from plain values: no database, no provider, no clock of its own.
+
+Calling windows and waiting reasons, the fair share of free lines between batch calls, the
+calls-per-second pacer and the deadlines of open calls. Everything here is a function of
+its arguments (or, for the pacer, of the call starts it was told about), so a test can
+check it with plain values.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.models.policy import (
+    CallingSchedule,
+    LocalHours,
+    TimeRange,
+    parse_blackout_dates,
+    parse_time_ranges,
+)
+from app.models.window import WindowError, days_from_text, parse_hhmm, parse_timezone
+
+
+def mask_number(number: str) -> str:
+    """A phone number as it may be logged: +1555***4567."""
+    if len(number) <= 8:
+        return number[:2] + "***"
+    return f"{number[:5]}***{number[-4:]}"
+
+
+class CallPacer:
+    """Never more call starts than `calls_per_second` in any one-second window.
+
+    A token bucket sized for a whole tick would allow two buckets' worth inside one
+    second at the edge of a refill; this keeps the start times of the last N calls
+    instead (N = whole calls per second, or one call per 1/cps seconds below 1/s), so
+    the limit holds for every window, on whatever clock the engine is given.
+
+    With several requests in flight, a start is reserved when its request is sent and
+    counts from its answer (`settle`): the provider creates the call somewhere between
+    the two, so whatever the latency, no window of the provider's sees more than N.
+    """
+
+    def __init__(self, calls_per_second: float) -> None:
+        #: Settled starts, in time order.
+        self._starts: list[datetime] = []
+        #: Reserved starts whose answer has not come yet (they count until it does).
+        self._open: dict[int, datetime] = {}
+        self._next_slot = 0
+        self.rate = 0.0
+        self.limit = 1
+        self.window = timedelta(seconds=1)
+        self.set_rate(calls_per_second)
+
+    def set_rate(self, calls_per_second: float) -> None:
+        if calls_per_second <= 0:
+            raise ValueError("Calls per second must be more than 0.")
+        self.rate = calls_per_second
+        if calls_per_second >= 1:
+            self.limit = math.floor(calls_per_second)
+            self.window = timedelta(seconds=1)
+        else:
+            self.limit = 1
+            self.window = timedelta(seconds=1 / calls_per_second)
+        while len(self._starts) > self.limit:
+            self._starts.pop(0)
+
+    def _expire(self, now: datetime) -> None:
+        expired = 0
+        while expired < len(self._starts) and self._starts[expired] + self.window <= now:
+            expired += 1
+        del self._starts[:expired]
+
+    def available(self, now: datetime) -> int:
+        self._expire(now)
+        return max(0, self.limit - len(self._starts) - len(self._open))
+
+    def available_at(self, moment: datetime) -> int:
+        """How many starts will be allowed at `moment` (later than now), without
+        forgetting the starts that still count before then."""
+        still = sum(1 for start in self._starts if start + self.window > moment)
+        return max(0, self.limit - still - len(self._open))
+
+    def record(self, moment: datetime) -> None:
+        """A call start (recorded when the provider answered: the latest it can be)."""
+        self.settle(self.reserve(moment), moment)
+
+    def reserve(self, moment: datetime) -> int:
+        """A request about to be sent at `moment`: it counts from now on. Returns its slot."""
+        slot = self._next_slot
+        self._next_slot += 1
+        self._open[slot] = moment
+        return slot
+
+    def settle(self, slot: int, moment: datetime) -> None:
+        """Its answer came at `moment`: the start counts until a window after that."""
+        reserved = self._open.pop(slot, moment)
+        bisect.insort(self._starts, max(reserved, moment))
+
+    def cancel(self, slot: int) -> None:
+        """The request was not sent after all."""
+        self._open.pop(slot, None)
+
+    def frees_at(self, count: int = 1) -> datetime | None:
+        """When `count` more starts will be allowed (None: already allowed, or only when
+        a request in flight is answered)."""
+        over = len(self._starts) + len(self._open) - self.limit + count
+        if over <= 0:
+            return None
+        index = min(over, len(self._starts)) - 1
+        if index < 0:
+            return None
+        return self._starts[index] + self.window
+
+
+def share_capacity(
+    demands: Mapping[int, tuple[int, int]], capacity: int, rotation: int = 0
+) -> dict[int, int]:
+    """Fair share of `capacity` new calls between batch calls.
+
+    `demands` maps a batch call to (calls in progress, calls it could start now). Each
+    new call goes to the batch call with the fewest calls in progress counting those
+    already given (ties: a rotating order), so a batch call of 100,000 recipients and one
+    of 10 end up with equal lines, and leftovers go to whoever still has demand.
+    """
+    order = list(demands)
+    if order:
+        shift = rotation % len(order)
+        order = order[shift:] + order[:shift]
+    rank = {batch: i for i, batch in enumerate(order)}
+    given = dict.fromkeys(order, 0)
+    load = {batch: demands[batch][0] for batch in order}
+    open_batches = [b for b in order if demands[b][1] > 0]
+    while capacity > 0 and open_batches:
+        batch = min(open_batches, key=lambda b: (load[b], rank[b]))
+        given[batch] += 1
+        load[batch] += 1
+        capacity -= 1
+        if given[batch] >= demands[batch][1]:
+            open_batches.remove(batch)
+    return {batch: n for batch, n in given.items() if n}
+
+
+def outside_window_reason(window: CallingSchedule, now: datetime) -> str:
+    opens = window.next_open(now)
+    if opens is None:
+        return (
+            f"Outside the calling hours ({window.describe()}). "
+            "No window opens again before its end date."
+        )
+    local = opens.astimezone(parse_timezone(window.timezone))
+    return (
+        f"Outside the calling hours ({window.describe()}). "
+        f"Next window opens {local:%a %d %b %H:%M %Z}."
+    )
+
+
+def local_hours_reason(
+    waiting: int, hours: LocalHours, next_open: datetime | None, zone_name: str
+) -> str:
+    """SPEC 10: how many wait for their own local hours, and when the next one opens."""
+    who = f"{waiting:,} recipient{'s' if waiting != 1 else ''} wait{'s' if waiting == 1 else ''}"
+    text = (
+        f"{who} for their local calling hours ({hours.start:%H:%M} to {hours.end:%H:%M} "
+        "in each recipient's timezone)."
+    )
+    if next_open is not None:
+        local = next_open.astimezone(parse_timezone(zone_name))
+        text += f" The next opens {local:%a %d %b %H:%M %Z}."
+    return text
+
+
+def retry_wait_reason(waiting: int, next_at: datetime | None, zone_name: str) -> str:
+    who = f"{waiting:,} recipient{'s are' if waiting != 1 else ' is'}"
+    text = f"{who} waiting for another attempt."
+    if next_at is not None:
+        local = next_at.astimezone(parse_timezone(zone_name))
+        text += f" The next is due {local:%a %d %b %H:%M %Z}."
+    return text
+
+
+def capacity_reason(plan_concurrency: int) -> str:
+    return (
+        f"Waiting for capacity: all {plan_concurrency} simultaneous calls of the plan are in "
+        "use. Calls start as lines free up."
+    )
+
+
+def without_retrying(message: str) -> str:
+    """A provider message without its "Retrying." (the reason says when instead)."""
+    detail = message.replace("; retrying.", ".").replace("Retrying.", "")
+    return " ".join(detail.split())
+
+
+def provider_reason(message: str, retry_at: datetime, zone_name: str) -> str:
+    try:
+        local = retry_at.astimezone(parse_timezone(zone_name))
+    except WindowError:
+        local = retry_at
+    return f"Provider unreachable: {without_retrying(message)} Next try at {local:%H:%M:%S %Z}."
+
+
+def calling_hours_failure(error: WindowError) -> str:
+    return f"The calling hours cannot be used: {error}"
+
+
+@dataclass(frozen=True)
+class RunningBatch:
+    """The columns of a RUNNING batch call one tick needs."""
+
+    id: int
+    name: str
+    timezone: str
+    window_start: str
+    window_end: str
+    allowed_days: str
+    reserved_concurrency: int
+    pending: int
+    queued: int
+    in_progress: int
+    waiting_reason: str | None
+    agent_kind: str
+    agent_value: str
+    from_number: str
+    # Campaign policy (SPEC 10); the defaults are a batch call from before it.
+    time_ranges: str | None = None
+    blackout_dates: str | None = None
+    end_at: datetime | None = None
+    local_hours_start: str | None = None
+    local_hours_end: str | None = None
+    waiting_retry: int = 0
+
+    @property
+    def has_work(self) -> bool:
+        """Recipients still to call (PENDING, QUEUED, or waiting for another attempt)."""
+        return bool(self.pending or self.queued or self.waiting_retry)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing PENDING, QUEUED, IN_PROGRESS or WAITING_RETRY: to complete."""
+        return not (self.pending or self.queued or self.in_progress or self.waiting_retry)
+
+    def window(self) -> CallingSchedule:
+        """Its calling schedule: ranges, allowed days, blackout dates, end date
+        (WindowError if the stored hours cannot be used)."""
+        if self.time_ranges:
+            ranges = parse_time_ranges(self.time_ranges)
+        else:
+            ranges = (TimeRange(parse_hhmm(self.window_start), parse_hhmm(self.window_end)),)
+        return CallingSchedule(
+            self.timezone,
+            ranges,
+            days_from_text(self.allowed_days),
+            parse_blackout_dates(self.blackout_dates or ""),
+            self.end_at,
+        )
+
+    def local_hours(self) -> LocalHours | None:
+        """Its recipient-local calling hours (None: no such rule)."""
+        if not (self.local_hours_start and self.local_hours_end):
+            return None
+        return LocalHours(parse_hhmm(self.local_hours_start), parse_hhmm(self.local_hours_end))
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """What planning needs to know about the provider this tick."""
+
+    #: A provider can be used (it was built).
+    ready: bool
+    #: Why it could not be built (when not ready).
+    failure: str | None = None
+    #: It cannot be asked until `retry_at` (unreachable or limiting our rate), and why.
+    retry_at: datetime | None = None
+    problem: str = ""
+
+    def blocked(self, now: datetime) -> bool:
+        return self.retry_at is not None and now < self.retry_at
+
+
+NO_PROVIDER = "No telephony provider is set up. Choose one in Settings."
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """What one tick does with one RUNNING batch call (see `plan_batch`)."""
+
+    #: Make it FAILED with this reason.
+    fail: str | None = None
+    #: Outside its window: its QUEUED recipients go back to PENDING.
+    requeue: bool = False
+    #: Past its end date: the recipients not reached end EXPIRED.
+    expire: bool = False
+    #: Top up its queue and ask for lines.
+    dial: bool = False
+    #: Its waiting reason for now (placing may still change it).
+    reason: str | None = None
+    #: If placing finds the provider unreachable, that becomes its reason.
+    provider_matters: bool = False
+
+
+def plan_batch(
+    batch: RunningBatch,
+    window: CallingSchedule | WindowError,
+    now: datetime,
+    provider: ProviderView,
+    reconcile_reason: str | None = None,
+) -> BatchStep:
+    """The step for one RUNNING batch call, in order: hours that cannot be used fail it;
+    past its end date the rest expire; outside its window it waits (saying when the
+    window opens); a provider that cannot
+    be asked is its reason; with nothing left to call it waits for its calls (or for the
+    provider to confirm some); with no provider it fails; else it dials."""
+    if isinstance(window, WindowError):
+        return BatchStep(fail=calling_hours_failure(window))
+    if window.expired(now):
+        reason = None
+        if batch.in_progress:
+            reason = f"Past its end date: waiting for the {batch.in_progress} calls in progress."
+        return BatchStep(expire=batch.has_work, reason=reason)
+    if not window.is_open(now):
+        return BatchStep(requeue=bool(batch.queued), reason=outside_window_reason(window, now))
+    matters = (batch.has_work or batch.in_progress > 0) and provider.ready
+    if matters and provider.blocked(now):
+        # The provider cannot be asked (to place or to check calls): say so, also when
+        # every line is busy and only the calls in progress are waited for.
+        assert provider.retry_at is not None
+        reason = provider_reason(provider.problem, provider.retry_at, batch.timezone)
+        return BatchStep(reason=reason, provider_matters=True)
+    if not batch.has_work:
+        return BatchStep(reason=reconcile_reason, provider_matters=matters)
+    if not provider.ready:
+        return BatchStep(fail=provider.failure or NO_PROVIDER)
+    return BatchStep(dial=True, reason=reconcile_reason, provider_matters=matters)
+
+
+def queue_wanted(batch: RunningBatch, lookahead: int) -> int:
+    """How many recipients (PENDING, or due for another attempt) to move to QUEUED: only
+    as many as can be dialed soon."""
+    if batch.pending <= 0 and batch.waiting_retry <= 0:
+        return 0
+    return max(0, min(batch.reserved_concurrency, lookahead) - batch.queued)
+
+
+def demand(batch: RunningBatch, queued: int) -> tuple[int, int] | None:
+    """(calls in progress, calls it could start now) for `share_capacity`, or None."""
+    free_here = batch.reserved_concurrency - batch.in_progress
+    if queued and free_here > 0:
+        return batch.in_progress, min(queued, free_here)
+    return None
+
+
+def call_deadline(
+    started: datetime, ring_timeout: float, max_duration: float, margin: float
+) -> datetime:
+    """When a call started at `started` must have ended (else it is settled FAILED)."""
+    return started + timedelta(seconds=ring_timeout + max_duration + margin)
+
+
+def lookback_start(
+    created: datetime,
+    batch_started: datetime | None,
+    allowance_seconds: float,
+    clock_offset: timedelta | None,
+) -> datetime:
+    """From when to ask the provider for the calls of an attempt claimed at `created`
+    (this computer's clock). The provider stamps calls with its own clock, which may be
+    behind this one: search from the batch call's start (at most a day back), less an
+    allowance and the measured clock difference."""
+    offset = abs(clock_offset) if clock_offset is not None else timedelta(0)
+    allowance = timedelta(seconds=allowance_seconds) + offset
+    earliest = created - timedelta(hours=24)
+    base = max(batch_started, earliest) if batch_started is not None else created
+    return min(base, created) - allowance
+
+
+def backoff_delay(
+    failures: int,
+    retry_after: float | None,
+    base_seconds: float,
+    max_seconds: float,
+    jitter: float,
+) -> timedelta:
+    """Exponential backoff with "equal jitter" (`jitter` in [0, 1)), never shorter than
+    the provider's Retry-After (itself capped at `max_seconds`)."""
+    delay = min(max_seconds, base_seconds * (2 ** min(failures - 1, 20)))
+    delay = delay * (0.5 + 0.5 * jitter)
+    if retry_after:
+        delay = max(delay, min(retry_after, max_seconds))
+    return timedelta(seconds=delay)

@@ -1,0 +1,618 @@
+"""The engine's store: its connections and the named queries and writes about batch
+calls (pickup, queues, claims, outcomes, waiting reasons); call attempts are in
+`attempts`.
+
+Hot-path statements are built once (SQLAlchemy then reuses their compiled form and cache
+key) and run on the session's Connection (Core), not through the ORM. Every query is an
+indexed LIMIT or reads the per-status counters, so a tick costs the same with a thousand
+or a million pending recipients. Each function runs inside the caller's transaction
+unless its name says it opens one (`sessions` argument).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, bindparam, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.db import make_engine, migrate
+from app.models.recipients import move_recipients
+from app.models.schema import (
+    Agent,
+    BatchCall,
+    CallAttempt,
+    DoNotCallNumber,
+    EngineLease,
+    Recipient,
+    UTCDateTime,
+)
+from app.models.snapshots import SendType
+from app.models.status import BatchStatus, RecipientStatus
+from app.services.engine.attempts import Claim, aware, finish_recipient, void
+from app.services.engine.planning import RunningBatch
+from app.services.engine.state import TickReport
+from app.services.lease import write_transaction
+from app.services.telephony import CallRequest
+
+log = logging.getLogger(__name__)
+
+RUNNING = BatchStatus.RUNNING.value
+IN_PROGRESS = RecipientStatus.IN_PROGRESS
+QUEUED = RecipientStatus.QUEUED
+PENDING = RecipientStatus.PENDING
+
+#: How long the engine waits for another writer (an import, a second desktop) before the
+#: tick gives up and the next one tries again: short, so stopping the engine stays quick.
+ENGINE_BUSY_TIMEOUT_MS = 5000
+
+
+#: The engine's PostgreSQL transactions never wait on the network (no request is made
+#: inside one): one left idle this long belongs to a frozen process (SIGSTOP, a closed
+#: laptop) and is ended by the server, its locks freed, so that a supervisor's action
+#: answers within seconds and a standby can take over.
+ENGINE_IDLE_IN_TRANSACTION = "1s"
+
+
+def open_engine_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    """The engine's own connections (created in the thread that ticks), schema migrated."""
+    if make_url(url).get_backend_name() == "postgresql":
+        options = f"-c idle_in_transaction_session_timeout={ENGINE_IDLE_IN_TRANSACTION}"
+        db = make_engine(url, connect_args={"options": options})
+    else:
+        db = make_engine(url)
+    if db.dialect.name == "sqlite":
+
+        def shorter_wait(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={ENGINE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        event.listen(db, "connect", shorter_wait)  # after make_engine's own pragmas
+    try:
+        migrate(db)
+    except BaseException:
+        db.dispose()
+        raise
+    return db, sessionmaker(db, expire_on_commit=False)
+
+
+_B = cast(Table, BatchCall.__table__)
+_R = cast(Table, Recipient.__table__)
+_A = cast(Table, CallAttempt.__table__)
+_L = cast(Table, EngineLease.__table__)
+_D = cast(Table, DoNotCallNumber.__table__)
+
+
+BATCH_STATUS_SHARED = (
+    select(_B.c.status).where(_B.c.id == bindparam("p_batch")).with_for_update(read=True)
+)
+#: Inside the claiming transaction: the lease is still this engine's holding (holder
+#: and fencing token; on PostgreSQL the row is locked FOR SHARE for that short moment).
+LEASE_FENCE_SHARED = (
+    select(_L.c.holder, _L.c.fence)
+    .where(_L.c.name == bindparam("p_name"))
+    .with_for_update(read=True)
+)
+#: Attempts whose call id is unknown, old enough to reconcile: sent (requested_at, set
+#: when the answer was lost) before `p_sent_cutoff`, or, never recorded as sent (a
+#: crash), claimed before `p_claim_cutoff`. The index ix_call_attempts_unresolved
+#: (outcome, provider_call_id, id) reaches them directly, in id order, so the query does
+#: not slow down as refused attempts (no call id, FAILED) pile up.
+QUEUED_CANDIDATES = (
+    select(_R.c.id, _R.c.phone_number, _R.c.name, _R.c.variables, _R.c.attempts)
+    .where(_R.c.batch_call_id == bindparam("p_batch"), _R.c.status == QUEUED.value)
+    .order_by(_R.c.id)
+    .limit(bindparam("p_limit"))
+    .with_for_update()
+)
+INSERT_ATTEMPTS = insert(_A).returning(_A.c.id, _A.c.recipient_id, sort_by_parameter_order=True)
+
+
+def batch_status_shared(session: Session, batch_id: int) -> str | None:
+    """The batch call's status, its row locked against a concurrent action (FOR SHARE on
+    PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes every other writer)."""
+    return cast(
+        "str | None",
+        session.connection().execute(BATCH_STATUS_SHARED, {"p_batch": batch_id}).scalar(),
+    )
+
+
+# ---------------------------------------------------------------------- pickup
+def due_batch_calls(sessions: sessionmaker[Session], now: datetime) -> list[tuple[int, str]]:
+    """SCHEDULED batch calls whose time has come (Send Now: at once)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(BatchCall.id, BatchCall.name)
+            .where(
+                BatchCall.status == BatchStatus.SCHEDULED.value,
+                or_(
+                    BatchCall.send_type == SendType.SEND_NOW.value,
+                    BatchCall.scheduled_at <= now,
+                ),
+            )
+            .order_by(BatchCall.id)
+        ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def start_batch_call(sessions: sessionmaker[Session], batch_id: int, now: datetime) -> bool:
+    """SCHEDULED -> RUNNING by one conditional UPDATE: of two engines racing for one batch
+    call exactly one takes it."""
+    moment = bindparam("pickup_now", now, type_=UTCDateTime())
+    with sessions.begin() as session:
+        result = session.execute(
+            update(BatchCall)
+            .where(BatchCall.id == batch_id, BatchCall.status == BatchStatus.SCHEDULED.value)
+            .values(
+                status=RUNNING,
+                started_at=func.coalesce(BatchCall.started_at, moment),
+                waiting_reason=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- dialing
+def active_batches(sessions: sessionmaker[Session]) -> tuple[list[RunningBatch], int]:
+    """The RUNNING batch calls, and the lines in use by every batch call (a paused or
+    cancelled batch call's calls still hold lines): one query."""
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                BatchCall.status,
+                BatchCall.id,
+                BatchCall.name,
+                BatchCall.timezone,
+                BatchCall.window_start,
+                BatchCall.window_end,
+                BatchCall.allowed_days,
+                BatchCall.reserved_concurrency,
+                BatchCall.pending_count,
+                BatchCall.queued_count,
+                BatchCall.in_progress_count,
+                BatchCall.waiting_reason,
+                Agent.kind,
+                Agent.value,
+                BatchCall.from_number,
+                BatchCall.time_ranges,
+                BatchCall.blackout_dates,
+                BatchCall.end_at,
+                BatchCall.local_hours_start,
+                BatchCall.local_hours_end,
+                BatchCall.waiting_retry_count,
+            )
+            .join(Agent, Agent.id == BatchCall.agent_id)
+            .where(or_(BatchCall.status == RUNNING, BatchCall.in_progress_count > 0))
+            .order_by(BatchCall.id)
+        ).all()
+    busy_lines = sum(max(0, row.in_progress_count) for row in rows)
+    return [RunningBatch(*row[1:]) for row in rows if row.status == RUNNING], busy_lines
+
+
+def _due(
+    batch_id: int,
+    status: RecipientStatus,
+    now: datetime,
+    open_zones: Sequence[str] | None,
+    limit: int,
+) -> list[Any]:
+    """Queries for the next `limit` recipients in `status` whose next try time has come
+    and, with recipient-local hours (`open_zones`: the stored timezone forms inside them
+    now), whose local hours are open or unknown. With local hours the index
+    ix_recipients_due (batch_call_id, status, timezones, next_try_at) is sought once for
+    the unknown timezones and once per open form (an IN list, no ORDER BY), so the query
+    stops at `limit` however many recipients wait for their hours."""
+    conditions = [
+        Recipient.batch_call_id == batch_id,
+        Recipient.status == status.value,
+        or_(Recipient.next_try_at.is_(None), Recipient.next_try_at <= now),
+    ]
+    if open_zones is None:
+        return [select(Recipient.id).where(*conditions).order_by(Recipient.id).limit(limit)]
+    due = select(Recipient.id)
+    return [
+        due.where(*conditions, Recipient.timezones.is_(None)).limit(limit),
+        due.where(*conditions, Recipient.timezones.in_(list(open_zones))).limit(limit),
+    ]
+
+
+def top_up_queue(
+    sessions: sessionmaker[Session],
+    batch_id: int,
+    wanted: int,
+    now: datetime,
+    open_zones: Sequence[str] | None = None,
+    waiting_retry: bool = False,
+) -> int:
+    """Move the next `wanted` due recipients to QUEUED: first those WAITING_RETRY whose
+    delay is over, then PENDING ones (indexed LIMIT queries, whatever the number of
+    pending recipients). With recipient-local hours only those inside them (see `_due`)."""
+    moved = 0
+    sources = ([RecipientStatus.WAITING_RETRY] if waiting_retry else []) + [PENDING]
+    with write_transaction(sessions) as session:
+        for source in sources:
+            if moved >= wanted:
+                break
+            ids: list[int] = []
+            for query in _due(batch_id, source, now, open_zones, wanted - moved):
+                if len(ids) < wanted - moved:
+                    ids += session.scalars(query.limit(wanted - moved - len(ids))).all()
+            if not ids:
+                continue
+            # Locked (FOR SHARE on PostgreSQL): a Pause committing between this check and
+            # the move would otherwise leave its batch call with QUEUED recipients.
+            if batch_status_shared(session, batch_id) != RUNNING:
+                return moved
+            moved += move_recipients(
+                session,
+                batch_id,
+                [source],
+                QUEUED,
+                where=[Recipient.id.in_(ids)],
+                values={"next_try_at": None},
+            )
+    return moved
+
+
+def requeue_outside_local_hours(
+    sessions: sessionmaker[Session], batch_id: int, closed_zones: Sequence[str]
+) -> int:
+    """QUEUED recipients whose local hours have closed go back to PENDING (the queue is a
+    few rows: an index seek per closed form)."""
+    if not closed_zones:
+        return 0
+    closed = Recipient.timezones.in_(list(closed_zones))
+    with sessions() as session:  # a read first: most ticks have nothing to give back
+        found = session.scalar(
+            select(Recipient.id)
+            .where(Recipient.batch_call_id == batch_id, Recipient.status == QUEUED.value, closed)
+            .limit(1)
+        )
+    if found is None:
+        return 0
+    with write_transaction(sessions) as session:
+        return move_recipients(
+            session,
+            batch_id,
+            [QUEUED],
+            PENDING,
+            where=[closed],
+        )
+
+
+def expire_batch(
+    sessions: sessionmaker[Session], batch_id: int, now: datetime, report: TickReport
+) -> int:
+    """SPEC 10: past the end date, the recipients not reached (PENDING, QUEUED, waiting for
+    a retry) end EXPIRED; calls in progress finish and are recorded."""
+    with write_transaction(sessions) as session:
+        if batch_status_shared(session, batch_id) != RUNNING:
+            return 0
+        moved = move_recipients(
+            session,
+            batch_id,
+            [PENDING, QUEUED, RecipientStatus.WAITING_RETRY],
+            RecipientStatus.EXPIRED,
+            values={"last_error": "Not reached before the batch call's end date.", "ended_at": now},
+        )
+    if moved:
+        report.touch(batch_id)
+        log.info("batch call %s passed its end date: %d recipients expired", batch_id, moved)
+    return moved
+
+
+def waiting_for_local_hours(
+    sessions: sessionmaker[Session], batch_id: int, closed_zones: Sequence[str]
+) -> tuple[int, list[str]]:
+    """How many PENDING recipients wait for their local hours, and which of the closed
+    timezone forms they have (an index range count per form)."""
+    waiting = 0
+    present: list[str] = []
+    with sessions() as session:
+        for text in closed_zones:
+            n = session.scalar(
+                select(func.count())
+                .select_from(Recipient)
+                .where(
+                    Recipient.batch_call_id == batch_id,
+                    Recipient.status == PENDING.value,
+                    Recipient.timezones == text,
+                )
+            )
+            if n:
+                waiting += int(n)
+                present.append(text)
+    return waiting, present
+
+
+def next_retry_at(sessions: sessionmaker[Session], batch_id: int) -> datetime | None:
+    """When the earliest recipient waiting for another attempt is due."""
+    with sessions() as session:
+        return cast(
+            "datetime | None",
+            session.scalar(
+                select(func.min(Recipient.next_try_at)).where(
+                    Recipient.batch_call_id == batch_id,
+                    Recipient.status == RecipientStatus.WAITING_RETRY.value,
+                )
+            ),
+        )
+
+
+def requeue_to_pending(sessions: sessionmaker[Session], batch_id: int) -> int:
+    """Outside the window QUEUED recipients are no longer due: back to PENDING."""
+    with write_transaction(sessions) as session:
+        return move_recipients(session, batch_id, [QUEUED], PENDING)
+
+
+def claim(
+    session: Session,
+    batch: RunningBatch,
+    count: int,
+    provider_name: str,
+    claimed_at: datetime,
+    now: datetime,
+    request_for: Any,
+    number_cap: int = 0,
+    *,
+    fence: Fence | None = None,
+) -> list[Claim]:
+    """Transaction A (the caller's write transaction): up to `count` QUEUED recipients
+    -> IN_PROGRESS (attempts + 1), each with a CallAttempt row without a call id, only
+    while `fence` is the lease's current holding (else LeaseLost).
+    `request_for(row)` builds a recipient's request (ValueError: it cannot be called)."""
+    connection = session.connection()
+    if fence is not None:  # LeaseLost: this engine was taken over, it claims nothing
+        check_fence(session, fence)
+    # The batch call row (FOR SHARE) and the candidates (FOR UPDATE) are locked on
+    # PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes every other writer.
+    if batch_status_shared(session, batch.id) != RUNNING:
+        return []
+    rows = connection.execute(QUEUED_CANDIDATES, {"p_batch": batch.id, "p_limit": count}).all()
+    if rows and number_cap > 0:
+        rows = _hold_back_capped(session, batch.id, rows, number_cap, now)
+    if not rows:
+        return []
+    moved = move_recipients(
+        session,
+        batch.id,
+        [QUEUED],
+        IN_PROGRESS,
+        where=[Recipient.id.in_([row.id for row in rows])],
+        values={"attempts": Recipient.attempts + 1, "last_error": None},
+    )
+    if moved != len(rows):  # impossible under the locks: claim nothing this time
+        raise RuntimeError(f"claimed {moved} of {len(rows)} locked recipients")
+    requests: dict[int, CallRequest] = {}
+    for row in rows:
+        try:
+            requests[row.id] = request_for(row)
+        except ValueError as exc:  # defensive: the settings were checked already
+            finish_recipient(
+                session,
+                batch.id,
+                row.id,
+                row.attempts + 1,
+                RecipientStatus.FAILED,
+                {"last_error": f"The call could not be prepared: {exc}", "ended_at": now},
+            )
+    numbers = {row.id: row.attempts + 1 for row in rows}
+    inserted = (
+        connection.execute(
+            INSERT_ATTEMPTS,
+            [
+                {
+                    "recipient_id": row.id,
+                    "batch_call_id": batch.id,
+                    "attempt_number": numbers[row.id],
+                    "provider": provider_name[:16],
+                    "to_number": row.phone_number,
+                    "from_number": batch.from_number,
+                    "created_at": claimed_at,
+                }
+                for row in rows
+                if row.id in requests
+            ],
+        ).all()
+        if requests
+        else []
+    )
+    return [
+        Claim(
+            attempt_id,
+            recipient_id,
+            batch.id,
+            numbers[recipient_id],
+            requests[recipient_id],
+            claimed_at,
+        )
+        for attempt_id, recipient_id in inserted
+    ]
+
+
+NUMBER_ATTEMPTS_SINCE = (
+    select(_A.c.to_number, func.count(), func.min(_A.c.created_at))
+    .where(
+        _A.c.to_number.in_(bindparam("p_numbers", expanding=True)),
+        _A.c.created_at > bindparam("p_since", type_=UTCDateTime()),
+    )
+    .group_by(_A.c.to_number)
+)
+ON_DO_NOT_CALL = select(_D.c.id).where(_D.c.phone_number == bindparam("p_number"))
+
+
+def _hold_back_capped(
+    session: Session, batch_id: int, rows: Sequence[Any], cap: int, now: datetime
+) -> list[Any]:
+    """SPEC 10's per-number cap: a recipient whose number already had `cap` attempts in
+    the last 24 hours (any batch call, ix_call_attempts_number_time) goes back to PENDING
+    until the oldest of them is 24 hours old; the others are returned."""
+    since = now - timedelta(hours=24)
+    numbers = list({row.phone_number for row in rows})
+    counts = {
+        number: (int(n), first)
+        for number, n, first in session.connection().execute(
+            NUMBER_ATTEMPTS_SINCE, {"p_numbers": numbers, "p_since": since}
+        )
+    }
+    allowed: list[Any] = []
+    used: dict[str, int] = {}
+    for row in rows:
+        n, first = counts.get(row.phone_number, (0, None))
+        n += used.get(row.phone_number, 0)
+        if n < cap:
+            used[row.phone_number] = used.get(row.phone_number, 0) + 1
+            allowed.append(row)
+            continue
+        first = aware(first) or now
+        move_recipients(
+            session,
+            batch_id,
+            [QUEUED],
+            PENDING,
+            where=[Recipient.id == row.id],
+            values={"next_try_at": max(now, first + timedelta(hours=24))},
+        )
+    return allowed
+
+
+def on_do_not_call(session: Session, number: str) -> bool:
+    """The number is on the do-not-call list: one lookup on its unique index."""
+    found = session.connection().execute(ON_DO_NOT_CALL, {"p_number": number}).first()
+    return found is not None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a claim is made under: its name, this holder and its fencing token."""
+
+    name: str
+    holder: str
+    token: int | None
+
+
+class LeaseLost(Exception):
+    """The lease's holder or fence changed: this engine was taken over."""
+
+    def __init__(self, holder: str | None) -> None:
+        super().__init__(f"the dialer lease is held by {holder}")
+        self.holder = holder
+
+
+def check_fence(session: Session, fence: Fence) -> None:
+    """Inside a claiming transaction: the lease is still this holding (its row locked
+    FOR SHARE on PostgreSQL, so a takeover waits for this short transaction)."""
+    row = session.connection().execute(LEASE_FENCE_SHARED, {"p_name": fence.name}).first()
+    if row is None or row.holder != fence.holder or row.fence != fence.token:
+        raise LeaseLost(row.holder if row is not None else None)
+
+
+def void_claims(
+    sessions: sessionmaker[Session], claims: Iterable[Claim], report: TickReport
+) -> None:
+    """Claims not placed go back to the queue (or PENDING if the batch call stopped)."""
+    with write_transaction(sessions) as session:
+        for claim_ in claims:
+            status = batch_status_shared(session, claim_.batch_id)
+            if status is None:
+                continue
+            void(session, claim_, QUEUED if status == RUNNING else PENDING)
+            report.touch(claim_.batch_id)
+
+
+# ---------------------------------------------------------------------- batch outcomes
+def fail_batch_in(session: Session, batch_id: int, reason: str, now: datetime) -> bool:
+    result = session.execute(
+        update(BatchCall)
+        .where(BatchCall.id == batch_id, BatchCall.status == RUNNING)
+        .values(
+            status=BatchStatus.FAILED.value,
+            failure_reason=reason,
+            waiting_reason=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    move_recipients(session, batch_id, [QUEUED], PENDING)
+    return True
+
+
+def fail_batch(
+    sessions: sessionmaker[Session], batch_id: int, reason: str, now: datetime, report: TickReport
+) -> None:
+    with write_transaction(sessions) as session:
+        failed = fail_batch_in(session, batch_id, reason, now)
+    if failed:
+        report.touch(batch_id)
+        log.error("batch call %s failed: %s", batch_id, reason)
+
+
+def complete(
+    sessions: sessionmaker[Session], done: Sequence[int], now: datetime, report: TickReport
+) -> None:
+    """RUNNING with nothing PENDING, QUEUED or IN_PROGRESS (from the counters) ->
+    COMPLETED, by a conditional UPDATE on those counters."""
+    for batch_id in done:
+        with sessions.begin() as session:
+            result = session.execute(
+                update(BatchCall)
+                .where(
+                    BatchCall.id == batch_id,
+                    BatchCall.status == RUNNING,
+                    BatchCall.pending_count == 0,
+                    BatchCall.queued_count == 0,
+                    BatchCall.in_progress_count == 0,
+                    BatchCall.waiting_retry_count == 0,
+                )
+                .values(
+                    status=BatchStatus.COMPLETED.value,
+                    finished_at=now,
+                    waiting_reason=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            report.touch(batch_id, recipients=False)
+            log.info("batch call %s completed", batch_id)
+
+
+def write_reasons(
+    sessions: sessionmaker[Session],
+    batches: dict[int, RunningBatch],
+    reasons: dict[int, str | None],
+    report: TickReport,
+) -> None:
+    """Only when a reason changes (a write per tick per batch call would be waste)."""
+    changes = {
+        batch_id: reason
+        for batch_id, reason in reasons.items()
+        if batch_id in batches and batches[batch_id].waiting_reason != reason
+    }
+    if not changes:
+        return
+    with sessions.begin() as session:
+        for batch_id, reason in changes.items():
+            result = session.execute(
+                update(BatchCall)
+                .where(BatchCall.id == batch_id, BatchCall.status == RUNNING)
+                .values(waiting_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                report.touch(batch_id, recipients=False)
+                report.waiting_reasons[batch_id] = reason or ""
+
+
+# ---------------------------------------------------------------------- reconciliation

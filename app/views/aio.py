@@ -1,0 +1,202 @@
+"""asyncio on the GUI thread (qasync), with the services run in worker threads.
+
+A view's background work is an `async` method: it awaits `in_worker(service_call, ...)`,
+which runs the call on a small thread pool, and continues on the GUI thread with the
+result, so nothing blocks the window and no callback plumbing is needed:
+
+    async def _reload(self) -> None:
+        snapshots = await aio.in_worker(self.service.list)
+        self.model.merge(snapshots)
+
+`spawn()` starts such a coroutine and keeps a reference to its task until it ends (the
+loop holds only weak references). The application runs the qasync loop with
+`asyncio.Runner(loop_factory=...)` (see app.views.app.run_gui); a Qt event loop started
+by something else (pytest-qt, a QA script) gets a qasync loop attached on first use.
+`shutdown()` is bounded: it cancels the tasks and never waits more than its timeout for a
+worker thread still inside a database or network call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+import qasync
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QApplication
+from shiboken6 import isValid
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WORKER_THREADS = 4
+
+_executor: DaemonExecutor | None = None
+_attached_loop: asyncio.AbstractEventLoop | None = None
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The running loop, or a qasync loop attached to the Qt event loop already running."""
+    global _attached_loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if _attached_loop is None or _attached_loop.is_closed():
+        app = QApplication.instance()
+        if app is None:
+            raise RuntimeError("asyncio in the views needs a QApplication")
+        _attached_loop = qasync.QEventLoop(app, already_running=True)
+    return _attached_loop
+
+
+class DaemonExecutor(Executor):
+    """A fixed pool of daemon threads ("viewWorker"). Unlike ThreadPoolExecutor, whose
+    threads the interpreter joins at exit, a thread stuck in a call (a database that stopped
+    answering) can never keep the application from exiting."""
+
+    def __init__(self, threads: int):
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._closed = False
+        self.threads = [
+            threading.Thread(target=self._work, name=f"viewWorker-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as error:  # handed to the awaiting coroutine
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the view workers are shut down")
+        future: Future[T] = Future()
+        self._queue.put((future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self.threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self.threads:
+                thread.join()
+
+
+def detach_loop() -> None:
+    """Forget a loop attached to a Qt event loop started elsewhere, so the application can
+    run its own with asyncio.Runner (in a test process that showed windows before)."""
+    global _attached_loop
+    loop, _attached_loop = _attached_loop, None
+    if loop is None or loop.is_closed():
+        return
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    loop.stop()  # qasync: marks it stopped; exiting a Qt loop that is not running is a no-op
+    # qasync made it the running loop of this thread (asyncio's own private setter).
+    asyncio.events._set_running_loop(None)
+    loop.close()
+
+
+def executor() -> DaemonExecutor:
+    global _executor
+    if _executor is None:
+        _executor = DaemonExecutor(WORKER_THREADS)
+    return _executor
+
+
+async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(*args, **kwargs)` in a worker thread; the awaiting coroutine resumes on the
+    GUI thread with its result (or its exception)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor(), functools.partial(fn, *args, **kwargs))
+
+
+def spawn(
+    coroutine: Coroutine[Any, Any, Any], *, name: str = "", owner: QObject | None = None
+) -> asyncio.Task[Any]:
+    """Start `coroutine` on the GUI thread's loop and keep its task until it ends. An error
+    is logged (never lost); with `owner`, the task is cancelled once the owner is deleted
+    before it resumes (check `alive(owner)` after each await that can outlast it)."""
+    task = event_loop().create_task(coroutine, name=name or None)
+    _tasks.add(task)
+
+    def finished(done: asyncio.Task[Any]) -> None:
+        _tasks.discard(done)
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.error("background task %s failed: %s", done.get_name(), error, exc_info=error)
+
+    task.add_done_callback(finished)
+    if owner is not None:
+        owner.destroyed.connect(lambda *_: task.cancel())
+    return task
+
+
+def alive(owner: QObject) -> bool:
+    """False once the Qt object is deleted (a window closed while its work ran)."""
+    return isValid(owner)
+
+
+def running_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in _tasks if not t.done()]
+
+
+def worker_threads() -> list[threading.Thread]:
+    """The worker threads alive (tests check that shutdown leaves none busy)."""
+    return [t for t in threading.enumerate() if t.name.startswith("viewWorker")]
+
+
+def shutdown(timeout_s: float = 3.0) -> bool:
+    """Cancel every task and stop the worker threads, waiting `timeout_s` at most (a
+    thread stuck in a call is left to finish on its own). True when all ended."""
+    global _executor
+    for task in list(_tasks):
+        task.cancel()
+    pool, _executor = _executor, None
+    if pool is None:
+        return True
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + timeout_s
+    for thread in pool.threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in pool.threads if t.is_alive()]
+    if left:
+        log.warning(
+            "%d worker thread(s) still busy after %.1f s; not waiting", len(left), timeout_s
+        )
+    return not left

@@ -1,0 +1,320 @@
+"""How statuses and progress look: status chips (colour *and* a symbol and the word, never
+colour alone), the reason line, and the segmented progress bar (completed, no answer,
+failed, still open), in light and dark palettes alike.
+
+The list's delegate and the details dialog draw from the same tables, so a Failed batch
+call looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QApplication,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
+
+from app.models.snapshots import BatchCallSnapshot
+from app.models.status import BatchStatus, RecipientStatus
+from app.views import formatting
+
+
+@dataclass(frozen=True)
+class Chip:
+    symbol: str
+    light: tuple[str, str]  # (fill, text) on a light palette
+    dark: tuple[str, str]  # (fill, text) on a dark palette
+
+
+#: One chip per status: the symbol and the word say it without the colour.
+CHIPS: dict[BatchStatus, Chip] = {
+    BatchStatus.SCHEDULED: Chip("◷", ("#dbe8fb", "#1c4587"), ("#1f3a60", "#c9dcfb")),
+    BatchStatus.PENDING: Chip("…", ("#e6e6e6", "#3a3a3a"), ("#3a3a3a", "#dddddd")),
+    BatchStatus.RUNNING: Chip("▶", ("#d5f0e0", "#14532d"), ("#174d30", "#c5f2d6")),
+    BatchStatus.PAUSED: Chip("‖", ("#fdf0c8", "#6b4a00"), ("#5c4700", "#fbe7a6")),
+    BatchStatus.COMPLETED: Chip("✔", ("#d1ecf1", "#0c4a57"), ("#164652", "#c8eef5")),
+    BatchStatus.CANCELLED: Chip("⊘", ("#ececec", "#555555"), ("#444444", "#d0d0d0")),
+    BatchStatus.FAILED: Chip("✖", ("#fadbd8", "#8a1c12"), ("#6b1d16", "#ffd2cc")),
+}
+
+#: The progress bar's segments, left to right, and their colours (light, dark).
+SEGMENTS: tuple[tuple[RecipientStatus, str, str], ...] = (
+    (RecipientStatus.COMPLETED, "#2e9e5b", "#4cc27f"),
+    (RecipientStatus.NO_ANSWER, "#e0a21b", "#f0b93c"),
+    (RecipientStatus.FAILED, "#d23f31", "#f06a5c"),
+)
+TRACK = ("#e3e6ea", "#3b3f45")
+#: The outcomes, in the bar's order.
+TERMINAL_ORDER = tuple(status for status, _light, _dark in SEGMENTS)
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def chip_text(status: BatchStatus) -> str:
+    """ "✔ Completed": the symbol and the word."""
+    return f"{CHIPS[status].symbol} {status.display_name}"
+
+
+def chip_colors(status: BatchStatus, palette: QPalette) -> tuple[QColor, QColor]:
+    fill, text = CHIPS[status].dark if is_dark(palette) else CHIPS[status].light
+    return QColor(fill), QColor(text)
+
+
+def chip_style_sheet(status: BatchStatus, palette: QPalette) -> str:
+    """The same chip for a QLabel (the details header)."""
+    fill, text = chip_colors(status, palette)
+    return (
+        f"QLabel {{ background: {fill.name()}; color: {text.name()}; border-radius: 9px; "
+        "padding: 2px 10px; font-weight: 600; }"
+    )
+
+
+def paint_chip(painter: QPainter, rect: QRect, status: BatchStatus, palette: QPalette) -> None:
+    fill, text = chip_colors(status, palette)
+    label = chip_text(status)
+    metrics = painter.fontMetrics()
+    width = min(rect.width() - 4, metrics.horizontalAdvance(label) + 16)
+    height = min(rect.height() - 4, metrics.height() + 6)
+    chip = QRectF(rect.x() + 4, rect.y() + (rect.height() - height) / 2, width, height)
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(fill)
+    painter.drawRoundedRect(chip, height / 2, height / 2)
+    painter.setPen(text)
+    painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, label)
+    painter.restore()
+
+
+def segments(snapshot: BatchCallSnapshot) -> list[tuple[RecipientStatus, int]]:
+    """(status, count) of each coloured segment, left to right (the rest is open)."""
+    return [(status, snapshot.counts.get(status, 0)) for status, _light, _dark in SEGMENTS]
+
+
+def paint_segmented_bar(
+    painter: QPainter, rect: QRectF, snapshot: BatchCallSnapshot, palette: QPalette
+) -> None:
+    """Completed, no answer and failed side by side on the track of what is still open:
+    "100% (40/40)" with 7 failures shows a red part, never one all-green bar."""
+    dark = is_dark(palette)
+    radius = rect.height() / 2
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(TRACK[1] if dark else TRACK[0]))
+    painter.drawRoundedRect(rect, radius, radius)
+    total = snapshot.total_recipients
+    if total:
+        painter.setClipRect(rect)
+        x = rect.x()
+        for status, light, dark_color in SEGMENTS:
+            count = snapshot.counts.get(status, 0)
+            if not count:
+                continue
+            width = rect.width() * count / total
+            painter.setBrush(QColor(dark_color if dark else light))
+            painter.drawRect(QRectF(x, rect.y(), width, rect.height()))
+            x += width
+    painter.restore()
+
+
+def reason_line(snapshot: BatchCallSnapshot) -> str:
+    """Why it is not dialing or why it failed, for the line under its name ("" if none)."""
+    if snapshot.status is BatchStatus.FAILED:
+        return f"Failed: {snapshot.failure_reason or 'no reason was recorded.'}"
+    if snapshot.waiting_reason and snapshot.status in (BatchStatus.RUNNING, BatchStatus.PAUSED):
+        return f"Waiting: {snapshot.waiting_reason}"
+    return ""
+
+
+class BatchCallDelegate(QStyledItemDelegate):
+    """Paints the list's cells that are more than text: the name with its reason line,
+    the status chip, the segmented progress bar with its figures, and the "⋮" button.
+    Only rows on screen are painted, so this Python runs for a screenful, never per row."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("batchCallDelegate")
+
+    def initStyleOption(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        from app.views.batch_model import Column
+
+        super().initStyleOption(option, index)
+        if index.column() == Column.TOTAL:
+            option.displayAlignment = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        elif index.column() == Column.ACTIONS:
+            option.displayAlignment = Qt.AlignmentFlag.AlignCenter
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        size = super().sizeHint(option, index)
+        return QSize(size.width(), row_height(option.fontMetrics.height()))
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        from app.views.batch_model import Column, snapshot_at
+
+        snapshot = snapshot_at(index)
+        column = index.column()
+        if snapshot is None or column not in (Column.NAME, Column.STATUS, Column.PROGRESS):
+            super().paint(painter, option, index)
+            return
+        # The background (selection, alternating rows) as the style draws it, no text.
+        self.initStyleOption(option, index)
+        option.text = ""
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
+        rect = option.rect.adjusted(6, 2, -6, -2)
+        palette = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        text_color = palette.color(
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        )
+        painter.save()
+        if column == Column.NAME:
+            self._paint_name(painter, rect, snapshot, text_color, selected, palette)
+        elif column == Column.STATUS:
+            paint_chip(painter, rect, snapshot.status, palette)
+        else:
+            line = painter.fontMetrics().height()
+            painter.setPen(text_color)
+            painter.drawText(
+                QRect(rect.x(), rect.y(), rect.width(), line),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                formatting.progress_text(snapshot),
+            )
+            bar = QRectF(rect.x(), rect.y() + line + 4, rect.width(), 7)
+            paint_segmented_bar(painter, bar, snapshot, palette)
+        painter.restore()
+
+    @staticmethod
+    def _paint_name(
+        painter: QPainter,
+        rect: QRect,
+        snapshot: BatchCallSnapshot,
+        text_color: QColor,
+        selected: bool,
+        palette: QPalette,
+    ) -> None:
+        metrics = painter.fontMetrics()
+        line = metrics.height()
+        reason = reason_line(snapshot)
+        top = rect.y() if reason else rect.y() + (rect.height() - line) // 2
+        painter.setPen(text_color)
+        painter.drawText(
+            QRect(rect.x(), top, rect.width(), line),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            metrics.elidedText(snapshot.name, Qt.TextElideMode.ElideRight, rect.width()),
+        )
+        if not reason:
+            return
+        small = QFont(painter.font())
+        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.9))
+        painter.setFont(small)
+        muted = QColor(text_color)
+        if not selected:
+            muted = palette.color(QPalette.ColorRole.PlaceholderText)
+            if snapshot.status is BatchStatus.FAILED:
+                muted = chip_colors(BatchStatus.FAILED, palette)[1]
+                if is_dark(palette):
+                    muted = QColor("#ff9a8f")
+        painter.setPen(muted)
+        small_metrics = painter.fontMetrics()
+        painter.drawText(
+            QRect(rect.x(), top + line + 1, rect.width(), small_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            small_metrics.elidedText(reason, Qt.TextElideMode.ElideRight, rect.width()),
+        )
+
+    def helpEvent(self, event, view, option, index):  # type: ignore[no-untyped-def]
+        """Tooltips from the snapshot (the cells hold none: they are read only on hover)."""
+        from PySide6.QtWidgets import QToolTip
+
+        from app.views.batch_model import Column, snapshot_at
+
+        snapshot = snapshot_at(index)
+        if snapshot is None:
+            return super().helpEvent(event, view, option, index)
+        column = index.column()
+        text = ""
+        if column == Column.NAME:
+            text = snapshot.name + (f"\n{reason_line(snapshot)}" if reason_line(snapshot) else "")
+        elif column == Column.STATUS:
+            text = reason_line(snapshot) or snapshot.status_display
+        elif column == Column.PROGRESS:
+            text = (
+                "\n".join(
+                    f"{status.display_name}: {formatting.count(count)}"
+                    for status, count in segments(snapshot)
+                )
+                + f"\nStill open: {formatting.count(snapshot.remaining_count)}"
+            )
+        elif column == Column.ACTIONS:
+            text = f"Actions for “{snapshot.name}”"
+        if not text:
+            return super().helpEvent(event, view, option, index)
+        QToolTip.showText(event.globalPos(), text, view)
+        return True
+
+
+def row_height(line_height: int) -> int:
+    """Two lines: the name and its reason, or the figures and the bar."""
+    return line_height * 2 + 10
+
+
+class SegmentedBar(QWidget):
+    """The Summary's progress: the figures above the segmented bar (the text never sits
+    on the fill, so it never changes colour across the fill edge)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("summaryProgressBar")
+        self._snapshot: BatchCallSnapshot | None = None
+        self.setMinimumHeight(row_height(self.fontMetrics().height()))
+
+    def set_snapshot(self, snapshot: BatchCallSnapshot) -> None:
+        self._snapshot = snapshot
+        self.setToolTip(
+            "\n".join(
+                f"{status.display_name}: {formatting.count(count)}"
+                for status, count in segments(snapshot)
+            )
+            + f"\nStill open: {formatting.count(snapshot.remaining_count)}"
+        )
+        self.update()
+
+    def format(self) -> str:
+        """The text shown above the bar ("45% (450/1,000)")."""
+        return formatting.progress_text(self._snapshot) if self._snapshot else ""
+
+    def paintEvent(self, _event: object) -> None:
+        if self._snapshot is None:
+            return
+        painter = QPainter(self)
+        line = self.fontMetrics().height()
+        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        painter.drawText(
+            QRect(0, 0, self.width(), line),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            self.format(),
+        )
+        paint_segmented_bar(
+            painter, QRectF(0, line + 4, self.width() - 1, 10), self._snapshot, self.palette()
+        )
+        painter.end()

@@ -1,0 +1,150 @@
+"""The batch call list at scale: what the proxies read stays in C++, many rows arrive in
+bulk (a handful of insert announcements, not one per row), updates re-sort once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtGui import QStandardItemModel
+from sqlalchemy import insert
+
+from app.models.schema import BatchCall
+from app.models.status import BatchStatus, RecipientStatus
+from app.views import main_window as main_window_module
+from app.views.batch_model import (
+    BatchCallFilterProxy,
+    BatchCallSorter,
+    BatchCallTableModel,
+    Column,
+    diff_rows,
+    prepare_rows,
+    snapshot_at,
+)
+
+
+def store_batch_calls(context, count: int, start: int = 0) -> None:
+    """`count` batch calls stored in one statement (no recipients), oldest first."""
+    service = context.service
+    agent, number = service.list_agents()[0], service.list_from_numbers()[0]
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "name": f"Bulk {i:05d}",
+            "status": BatchStatus.COMPLETED.value,
+            "agent_id": agent.id,
+            "from_number_id": number.id,
+            "from_number": number.phone_number,
+            "send_type": "SEND_NOW",
+            "timezone": "UTC",
+            "window_start": "09:00",
+            "window_end": "18:00",
+            "allowed_days": "1,2,3,4,5",
+            "reserved_concurrency": 1,
+            "total_recipients": 10 + i,
+            "completed_count": 10 + i,
+            "created_at": created + timedelta(minutes=i),
+            "updated_at": created + timedelta(minutes=i),
+        }
+        for i in range(start, start + count)
+    ]
+    with context.sessions.begin() as session:
+        session.execute(insert(BatchCall), rows)
+
+
+def shown_names(window) -> list[str]:
+    proxy = window.proxy
+    return [proxy.index(row, Column.NAME).data() for row in range(proxy.rowCount())]
+
+
+def test_the_proxies_read_the_rows_without_calling_python():
+    """Filtering and sorting call no Python per row: nothing they call is overridden."""
+    for method in ("data", "rowCount", "columnCount", "index", "parent"):
+        assert getattr(BatchCallTableModel, method) is getattr(QStandardItemModel, method), method
+    for proxy in (BatchCallSorter, BatchCallFilterProxy):
+        for method in ("lessThan", "filterAcceptsRow", "filterAcceptsColumn", "data"):
+            assert getattr(proxy, method) is getattr(QSortFilterProxyModel, method), method
+
+
+def test_many_new_batch_calls_arrive_in_a_few_bulk_inserts(
+    open_main_window, context, model_checks, qtbot, monkeypatch
+):
+    monkeypatch.setattr(main_window_module, "INSERT_CHUNK_ROWS", 40)
+    store_batch_calls(context, 100)
+    window = open_main_window()
+    model_checks.check(window.proxy.sorter)
+    assert window.model.rowCount() == 100
+    inserts: list[int] = []
+    window.model.rowsInserted.connect(lambda _p, first, last: inserts.append(last - first + 1))
+    store_batch_calls(context, 130, start=100)
+    with qtbot.waitSignal(window.reloaded, timeout=10_000):
+        window.reload()
+    assert inserts == [40, 40, 40, 10]  # chunks of INSERT_CHUNK_ROWS, one turn each
+    assert window.model.rowCount() == 230
+    names = shown_names(window)
+    assert names[0] == "Bulk 00229" and names[-1] == "Bulk 00000"  # newest first
+
+
+def test_a_reload_announces_changed_rows_once_and_resorts_them(
+    open_main_window, context, qtbot, model_checks
+):
+    store_batch_calls(context, 30)
+    window = open_main_window()
+    model_checks.check(window.proxy.sorter)
+    window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.DescendingOrder)
+    assert shown_names(window)[0] == "Bulk 00029"
+    model = window.model
+    changes: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda top, bottom, _roles: changes.append((top.row(), bottom.row())))
+    first, fifth = model.snapshot(1), model.snapshot(5)
+    model.update_rows(
+        [
+            replace(first, total_recipients=1000, counts={**first.counts}),
+            replace(fifth, total_recipients=500),
+        ]
+    )
+    assert changes == [(0, 4)]  # one announcement for both rows
+    assert shown_names(window)[:3] == ["Bulk 00000", "Bulk 00004", "Bulk 00029"]
+    assert window.proxy.index(0, Column.TOTAL).data() == "1,000"
+
+
+def test_an_unchanged_reload_changes_nothing(open_main_window, context, qtbot):
+    store_batch_calls(context, 20)
+    window = open_main_window()
+    signals: list[str] = []
+    window.model.dataChanged.connect(lambda *_: signals.append("changed"))
+    window.model.rowsInserted.connect(lambda *_: signals.append("inserted"))
+    window.model.rowsRemoved.connect(lambda *_: signals.append("removed"))
+    with qtbot.waitSignal(window.reloaded, timeout=10_000):
+        window.reload(quiet=True)
+    assert signals == []
+
+
+def test_diff_rows_finds_removed_changed_and_added(qapp, context):
+    store_batch_calls(context, 3)
+    one, two, three = sorted(context.service.list(), key=lambda s: s.id)
+    shown = {one.id: one, two.id: two}
+    running = replace(two, status=BatchStatus.RUNNING)
+    diff = diff_rows(shown, {two.id: running, three.id: three})
+    assert diff.removed == [one.id]
+    assert diff.changed == [running]
+    assert [row.snapshot for row in diff.added] == [three]
+    assert diff.added[0].cells[Column.NAME].text() == three.name
+
+
+def test_cells_hold_text_and_sort_keys(qapp, context):
+    store_batch_calls(context, 1)
+    (snapshot,) = context.service.list()
+    snapshot = replace(
+        snapshot, counts={**snapshot.counts, RecipientStatus.COMPLETED: 2}, total_recipients=8
+    )
+    (row,) = prepare_rows([snapshot])
+    model = BatchCallTableModel()
+    model.append_prepared([row])
+    index = model.index(0, Column.PROGRESS)
+    assert index.data() == "25% (2/8)"
+    assert index.data(Qt.ItemDataRole.UserRole + 1) == pytest.approx(25.0)
+    assert snapshot_at(model.index(0, Column.ACTIONS)) == snapshot
+    assert not model.flags(index) & Qt.ItemFlag.ItemIsEditable

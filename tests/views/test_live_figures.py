@@ -1,0 +1,100 @@
+"""The Summary's live figures: the rate over the last minutes, the answer rate, an
+estimated finish inside the calling window (and no faster than the pacing), the chart."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from PySide6.QtWidgets import QLabel
+
+from app.models.status import BatchStatus, RecipientStatus
+from app.views import live_figures
+
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def running(seeded, remaining: int = 300, completed: int = 60, failed: int = 20):
+    counts = {s: 0 for s in RecipientStatus}
+    counts.update(
+        {
+            RecipientStatus.PENDING: remaining - 5,
+            RecipientStatus.IN_PROGRESS: 5,
+            RecipientStatus.COMPLETED: completed,
+            RecipientStatus.FAILED: failed,
+        }
+    )
+    return replace(
+        seeded["running"],
+        status=BatchStatus.RUNNING,
+        total_recipients=remaining + completed + failed,
+        counts=counts,
+        timezone="UTC",
+        window_start="09:00",
+        window_end="17:00",
+        allowed_days=frozenset({1, 2, 3, 4, 5}),
+    )
+
+
+def outcomes(per_minute: int, minutes: int, now=MONDAY_10):
+    return [
+        (now - timedelta(minutes=m, seconds=s * 60 / per_minute), RecipientStatus.COMPLETED)
+        for m in range(minutes)
+        for s in range(per_minute)
+    ]
+
+
+def test_rate_answer_rate_and_finish_inside_the_window(seeded):
+    snapshot = running(seeded)
+    figures = live_figures.live_figures(snapshot, outcomes(2, 10), MONDAY_10, 1.0)
+    assert figures.in_progress == 5
+    assert figures.per_minute == 2.0
+    assert figures.answer_rate == 60 / 80
+    # 300 remaining at 2 a minute: 150 minutes, within Monday's window (closes 17:00).
+    assert figures.finish == MONDAY_10 + timedelta(minutes=150)
+    assert sum(sum(m.values()) for m in figures.minutes) == 20
+
+
+def test_the_estimate_skips_the_closed_hours_and_the_weekend(seeded):
+    friday_16 = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+    snapshot = running(seeded, remaining=240)
+    figures = live_figures.live_figures(snapshot, outcomes(2, 10, friday_16), friday_16, 1.0)
+    # 120 minutes needed: 60 on Friday until 17:00, the other 60 from Monday 09:00.
+    assert figures.finish == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_the_rate_never_exceeds_the_pacing(seeded):
+    snapshot = running(seeded)
+    figures = live_figures.live_figures(snapshot, outcomes(120, 10), MONDAY_10, 0.5)
+    assert figures.per_minute == 30.0  # 0.5 calls per second
+
+
+def test_no_estimate_without_calls_or_when_not_running(seeded):
+    snapshot = running(seeded)
+    assert live_figures.live_figures(snapshot, [], MONDAY_10, 1.0).finish is None
+    paused = replace(snapshot, status=BatchStatus.PAUSED)
+    figures = live_figures.live_figures(paused, outcomes(2, 10), MONDAY_10, 1.0)
+    assert figures.finish is None
+    assert live_figures.finish_text(figures, paused) == "—"
+
+
+def test_summary_shows_the_live_figures(open_main_window, seeded, qtbot):
+    window = open_main_window()
+    dialog = window.open_details(seeded["running"].id)
+    with qtbot.waitSignal(dialog.liveFiguresShown, timeout=5000):
+        pass
+
+    def shown(name: str) -> str:
+        return dialog.findChild(QLabel, name).text()
+
+    snapshot = seeded["running"]
+    assert shown("summaryInProgress") == str(snapshot.counts[RecipientStatus.IN_PROGRESS])
+    assert shown("summaryRate") == "0.0"  # the seeded calls ended long before the clock
+    reached = sum(snapshot.counts[s] for s in RecipientStatus if s.is_terminal)
+    answered = round(100 * snapshot.counts[RecipientStatus.COMPLETED] / reached)
+    assert shown("summaryAnswerRate") == f"{answered}%"
+    assert shown("summaryFinish") == "Not enough calls yet to estimate"
+    assert dialog.outcome_chart.minutes and len(dialog.outcome_chart.minutes) == 30
+    image = dialog.outcome_chart.grab()
+    assert not image.isNull()
+    dialog.close()
