@@ -6,7 +6,11 @@ script, an IT person on a server and QA get the same rules and the same messages
 supervisor. Output is a short human summary, or exactly one JSON document with `--json`.
 
 Exit codes: 0 done, 1 refused (validation, not found, an action the status does not allow),
-2 usage error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
+2 usage error, 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM, 141 output closed early
+(`batchcalls list | head`: quietly).
+
+Human output escapes control characters (a name or recipient field with ESC, BEL or a
+right-to-left override is shown as \x1b, \x07, \u202e, never obeyed by the terminal).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from app.cli_policy import (
     policy_fields,
 )
 from app.models.agents import AGENT_KINDS
+from app.models.sqlite_file import DatabaseProblem
 from app.models.status import Action, ActionNotAllowed, BatchStatus, RecipientStatus
+from app.models.text import escape_controls
 from app.models.window import WindowError, parse_days, parse_timezone
 from app.services.interrupts import (
     Interrupted,
@@ -72,13 +78,17 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a tool the pipe's reader stopped
 #: Rejected rows listed in the human summary; --json lists every row the import kept.
 REJECTED_SHOWN = 200
 DUPLICATES_SHOWN = 20
 SCHEDULE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
 _ETC_LOCALTIME = Path("/etc/localtime")
 _ETC_TIMEZONE = Path("/etc/timezone")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@/\s]+@")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):\S+@")
+#: What json.dumps(ensure_ascii=False) leaves raw but a terminal may obey: DEL, C1 and the
+#: bidirectional and line-layout controls (it escapes C0 itself).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -208,7 +218,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(document: Any, indent: int | None = 2) -> str:
-    return json.dumps(document, indent=indent, default=_json_default, ensure_ascii=False)
+    text = json.dumps(document, indent=indent, default=_json_default, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def batch_document(b: BatchCallSnapshot) -> dict[str, Any]:
@@ -369,7 +380,7 @@ class Context:
         """Human output (nothing in --json mode)."""
         if not self.json:
             for line in lines:
-                print(line, file=sys.stdout)
+                print(escape_controls(line), file=sys.stdout)
 
     def emit(self, document: dict[str, Any]) -> None:
         """The one JSON document of a successful command (nothing in human mode)."""
@@ -883,6 +894,17 @@ def cmd_template(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_backup(ctx: Context) -> int:
+    """A consistent copy of the SQLite database (safe while the app and worker run)."""
+    assert ctx.sessions is not None
+    from app.models.db import backup_database, describe_url
+
+    path = backup_database(ctx.sessions.kw["bind"], Path(ctx.args.path))
+    ctx.emit({"backup": {"database": describe_url(ctx.url), "path": str(path)}})
+    ctx.say(f"Copied the database to {path} (readable by you only).")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- agents, numbers
 
 
@@ -1034,6 +1056,8 @@ ENVIRONMENT_HELP = f"""\
 environment:
   BATCHCALLS_DATABASE_URL        the database, as --database-url (e.g. a shared
                                  postgresql+psycopg://user@host/batchcalls)
+  BATCHCALLS_DATABASE_URL_FILE   a file (chmod 600) holding that URL: keeps a
+                                 password out of the process list
   BATCHCALLS_TWILIO_ACCOUNT_SID  Twilio credentials for a worker without a keyring;
   BATCHCALLS_TWILIO_AUTH_TOKEN   set both or neither (otherwise the keyring's, saved
                                  by "{PROG} twilio login")
@@ -1042,7 +1066,8 @@ environment:
   BATCHCALLS_TWILIO_API_BASE     another Twilio API address (a proxy or the local
                                  stand-in); wins over the twilio_api_base setting
 
-exit status: 0 done, 1 refused (the message says why), 2 usage error, 130 interrupted
+exit status: 0 done, 1 refused (the message says why), 2 usage error, 130 interrupted,
+141 output closed early (e.g. piped into head)
 """
 
 
@@ -1172,6 +1197,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("path", metavar="PATH", help="the CSV file to write")
     sub.add_argument("--force", action="store_true", help="replace an existing file")
 
+    sub = command(
+        "backup", "copy the SQLite database to PATH (consistent while in use)", cmd_backup
+    )
+    sub.add_argument(
+        "path", metavar="PATH", help="the new file (never replaced; readable by you only)"
+    )
+
     sub = command("agents", "list or manage agents", cmd_agents)
     agents = sub.add_subparsers(dest="agents_action", metavar="ACTION", parser_class=_Parser)
     agents.add_parser("list", parents=[common], help="list agents")
@@ -1258,7 +1290,7 @@ def _fail(
     message: str, json_mode: bool, problems: dict[str, str] | None = None, **extra: Any
 ) -> int:
     """Report a refusal: one line on stderr, and the JSON error document on stdout."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {escape_controls(message)}", file=sys.stderr)
     if json_mode:
         error: dict[str, Any] = {"message": message, "problems": problems or {}}
         error.update(extra)
@@ -1284,6 +1316,30 @@ def _open(url: str) -> tuple[Any, sessionmaker[Session]]:
             f"Cannot open the database {describe_url(url)}: {detail}. Check that it exists "
             "and that you may read and write it."
         ) from e
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (`| head`): stop quietly. Later writes, and the
+    interpreter's own flush at exit, go to /dev/null instead of raising again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _warn_about_password_on_command_line(url: str | None) -> None:
+    from app.models.db import describe_url
+
+    if url and describe_url(url) != url:  # it has a password
+        print(
+            f"{PROG}: warning: --database-url carries a password, which other users of this "
+            "computer can see in the process list. Put the URL in BATCHCALLS_DATABASE_URL, "
+            "or in a file of yours (chmod 600) named by BATCHCALLS_DATABASE_URL_FILE.",
+            file=sys.stderr,
+        )
 
 
 def _run_gui(args: argparse.Namespace) -> int:
@@ -1323,13 +1379,18 @@ def main(argv: list[str] | None = None) -> int:
     json_lines = getattr(args, "log_format", "text") == "json"
     # The whole command defers stop signals to safe points (app.services.interrupts).
     with _logging_to_stderr(verbosity, json_lines), deferred_stop_signals(PROG):
-        return _run(args)
+        code = _run(args)
+    try:  # what is still buffered meets a closed pipe here, not in the interpreter's exit
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _output_closed()
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from app.models.db import database_url, describe_url
+    from app.models.db import check_url, database_url, describe_url, encode_password
     from app.services.batch_calls import NotFound, ValidationError
     from app.services.settings import SettingsError
 
@@ -1339,6 +1400,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command is None:
             return _run_gui(args)
         url = database_url(args.database_url)
+        check_url(encode_password(url))  # an unusable URL is refused before anything else is said
+        _warn_about_password_on_command_line(args.database_url)
         ctx = Context(args=args, url=url)
         if args.command != "worker":
             engine, ctx.sessions = _open(url)
@@ -1347,8 +1410,9 @@ def _run(args: argparse.Namespace) -> int:
         code = handler(ctx)
         stop_point()  # a signal during a short command: it is done, but say so
         return code
-    except CliError as e:
-        return _fail(str(e), json_mode, e.problems, **e.extra)
+    except (CliError, DatabaseProblem) as e:
+        problems, extra = (e.problems, e.extra) if isinstance(e, CliError) else ({}, {})
+        return _fail(str(e), json_mode, problems, **extra)
     except ValidationError as e:
         return _fail(str(e), json_mode, e.problems)
     except (ActionNotAllowed, NotFound, WindowError, SettingsError) as e:
@@ -1357,6 +1421,8 @@ def _run(args: argparse.Namespace) -> int:
         stop = e if isinstance(e, Interrupted) else Interrupted()
         print(stop.message(PROG), file=sys.stderr)
         return stop.exit_status
+    except BrokenPipeError:
+        return _output_closed()
     except SQLAlchemyError as e:
         if args.verbose:
             log.exception("database error")

@@ -20,6 +20,7 @@ from app.models.policy import (
     parse_retry_outcomes,
     parse_time_ranges,
 )
+from app.models.text import control_character_problem
 from app.models.window import WindowError, parse_hhmm, parse_timezone
 
 NAME_MAX = 100
@@ -30,13 +31,14 @@ SCHEDULE_GRACE = timedelta(seconds=60)
 
 
 def name_problem(name: str) -> str | None:
-    """Why `name` cannot be a batch call name (1 to 100 characters after trimming)."""
+    """Why `name` cannot be a batch call name (1 to 100 characters after trimming, no
+    control characters)."""
     trimmed = name.strip()
     if not trimmed:
         return f"Enter a name (1 to {NAME_MAX} characters)."
     if len(trimmed) > NAME_MAX:
         return f"The name is {len(trimmed)} characters long; the maximum is {NAME_MAX}."
-    return None
+    return control_character_problem(trimmed)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ from app.models.status import (
     RecipientStatus,
     statuses_allowing,
 )
+from app.models.text import control_character_problem
 from app.models.window import (
     CallingWindow,
     days_from_text,
@@ -1291,6 +1292,8 @@ class BatchCallService:
         name = name.strip()
         if not 1 <= len(name) <= NAME_MAX:
             problems["name"] = "An agent needs a name of 1 to 100 characters."
+        elif problem := control_character_problem(name, "The agent's name"):
+            problems["name"] = problem
         if kind not in AGENT_KINDS:
             problems["kind"] = f"Agent kind must be one of {', '.join(AGENT_KINDS)}."
         elif kind == "application" and not (value.startswith("AP") and len(value) == 34):
@@ -1329,6 +1332,8 @@ class BatchCallService:
     ) -> FromNumberSnapshot:
         from app.models.phone import PhoneError, normalize_phone
 
+        if problem := control_character_problem(label, "The label"):
+            raise ValidationError({"label": problem})
         try:
             e164 = normalize_phone(phone_number, "US")
         except PhoneError as e:

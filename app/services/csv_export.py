@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from app.models.sqlite_file import PRIVATE_FILE
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CsvExportError", "export_recipients", "neutralize_cell"]
@@ -38,6 +40,10 @@ def neutralize_cell(value: object) -> str:
     return "'" + text
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, PRIVATE_FILE)
+
+
 def export_recipients(
     rows: Iterable[Mapping[str, object]], columns: Sequence[str], path: str | os.PathLike[str]
 ) -> int:
@@ -50,7 +56,9 @@ def export_recipients(
     partial = target.with_name(target.name + ".part")
     count = 0
     try:
-        with open(partial, "w", encoding="utf-8-sig", newline="") as handle:
+        partial.unlink(missing_ok=True)  # a leftover would keep its old permissions
+        # Recipients' numbers and names: readable by the user who exported them only.
+        with open(partial, "w", encoding="utf-8-sig", newline="", opener=_private) as handle:
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow([neutralize_cell(name) for name in columns])
             for row in rows:

@@ -32,6 +32,36 @@ _UNAVAILABLE = (
 )
 
 
+#: Backends that keep passwords in a file that anyone able to read it can decode
+#: (keyrings.alt's PlaintextKeyring writes base64). Named, not imported: keyrings.alt is
+#: not a dependency, and the check must work whichever of its versions is installed.
+PLAINTEXT_BACKENDS = frozenset({"keyrings.alt.file.PlaintextKeyring"})
+
+
+def _plaintext_refusal(backend: KeyringBackend) -> str:
+    where = getattr(backend, "file_path", None)
+    stored = f" ({where})" if where else ""
+    return (
+        f"The keyring in use, {type(backend).__name__}, keeps passwords in a plain file"
+        f"{stored} that anyone who can read it can decode, so Batch Calls does not keep the "
+        "Twilio credentials there. Use the system's keyring (GNOME Keyring or KWallet on "
+        "Linux, Keychain on macOS, Credential Manager on Windows: unset "
+        "PYTHON_KEYRING_BACKEND or uninstall keyrings.alt), or give a headless worker "
+        f"{ACCOUNT_SID_ENV} and {AUTH_TOKEN_ENV} in its environment."
+    )
+
+
+def is_plaintext(backend: KeyringBackend) -> bool:
+    """A backend (or, for keyring's chainer, any backend in its chain) that stores
+    passwords in the clear."""
+    chained = getattr(backend, "backends", None)
+    if isinstance(chained, list | tuple):
+        return any(is_plaintext(b) for b in chained)
+    return any(
+        f"{k.__module__}.{k.__qualname__}" in PLAINTEXT_BACKENDS for k in type(backend).__mro__
+    )
+
+
 class SecretStoreUnavailable(RuntimeError):
     """The keyring cannot be used; the message says what to do instead."""
 
@@ -110,7 +140,7 @@ def load_twilio_credentials() -> TwilioCredentials | None:
 
 def clear_twilio_credentials() -> None:
     """Forget the saved credentials (nothing to do if none are saved)."""
-    backend = _backend()
+    backend = _backend(plaintext_allowed=True)
     try:
         if backend.get_password(SERVICE_NAME, _ENTRY) is not None:
             backend.delete_password(SERVICE_NAME, _ENTRY)
@@ -121,11 +151,14 @@ def clear_twilio_credentials() -> None:
     logger.info("Twilio credentials removed from the keyring")
 
 
-def _backend() -> KeyringBackend:
+def _backend(*, plaintext_allowed: bool = False) -> KeyringBackend:
+    """The keyring; a plaintext one only to remove what an older version stored there."""
     try:
         backend = keyring.get_keyring()
     except (keyring.errors.KeyringError, RuntimeError) as exc:
         raise SecretStoreUnavailable(f"{_UNAVAILABLE} ({type(exc).__name__})") from None
     if isinstance(backend, fail.Keyring | null.Keyring):
         raise SecretStoreUnavailable(_UNAVAILABLE)
+    if not plaintext_allowed and is_plaintext(backend):
+        raise SecretStoreUnavailable(_plaintext_refusal(backend))
     return backend

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.models.db import database_url as resolve_database_url
 from app.models.db import describe_url
+from app.models.sqlite_file import DatabaseProblem, damage_message
 from app.services.engine import EngineConfig, EngineRunner, EngineState
 from app.services.log_format import configure_worker_logging
 from app.services.settings import SettingsError
@@ -89,7 +90,11 @@ def run_worker(
     override out of range raises SettingsError before anything starts."""
     configure_worker_logging()
     stop = stop_event or threading.Event()
-    url = resolve_database_url(database_url)
+    try:
+        url = resolve_database_url(database_url)
+    except DatabaseProblem as exc:  # an in-memory URL, an unreadable URL file
+        log.error("%s", exc)
+        return EXIT_DATABASE
     overrides = dict(settings_overrides or {})
     if pickup_interval is not None:
         if pickup_interval <= 0:
@@ -115,6 +120,9 @@ def run_worker(
             status_callbacks=receiver,
             status_callback_url=receiver.public_url if receiver else None,
         )
+    except DatabaseProblem as exc:  # damaged, empty, read-only...: it says what to do
+        log.error("%s", exc)
+        return EXIT_DATABASE
     except (SQLAlchemyError, OSError) as exc:
         if receiver is not None:
             receiver.stop()
@@ -135,6 +143,10 @@ def run_worker(
         with _stop_on_signals(stop, runner.request_stop):
             while True:
                 report = runner.tick()
+                if runner.damage is not None:  # never "busy" forever on a damaged file
+                    log.error("%s", damage_message(url, runner.damage))
+                    code = EXIT_DATABASE
+                    break
                 if report.status != status:
                     status = report.status
                     log.info("engine: %s", status.text)

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
+from app.models.sqlite_file import DatabaseProblem
 from app.services.app_context import database_url, describe_url
 from app.views import aio, ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
@@ -141,9 +142,21 @@ def _configure_logging(verbose: bool) -> None:
         root.setLevel(logging.DEBUG)
 
 
-def _open(url: str) -> AppContext | None:
+def _open(explicit_url: str | None) -> AppContext | None:
+    url = explicit_url or ""
     try:
+        url = database_url(explicit_url)
         context = build_context(url)
+    except DatabaseProblem as error:  # damaged, empty, read-only...: it says what to do
+        log.error("%s", error)
+        ask.inform(
+            None,
+            "Batch Calls cannot start",
+            f"{error}\n\nTo use another database, start with --database-url or set "
+            "BATCHCALLS_DATABASE_URL.",
+            warning=True,
+        )
+        return None
     except Exception as error:  # the supervisor needs the reason, not a traceback
         log.exception("cannot open the database %s", describe_url(url))
         ask.inform(
@@ -228,11 +241,11 @@ def run_gui(args: argparse.Namespace) -> int:
 
     _configure_logging(bool(getattr(args, "verbose", False)))
     app = prepare_application()
-    url = database_url(getattr(args, "database_url", None))
-    context = _open(url)
+    context = _open(getattr(args, "database_url", None))
     if context is None:
         restore_signals()
         return 1
+    url = context.database_url
     aio.detach_loop()  # before the engine: it stops when the application is told to quit
     engine = start_engine(url)
     restore_interpreter = keep_gui_responsive()

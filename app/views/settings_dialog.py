@@ -663,10 +663,10 @@ class SettingsDialog(QDialog):
 
         def failed(error: BaseException) -> None:
             if isinstance(error, ValidationError):
-                self.number_error_label.setText(
-                    " ".join(error.problems.values())
-                    + ". Enter it in international form, for example +12025550100."
-                )
+                text = " ".join(error.problems.values())
+                if "phone_number" in error.problems:
+                    text += ". Enter it in international form, for example +12025550100."
+                self.number_error_label.setText(text)
             else:
                 self._error(f"The number could not be added: {error}.")
 

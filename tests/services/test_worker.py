@@ -91,7 +91,7 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path, caplog):
     blocker.write_text("x")
     code = run_worker(f"sqlite:///{blocker}/db.sqlite3", once=True)
     assert code == EXIT_DATABASE
-    assert "cannot open the database" in caplog.text
+    assert "is a file, not a folder" in caplog.text and str(blocker) in caplog.text
 
 
 def test_twilio_without_credentials_fails_the_batch_call_with_what_to_do(

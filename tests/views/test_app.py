@@ -61,4 +61,17 @@ def test_run_gui_explains_a_database_it_cannot_open(answers, tmp_path):
     assert run_gui(argparse.Namespace(database_url=url, verbose=False)) == 1
     ((title, text, warning),) = answers.messages
     assert title == "Batch Calls cannot start" and warning
-    assert "cannot be opened" in text and "--database-url" in text
+    assert "is a file, not a folder" in text and str(blocker) in text
+    assert "--database-url" in text
+
+
+def test_run_gui_refuses_a_damaged_database_and_says_what_to_do(answers, tmp_path):
+    from tests.models.test_sqlite_file import corrupt_recipients_table, make_batch
+
+    path = tmp_path / "batchcalls.sqlite3"
+    make_batch(f"sqlite:///{path}")
+    corrupt_recipients_table(path)
+    assert run_gui(argparse.Namespace(database_url=f"sqlite:///{path}", verbose=False)) == 1
+    ((title, text, warning),) = answers.messages
+    assert title == "Batch Calls cannot start" and warning
+    assert str(path) in text and "damaged" in text and "restore a backup" in text

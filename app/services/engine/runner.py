@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.models.sqlite_file import is_damage
 from app.services.engine import state as states
 from app.services.engine.config import Clock, EngineConfig, utcnow
 from app.services.engine.dialer import DialerEngine
@@ -19,6 +20,7 @@ from app.services.engine.state import TickReport
 from app.services.engine.store import open_engine_database
 from app.services.engine.tracking import CallbackSource
 from app.services.engine_settings import effective_settings, engine_config_for
+from app.services.outage import OutageLog
 from app.services.providers import build_provider
 from app.services.telephony import TelephonyProvider
 
@@ -47,6 +49,9 @@ class EngineRunner:
         """`status_callbacks` / `status_callback_url`: a receiver of Twilio's status
         callbacks and the public URL Twilio is asked to post them to."""
         self._stop = stop
+        #: SQLite's words when the file turned out damaged: the host stops dialing.
+        self.damage: str | None = None
+        self._outage = OutageLog(log)
         self.db: Engine
         self.db, sessions = open_engine_database(database_url)
         engine_clock = clock or utcnow
@@ -89,17 +94,25 @@ class EngineRunner:
 
     def tick(self) -> TickReport:
         """A tick whose database or provider trouble is logged and reported, never
-        raised: the next tick tries again."""
+        raised: the next tick tries again (a database outage is logged when it starts, now
+        and then while it lasts, and when it ends); a damaged SQLite file sets `damage`."""
         try:
-            return self.engine.tick()
+            report = self.engine.tick()
         except SQLAlchemyError as exc:
-            log.warning("database busy or unreachable (%s); trying again", type(exc).__name__)
+            if is_damage(exc):
+                self.damage = str(getattr(exc, "orig", exc))
+                return TickReport(
+                    status=states.error(f"the database file is damaged: {self.damage}")
+                )
+            self._outage.failed(type(exc).__name__)  # logged on changes, not every tick
             return TickReport(
                 status=states.error(f"the database is busy or unreachable ({type(exc).__name__})")
             )
         except Exception as exc:
             log.exception("engine tick failed")
             return TickReport(status=states.error(f"{type(exc).__name__}: {exc}"))
+        self._outage.succeeded()
+        return report
 
     def seconds_to_next_tick(self, report: TickReport) -> float:
         """The dialing interval, or sooner when the report asks for it."""
