@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from PySide6.QtCore import QPoint, QTime  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel, QWidget  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
 from app.models.schema import BatchCall  # noqa: E402
@@ -243,6 +243,8 @@ def main() -> int:
             for r in range(details.recipient_model.rowCount())
         ]
         details.select_recipient(statuses.index(RecipientStatus.COMPLETED.display_name))
+        history = details.findChild(QLabel, "callHistory")
+        settle(details, lambda: history is None or "Loading" not in history.text())
         save(details, args.out, "07_details_recipients")
         details.tabs.setCurrentWidget(details.history_tab)
         settle(details, lambda: details.history_model.rowCount() > 0)

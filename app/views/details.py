@@ -278,7 +278,7 @@ class DetailsDialog(QDialog):
             ("in_progress", "Calls in progress"),
             ("rate", f"Calls per minute (last {live_figures.RATE_MINUTES} min)"),
             ("answer_rate", "Answer rate"),
-            ("finish", "Estimated finish"),
+            ("finish", "Finish at the recent rate"),
         ):
             name = "summary" + "".join(part.title() for part in key.split("_"))
             self.summary[key] = _value_label(live, name)
