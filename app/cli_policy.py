@@ -12,19 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.models.policy import (
-    DEFAULT_LOCAL_HOURS,
-    Forecast,
-    parse_time_ranges,
-    time_ranges_text,
-)
 from app.models.window import WindowError, parse_timezone
 
 if TYPE_CHECKING:
     from app.cli import Context
+    from app.models.policy import Forecast
     from app.models.snapshots import BatchCallSnapshot
 
-DEFAULT_LOCAL_HOURS_TEXT = f"{DEFAULT_LOCAL_HOURS[0]:%H:%M}-{DEFAULT_LOCAL_HOURS[1]:%H:%M}"
+#: app.models.policy.DEFAULT_LOCAL_HOURS as the option shows it, written out so that
+#: building the parser (every command, --help too) does not import the policy module;
+#: tests/test_cli_policy.py holds the two together.
+DEFAULT_LOCAL_HOURS_TEXT = "08:00-21:00"
 
 
 def add_create_options(sub: argparse.ArgumentParser) -> None:
@@ -77,6 +75,7 @@ def policy_fields(
     """The NewBatchCall policy fields from the options; what cannot be read goes into
     `problems` (the rules themselves are checked by the service, once)."""
     from app.cli import _schedule
+    from app.models.policy import parse_time_ranges, time_ranges_text
 
     values: dict[str, Any] = {
         "blackout_dates": args.blackout_dates or "",
@@ -124,6 +123,8 @@ def forecast_document(forecast: Forecast | None, timezone: str) -> dict[str, Any
 
 def policy_document(b: BatchCallSnapshot) -> dict[str, Any]:
     """The policy part of a batch call's --json document."""
+    from app.models.policy import time_ranges_text
+
     return {
         "time_ranges": time_ranges_text(b.creation_request.ranges()),
         "time_ranges_display": b.time_ranges_display,

@@ -133,3 +133,13 @@ def test_show_json_has_a_forecast_while_scheduled_or_running(run, ready: Path) -
     assert "Estimated finish:" in run("show", batch_id).out
     assert run("cancel", batch_id).code == 0
     assert run("show", batch_id, "--json").json["batch_call"]["forecast"] is None
+
+
+def test_the_local_hours_default_the_parser_shows_is_the_domains():
+    """The parser writes the default out (building it must not import the policy module,
+    `--help` stays fast): it must still be the domain's DEFAULT_LOCAL_HOURS."""
+    from app.cli_policy import DEFAULT_LOCAL_HOURS_TEXT
+    from app.models.policy import DEFAULT_LOCAL_HOURS
+
+    start, end = DEFAULT_LOCAL_HOURS
+    assert f"{start:%H:%M}-{end:%H:%M}" == DEFAULT_LOCAL_HOURS_TEXT
