@@ -72,12 +72,19 @@ def run_baseline(csv_path: Path, db_path: Path) -> int:
         " variables JSON, status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL,"
         " last_error TEXT, provider_call_id VARCHAR(64), requested_at DATETIME,"
         " answered_at DATETIME, ended_at DATETIME, duration_seconds INTEGER,"
-        " answered_by VARCHAR(32), next_try_at DATETIME, timezones VARCHAR(200));"
+        " answered_by VARCHAR(32), next_try_at DATETIME, timezones VARCHAR(200),"
+        " phone_digits_reversed VARCHAR(20), name_key VARCHAR(200),"
+        " name_last_word_key VARCHAR(200));"
         "CREATE INDEX ix_recipients_batch_call_id ON recipients (batch_call_id);"
         "CREATE INDEX ix_recipients_batch_status ON recipients (batch_call_id, status, id);"
         "CREATE INDEX ix_recipients_batch_phone ON recipients (batch_call_id, phone_number);"
         "CREATE INDEX ix_recipients_due ON recipients"
         " (batch_call_id, status, timezones, next_try_at);"
+        "CREATE INDEX ix_recipients_batch_digits ON recipients"
+        " (batch_call_id, phone_digits_reversed);"
+        "CREATE INDEX ix_recipients_batch_name ON recipients (batch_call_id, name_key);"
+        "CREATE INDEX ix_recipients_batch_last_word ON recipients"
+        " (batch_call_id, name_last_word_key);"
     )
     count = 0
     with csv_path.open(newline="", encoding="utf-8") as f:
