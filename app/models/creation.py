@@ -6,7 +6,7 @@ reports them all at once. Each caller turns its own input (widgets, options) int
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from app.models.policy import (
@@ -66,6 +66,14 @@ class CreationRequest:
     max_attempts: int = 1
     retry_delay_minutes: int = 60
     retry_outcomes: str = "no-answer,busy"
+
+    @classmethod
+    def of(cls, source: object) -> CreationRequest:
+        """The request read from anything with the same field names: a new batch call
+        being created, or the snapshot of a stored one (one mapping for both)."""
+        values = {f.name: getattr(source, f.name) for f in fields(cls)}
+        values["send_type"] = str(values["send_type"])  # a SendType (StrEnum) or its text
+        return cls(**values)
 
     def ranges(self) -> tuple[TimeRange, ...]:
         text = self.time_ranges or f"{self.window_start}-{self.window_end}"

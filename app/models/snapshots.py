@@ -93,23 +93,7 @@ class BatchCallSnapshot:
     @property
     def creation_request(self) -> CreationRequest:
         """The batch call's rules as they were given (for the schedule and descriptions)."""
-        return CreationRequest(
-            name=self.name,
-            send_type=self.send_type.value,
-            scheduled_at=self.scheduled_at,
-            timezone=self.timezone,
-            window_start=self.window_start,
-            window_end=self.window_end,
-            time_ranges=self.time_ranges,
-            allowed_days=self.allowed_days,
-            blackout_dates=self.blackout_dates,
-            end_at=self.end_at,
-            local_hours=self.local_hours,
-            reserved_concurrency=self.reserved_concurrency,
-            max_attempts=self.max_attempts,
-            retry_delay_minutes=self.retry_delay_minutes,
-            retry_outcomes=self.retry_outcomes,
-        )
+        return CreationRequest.of(self)
 
     @property
     def schedule(self) -> CallingSchedule:

@@ -217,23 +217,7 @@ class NewBatchCall:
     retry_outcomes: str = "no-answer,busy"
 
     def creation_request(self) -> CreationRequest:
-        return CreationRequest(
-            name=self.name,
-            send_type=SendType(self.send_type).value,
-            scheduled_at=self.scheduled_at,
-            timezone=self.timezone,
-            window_start=self.window_start,
-            window_end=self.window_end,
-            time_ranges=self.time_ranges,
-            allowed_days=self.allowed_days,
-            blackout_dates=self.blackout_dates,
-            end_at=self.end_at,
-            local_hours=self.local_hours,
-            reserved_concurrency=self.reserved_concurrency,
-            max_attempts=self.max_attempts,
-            retry_delay_minutes=self.retry_delay_minutes,
-            retry_outcomes=self.retry_outcomes,
-        )
+        return CreationRequest.of(self)
 
 
 def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
