@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds before a call create is answered (real Twilio: about 0.1-0.3)",
     )
     parser.add_argument(
+        "--create-delay-max",
+        type=float,
+        default=None,
+        help="draw each create's delay between --create-delay and this many seconds",
+    )
+    parser.add_argument(
         "--max-in-flight",
         type=int,
         default=None,
@@ -71,6 +77,9 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
     if not 0 <= args.create_delay <= 60:
         print("--create-delay must be 0 to 60 seconds.", file=sys.stderr)
         return 2
+    if args.create_delay_max is not None and not args.create_delay <= args.create_delay_max <= 60:
+        print("--create-delay-max must be from --create-delay to 60 seconds.", file=sys.stderr)
+        return 2
     if args.max_in_flight is not None and args.max_in_flight < 1:
         print("--max-in-flight must be at least 1.", file=sys.stderr)
         return 2
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None, *, stop: threading.Event | None = None) 
             cps=args.cps,
             rate_limit_mode=args.rate_limit,
             create_delay=args.create_delay,
+            create_delay_max=args.create_delay_max,
             max_in_flight=args.max_in_flight,
             record_requests=not args.no_record,
             request_log=args.request_log,

@@ -7,7 +7,8 @@ as simulation mode), outcomes can be programmed per destination, faults (429, 50
 delays, dropped connections) injected at seeded rates, and every request and call is
 recorded for assertions.
 
-For the dialer's harder cases it also has a create latency (`set_create_delay`), an
+For the dialer's harder cases it also has a create latency (`set_create_delay`, fixed
+or drawn per create from a range, as real Twilio's varies), an
 account rate limit that queues calls (a realistic `queue_time`) or refuses them with
 Twilio's 429 / error 20429 and a `Retry-After` header (`set_rate_limit`), a limit on
 requests in flight, status callbacks signed like Twilio's (`X-Twilio-Signature`), and a
@@ -289,6 +290,7 @@ class TwilioStandin:
         cps: float | None = None,
         rate_limit_mode: RateLimitMode = "queue",
         create_delay: float = 0.0,
+        create_delay_max: float | None = None,
         max_in_flight: int | None = None,
         record_requests: bool = True,
         request_log: Path | str | None = None,
@@ -297,7 +299,7 @@ class TwilioStandin:
         if speed <= 0:
             raise ValueError("The stand-in speed must be positive (1.0 = real time).")
         _check_rate_limit(cps, rate_limit_mode)
-        _check_create_delay(create_delay)
+        _check_create_delay(create_delay, create_delay_max)
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError("The limit of requests in flight must be at least 1.")
         self.account_sid = account_sid or _sid("AC", "standin-account", seed)
@@ -313,6 +315,8 @@ class TwilioStandin:
         self._cps = cps
         self._rate_limit_mode: RateLimitMode = rate_limit_mode
         self._create_delay = create_delay
+        self._create_delay_max = create_delay_max
+        self._delay_rng = random.Random(f"create-delay/{seed}")
         self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._accepted_creates: deque[datetime] = deque()  # the last second's, "reject" mode
@@ -492,12 +496,13 @@ class TwilioStandin:
             self._faults = faults
             self._fault_rngs = _fault_streams(seed)
 
-    def set_create_delay(self, seconds: float) -> None:
+    def set_create_delay(self, seconds: float, up_to: float | None = None) -> None:
         """Answer each call create `seconds` after creating the call (real Twilio: about
-        0.1-0.3 s), so a client killed meanwhile has a call it never heard about."""
-        _check_create_delay(seconds)
+        0.1-0.3 s), so a client killed meanwhile has a call it never heard about. With
+        `up_to`, each create's delay is drawn anew between the two (seeded)."""
+        _check_create_delay(seconds, up_to)
         with self._lock:
-            self._create_delay = seconds
+            self._create_delay, self._create_delay_max = seconds, up_to
 
     def set_rate_limit(self, cps: float | None, mode: RateLimitMode = "queue") -> None:
         """The account's calls per second (None: unlimited). Beyond it Twilio queues the
@@ -522,6 +527,12 @@ class TwilioStandin:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests being answered now (a create's answer delay included)."""
+        with self._lock:
+            return self._in_flight
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -702,7 +713,7 @@ class TwilioStandin:
             refused = limit is not None and self._in_flight >= limit
             if not refused:
                 self._in_flight += 1
-            create_delay = self._create_delay if is_create else 0.0
+            create_delay = self._draw_create_delay() if is_create else 0.0
         answer: _Answer | None
         if refused:
             answer = _error(429, 20429, "Too many concurrent requests")
@@ -731,6 +742,11 @@ class TwilioStandin:
             if self._request_log_path is not None:
                 self._write_request_log(entry)
         return answer
+
+    def _draw_create_delay(self) -> float:
+        """This create's answer delay (the caller holds the lock)."""
+        low, high = self._create_delay, self._create_delay_max
+        return low if high is None else self._delay_rng.uniform(low, high)
 
     def _answer(
         self,
@@ -1143,9 +1159,11 @@ def _check_rate_limit(cps: float | None, mode: str) -> None:
         raise ValueError(f"Unknown rate limit mode {mode!r}: use 'queue' or 'reject'.")
 
 
-def _check_create_delay(seconds: float) -> None:
+def _check_create_delay(seconds: float, up_to: float | None = None) -> None:
     if not 0 <= seconds <= 60:
         raise ValueError("The create delay must be 0 to 60 seconds.")
+    if up_to is not None and not seconds <= up_to <= 60:
+        raise ValueError("The longest create delay must be from the shortest to 60 seconds.")
 
 
 def _programmed_plan(program: Program, settings: SimulationSettings) -> CallPlan:

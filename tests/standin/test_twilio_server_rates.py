@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,11 +41,31 @@ def test_create_delay_creates_the_call_at_once_and_answers_late(standin, http):
     assert listing.status_code == 200  # only creates are slow
 
 
+def test_create_delay_range_draws_each_creates_delay_anew(standin, http):
+    """Each create waits its own seeded draw between the two bounds (only lower bounds
+    of time are checked: a loaded machine makes answers later, never earlier)."""
+    standin.set_create_delay(0.0, 0.4)
+    draws = random.Random("create-delay/7")  # the stand-in's stream for seed 7
+    expected = [draws.uniform(0.0, 0.4) for _ in range(5)]
+
+    for delay in expected:
+        started = time.monotonic()
+        assert create_call(http, standin, "+14155551234").status_code == 201
+        assert time.monotonic() - started >= delay
+
+    assert max(expected) - min(expected) > 0.1  # they do vary
+    assert len(standin.calls) == 5
+
+
 def test_create_delay_is_checked(standin):
     with pytest.raises(ValueError, match="0 to 60"):
         standin.set_create_delay(-1)
     with pytest.raises(ValueError, match="0 to 60"):
         TwilioStandin(create_delay=61)
+    with pytest.raises(ValueError, match="from the shortest to 60"):
+        standin.set_create_delay(0.3, 0.1)
+    with pytest.raises(ValueError, match="from the shortest to 60"):
+        TwilioStandin(create_delay=0.1, create_delay_max=61)
 
 
 # -- the account's rate ------------------------------------------------------------------
@@ -289,11 +311,14 @@ def test_request_log_file_has_every_request_without_the_password(clock, tmp_path
 def test_command_line_takes_the_new_options(capsys, tmp_path):
     stop = threading.Event()
     stop.set()
-    argv = ["--cps", "5", "--rate-limit", "reject", "--create-delay", "0.25"]
+    argv = ["--cps", "5", "--rate-limit", "reject", "--create-delay", "0.1"]
+    argv += ["--create-delay-max", "0.3"]
     argv += ["--max-in-flight", "10", "--request-log", str(tmp_path / "log.jsonl")]
 
     assert main(argv, stop=stop) == 0
     assert main(["--create-delay", "-1"]) == 2
     assert "--create-delay must be" in capsys.readouterr().err
+    assert main(["--create-delay", "0.3", "--create-delay-max", "0.1"]) == 2
+    assert "--create-delay-max must be" in capsys.readouterr().err
     assert main(["--max-in-flight", "0"]) == 2
     assert "--max-in-flight must be" in capsys.readouterr().err
