@@ -97,17 +97,31 @@ class Task:
         return self.owner is None or isValid(self.owner)
 
 
-def _run_detached(fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-    """`fn()` on a daemon thread of its own ("detachedTaskThread")."""
+def _run_detached(
+    fn: Callable[[], Any], loop: asyncio.AbstractEventLoop
+) -> concurrent.futures.Future[Any]:
+    """`fn()` on a daemon thread of its own ("detachedTaskThread").
+
+    The thread's references to `fn` and to the future are handed back to `loop`'s (the
+    GUI) thread to be dropped there: `fn` may hold the last reference to a dialog closed
+    meanwhile (through its task's owner or its closures), and a Qt widget deleted on
+    this thread crashes the process."""
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    held: list[Any] = [fn, future]
 
     def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
         try:
-            future.set_result(fn())
-        except BaseException as error:  # handed to the GUI, never lost in a thread
-            future.set_exception(error)
+            if not held[1].set_running_or_notify_cancel():
+                return
+            try:
+                held[1].set_result(held[0]())
+            except BaseException as error:  # handed to the GUI, never lost in a thread
+                held[1].set_exception(error)
+        finally:
+            try:
+                loop.call_soon_threadsafe(held.clear)
+            except RuntimeError:  # the loop is closed: the application is ending
+                held.clear()
 
     thread = threading.Thread(target=work, name="detachedTaskThread", daemon=True)
     with _detached_lock:
@@ -212,7 +226,7 @@ class TaskRunner(QObject):
             name, quiet, owner, on_done=on_done, on_error=on_error, on_progress=on_progress
         )
         if self._detached:
-            task.future = _run_detached(lambda: fn(task.control))
+            task.future = _run_detached(lambda: fn(task.control), aio.event_loop())
         else:
             task.future = aio.executor().submit(fn, task.control)
         aio.spawn(self._deliver(task), name=name)
