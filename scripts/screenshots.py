@@ -301,12 +301,14 @@ def main() -> int:
             ),
         )
         save(settings, args.out, "12_settings_telephony")
-        settings.tabs.setCurrentWidget(settings.tabs.widget(1))
-        save(settings, args.out, "13_settings_agents")
-        settings.tabs.setCurrentWidget(settings.tabs.widget(2))
-        save(settings, args.out, "14_settings_numbers")
-        settings.tabs.setCurrentWidget(settings.tabs.widget(settings.tabs.count() - 1))
-        save(settings, args.out, "15_settings_database")
+        for tab_name, shot in (
+            ("agentsTab", "13_settings_agents"),
+            ("numbersTab", "14_settings_numbers"),
+            ("databaseTab", "15_settings_database"),
+            ("engineTab", "18_settings_dialing"),
+        ):
+            settings.tabs.setCurrentWidget(settings.findChild(QWidget, tab_name))
+            save(settings, args.out, shot)
         from app.services.do_not_call import DoNotCallService
 
         listed = DoNotCallService(context.sessions, clock=clock, actor=Actor("ann", "desk-7"))

@@ -1,5 +1,7 @@
 """Settings: the telephony provider (Simulation or Twilio, credentials in the keyring),
-the plan's limits, the default country, agents and from numbers, and where the database is.
+the plan's limits, the default country, the dialing engine's settings, agents and from
+numbers, and where the database is. The engine settings' ranges, labels and help come
+from the one table (app.services.setting_specs) that validation and the CLI read.
 
 Secrets never reach the database: the auth token goes to the operating system's keyring
 (app.services.secrets) and is shown masked; the account SID is stored as a plain setting
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import phonenumbers
-from PySide6.QtCore import QLocale, Signal
+from PySide6.QtCore import QEvent, QLocale, QObject, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDoubleSpinBox,
@@ -39,7 +44,8 @@ from PySide6.QtWidgets import (
 
 from app.services import secrets
 from app.services.app_context import database_kind
-from app.services.batch_calls import CONCURRENCY_MAX, ValidationError
+from app.services.batch_calls import ValidationError
+from app.services.setting_specs import SETTING_SPECS, SettingSpec
 from app.services.settings import AppSettings, SettingsError
 from app.views import formatting
 from app.views.context import AppContext
@@ -56,6 +62,93 @@ AGENT_KINDS = (
     ("TwiML App SID", "application"),
 )
 KIND_NAMES = {value: label for label, value in AGENT_KINDS}
+#: The Dialing tab: (group box object name, title, the settings it shows).
+ENGINE_SECTIONS = (
+    (
+        "placingBox",
+        "Placing calls",
+        (
+            "placement_concurrency",
+            "dial_interval_seconds",
+            "pickup_interval_seconds",
+            "max_attempts_per_number_24h",
+        ),
+    ),
+    (
+        "eachCallBox",
+        "Each call",
+        ("ring_timeout_seconds", "max_call_duration_seconds", "answering_machine_detection"),
+    ),
+    (
+        "engineStartBox",
+        "Following calls and sharing the dialing (read when an engine starts)",
+        ("poll_interval_seconds", "lease_heartbeat_seconds", "lease_expiry_seconds"),
+    ),
+)
+EngineField = QSpinBox | QDoubleSpinBox | QCheckBox
+
+
+def setting_label(spec: SettingSpec) -> str:
+    """ "The poll interval" -> "Poll interval"."""
+    label = spec.label.removeprefix("The ")
+    return label[:1].upper() + label[1:]
+
+
+def range_text(key: str) -> str:
+    """The values a setting takes: "0.1 to 300 seconds"."""
+    spec = SETTING_SPECS[key]
+    values = spec.describe_values()
+    if key.endswith("_seconds") and spec.low is not None:
+        values += " seconds"
+    return values
+
+
+def setting_help(key: str) -> str:
+    """The tooltip of a setting's field: what it means and the values it takes."""
+    spec = SETTING_SPECS[key]
+    meaning = spec.meaning[:1].upper() + spec.meaning[1:]
+    return f"{meaning}.\nAccepted: {range_text(key)}. Setting: {key}."
+
+
+def field_name(key: str, suffix: str) -> str:
+    """The object name of a setting's field: poll_interval_seconds -> pollIntervalSecondsSpin."""
+    first, *rest = key.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest) + suffix
+
+
+def spin_for(key: str, parent: QWidget) -> QSpinBox | QDoubleSpinBox:
+    """A spin box with the setting's range, help and object name (int or float by the
+    setting's type)."""
+    if isinstance(getattr(AppSettings(), key), int):
+        return int_spin_for(key, parent)
+    return float_spin_for(key, parent)
+
+
+def int_spin_for(key: str, parent: QWidget) -> QSpinBox:
+    spec = SETTING_SPECS[key]
+    assert spec.low is not None and spec.high is not None
+    spin = QSpinBox(parent)
+    spin.setRange(int(spec.low), int(spec.high))
+    _describe_spin(spin, key)
+    return spin
+
+
+def float_spin_for(key: str, parent: QWidget) -> QDoubleSpinBox:
+    spec = SETTING_SPECS[key]
+    assert spec.low is not None and spec.high is not None
+    spin = QDoubleSpinBox(parent)
+    spin.setDecimals(2)
+    spin.setRange(spec.low, spec.high)
+    _describe_spin(spin, key)
+    return spin
+
+
+def _describe_spin(spin: QSpinBox | QDoubleSpinBox, key: str) -> None:
+    spin.setObjectName(field_name(key, "Spin"))
+    spin.setToolTip(setting_help(key))
+    spin.setAccelerated(True)
+    if key.endswith("_seconds"):
+        spin.setSuffix(" s")
 
 
 def country_name(code: str) -> str:
@@ -124,6 +217,7 @@ class SettingsDialog(QDialog):
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("settingsTabs")
         self.tabs.addTab(self._build_provider_tab(), "Telephony")
+        self.tabs.addTab(self._build_engine_tab(), "Dialing")
         self.tabs.addTab(self._build_agents_tab(), "Agents")
         self.tabs.addTab(self._build_numbers_tab(), "From numbers")
         self.do_not_call_tab = DoNotCallTab(
@@ -167,6 +261,7 @@ class SettingsDialog(QDialog):
             self.account_sid_field.setText(settings.twilio_account_sid)
             self.concurrency_spin.setValue(settings.plan_concurrency)
             self.cps_spin.setValue(settings.calls_per_second)
+            self._show_engine_settings(settings)
             self.country_combo.setCurrentIndex(
                 max(0, self.country_combo.findData(settings.default_country))
             )
@@ -318,20 +413,11 @@ class SettingsDialog(QDialog):
         limits = QGroupBox("Limits", tab)
         limits.setObjectName("limitsBox")
         form = QFormLayout(limits)
-        self.concurrency_spin = QSpinBox(limits)
-        self.concurrency_spin.setObjectName("planConcurrencySpin")
-        self.concurrency_spin.setRange(1, CONCURRENCY_MAX)
+        self.concurrency_spin = int_spin_for("plan_concurrency", limits)
         self.concurrency_spin.setValue(self.settings.plan_concurrency)
-        self.concurrency_spin.setToolTip(
-            "Simultaneous calls the account may hold, shared by every running batch call"
-        )
         form.addRow("Plan concurrency (simultaneous calls):", self.concurrency_spin)
-        self.cps_spin = QDoubleSpinBox(limits)
-        self.cps_spin.setObjectName("callsPerSecondSpin")
-        self.cps_spin.setDecimals(1)
-        self.cps_spin.setRange(0.1, 1000.0)
+        self.cps_spin = float_spin_for("calls_per_second", limits)
         self.cps_spin.setValue(self.settings.calls_per_second)
-        self.cps_spin.setToolTip("Twilio's default for an account is 1 call per second")
         form.addRow("Calls started per second:", self.cps_spin)
         self.country_combo = QComboBox(limits)
         self.country_combo.setObjectName("defaultCountryCombo")
@@ -345,6 +431,145 @@ class SettingsDialog(QDialog):
         outer.addWidget(limits)
         outer.addStretch(1)
         return tab
+
+    def _build_engine_tab(self) -> QWidget:
+        """The dialing engine's settings, in sections; each field's range and help come
+        from SETTING_SPECS."""
+        tab = QWidget(self)
+        tab.setObjectName("engineTab")
+        outer = QVBoxLayout(tab)
+        intro = QLabel(
+            "How the dialing engine places and follows calls, for this desktop and every "
+            "worker on this database (a worker's options override them for that worker). "
+            "The calls per second and the plan concurrency are on the Telephony tab. "
+            "Hover over a field for what it does and the values it takes.",
+            tab,
+        )
+        intro.setObjectName("engineIntro")
+        intro.setProperty("role", "hint")
+        intro.setWordWrap(True)
+        outer.addWidget(intro)
+        #: Setting -> its field, and the value each field showed once loaded.
+        self.engine_fields: dict[str, EngineField] = {}
+        self._engine_shown: dict[str, object] = {}
+        labels: list[QLabel] = []
+        for box_name, title, keys in ENGINE_SECTIONS:
+            box = QGroupBox(title, tab)
+            box.setObjectName(box_name)
+            form = QFormLayout(box)
+            for key in keys:
+                spec = SETTING_SPECS[key]
+                field: EngineField
+                if spec.low is None:  # a yes / no setting
+                    field = QCheckBox(setting_label(spec), box)
+                    field.setObjectName(field_name(key, "Check"))
+                    field.setToolTip(setting_help(key))
+                    form.addRow("", field)
+                else:
+                    field = spin_for(key, box)
+                    field.setMinimumWidth(120)
+                    row = QHBoxLayout()
+                    row.addWidget(field)
+                    accepted = QLabel(range_text(key), box)
+                    accepted.setProperty("role", "hint")
+                    row.addWidget(accepted, 1)
+                    label = QLabel(f"{setting_label(spec)}:", box)
+                    labels.append(label)
+                    form.addRow(label, row)
+                self.engine_fields[key] = field
+            if box_name == "engineStartBox":
+                note = QLabel(
+                    "A change takes effect when Batch Calls or a worker starts again.", box
+                )
+                note.setObjectName("engineRestartNote")
+                note.setProperty("role", "hint")
+                note.setWordWrap(True)
+                form.addRow("", note)
+            outer.addWidget(box)
+        for _key, widget in self._setting_fields():
+            widget.installEventFilter(self)
+        width = max(label.sizeHint().width() for label in labels)
+        for label in labels:  # the sections' fields in one column
+            label.setMinimumWidth(width)
+        cap = self.engine_fields["max_attempts_per_number_24h"]
+        assert isinstance(cap, QSpinBox)
+        cap.setSpecialValueText("No cap")
+        self._show_engine_settings(self.settings)
+        outer.addStretch(1)
+        return tab
+
+    def _show_engine_settings(self, settings: AppSettings) -> None:
+        for key, field in self.engine_fields.items():
+            value = getattr(settings, key)
+            if isinstance(field, QCheckBox):
+                field.setChecked(bool(value))
+                self._engine_shown[key] = field.isChecked()
+            elif isinstance(field, QSpinBox):
+                field.setValue(int(value))
+                self._engine_shown[key] = field.value()
+            else:
+                field.setValue(float(value))
+                self._engine_shown[key] = field.value()
+
+    def engine_values(self) -> dict[str, Any]:
+        """The engine settings changed in the dialog (an untouched field keeps its stored
+        value exactly, even one with more decimals than the field shows); raises
+        SettingsError for a field whose text is not a value in its range."""
+        for key, field in self._setting_fields():
+            problem = self._field_problem(key, field)
+            if problem is not None:
+                raise SettingsError(problem)
+        values: dict[str, Any] = {}
+        for key, field in self.engine_fields.items():
+            value = field.isChecked() if isinstance(field, QCheckBox) else field.value()
+            if value != self._engine_shown.get(key):
+                values[key] = value
+        return values
+
+    @staticmethod
+    def _field_problem(key: str, field: QObject) -> str | None:
+        """Why the text typed in a setting's spin box is not a value it takes, if it is not."""
+        if isinstance(field, QSpinBox | QDoubleSpinBox) and not field.hasAcceptableInput():
+            return (
+                f"{setting_label(SETTING_SPECS[key])} must be from {range_text(key)}; "
+                f"“{field.cleanText()}” is not."
+            )
+        return None
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """A spin box left with a value it cannot take keeps what was typed (Qt would put
+        the previous value back without a word) and the problem is shown at once."""
+        if event.type() == QEvent.Type.FocusOut and self.isVisible():
+            for key, field in self._setting_fields():
+                if field is watched:
+                    problem = self._field_problem(key, field)
+                    if problem is not None:
+                        self._error(problem)
+                        return True
+        return super().eventFilter(watched, event)
+
+    def _setting_fields(self) -> list[tuple[str, QWidget]]:
+        """Every setting's field, in the order of the tabs."""
+        return [
+            ("plan_concurrency", self.concurrency_spin),
+            ("calls_per_second", self.cps_spin),
+            *self.engine_fields.items(),
+        ]
+
+    def _show_problem_field(self, message: str) -> None:
+        """Bring the field a settings problem names into view and give it the focus."""
+        for key, field in self._setting_fields():
+            spec = SETTING_SPECS[key]
+            if spec.label in message or setting_label(spec) in message:
+                tab = field.parentWidget()
+                while tab is not None and self.tabs.indexOf(tab) < 0:
+                    tab = tab.parentWidget()
+                if tab is not None:
+                    self.tabs.setCurrentWidget(tab)
+                field.setFocus()
+                if isinstance(field, QAbstractSpinBox):
+                    field.selectAll()
+                return
 
     def _table(self, parent: QWidget, name: str, model: RecordsTableModel) -> QTableView:
         table = QTableView(parent)
@@ -806,13 +1031,21 @@ class SettingsDialog(QDialog):
         self.tasks.submit("storeCredentials", store, on_done=done, on_error=failed, owner=self)
 
     def _store_settings(self, sid: str) -> None:
-        values = {
-            "provider": self.provider(),
-            "plan_concurrency": self.concurrency_spin.value(),
-            "calls_per_second": self.cps_spin.value(),
-            "default_country": str(self.country_combo.currentData()),
-            "twilio_account_sid": sid,
-        }
+        try:
+            engine = self.engine_values()
+            values = {
+                "provider": self.provider(),
+                "plan_concurrency": self.concurrency_spin.value(),
+                "calls_per_second": self.cps_spin.value(),
+                "default_country": str(self.country_combo.currentData()),
+                "twilio_account_sid": sid,
+                **engine,
+            }
+            replace(self.settings, **values).validate()  # the same checks as the store's
+        except SettingsError as error:
+            self._error(str(error))
+            self._show_problem_field(str(error))
+            return
         store = self.context.settings
         self._saving = True
         self.save_button.setEnabled(False)
@@ -828,6 +1061,7 @@ class SettingsDialog(QDialog):
             self.save_button.setEnabled(True)
             if isinstance(error, SettingsError):
                 self._error(str(error))
+                self._show_problem_field(str(error))
             else:
                 log.error("the settings could not be saved: %s", error)
                 self._error(f"The settings could not be saved: {error}.")
@@ -853,4 +1087,6 @@ class SettingsDialog(QDialog):
         cancelled and its answer ignored (the dialog stays responsive, see tasks.py)."""
         self._waiting_for_credentials.clear()
         self.tasks.shutdown(0)
+        for _key, field in self._setting_fields():
+            field.removeEventFilter(self)
         super().done(result)

@@ -1,5 +1,6 @@
 """The settings dialog: provider and Twilio credentials (keyring, masked, tested against the
-Twilio stand-in), limits, agents, from numbers (added or imported) and the database."""
+Twilio stand-in), limits, the dialing engine's settings, agents, from numbers (added or
+imported) and the database."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from collections.abc import Iterator
 import keyring
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton
+from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QWidget
 from shiboken6 import isValid
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
 from app.models.schema import Setting
 from app.services import secrets
+from app.services.setting_specs import SETTING_SPECS
 from app.standin.twilio_server import TwilioStandin
 from app.views.qa import StallMeter
 from app.views.settings_dialog import SettingsDialog
@@ -407,3 +409,169 @@ def test_do_not_call_tab_adds_removes_imports_exports(
     qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
     actions = [e.action for e in DoNotCallService(context.sessions).events()]
     assert actions == ["REMOVE", "IMPORT", "ADD"]
+
+
+# --------------------------------------------------------------------- the dialing engine
+
+#: Settings shown elsewhere in the dialog (Telephony) or not the engine's: the simulation
+#: seed and the Twilio API base stay with `batchcalls settings set`.
+NOT_ON_THE_DIALING_TAB = {
+    "provider",
+    "plan_concurrency",
+    "calls_per_second",
+    "default_country",
+    "twilio_account_sid",
+    "twilio_api_base",
+    "simulation_seed",
+}
+
+
+@pytest.fixture
+def gui_thread_queries(context) -> Iterator[list[str]]:
+    """Every SQL statement run on the GUI (main) thread while the test runs."""
+    engine = context.sessions.kw["bind"]
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if threading.current_thread() is threading.main_thread():
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(engine, "before_cursor_execute", note)
+
+
+def test_the_dialing_tab_shows_every_engine_setting_with_its_range_and_help(
+    open_settings, context, memory_keyring
+):
+    context.settings.update(
+        placement_concurrency=4,
+        poll_interval_seconds=0.5,
+        lease_heartbeat_seconds=4.0,
+        lease_expiry_seconds=20.0,
+        max_attempts_per_number_24h=3,
+        ring_timeout_seconds=45,
+        answering_machine_detection=True,
+    )
+    dialog = open_settings()
+    fields = dialog.engine_fields
+    assert set(fields) == set(SETTING_SPECS) - NOT_ON_THE_DIALING_TAB
+    stored = context.settings.load()
+    for key, field in fields.items():
+        spec = SETTING_SPECS[key]
+        assert spec.meaning[1:] in field.toolTip()  # capitalised, then word for word
+        if isinstance(field, QCheckBox):
+            assert field.isChecked() is getattr(stored, key)
+            continue
+        assert (field.minimum(), field.maximum()) == (spec.low, spec.high)
+        assert spec.describe_values() in field.toolTip()
+        assert field.value() == getattr(stored, key)
+        assert field.objectName().endswith("Spin")
+    assert fields["placement_concurrency"].objectName() == "placementConcurrencySpin"
+    assert fields["poll_interval_seconds"].suffix() == " s"
+    # The Telephony tab's limits take their ranges from the same table.
+    spec = SETTING_SPECS["calls_per_second"]
+    assert (dialog.cps_spin.minimum(), dialog.cps_spin.maximum()) == (spec.low, spec.high)
+    assert dialog.concurrency_spin.maximum() == SETTING_SPECS["plan_concurrency"].high
+    cap = fields["max_attempts_per_number_24h"]
+    cap.setValue(0)
+    assert cap.text() == "No cap"
+
+
+def test_engine_settings_are_saved_in_the_background(
+    open_settings, context, memory_keyring, qtbot, gui_thread_queries
+):
+    dialog = open_settings()
+    fields = dialog.engine_fields
+    dialog.tabs.setCurrentWidget(dialog.findChild(QWidget, "engineTab"))
+    for key, value in {
+        "placement_concurrency": 25,
+        "poll_interval_seconds": 1.5,
+        "lease_heartbeat_seconds": 10.0,
+        "lease_expiry_seconds": 60.0,
+        "max_attempts_per_number_24h": 2,
+        "dial_interval_seconds": 0.25,
+    }.items():
+        fields[key].setValue(value)
+    fields["answering_machine_detection"].setChecked(True)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    assert gui_thread_queries == []  # read and written off the GUI thread
+    settings = context.settings.load()
+    assert (settings.placement_concurrency, settings.poll_interval_seconds) == (25, 1.5)
+    assert (settings.lease_heartbeat_seconds, settings.lease_expiry_seconds) == (10.0, 60.0)
+    assert (settings.max_attempts_per_number_24h, settings.dial_interval_seconds) == (2, 0.25)
+    assert settings.answering_machine_detection is True
+
+
+def test_an_untouched_engine_setting_keeps_its_stored_value(
+    open_settings, context, memory_keyring, qtbot
+):
+    context.settings.update(poll_interval_seconds=0.125)  # finer than the field shows
+    dialog = open_settings()
+    assert dialog.engine_fields["poll_interval_seconds"].value() == 0.13
+    # Changed elsewhere (`batchcalls settings set`) while the dialog was open.
+    context.settings.update(dial_interval_seconds=2.5)
+    dialog.engine_fields["placement_concurrency"].setValue(3)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    settings = context.settings.load()
+    assert settings.poll_interval_seconds == 0.125
+    assert settings.dial_interval_seconds == 2.5
+    assert settings.placement_concurrency == 3
+
+
+def test_lease_timing_that_cannot_work_is_refused_with_a_reason(
+    open_settings, context, memory_keyring, qtbot
+):
+    dialog = open_settings()
+    heartbeat = dialog.engine_fields["lease_heartbeat_seconds"]
+    heartbeat.setValue(20.0)  # more than a third of the 30 s expiry
+    dialog.engine_fields["placement_concurrency"].setValue(7)
+    saved: list[bool] = []
+    dialog.saved.connect(lambda: saved.append(True))
+    click(qtbot, dialog, "settingsSaveButton")
+    assert "lease heartbeat must be at most a third of the lease expiry" in (
+        dialog.error_label.text()
+    )
+    assert dialog.isVisible() and saved == []
+    assert dialog.tabs.currentWidget().objectName() == "engineTab"
+    assert heartbeat.hasFocus() or not dialog.isActiveWindow()
+    assert heartbeat.value() == 20.0  # nothing typed is lost
+    stored = context.settings.load()
+    assert (stored.lease_heartbeat_seconds, stored.placement_concurrency) == (5.0, 10)
+
+    dialog.engine_fields["lease_expiry_seconds"].setValue(60.0)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    stored = context.settings.load()
+    assert (stored.lease_heartbeat_seconds, stored.lease_expiry_seconds) == (20.0, 60.0)
+
+
+def test_a_value_typed_out_of_range_is_refused_not_replaced(
+    open_settings, context, memory_keyring, qtbot
+):
+    dialog = open_settings()
+    dialog.tabs.setCurrentWidget(dialog.findChild(QWidget, "engineTab"))
+    poll = dialog.engine_fields["poll_interval_seconds"]
+    poll.setFocus()
+    poll.selectAll()
+    qtbot.keyClicks(poll, "0.0")  # below 0.1: the field cannot take it
+    problem = "Poll interval must be from 0.1 to 300 seconds; “0.0” is not."
+    dialog.engine_fields["lease_expiry_seconds"].setFocus()  # leaving the field says so
+    assert dialog.error_label.text() == problem
+    assert poll.cleanText() == "0.0"  # not silently put back to 3
+    dialog.error_label.clear()
+    saved: list[bool] = []
+    dialog.saved.connect(lambda: saved.append(True))
+    click(qtbot, dialog, "settingsSaveButton")
+    assert dialog.error_label.text() == problem
+    assert dialog.isVisible() and saved == []
+    assert poll.cleanText() == "0.0"  # still there to be corrected
+    assert context.settings.load().poll_interval_seconds == 3.0
+
+    poll.selectAll()
+    qtbot.keyClicks(poll, "0.5")
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        click(qtbot, dialog, "settingsSaveButton")
+    assert context.settings.load().poll_interval_seconds == 0.5
