@@ -116,6 +116,7 @@ def test_worker_help_names_each_engine_option_with_its_range(capsys):
         ("--poll-interval", "poll_interval_seconds"),
         ("--lease-heartbeat", "lease_heartbeat_seconds"),
         ("--lease-expiry", "lease_expiry_seconds"),
+        ("--placement-concurrency", "placement_concurrency"),
     ):
         assert option in out
         assert f"({SETTING_SPECS[key].describe_values()}; default: the {key} setting)" in out

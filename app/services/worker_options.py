@@ -30,6 +30,20 @@ ENGINE_OPTIONS = {
     "lease_heartbeat": "lease_heartbeat_seconds",
     "lease_expiry": "lease_expiry_seconds",
 }
+#: The one engine option that is a count, not seconds (`--placement-concurrency N`).
+PLACEMENT_KEY = "placement_concurrency"
+
+
+def positive_count(text: str) -> int:
+    """argparse type: a whole number of at least 1 (the setting's range is checked with
+    the stored settings when the worker starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a whole number of at least 1.')
+    return value
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +57,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
             metavar="SECONDS",
             help=f"{spec.meaning} ({spec.describe_values()}; default: the {key} setting)",
         )
+    spec = SETTING_SPECS[PLACEMENT_KEY]
+    parser.add_argument(
+        "--placement-concurrency",
+        type=positive_count,
+        metavar="N",
+        help=f"{spec.meaning} ({spec.describe_values()}; default: the {PLACEMENT_KEY} setting)",
+    )
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -53,8 +74,11 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the engine options given on the command line override."""
-    return {
+    overrides = {
         key: getattr(args, option)
         for option, key in ENGINE_OPTIONS.items()
         if getattr(args, option, None) is not None
     }
+    if getattr(args, PLACEMENT_KEY, None) is not None:
+        overrides[PLACEMENT_KEY] = getattr(args, PLACEMENT_KEY)
+    return overrides

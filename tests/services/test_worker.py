@@ -234,6 +234,35 @@ def test_batchcalls_worker_options_override_the_settings_for_this_worker(
     assert SettingsStore(sessions).load().poll_interval_seconds == 3.0
 
 
+def test_placement_concurrency_is_a_worker_option_too(database_url, sessions, capsys):
+    from app.cli import main
+    from app.services.engine import EngineRunner
+    from app.services.worker import _parser
+    from app.services.worker_options import engine_overrides
+
+    overrides = engine_overrides(_parser().parse_args(["--placement-concurrency", "4"]))
+    assert overrides == {"placement_concurrency": 4}
+    runner = EngineRunner(
+        database_url,
+        stop=threading.Event(),
+        provider=ScriptedProvider(real_clock),
+        settings_overrides=overrides,
+    )
+    try:
+        assert runner.engine.settings.placement_concurrency == 4  # what the engine places with
+    finally:
+        runner.close()
+    assert SettingsStore(sessions).load().placement_concurrency == 10  # not stored
+
+    base = ["worker", "--once", "--database-url", database_url]
+    assert main([*base, "--placement-concurrency", "101"]) == 1
+    assert "Placement concurrency must be between 1 and 100; 101 is not." in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--placement-concurrency", "0"]) == 2  # a usage error
+    assert '"0" is not a whole number of at least 1.' in capsys.readouterr().err
+
+
 def test_worker_log_lines_can_be_json(database_url, capsys):
     import json
 
