@@ -382,6 +382,7 @@ class DetailsDialog(QDialog):
         splitter.setObjectName("recipientsSplitter")
         self.recipient_model = RecipientTableModel(self.service, self.snapshot.id, self.tasks, self)
         self.recipient_model.loaded.connect(self._recipients_loaded)
+        self.recipient_model.counted.connect(self._recipients_loaded)
         self.recipient_model.pageFetched.connect(self._recipients_loaded)
         self.recipient_model.modelAboutToBeReset.connect(self._remember_recipient)
         self.recipient_model.modelReset.connect(self._restore_recipient)
@@ -768,19 +769,26 @@ class DetailsDialog(QDialog):
         self.recipient_model.sort(column, order)
 
     def _recipients_loaded(self, *_args: Any) -> None:
-        """ "200 of 450 recipients loaded" after a query, a refresh and each further page."""
+        """ "200 of 450 recipients loaded" after a query, its count, a refresh and each
+        further page; "200 matching recipients loaded, counting…" before a search's count."""
         total = self.recipient_model.total
         shown = self.recipient_model.rowCount()
         query = self.recipient_model.query
         filtered = query.status is not None or bool(query.search.strip())
         what = "matching recipients" if filtered else "recipients"
-        if total == 0:
+        failure = self.recipient_model.count_error if total is None else None
+        if failure:
+            text = f"{formatting.count(shown)} {what} loaded; counting failed (Reload to retry)"
+        elif total is None:
+            text = f"{formatting.count(shown)} {what} loaded, counting…"
+        elif total == 0:
             text = "No recipient matches." if filtered else "No recipients."
         elif shown < total:
             text = f"{formatting.count(shown)} of {formatting.count(total)} {what} loaded"
         else:
             text = f"{formatting.count(total)} {what}"
         self.recipient_count_label.setText(text)
+        self.recipient_count_label.setToolTip(failure or "")
 
     def _remember_recipient(self) -> None:
         index = self.recipient_table.currentIndex()
