@@ -178,7 +178,7 @@ class RecipientTableModel(FlatTableModel):
     @staticmethod
     def _display(recipient: RecipientSnapshot, column: RecipientColumn) -> str:
         if column is RecipientColumn.ROW:
-            return str(recipient.row_number)
+            return formatting.ordinal(recipient.row_number)
         if column is RecipientColumn.PHONE:
             return recipient.phone_number
         if column is RecipientColumn.NAME:
@@ -186,7 +186,7 @@ class RecipientTableModel(FlatTableModel):
         if column is RecipientColumn.STATUS:
             return recipient.status.display_name
         if column is RecipientColumn.ATTEMPTS:
-            return str(recipient.attempts)
+            return formatting.count(recipient.attempts)
         if column is RecipientColumn.ENDED:
             return formatting.local_time(recipient.ended_at) if recipient.ended_at else ""
         return formatting.variables_text(recipient.variables)

@@ -20,6 +20,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 
 from app.services.csv_import import PHONE_COLUMN_NAMES, RecipientRow, RejectedRow
+from app.views import formatting
 from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class RejectedRowsModel(FlatTableModel):
             return entry
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             if column is RejectedColumn.ROW:
-                return str(entry.rejected.row_number)
+                return formatting.ordinal(entry.rejected.row_number)
             if column is RejectedColumn.PHONE:
                 return entry.phone
             if column is RejectedColumn.REASON:
