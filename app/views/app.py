@@ -26,7 +26,7 @@ from app.models.sqlite_file import DatabaseProblem
 from app.services.app_context import database_url, describe_url
 from app.views import aio, ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
-from app.views.icons import icon
+from app.views.icons import follow_palette, icon
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -73,6 +73,8 @@ def apply_color_scheme(app: QApplication, dark: bool) -> None:
         app.setPalette(app.style().standardPalette())
     app.setProperty("darkLook", dark)
     app.setStyleSheet(style_sheet(dark))
+    if was_dark != dark:
+        follow_palette()  # the icons of the windows already open
 
 
 #: The GUI thread shares the interpreter with the engine thread and its pollers; a short

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -908,6 +908,14 @@ class DetailsDialog(QDialog):
     def _show_busy(self, busy: bool, message: str) -> None:
         self.loading.setVisible(busy)
         self.message_label.setText(message)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """The status chip is drawn for the palette: again when it switches light/dark."""
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "status_label"):
+            self.status_label.setStyleSheet(
+                look.chip_style_sheet(self.snapshot.status, self.palette())
+            )
+        super().changeEvent(event)
 
     def closeEvent(self, event: Any) -> None:
         self.recipients_timer.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QAbstractButton, QApplication
 
 from app.models.status import Action
 from app.views.look import is_dark
@@ -46,8 +47,34 @@ def icon(name: str) -> QIcon:
     return _icon(name, is_dark(QGuiApplication.palette()))
 
 
-@cache
+#: Which icon a QIcon is (its cacheKey), so a switch of palette can swap it for its twin.
+_names: dict[int, str] = {}
+
+
+def follow_palette() -> None:
+    """After the palette switched between light and dark: every button and action that
+    shows one of these icons gets the icon drawn for the new palette."""
+    dark = is_dark(QGuiApplication.palette())
+    for widget in QApplication.allWidgets():
+        if isinstance(widget, QAbstractButton):
+            name = _names.get(widget.icon().cacheKey())
+            if name is not None:
+                widget.setIcon(_icon(name, dark))
+        for action in widget.actions():
+            name = _names.get(action.icon().cacheKey())
+            if name is not None:
+                action.setIcon(_icon(name, dark))
+
+
 def _icon(name: str, dark: bool) -> QIcon:
+    made = _make_icon(name, dark)
+    if not made.isNull():
+        _names[made.cacheKey()] = name
+    return made
+
+
+@cache
+def _make_icon(name: str, dark: bool) -> QIcon:
     path = icons_dir() / f"{name}.svg"
     if not path.is_file():
         return QIcon()

@@ -305,3 +305,31 @@ def test_rejected_rows_say_their_state_readably_on_a_dark_palette(color_scheme, 
         assert shown == look.tone("error", colors)
         for name in look.TONES:
             assert contrast(look.tone(name, colors), colors.color(QPalette.ColorRole.Base)) >= 4.5
+
+
+def test_open_windows_take_the_icons_of_a_new_palette(color_scheme, qtbot):
+    from PySide6.QtGui import QAction
+
+    button = QPushButton("Reload")
+    qtbot.addWidget(button)
+    button.setIcon(icon("reload"))
+    action = QAction(icon("pause"), "Pause", button)
+    button.addAction(action)
+    color_scheme(True)  # the system switched to dark while the window was open
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) > 180
+    assert ink_lightness(action.icon().pixmap(24, 24).toImage()) > 180
+    color_scheme(False)
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) < 100
+
+
+def test_the_details_chip_follows_a_new_palette(color_scheme, open_main_window, seeded, qtbot):
+    from tests.views.test_details import details_of
+
+    dialog = details_of(open_main_window(), seeded["failed"].id, qtbot)
+    chip = dialog.findChild(QLabel, "detailsStatusLabel")
+    light_fill, _text = look.chip_colors(BatchStatus.FAILED, QApplication.palette())
+    assert light_fill.name() in chip.styleSheet()
+    color_scheme(True)
+    dark_fill, _text = look.chip_colors(BatchStatus.FAILED, QApplication.palette())
+    assert dark_fill != light_fill
+    assert dark_fill.name() in chip.styleSheet()
