@@ -178,9 +178,23 @@ def settle(widget: QWidget, condition: object = None) -> None:
     QApplication.processEvents()
 
 
+#: The screens made again in the dark palette (--dark), saved as <name>_dark.png.
+DARK_SHOTS = frozenset(
+    {
+        "02_main_window",
+        "07_details_recipients",
+        "09_details_summary_in_progress",
+        "10_create_dialog_validation",
+    }
+)
+_dark = False
+
+
 def save(widget: QWidget, out: Path, name: str) -> None:
+    if _dark and name not in DARK_SHOTS:
+        return
     QApplication.processEvents()
-    path = out / f"{name}.png"
+    path = out / f"{name}_dark.png" if _dark else out / f"{name}.png"
     if not widget.grab().save(str(path)):
         raise SystemExit(f"could not write {path}")
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -189,10 +203,18 @@ def save(widget: QWidget, out: Path, name: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument(
+        "--dark",
+        action="store_true",
+        help="the dark palette and style sheet (a system in dark mode); only the main window, "
+        "the details and the create dialog, saved as *_dark.png",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    app = prepare_application()
+    global _dark
+    _dark = args.dark
+    app = prepare_application(dark=args.dark)
     app.setFont(app.font())  # the platform default (DejaVu Sans where fonts-dejavu is)
 
     with tempfile.TemporaryDirectory() as directory:

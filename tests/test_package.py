@@ -83,6 +83,7 @@ def test_the_bundle_holds_what_a_machine_without_python_needs(bundle):
     platforms = {p.name for p in internal.rglob("platforms/*.so")}
     assert {"libqxcb.so", "libqoffscreen.so"} <= platforms
     assert (internal / "resources" / "style.qss").is_file()
+    assert (internal / "resources" / "style-dark.qss").is_file()
     desktop = (bundle / "batchcalls.desktop").read_text()
     assert "Exec=batchcalls" in desktop and "Icon=batchcalls" in desktop
     assert (bundle / "batchcalls.svg").is_file()

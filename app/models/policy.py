@@ -9,7 +9,7 @@ daylight-saving days are never computed with fixed offsets.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -537,16 +537,22 @@ class Forecast:
     #: Recipients expected to be left when the end date comes (0 without an end date).
     expiring: int = 0
 
-    def describe(self, zone: ZoneInfo) -> str:
+    def describe(
+        self,
+        zone: ZoneInfo,
+        count: Callable[[int], str] = "{:,}".format,
+        when: Callable[[datetime], str] = "{:%a %d %b %H:%M %Z}".format,
+    ) -> str:
+        """ "About Mon 23 Nov 14:10 EST (about 60 calls an hour)." `count` and `when` write
+        a number and the finish in the zone (the desktop passes its locale's)."""
         if self.calls_left <= 0:
             return "Finishing: only calls in progress remain."
-        rate = f"about {self.calls_per_hour:,.0f} calls an hour"
+        rate = f"about {count(round(self.calls_per_hour))} calls an hour"
         if self.finish_at is None:
             return f"No estimate: no calling window opens again ({rate})."
-        local = self.finish_at.astimezone(zone)
-        text = f"About {local:%a %d %b %H:%M %Z} ({rate})"
+        text = f"About {when(self.finish_at.astimezone(zone))} ({rate})"
         if self.expiring:
-            text += f"; about {self.expiring:,} recipients would expire at the end date"
+            text += f"; about {count(self.expiring)} recipients would expire at the end date"
         return text + "."
 
 

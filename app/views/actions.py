@@ -18,7 +18,7 @@ from shiboken6 import isValid
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import CONFIRMED_ACTIONS, Action, ActionNotAllowed
 from app.services.batch_calls import BatchCallService, NotFound, ValidationError
-from app.views import ask
+from app.views import ask, formatting
 from app.views.icons import ACTION_ICONS, icon
 from app.views.rename_dialog import RenameDialog
 from app.views.tasks import TaskRunner
@@ -119,7 +119,7 @@ def confirmation(action: Action, snapshot: BatchCallSnapshot) -> tuple[str, str,
 
 
 def formatting_count(value: int) -> str:
-    return f"{value:,}"
+    return formatting.count(value)
 
 
 def success_message(action: Action, name: str) -> str:

@@ -26,7 +26,7 @@ from app.models.sqlite_file import DatabaseProblem
 from app.services.app_context import database_url, describe_url
 from app.views import aio, ask
 from app.views.context import AppContext, build_context, ensure_demo_defaults
-from app.views.icons import icon
+from app.views.icons import follow_palette, icon
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -38,13 +38,43 @@ ENGINE_STOP_MS = 5000
 TASKS_STOP_MS = 3000
 
 
-def style_sheet_path() -> Path | None:
-    """resources/style.qss beside the sources, or inside a PyInstaller bundle."""
-    candidates = [Path(__file__).resolve().parents[2] / "resources" / "style.qss"]
+def style_sheet_path(name: str = "style.qss") -> Path | None:
+    """resources/<name> beside the sources, or inside a PyInstaller bundle."""
+    candidates = [Path(__file__).resolve().parents[2] / "resources" / name]
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
-        candidates.insert(0, Path(bundle) / "resources" / "style.qss")
+        candidates.insert(0, Path(bundle) / "resources" / name)
     return next((p for p in candidates if p.is_file()), None)
+
+
+def style_sheet(dark: bool) -> str:
+    """resources/style.qss, followed on a dark palette by style-dark.qss, which gives the
+    same rules their dark colours (a style sheet has no media queries)."""
+    parts = []
+    for name in ("style.qss", "style-dark.qss") if dark else ("style.qss",):
+        path = style_sheet_path(name)
+        if path is None:
+            log.debug("no %s found; using the plain Fusion style", name)
+            continue
+        parts.append(path.read_text(encoding="utf-8"))
+    return "\n".join(parts)
+
+
+def system_is_dark() -> bool:
+    return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+
+def apply_color_scheme(app: QApplication, dark: bool) -> None:
+    """The dark palette and style sheet, or the light ones (Fusion's own palette)."""
+    was_dark = bool(app.property("darkLook"))
+    if dark:
+        app.setPalette(dark_palette())
+    elif was_dark:
+        app.setPalette(app.style().standardPalette())
+    app.setProperty("darkLook", dark)
+    app.setStyleSheet(style_sheet(dark))
+    if was_dark != dark:
+        follow_palette()  # the icons of the windows already open
 
 
 #: The GUI thread shares the interpreter with the engine thread and its pollers; a short
@@ -69,8 +99,10 @@ def keep_gui_responsive() -> Callable[[], None]:
     return restore
 
 
-def prepare_application(argv: list[str] | None = None) -> QApplication:
-    """The QApplication with the name, the Fusion style and the style sheet."""
+def prepare_application(argv: list[str] | None = None, *, dark: bool | None = None) -> QApplication:
+    """The QApplication with the name, the Fusion style, the palette and the style sheet:
+    dark when the system uses a dark colour scheme (and again whenever it switches), or
+    as `dark` says (the screenshots)."""
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         # Fractional scale factors (125 %, 150 %) as the system sets them: icons are SVG.
@@ -83,19 +115,20 @@ def prepare_application(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName("BatchCalls")
     app.setWindowIcon(icon("app"))
     app.setStyle("Fusion")
-    if QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark:
-        app.setPalette(dark_palette())
-    path = style_sheet_path()
-    if path is not None:
-        app.setStyleSheet(path.read_text(encoding="utf-8"))
-    else:
-        log.debug("no style sheet found; using the plain Fusion style")
+    apply_color_scheme(app, system_is_dark() if dark is None else dark)
+    if dark is None and not app.property("followsColorScheme"):
+        app.setProperty("followsColorScheme", True)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(
+            lambda scheme: apply_color_scheme(app, scheme == Qt.ColorScheme.Dark)
+        )
     return app
 
 
 def dark_palette() -> QPalette:
-    """Fusion's colours for a system that uses a dark appearance."""
-    palette = QPalette()
+    """Fusion's colours for a system that uses a dark appearance. Built from the button
+    and window colours, so the shades Fusion draws frames, separators and bevels with
+    (light, mid, dark, shadow) are dark too."""
+    palette = QPalette(QColor("#2d2f33"), QColor("#202124"))
     role = QPalette.ColorRole
     for key, value in (
         (role.Window, "#202124"),
@@ -113,8 +146,10 @@ def dark_palette() -> QPalette:
         (role.Link, "#8ab4f8"),
     ):
         palette.setColor(key, QColor(value))
-    palette.setColor(QPalette.ColorGroup.Disabled, role.Text, QColor("#6f7378"))
-    palette.setColor(QPalette.ColorGroup.Disabled, role.ButtonText, QColor("#6f7378"))
+    for disabled in (role.Text, role.ButtonText, role.WindowText):
+        palette.setColor(QPalette.ColorGroup.Disabled, disabled, QColor("#6f7378"))
+    palette.setColor(role.Light, QColor("#3c4043"))  # a separator, not a white line
+    palette.setColor(role.Midlight, QColor("#35373b"))
     return palette
 
 

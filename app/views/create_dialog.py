@@ -80,7 +80,7 @@ def duplicates_summary(report: CsvReport) -> tuple[str, str]:
     what = f"{formatting.count(count)} duplicate number{'s' if count != 1 else ''}"
 
     def rows_of(group: Any, limit: int) -> str:
-        shown = ", ".join(str(r) for r in group.row_numbers[:limit])
+        shown = ", ".join(formatting.ordinal(r) for r in group.row_numbers[:limit])
         return shown + (", …" if len(group.row_numbers) > limit else "")
 
     examples = "; ".join(
@@ -439,11 +439,11 @@ class CreateDialog(QDialog):
         self.date_edit = QDateEdit(QDate(start.year, start.month, start.day), box)
         self.date_edit.setObjectName("scheduleDateEdit")
         self.date_edit.setCalendarPopup(True)
-        self.date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_edit.setDisplayFormat(formatting.date_pattern())
         self.date_edit.dateChanged.connect(self.update_problems)
         self.time_edit = QTimeEdit(QTime(start.hour, start.minute), box)
         self.time_edit.setObjectName("scheduleTimeEdit")
-        self.time_edit.setDisplayFormat("HH:mm")
+        self.time_edit.setDisplayFormat(formatting.time_pattern())
         self.time_edit.timeChanged.connect(self.update_problems)
         when = QHBoxLayout()
         when.addWidget(self.date_edit)
@@ -462,10 +462,10 @@ class CreateDialog(QDialog):
         hours = QHBoxLayout()
         self.start_edit = QTimeEdit(QTime(9, 0), box)
         self.start_edit.setObjectName("windowStartEdit")
-        self.start_edit.setDisplayFormat("HH:mm")
+        self.start_edit.setDisplayFormat(formatting.time_pattern())
         self.end_edit = QTimeEdit(QTime(18, 0), box)
         self.end_edit.setObjectName("windowEndEdit")
-        self.end_edit.setDisplayFormat("HH:mm")
+        self.end_edit.setDisplayFormat(formatting.time_pattern())
         for edit in (self.start_edit, self.end_edit):
             edit.timeChanged.connect(self.update_problems)
         hours.addWidget(self.start_edit)
@@ -517,10 +517,10 @@ class CreateDialog(QDialog):
         self.end_date_edit = QDateEdit(QDate(later.year, later.month, later.day), box)
         self.end_date_edit.setObjectName("endDateEdit")
         self.end_date_edit.setCalendarPopup(True)
-        self.end_date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.end_date_edit.setDisplayFormat(formatting.date_pattern())
         self.end_time_edit = QTimeEdit(QTime(18, 0), box)
         self.end_time_edit.setObjectName("endTimeEdit")
-        self.end_time_edit.setDisplayFormat("HH:mm")
+        self.end_time_edit.setDisplayFormat(formatting.time_pattern())
         self.end_date_check.toggled.connect(self._end_date_changed)
         self.end_date_edit.dateChanged.connect(self.update_problems)
         self.end_time_edit.timeChanged.connect(self.update_problems)
@@ -562,10 +562,10 @@ class CreateDialog(QDialog):
         )
         self.local_start_edit = QTimeEdit(QTime(8, 0), box)
         self.local_start_edit.setObjectName("localHoursStartEdit")
-        self.local_start_edit.setDisplayFormat("HH:mm")
+        self.local_start_edit.setDisplayFormat(formatting.time_pattern())
         self.local_end_edit = QTimeEdit(QTime(21, 0), box)
         self.local_end_edit.setObjectName("localHoursEndEdit")
-        self.local_end_edit.setDisplayFormat("HH:mm")
+        self.local_end_edit.setDisplayFormat(formatting.time_pattern())
         self.local_hours_check.toggled.connect(self._local_hours_changed)
         for edit in (self.local_start_edit, self.local_end_edit):
             edit.timeChanged.connect(self.update_problems)
@@ -855,8 +855,9 @@ class CreateDialog(QDialog):
             self.reason_label.setText("")
         else:
             what = self.rejected_model.index(row, RejectedColumn.REASON).data()  # type: ignore[arg-type]
+            row_number = formatting.ordinal(entry.rejected.row_number)
             self.reason_label.setText(
-                f"Row {entry.rejected.row_number}: {what}. How to fix it: {fix_hint(str(what))}"
+                f"Row {row_number}: {what}. How to fix it: {fix_hint(str(what))}"
             )
         self.remove_row_button.setEnabled(row is not None and state is not RowState.REMOVED)
         self.restore_row_button.setEnabled(state is RowState.REMOVED)

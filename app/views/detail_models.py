@@ -30,7 +30,7 @@ from app.services.batch_calls import (
     RecipientQuery,
     RecipientSort,
 )
-from app.views import formatting
+from app.views import aio, formatting
 from app.views.table_model import AnyIndex, FlatTableModel
 from app.views.tasks import TaskRunner
 
@@ -109,11 +109,17 @@ _RECIPIENT_ROLES = [
 class RecipientTableModel(FlatTableModel):
     """The recipients of one batch call, a page at a time.
 
-    Signals: loaded(int) with the number of matching recipients, after a (re)query;
-    pageFetched(int) with the number of rows held, after fetchMore brought a page.
+    A search's first page is shown before its matches are counted (counting 100,000
+    matches or more takes longer than the page): until then `total` is None.
+
+    Signals: loaded(int) after a (re)query, with the number of matching recipients or -1
+    while they are being counted; counted(int) once that number is known for the query
+    (with its first page, or when the count that follows it arrives); pageFetched(int)
+    with the number of rows held, after fetchMore brought a page.
     """
 
     loaded = Signal(int)
+    counted = Signal(int)
     pageFetched = Signal(int)
 
     def __init__(
@@ -131,7 +137,9 @@ class RecipientTableModel(FlatTableModel):
         self._batch_id = batch_id
         self._tasks = tasks
         self._rows: list[RecipientSnapshot] = []
-        self._total = 0
+        self._total: int | None = 0  # None: a search's matches are being counted
+        #: Why the last count failed (total stays None until a reload or refresh counts).
+        self.count_error: str | None = None
         self._query = RecipientQuery()
         self._generation = 0  # answers to an older query are dropped
         self._refreshing = False
@@ -170,7 +178,7 @@ class RecipientTableModel(FlatTableModel):
     @staticmethod
     def _display(recipient: RecipientSnapshot, column: RecipientColumn) -> str:
         if column is RecipientColumn.ROW:
-            return str(recipient.row_number)
+            return formatting.ordinal(recipient.row_number)
         if column is RecipientColumn.PHONE:
             return recipient.phone_number
         if column is RecipientColumn.NAME:
@@ -178,18 +186,22 @@ class RecipientTableModel(FlatTableModel):
         if column is RecipientColumn.STATUS:
             return recipient.status.display_name
         if column is RecipientColumn.ATTEMPTS:
-            return str(recipient.attempts)
+            return formatting.count(recipient.attempts)
         if column is RecipientColumn.ENDED:
             return formatting.local_time(recipient.ended_at) if recipient.ended_at else ""
         return formatting.variables_text(recipient.variables)
 
     def canFetchMore(self, parent: AnyIndex) -> bool:
-        return not parent.isValid() and len(self._rows) < self._total
+        return not parent.isValid() and self._more_to_fetch()
+
+    def _more_to_fetch(self) -> bool:
+        """Fewer rows held than counted; before the count, until a page comes back short."""
+        return self._total is None or len(self._rows) < self._total
 
     def fetchMore(self, parent: AnyIndex) -> None:
         """Read the next page in the background; its rows are appended when it arrives
         (never inside a view's or a tester's own signal handling)."""
-        if parent.isValid() or self._fetching or len(self._rows) >= self._total:
+        if parent.isValid() or self._fetching or not self._more_to_fetch():
             return
         self._fetching = True
         generation = self._generation
@@ -209,13 +221,19 @@ class RecipientTableModel(FlatTableModel):
             if generation != self._generation or offset != len(self._rows):
                 return
             assert isinstance(page, list)
-            if not page:
-                self._total = len(self._rows)  # fewer than counted: some were deleted
-                return
-            self.beginInsertRows(QModelIndex(), offset, offset + len(page) - 1)
-            self._rows.extend(page)
-            self.endInsertRows()
-            self.pageFetched.emit(len(self._rows))
+            if page:
+                self.beginInsertRows(QModelIndex(), offset, offset + len(page) - 1)
+                self._rows.extend(page)
+                self.endInsertRows()
+            if len(page) < PAGE_SIZE and self._total != len(self._rows):
+                # The last page: every match is held (fewer than counted when some were
+                # deleted), which also answers a count still running.
+                uncounted = self._total is None
+                self._total = len(self._rows)
+                if uncounted:
+                    self.counted.emit(self._total)
+            if page:
+                self.pageFetched.emit(len(self._rows))
 
         def failed(error: BaseException) -> None:
             self._fetching = False
@@ -243,8 +261,9 @@ class RecipientTableModel(FlatTableModel):
         return self._query
 
     @property
-    def total(self) -> int:
-        """How many recipients match the filter (not only the rows loaded)."""
+    def total(self) -> int | None:
+        """How many recipients match the filter (not only the rows loaded); None while a
+        search's matches are being counted."""
         return self._total
 
     def recipient(self, row: int) -> RecipientSnapshot | None:
@@ -260,15 +279,18 @@ class RecipientTableModel(FlatTableModel):
         self.set_query(replace(self._query, status=status, search=search))
 
     def set_query(self, query: RecipientQuery) -> None:
-        """Count and read the first page in the background, then show them."""
+        """Read the first page in the background and show it; a search whose matches
+        fill more than that page is counted afterwards (see `_count`)."""
         self._query = query
         self._generation += 1
         generation = self._generation
         batch_id = self._batch_id
 
-        def read(_control: object) -> tuple[int, list[RecipientSnapshot]]:
-            total = self._service.count_recipients(batch_id, query)
-            return total, self._service.recipients_page(batch_id, query, 0, PAGE_SIZE)
+        def read(_control: object) -> tuple[int | None, list[RecipientSnapshot]]:
+            page = self._service.recipients_page(batch_id, query, 0, PAGE_SIZE)
+            if len(page) < PAGE_SIZE:
+                return len(page), page  # every match is on the page
+            return self._service.stored_count(batch_id, query), page
 
         def done(result: object) -> None:
             if generation != self._generation:
@@ -277,11 +299,33 @@ class RecipientTableModel(FlatTableModel):
             total, page = result
             self.beginResetModel()
             self._rows = list(page)
-            self._total = max(total, len(page))
+            self._total = None if total is None else max(total, len(page))
+            self.count_error = None
             self.endResetModel()
-            self.loaded.emit(self._total)
+            self.loaded.emit(-1 if self._total is None else self._total)
+            if self._total is None:
+                aio.spawn(self._count(generation, query), name="recipientsCount", owner=self)
+            else:
+                self.counted.emit(self._total)
 
         self._tasks.submit("recipients", read, on_done=done, owner=self)
+
+    async def _count(self, generation: int, query: RecipientQuery) -> None:
+        """Count the search's matches once its first page shows; a failed count leaves
+        `total` unknown (the next live refresh counts again)."""
+        async with self._tasks.tracking("recipientsCount", quiet=True):
+            try:
+                total = await aio.in_worker(self._service.count_recipients, self._batch_id, query)
+            except Exception as error:
+                log.warning("counting recipients failed: %s", error)
+                if aio.alive(self) and generation == self._generation:
+                    self.count_error = str(error) or type(error).__name__
+                    self.loaded.emit(-1)
+                return
+            if not aio.alive(self) or generation != self._generation:
+                return
+            self._total = max(total, len(self._rows))
+            self.counted.emit(self._total)
 
     def load(self) -> None:
         self.set_query(self._query)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QLocale, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -382,6 +382,7 @@ class DetailsDialog(QDialog):
         splitter.setObjectName("recipientsSplitter")
         self.recipient_model = RecipientTableModel(self.service, self.snapshot.id, self.tasks, self)
         self.recipient_model.loaded.connect(self._recipients_loaded)
+        self.recipient_model.counted.connect(self._recipients_loaded)
         self.recipient_model.pageFetched.connect(self._recipients_loaded)
         self.recipient_model.modelAboutToBeReset.connect(self._remember_recipient)
         self.recipient_model.modelReset.connect(self._restore_recipient)
@@ -510,10 +511,14 @@ class DetailsDialog(QDialog):
         )
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
         self.summary["percent"].setText(formatting.percent_text(s))
-        self.summary["retries"].setText(str(s.retry_count))
+        self.summary["retries"].setText(formatting.count(s.retry_count))
         forecast = s.forecast(self.context.clock(), self._calls_per_second())
         self.summary["forecast"].setText(
-            forecast.describe(parse_timezone(s.timezone)) if forecast else formatting.NO_VALUE
+            forecast.describe(
+                parse_timezone(s.timezone), count=formatting.count, when=formatting.weekday_time
+            )
+            if forecast
+            else formatting.NO_VALUE
         )
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
@@ -550,7 +555,7 @@ class DetailsDialog(QDialog):
             figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
             self._live_figures = figures
             self.summary["in_progress"].setText(formatting.count(figures.in_progress))
-            self.summary["rate"].setText(QLocale().toString(figures.per_minute, "f", 1))
+            self.summary["rate"].setText(formatting.number(figures.per_minute))
             self.summary["answer_rate"].setText(
                 "—"
                 if figures.answer_rate is None
@@ -651,7 +656,7 @@ class DetailsDialog(QDialog):
                 fields["requested"].setText(
                     "Not called yet." if recipient.attempts == 0 else "A call is in progress."
                 )
-            fields["attempts"].setText(str(recipient.attempts))
+            fields["attempts"].setText(formatting.count(recipient.attempts))
             return
         fields["requested"].setText(formatting.local_time(recipient.requested_at, seconds=True))
         fields["answered"].setText(formatting.local_time(recipient.answered_at, seconds=True))
@@ -660,7 +665,7 @@ class DetailsDialog(QDialog):
         fields["answered_by"].setText(recipient.answered_by or formatting.NO_VALUE)
         fields["call_id"].setText(recipient.provider_call_id or formatting.NO_VALUE)
         fields["error"].setText(recipient.last_error or formatting.NO_VALUE)
-        fields["attempts"].setText(str(recipient.attempts))
+        fields["attempts"].setText(formatting.count(recipient.attempts))
 
     def _load_attempt_history(self, recipient: RecipientSnapshot) -> None:
         """Every call attempt of the selected recipient (SPEC 10: automatic retries), read
@@ -768,19 +773,26 @@ class DetailsDialog(QDialog):
         self.recipient_model.sort(column, order)
 
     def _recipients_loaded(self, *_args: Any) -> None:
-        """ "200 of 450 recipients loaded" after a query, a refresh and each further page."""
+        """ "200 of 450 recipients loaded" after a query, its count, a refresh and each
+        further page; "200 matching recipients loaded, counting…" before a search's count."""
         total = self.recipient_model.total
         shown = self.recipient_model.rowCount()
         query = self.recipient_model.query
         filtered = query.status is not None or bool(query.search.strip())
         what = "matching recipients" if filtered else "recipients"
-        if total == 0:
+        failure = self.recipient_model.count_error if total is None else None
+        if failure:
+            text = f"{formatting.count(shown)} {what} loaded; counting failed (Reload to retry)"
+        elif total is None:
+            text = f"{formatting.count(shown)} {what} loaded, counting…"
+        elif total == 0:
             text = "No recipient matches." if filtered else "No recipients."
         elif shown < total:
             text = f"{formatting.count(shown)} of {formatting.count(total)} {what} loaded"
         else:
             text = f"{formatting.count(total)} {what}"
         self.recipient_count_label.setText(text)
+        self.recipient_count_label.setToolTip(failure or "")
 
     def _remember_recipient(self) -> None:
         index = self.recipient_table.currentIndex()
@@ -833,9 +845,11 @@ class DetailsDialog(QDialog):
         self.export_button.setEnabled(False)
         self._show_busy(True, "Exporting recipients…")
 
-        def done(count: object) -> None:
+        def done(count: int) -> None:
             self.export_button.setEnabled(True)
-            self._show_busy(False, f"Exported {count:,} recipients to {Path(path).name}.")
+            self._show_busy(
+                False, f"Exported {formatting.count(count)} recipients to {Path(path).name}."
+            )
 
         def failed(error: BaseException) -> None:
             self.export_button.setEnabled(True)
@@ -894,6 +908,14 @@ class DetailsDialog(QDialog):
     def _show_busy(self, busy: bool, message: str) -> None:
         self.loading.setVisible(busy)
         self.message_label.setText(message)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """The status chip is drawn for the palette: again when it switches light/dark."""
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "status_label"):
+            self.status_label.setStyleSheet(
+                look.chip_style_sheet(self.snapshot.status, self.palette())
+            )
+        super().changeEvent(event)
 
     def closeEvent(self, event: Any) -> None:
         self.recipients_timer.stop()

@@ -149,7 +149,11 @@ class DoNotCallTab(QWidget):
                 ],
                 entries,
             )
-            shown = f" (first {len(entries)} shown)" if len(entries) < total and not search else ""
+            shown = (
+                f" (first {formatting.count(len(entries))} shown)"
+                if len(entries) < total and not search
+                else ""
+            )
             self.count_label.setText(f"{formatting.count(total)} numbers{shown}")
             self.refreshed.emit()
 
@@ -240,7 +244,7 @@ class DoNotCallTab(QWidget):
                 f"{formatting.count(result.rejected_count)} rejected."
             )
             for row in result.rejected[:5]:
-                text += f"\nRow {row.row_number}: {row.phone_raw} {row.reason}"
+                text += f"\nRow {formatting.ordinal(row.row_number)}: {row.phone_raw} {row.reason}"
             return text
 
         self._run("doNotCallImport", lambda: self.service.import_csv(path, country), message)

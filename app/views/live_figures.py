@@ -115,7 +115,7 @@ class OutcomeChart(QWidget):
         peak = max((sum(m.values()) for m in minutes), default=0)
         self.setToolTip(
             f"Calls that ended per minute over the last {CHART_MINUTES} minutes "
-            f"(busiest minute: {peak})"
+            f"(busiest minute: {formatting.count(peak)})"
         )
         self.update()
 

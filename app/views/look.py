@@ -49,9 +49,23 @@ SEGMENTS: tuple[tuple[RecipientStatus, str, str], ...] = (
     (RecipientStatus.NO_ANSWER, "#e0a21b", "#f0b93c"),
     (RecipientStatus.FAILED, "#d23f31", "#f06a5c"),
 )
-TRACK = ("#e3e6ea", "#3b3f45")
+TRACK = ("#e3e6ea", "#4a4e55")
 #: The outcomes, in the bar's order.
 TERMINAL_ORDER = tuple(status for status, _light, _dark in SEGMENTS)
+
+
+#: Text with a meaning, (light, dark): the colours resources/style.qss and style-dark.qss
+#: give labels of the same roles, for text a model or a painter colours itself.
+TONES = {
+    "error": ("#b3261e", "#f28b82"),
+    "ok": ("#1e7b34", "#81c995"),
+    "muted": ("#6b6b6b", "#9aa0a6"),
+}
+
+
+def tone(name: str, palette: QPalette) -> QColor:
+    light, dark = TONES[name]
+    return QColor(dark if is_dark(palette) else light)
 
 
 def is_dark(palette: QPalette) -> bool:

@@ -552,9 +552,9 @@ class MainWindow(QMainWindow):
         if not quiet:
             self.reload_button.setEnabled(True)
             self.show_message(
-                f"Reloaded {count} batch call{'s' if count != 1 else ''}."
+                f"Reloaded {formatting.count(count)} batch call{'s' if count != 1 else ''}."
                 if not initial
-                else f"{count} batch call{'s' if count != 1 else ''}."
+                else f"{formatting.count(count)} batch call{'s' if count != 1 else ''}."
             )
         self.reloaded.emit(count)
 
@@ -707,9 +707,13 @@ class MainWindow(QMainWindow):
             return
         shown, total = self.proxy.rowCount(), self.model.rowCount()
         if shown == 0:
-            message = f"No batch call name contains “{text}”. Clear the search to see all {total}."
+            message = (
+                f"No batch call name contains “{text}”. "
+                f"Clear the search to see all {formatting.count(total)}."
+            )
         else:
-            message = f"{shown} of {total} batch calls match “{text}”."
+            counted = f"{formatting.count(shown)} of {formatting.count(total)}"
+            message = f"{counted} batch calls match “{text}”."
         self.search_summary.setText(message)
         self.search_summary.setVisible(True)
 
@@ -931,7 +935,8 @@ class MainWindow(QMainWindow):
         self.select_batch(snapshot.id)
         self._update_empty_state()
         self.show_message(
-            f"Created “{snapshot.name}” with {snapshot.total_recipients:,} recipients; "
+            f"Created “{snapshot.name}” with "
+            f"{formatting.count(snapshot.total_recipients)} recipients; "
             f"status {snapshot.status_display}."
         )
         self.wake_engine()

@@ -17,9 +17,10 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QGuiApplication
 
 from app.services.csv_import import PHONE_COLUMN_NAMES, RecipientRow, RejectedRow
+from app.views import formatting, look
 from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class RejectedRowsModel(FlatTableModel):
             return entry
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             if column is RejectedColumn.ROW:
-                return str(entry.rejected.row_number)
+                return formatting.ordinal(entry.rejected.row_number)
             if column is RejectedColumn.PHONE:
                 return entry.phone
             if column is RejectedColumn.REASON:
@@ -136,12 +137,8 @@ class RejectedRowsModel(FlatTableModel):
             if column is RejectedColumn.REASON:
                 return entry.reason
         if role == Qt.ItemDataRole.ForegroundRole and column is RejectedColumn.STATE:
-            color = {
-                RowState.REJECTED: "#b3261e",
-                RowState.FIXED: "#1e7b34",
-                RowState.REMOVED: "#6b6b6b",
-            }[entry.state]
-            return QBrush(QColor(color))
+            tone = {RowState.REJECTED: "error", RowState.FIXED: "ok", RowState.REMOVED: "muted"}
+            return QBrush(look.tone(tone[entry.state], QGuiApplication.palette()))
         return None
 
     def setData(self, index: AnyIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:

@@ -254,3 +254,12 @@ def test_a_recipient_found_two_ways_is_counted_once(service, batch):
         session.commit()
     names = [r.name for r in found(service, batch.id, "ada")]
     assert names.count("Ada Adams") == 1
+
+
+def test_the_counters_answer_a_count_without_a_search_only(service, batch):
+    """A view shows a search's first page before its count; the counters kept with every
+    status change answer at once for all recipients or one status, never for a search."""
+    assert service.stored_count(batch.id) == 60 == service.count_recipients(batch.id)
+    assert service.stored_count(batch.id, RecipientQuery(search="ada")) is None
+    assert service.stored_count(batch.id, RecipientQuery(search="  ")) == 60
+    assert service.stored_count(batch.id + 1000) == 0  # deleted meanwhile

@@ -203,3 +203,133 @@ def test_prepare_application_sets_the_application_icon(qapp):
 
     app = prepare_application()
     assert not app.windowIcon().isNull()
+
+
+@pytest.fixture
+def color_scheme(qapp):
+    """use(dark): the application's palette and style sheet as for a light or a dark
+    system (app.views.app.apply_color_scheme); put back as they were afterwards."""
+    from app.views.app import apply_color_scheme
+
+    before = (QPalette(qapp.palette()), qapp.styleSheet(), qapp.property("darkLook"))
+    yield lambda dark: apply_color_scheme(qapp, dark)
+    qapp.setStyleSheet(before[1])
+    qapp.setPalette(before[0])
+    qapp.setProperty("darkLook", before[2])
+
+
+#: Widgets the style sheets colour: (kind, role property, object name, other property).
+STYLED = [
+    (QLabel, "error", "", None),
+    (QLabel, "ok", "", None),
+    (QLabel, "hint", "", None),
+    (QLabel, "notice", "", None),
+    (QLabel, None, "emptyStateLabel", None),
+    (QLabel, None, "searchSummaryLabel", None),
+    (QLabel, None, "modeLabel", ("mode", "simulation")),
+    (QLabel, None, "modeLabel", ("mode", "twilio")),
+    (QPushButton, "danger", "", None),
+    (QPushButton, "primary", "", None),
+]
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_the_style_sheet_keeps_text_readable_in_both_palettes(color_scheme, qtbot, dark):
+    color_scheme(dark)
+    assert look.is_dark(QApplication.palette()) is dark
+    for kind, role, name, extra in STYLED:
+        widget = kind("Text")
+        qtbot.addWidget(widget)
+        if role:
+            widget.setProperty("role", role)
+        if name:
+            widget.setObjectName(name)
+        if extra:
+            widget.setProperty(*extra)
+        widget.ensurePolished()
+        colors = widget.palette()
+        ground = QPalette.ColorRole.Button if kind is QPushButton else QPalette.ColorRole.Window
+        text = colors.color(widget.foregroundRole())
+        assert contrast(text, colors.color(ground)) >= 4.5, (role or name, extra, dark)
+
+
+def test_the_dark_style_sheet_follows_the_light_one(color_scheme, qapp):
+    from app.views.app import style_sheet
+
+    color_scheme(True)
+    assert qapp.styleSheet() == style_sheet(True)
+    assert style_sheet(True).startswith(style_sheet(False))
+    assert 'QLabel[role="error"] { color: #f28b82; }' in qapp.styleSheet()
+    color_scheme(False)
+    assert qapp.styleSheet() == style_sheet(False)
+    assert not look.is_dark(qapp.palette())
+
+
+def ink_lightness(image: QImage) -> float:
+    """The mean lightness of the icon's opaque pixels."""
+    values = [
+        image.pixelColor(x, y).lightness()
+        for x in range(image.width())
+        for y in range(image.height())
+        if image.pixelColor(x, y).alpha() > 200
+    ]
+    assert values
+    return sum(values) / len(values)
+
+
+def test_icons_are_drawn_light_on_a_dark_palette(color_scheme):
+    light = icon("reload").pixmap(24, 24).toImage()
+    color_scheme(True)
+    dark = icon("reload").pixmap(24, 24).toImage()
+    assert ink_lightness(light) < 100 < 180 < ink_lightness(dark)
+    assert icon("delete").pixmap(24, 24).toImage() != dark
+    assert icon("missing").isNull()
+
+
+def test_rejected_rows_say_their_state_readably_on_a_dark_palette(color_scheme, qtmodeltester):
+    from app.services.csv_import import RejectedRow
+    from app.views.rejected_model import RejectedColumn, RejectedRowsModel
+
+    model = RejectedRowsModel()
+    qtmodeltester.check(model)
+    model.set_rows(
+        (RejectedRow(4, "call after 5pm", "contains letters", {}),),
+        ("phone_number",),
+        lambda _values, row: RejectedRow(row, "", "", {}),
+    )
+    state = model.index(0, RejectedColumn.STATE)
+    for dark in (False, True):
+        color_scheme(dark)
+        colors = QApplication.palette()
+        shown = state.data(Qt.ItemDataRole.ForegroundRole).color()
+        assert shown == look.tone("error", colors)
+        for name in look.TONES:
+            assert contrast(look.tone(name, colors), colors.color(QPalette.ColorRole.Base)) >= 4.5
+
+
+def test_open_windows_take_the_icons_of_a_new_palette(color_scheme, qtbot):
+    from PySide6.QtGui import QAction
+
+    button = QPushButton("Reload")
+    qtbot.addWidget(button)
+    button.setIcon(icon("reload"))
+    action = QAction(icon("pause"), "Pause", button)
+    button.addAction(action)
+    color_scheme(True)  # the system switched to dark while the window was open
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) > 180
+    assert ink_lightness(action.icon().pixmap(24, 24).toImage()) > 180
+    color_scheme(False)
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) < 100
+
+
+def test_the_details_chip_follows_a_new_palette(color_scheme, open_main_window, seeded, qtbot):
+    from tests.views.test_details import details_of
+
+    dialog = details_of(open_main_window(), seeded["failed"].id, qtbot)
+    chip = dialog.findChild(QLabel, "detailsStatusLabel")
+    light_fill, _text = look.chip_colors(BatchStatus.FAILED, QApplication.palette())
+    assert light_fill.name() in chip.styleSheet()
+    color_scheme(True)
+    dark_fill, _text = look.chip_colors(BatchStatus.FAILED, QApplication.palette())
+    assert dark_fill != light_fill
+    assert dark_fill.name() in chip.styleSheet()
