@@ -18,6 +18,7 @@ from app.models.policy import (
 )
 from app.models.status import (
     RETRYABLE_RECIPIENT_STATUSES,
+    TERMINAL_RECIPIENT_STATUSES,
     Action,
     BatchStatus,
     RecipientStatus,
@@ -178,7 +179,8 @@ class BatchCallSnapshot:
     @property
     def finished_count(self) -> int:
         """Recipients with a final outcome (completed, failed or no answer)."""
-        return sum(self.counts[s] for s in RecipientStatus if s.is_terminal)
+        counts = self.counts  # the five terminal statuses, not all nine through the enum
+        return sum(counts[s] for s in TERMINAL_RECIPIENT_STATUSES)
 
     @property
     def remaining_count(self) -> int:

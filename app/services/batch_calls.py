@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -349,6 +350,33 @@ class RecipientQuery:
     search: str = ""
     sort: RecipientSort = RecipientSort.ROW
     descending: bool = False
+
+
+@dataclass(frozen=True)
+class BatchCallListing:
+    """A read of every batch call against what the reader holds (`list_changed`):
+    `versions` by id, to hand to the next read, and the snapshots of the rows that are new
+    or changed."""
+
+    versions: dict[int, int]
+    fresh: list[BatchCallSnapshot]
+
+
+#: The list's rows as plain Core rows (no mapped objects), newest first: every column a
+#: snapshot reads (not the CSV's variable names, a JSON list), and the agent's name.
+_LIST_STATEMENT = (
+    select(
+        *(c for c in BatchCall.__table__.columns if c.name != "variable_columns"),
+        Agent.name.label("agent_name_"),
+    )
+    .join(Agent, Agent.id == BatchCall.agent_id)
+    .order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
+)
+
+
+def _listed_snapshot(row: Any, now: datetime) -> BatchCallSnapshot:
+    # A namespace's attributes are read faster than a Row's (by name, about 45 per row).
+    return batch_snapshot(SimpleNamespace(**row._mapping), agent_name=row.agent_name_, now=now)
 
 
 def batch_snapshot(
@@ -989,21 +1017,33 @@ class BatchCallService:
 
     def list(self, search: str = "") -> builtins.list[BatchCallSnapshot]:
         """Every batch call, newest first; `search` matches names case-insensitively."""
-        # Plain rows, not mapped objects: the desktop reads 10,000 of these every poll.
-        stmt = (
-            select(*BatchCall.__table__.columns, Agent.name.label("agent_name_"))
-            .join(Agent, Agent.id == BatchCall.agent_id)
-            .order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
-        )
+        stmt = _LIST_STATEMENT
         if search.strip():
             stmt = stmt.where(
                 func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
             )
+        now = self.clock()
         with self.sessions() as session:
-            return [
-                batch_snapshot(b, agent_name=b.agent_name_, now=self.clock())
-                for b in session.execute(stmt)
-            ]
+            return [_listed_snapshot(row, now) for row in session.execute(stmt)]
+
+    def list_changed(
+        self, versions: Mapping[int, int] | None = None, stale: Collection[int] = ()
+    ) -> BatchCallListing:
+        """Every batch call's row version, and the snapshots of those not as `versions`
+        (from the previous read) had them, or named in `stale`: a poll of 10,000 batch
+        calls of which ten changed builds ten snapshots, not 10,000. A batch call still
+        importing is always fresh (whether its import is alive depends on the time)."""
+        known = versions or {}
+        now = self.clock()
+        seen: dict[int, int] = {}
+        fresh: builtins.list[BatchCallSnapshot] = []
+        with self.sessions() as session:
+            for row in session.execute(_LIST_STATEMENT):
+                # Every column and the agent's name: any change gives another version.
+                version = seen[row.id] = hash(row)
+                if known.get(row.id) != version or row.id in stale or row.import_complete is False:
+                    fresh.append(_listed_snapshot(row, now))
+        return BatchCallListing(seen, fresh)
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
         """A batch call by id, or by its exact (case-insensitive) name if unique."""

@@ -18,8 +18,8 @@ its scroll position and the search text while counts change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -173,34 +173,41 @@ class BatchCallTableModel(QStandardItemModel):
         else:
             self.update_rows([snapshot])
 
-    def update_rows(self, snapshots: Sequence[BatchCallSnapshot]) -> None:
+    def update_rows(
+        self,
+        snapshots: Sequence[BatchCallSnapshot],
+        cells: dict[int, list[ChangedCell]] | None = None,
+    ) -> None:
         """Update rows already shown, announced by one dataChanged over the rows and
         columns that changed: the sorter then re-sorts once (not once per row), and not
-        at all when the sorted column did not change."""
+        at all when the sorted column did not change. `cells` (by id, from `diff_rows` in
+        a worker) says which cells changed; without it they are worked out here."""
         rows: list[int] = []
         columns: set[int] = set()
         blocked = self.blockSignals(True)  # each setData would announce (and re-sort) itself
         try:
             for snapshot in snapshots:
                 row = self._row_of.get(snapshot.id)
-                if row is None or self._snapshots[row] == snapshot:
+                if row is None:
                     continue
-                old = row_values(self._snapshots[row])
+                changed = cells.get(snapshot.id) if cells is not None else None
+                if changed is None:
+                    if self._snapshots[row] == snapshot:
+                        continue
+                    changed = changed_cells(self._snapshots[row], snapshot)
                 self._snapshots[row] = snapshot
                 rows.append(row)
                 name_item = self.item(row, Column.NAME)
                 if name_item is not None:
                     name_item.setData(snapshot, BatchCallRole.SNAPSHOT)
                     columns.add(Column.NAME)
-                for column, (value, before) in enumerate(
-                    zip(row_values(snapshot), old, strict=True)
-                ):
+                for column, text, sort_key in changed:
                     item = self.item(row, column)
-                    if item is None or value == before:
+                    if item is None:
                         continue
                     columns.add(column)
-                    item.setText(value[0])
-                    item.setData(value[1], BatchCallRole.SORT_KEY)
+                    item.setText(text)
+                    item.setData(sort_key, BatchCallRole.SORT_KEY)
         finally:
             self.blockSignals(blocked)
         if rows:
@@ -229,25 +236,48 @@ class BatchCallTableModel(QStandardItemModel):
         """Apply what a worker found different (see `diff_rows`)."""
         for batch_id in diff.removed:
             self.remove(batch_id)
-        self.update_rows(diff.changed)
+        self.update_rows(diff.changed, diff.cells)
         self.append_prepared(diff.added)
+
+
+#: (column, text, sort key) of a cell whose contents changed.
+ChangedCell = tuple[int, str, Any]
+
+
+def changed_cells(old: BatchCallSnapshot, new: BatchCallSnapshot) -> list[ChangedCell]:
+    return [
+        (column, *value)
+        for column, (value, before) in enumerate(zip(row_values(new), row_values(old), strict=True))
+        if value != before
+    ]
 
 
 @dataclass
 class RowDiff:
+    """What a fresh read changes in the rows shown: removed ids, changed snapshots (and
+    by id the cells of theirs that changed), and new rows with their cells built."""
+
     removed: list[int]
     changed: list[BatchCallSnapshot]
     added: list[PreparedRow]
+    cells: dict[int, list[ChangedCell]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.removed or self.changed or self.added)
 
 
-def diff_rows(shown: dict[int, BatchCallSnapshot], fresh: dict[int, BatchCallSnapshot]) -> RowDiff:
+def diff_rows(
+    shown: dict[int, BatchCallSnapshot],
+    fresh: dict[int, BatchCallSnapshot],
+    stored: Collection[int] | None = None,
+) -> RowDiff:
     """What differs between the rows shown and a fresh read, with the new rows' cells
-    built (runs in a worker thread)."""
-    removed = [batch_id for batch_id in shown if batch_id not in fresh]
+    built and the changed cells worked out (runs in a worker thread). `stored` is every
+    id still stored when `fresh` holds only the rows read as changed (`list_changed`)."""
+    present = fresh if stored is None else stored
+    removed = [batch_id for batch_id in shown if batch_id not in present]
     changed: list[BatchCallSnapshot] = []
+    cells: dict[int, list[ChangedCell]] = {}
     added: list[BatchCallSnapshot] = []
     for batch_id, snapshot in fresh.items():
         old = shown.get(batch_id)
@@ -255,7 +285,8 @@ def diff_rows(shown: dict[int, BatchCallSnapshot], fresh: dict[int, BatchCallSna
             added.append(snapshot)
         elif old != snapshot:
             changed.append(snapshot)
-    return RowDiff(removed, changed, prepare_rows(added))
+            cells[batch_id] = changed_cells(old, snapshot)
+    return RowDiff(removed, changed, prepare_rows(added), cells)
 
 
 @dataclass

@@ -120,6 +120,10 @@ class MainWindow(QMainWindow):
         self.engine = engine
         self._loaded_once = False
         self._dirty: set[int] = set()
+        # The row versions of the last reload (BatchCallService.list_changed), and the
+        # batch calls shown from another read since (the next reload compares them anew).
+        self._versions: dict[int, int] = {}
+        self._touched: set[int] = set()
         self._refreshing = False
         self._inserting = False
         self._details: dict[int, Any] = {}
@@ -512,14 +516,19 @@ class MainWindow(QMainWindow):
         started_dirty = set(self._dirty)
         shown = self.model.by_id()
         service = self.service
+        versions, touched = self._versions, frozenset(self._touched)
 
-        def read() -> tuple[int, RowDiff]:
-            fresh = {s.id: s for s in service.list()}
-            return len(fresh), diff_rows(shown, fresh)
+        def read() -> tuple[dict[int, int], RowDiff]:
+            # Only the rows whose stored version changed (or that are not shown, say after
+            # an interrupted insert) become snapshots and are compared with those shown.
+            known = {i: v for i, v in versions.items() if i in shown}
+            listing = service.list_changed(known, stale=touched)
+            fresh = {s.id: s for s in listing.fresh}
+            return listing.versions, diff_rows(shown, fresh, stored=listing.versions)
 
         async with self.tasks.tracking("reload", quiet=quiet):
             try:
-                count, diff = await aio.in_worker(read)
+                versions, diff = await aio.in_worker(read)
             except Exception as error:  # the database went away: say what to do
                 if aio.alive(self):
                     self.reload_button.setEnabled(True)
@@ -535,8 +544,11 @@ class MainWindow(QMainWindow):
             for batch_id in diff.removed:
                 self.model.remove(batch_id)
                 self._details_gone(batch_id)
+            self._versions = versions
+            self._touched -= touched
+            count = len(versions)
             self._note_transitions(diff.changed)
-            self.model.update_rows(diff.changed)
+            self.model.update_rows(diff.changed, diff.cells)
             for snapshot in diff.changed:
                 self._forward_to_details(snapshot)
             for row in diff.added:
@@ -626,6 +638,7 @@ class MainWindow(QMainWindow):
 
     def apply_snapshot(self, batch_id: int, snapshot: BatchCallSnapshot | None) -> None:
         """Show a fresh snapshot (None: the batch call no longer exists)."""
+        self._touched.add(batch_id)
         if snapshot is None:
             self.model.remove(batch_id)
             self._details_gone(batch_id)

@@ -276,6 +276,48 @@ def test_list_search_is_case_insensitive_and_by_name_only(service, agent_and_num
     assert len(service.list("")) == 3
 
 
+def test_list_changed_builds_snapshots_only_for_rows_that_changed(
+    service, agent_and_number, sessions
+):
+    """A poll hands back the versions it read; the next read builds snapshots only for
+    the rows stored differently since (or named stale), and tells which ids remain."""
+    agent, number = agent_and_number
+    one, two, three = (
+        service.create(new_spec(agent, number, name=name), [make_rows(2)])
+        for name in ("One", "Two", "Three")
+    )
+    first = service.list_changed()
+    assert {s.id for s in first.fresh} == set(first.versions) == {one.id, two.id, three.id}
+    assert service.list_changed(first.versions).fresh == []
+    force(sessions, two.id, BatchStatus.RUNNING, {R.COMPLETED: 1})
+    service.rename(three.id, "Third")
+    service.delete(one.id)
+    second = service.list_changed(first.versions)
+    assert set(second.versions) == {two.id, three.id}
+    fresh = {s.id: s for s in second.fresh}
+    assert set(fresh) == {two.id, three.id}
+    assert fresh[two.id] == service.get(two.id)
+    assert fresh[two.id].counts[R.COMPLETED] == 1 and fresh[three.id].name == "Third"
+    # Named stale (shown from another read meanwhile): built again though unchanged.
+    assert [s.id for s in service.list_changed(second.versions, stale={two.id}).fresh] == [two.id]
+    assert service.list_changed(second.versions).fresh == []
+    assert sorted(s.id for s in service.list()) == sorted(second.versions)
+
+
+def test_list_changed_always_rebuilds_a_batch_call_still_importing(
+    service, agent_and_number, sessions
+):
+    agent, number = agent_and_number
+    batch = service.create(new_spec(agent, number), [make_rows(2)])
+    with sessions.begin() as session:
+        session.execute(
+            update(BatchCall).where(BatchCall.id == batch.id).values(import_complete=False)
+        )
+    versions = service.list_changed().versions
+    # Whether its import is alive depends on the time, not on the row alone.
+    assert [s.id for s in service.list_changed(versions).fresh] == [batch.id]
+
+
 def test_recipient_pages_filter_search_and_sort(service, agent_and_number, sessions):
     agent, number = agent_and_number
     rows = [

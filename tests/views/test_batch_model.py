@@ -148,3 +148,42 @@ def test_cells_hold_text_and_sort_keys(qapp, context):
     assert index.data(Qt.ItemDataRole.UserRole + 1) == pytest.approx(25.0)
     assert snapshot_at(model.index(0, Column.ACTIONS)) == snapshot
     assert not model.flags(index) & Qt.ItemFlag.ItemIsEditable
+
+
+def test_a_reload_reads_again_a_row_shown_from_another_read(open_main_window, context, qtbot):
+    """A reload builds snapshots only for rows stored differently since the last one; a
+    row shown meanwhile from a live update is compared again even if its row did not
+    change, so the list never keeps what the live update showed."""
+    store_batch_calls(context, 3)
+    window = open_main_window()
+    shown = window.model.snapshot(2)
+    window.apply_snapshot(2, replace(shown, name="Not what is stored"))
+    assert shown_names(window)[1] == "Not what is stored"
+    with qtbot.waitSignal(window.reloaded, timeout=10_000):
+        window.reload(quiet=True)
+    assert shown_names(window) == ["Bulk 00002", "Bulk 00001", "Bulk 00000"]
+    assert window.model.snapshot(2) == shown
+
+
+def test_a_reload_updates_only_the_cells_that_changed(open_main_window, context, qtbot):
+    store_batch_calls(context, 5)
+    window = open_main_window()
+    with context.sessions.begin() as session:
+        session.execute(
+            BatchCall.__table__.update()
+            .where(BatchCall.id == 4)
+            .values(total_recipients=2000, completed_count=1000)
+        )
+    changes: list[tuple[int, int, int, int]] = []
+    window.model.dataChanged.connect(
+        lambda top, bottom, _roles: changes.append(
+            (top.row(), bottom.row(), top.column(), bottom.column())
+        )
+    )
+    with qtbot.waitSignal(window.reloaded, timeout=10_000):
+        window.reload(quiet=True)
+    row = window.model.row_of(4)
+    assert changes == [(row, row, Column.NAME, Column.PROGRESS)]
+    assert window.model.index(row, Column.TOTAL).data() == "2,000"
+    assert window.model.index(row, Column.PROGRESS).data() == "50% (1,000/2,000)"
+    assert window.model.snapshot(4) == context.service.get(4)
