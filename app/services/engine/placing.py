@@ -12,6 +12,10 @@ The protocol (app.services.placements) is three short transactions per call:
 3. store: the call id after the answer (exactly once: reconciliation settles an attempt
    whose answer was lost).
 
+At high rates the transactions are shared: a tick claims about what its placing budget
+was seen to send (claims not sent are given back), marks are made for several requests
+at once, and the answers in are stored together, one transaction for many.
+
 So a Pause, Cancel or Delete never waits for the provider, and a holder frozen (SIGSTOP)
 and then woken sends nothing: its marks are too old and its lease has run out.
 """
@@ -59,6 +63,11 @@ RUNNING = store.RUNNING
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
 DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
+#: The call ids of answered requests are stored together, in one transaction, once this
+#: many are in or the oldest has waited this long (and always before placing ends): a
+#: crash meanwhile leaves attempts without call ids, which reconciliation settles.
+STORE_EVERY_ANSWERS = 50
+STORE_EVERY_SECONDS = 0.05
 
 
 def request_for(
@@ -140,6 +149,19 @@ class Placer:
         #: the sending threads just before each request.
         self._halted_all: str | None = None
         self._halted: set[int] = set()
+        #: Answers whose call ids are not stored yet, and when (monotonic) the first came.
+        self._answers: list[tuple[Claim, CallState, datetime]] = []
+        self._answers_since = 0.0
+        #: How many requests one tick's placing budget has been seen to send (None: no
+        #: limit seen yet): claiming many more would only give them back unplaced.
+        self._sendable: int | None = None
+        #: Requests sent (answered or failed) in this round of placing.
+        self._sent = 0
+
+    def claim_limit(self, most: int) -> int:
+        """How many calls to claim this tick, at most `most`: a fifth more than the
+        placing budget was last seen to send, so the claims not sent are few."""
+        return most if self._sendable is None else min(most, self._sendable)
 
     def close(self) -> None:
         """Never waits for a request in flight (its attempt is reconciled if need be)."""
@@ -241,15 +263,16 @@ class Placer:
         stop: str | None = None
         self._halted_all = None
         self._halted.clear()
+        self._sent = 0
         try:
             while pending or in_flight:
                 if stop is None:
                     stop = self._why_stop(deadline, report)
                     if stop is not None and pending:
                         log.info("placing stopped for this tick: %s", stop)
-                if stop is None and pending and (inline or len(in_flight) < self.concurrency):
-                    # Inline, one at a time: each is marked just before its own request.
-                    free = 1 if inline else self.concurrency - len(in_flight)
+                # Inline, one at a time: each is marked just before its own request.
+                free = 1 if inline else self._markable(len(in_flight))
+                if stop is None and pending and free > 0:
                     room = min(free, self.pacer.available(self.clock()))
                     if room > 0:
                         batch = self._next_open(pending, windows, closed, room)
@@ -262,6 +285,7 @@ class Placer:
                                 sent = self._send(provider, claim, slot, marked, windows)
                                 stop = stop or self._record(sent, report)
                                 self._halted_all = stop
+                                self._store_answers(report, when_due=True)
                             else:
                                 future = self._executor().submit(
                                     self._send, provider, claim, slot, marked, windows
@@ -269,6 +293,7 @@ class Placer:
                                 in_flight[future] = claim
                         continue
                     if not in_flight:
+                        self._store_answers(report)  # before waiting for the pacing
                         if not self._wait_for_pacing():
                             stop = "waiting for the pacing"
                         continue
@@ -281,6 +306,7 @@ class Placer:
                     if reason is not None and stop is None:
                         stop = self._halted_all = reason
                         log.info("placing stopped for this tick: %s", reason)
+                self._store_answers(report, when_due=True)
         finally:
             # Requests already sent are waited for (each bounded by the provider's own
             # timeout): their call ids must be stored. Claims never sent are given back.
@@ -289,8 +315,23 @@ class Placer:
                     self._record(future.result(), report)
                 except Exception:  # the pool was shut down under it: reconciled later
                     log.exception("a call's answer could not be recorded")
+            try:
+                self._store_answers(report)
+            except Exception:  # their attempts stay without call ids: reconciled later
+                log.exception("the call ids of answered requests could not be stored")
             if pending:
                 store.void_claims(self.sessions, pending, report)
+            self._learn_sendable(len(claims), len(pending), report)
+
+    def _markable(self, busy: int) -> int:
+        """How many requests to mark now, `busy` being sent or waiting for a thread: one
+        per idle sending thread; while the pacing is far from its limit (half its window
+        free beyond them), also a second round that waits ready for the threads, marked
+        in groups of at least `concurrency` (one transaction each)."""
+        threads = self.concurrency
+        if self.pacer.available(self.clock()) < self.pacer.limit // 2 + 2 * threads:
+            return max(0, threads - busy)
+        return 2 * threads - busy if busy <= threads else 0
 
     def _why_stop(self, deadline: float, report: TickReport) -> str | None:
         if self._stop.is_set():
@@ -339,8 +380,9 @@ class Placer:
         the do-not-call list while its batch call runs is never called after that. The
         stopped recipients get their own outcome; the others are returned."""
         allowed: list[Claim] = []
+        listed = store.on_do_not_call_among(session, {claim.request.to for claim in claims})
         for claim in claims:
-            if not store.on_do_not_call(session, claim.request.to):
+            if claim.request.to not in listed:
                 allowed.append(claim)
                 continue
             if attempts.void(session, claim, RecipientStatus.DO_NOT_CALL):
@@ -423,7 +465,9 @@ class Placer:
         claim = sent.claim
         moment = self.clock()
         to = mask_number(claim.request.to)
-        if sent.not_sent is not None:
+        if sent.not_sent is None:
+            self._sent += 1
+        else:
             self.pacer.cancel(sent.slot)
             store.void_claims(self.sessions, [claim], report)
             log.info("call to %s not placed: %s", to, sent.not_sent)
@@ -435,15 +479,42 @@ class Placer:
             self.health.note_placed(moment, state.queue_seconds)
             if state.created_at is not None and sent.sent_at is not None:
                 self.health.note_clock_offset(state.created_at - sent.sent_at)
-            with write_transaction(self.sessions) as session:
-                stored = attempts.store_call_id(session, claim, state, moment)
-            if not stored:  # deleted with its batch call meanwhile
-                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+            if not self._answers:
+                self._answers_since = time.monotonic()
+            self._answers.append((claim, state, moment))  # stored by _store_answers
             report.placed += 1
             report.touch(claim.batch_id)
             log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
             return None
         return self._record_error(claim, sent.error, moment, report)
+
+    def _store_answers(self, report: TickReport, *, when_due: bool = False) -> None:
+        """Step 3 for the answers in: their call ids, all in one write transaction. With
+        `when_due`, only once enough are in or the oldest has waited long enough."""
+        answers = self._answers
+        if not answers or (
+            when_due
+            and len(answers) < STORE_EVERY_ANSWERS
+            and time.monotonic() - self._answers_since < STORE_EVERY_SECONDS
+        ):
+            return
+        self._answers = []
+        with write_transaction(self.sessions) as session:
+            stored = attempts.store_call_ids(session, answers)
+        for (_, state, _), ok in zip(answers, stored, strict=True):
+            if not ok:  # deleted with its batch call meanwhile
+                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+
+    def _learn_sendable(self, claimed: int, left: int, report: TickReport) -> None:
+        """After placing: when the time budget ran out with claims left, claim about what
+        was sent next time; when every claim of a limited round was sent, claim more,
+        and soon (there is more to place)."""
+        if left and report.budget_used and self._sent:
+            self._sendable = max(self.concurrency, self._sent + self._sent // 5)
+        elif not left and self._sendable is not None and claimed >= self._sendable:
+            grown = self._sendable + max(self.concurrency, self._sendable // 2)
+            self._sendable = None if grown >= self.config.max_placements_per_tick else grown
+            report.next_tick_in = self.config.lock_gap_seconds
 
     def _record_error(
         self, claim: Claim, exc: BaseException | None, moment: datetime, report: TickReport
