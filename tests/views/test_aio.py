@@ -10,8 +10,11 @@ import time
 import pytest
 from PySide6.QtCore import QCoreApplication, QObject
 
-from app.views import aio
+from app.views import aio, ask
 from app.views.tasks import BackgroundTasks
+
+#: The real one (the tests' `answers` replace ask.inform with a stand-in).
+real_inform = ask.inform
 
 
 def test_in_worker_runs_off_the_gui_thread_and_resumes_on_it(qtbot):
@@ -259,3 +262,32 @@ def test_the_application_loop_is_qasync():
     loop = aio.event_loop()
     assert isinstance(loop, qasync.QEventLoop)
     assert asyncio.get_running_loop() is loop
+
+
+@pytest.mark.timeout(60)  # with a modal exec() here, the loop stalls for good
+def test_a_message_after_an_await_never_stalls_the_other_tasks(qtbot):
+    """A modal exec() inside a task would run a nested event loop in which no other task
+    can step: inform() opens the message and returns instead."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    ticks: list[int] = []
+
+    async def ticking() -> None:
+        for tick in range(5):
+            await asyncio.sleep(0.01)
+            ticks.append(tick)
+
+    async def failing_action() -> str:
+        await aio.in_worker(lambda: None)
+        real_inform(None, "Pause not possible", "The database is unreachable.", warning=True)
+        return "returned"
+
+    other = aio.spawn(ticking())
+    action = aio.spawn(failing_action())
+    qtbot.waitUntil(lambda: action.done() and other.done(), timeout=5000)
+    assert action.result() == "returned" and ticks == [0, 1, 2, 3, 4]
+    (box,) = [w for w in QApplication.topLevelWidgets() if w.objectName() == "messageDialog"]
+    assert isinstance(box, QMessageBox) and box.isVisible()
+    assert box.text() == "The database is unreachable."
+    box.close()
+    qtbot.waitUntil(lambda: not ask._open_messages)
