@@ -228,7 +228,10 @@ def test_the_main_window_never_calls_the_database_on_the_gui_thread(
         "list_from_numbers",
         "count_recipients",
         "recipients_page",
+        "recipients_by_id",
         "history",
+        "outcomes_since",
+        "call_attempts",
     ):
         watch(service, name)
     watch(settings, "load")
@@ -246,7 +249,16 @@ def test_the_main_window_never_calls_the_database_on_the_gui_thread(
     )
     settings.reject()
     window.update_mode_label()
+    details = window.open_details(seeded["running"].id)
+    qtbot.waitUntil(lambda: details.recipient_model.rowCount() > 0, timeout=5000)
+    with qtbot.waitSignal(details.attemptHistoryLoaded, timeout=5000):
+        details.select_recipient(0)
+    with qtbot.waitSignal(details.reloaded, timeout=5000):
+        details.reload()
+    details.recipient_model.refresh()
+    qtbot.waitUntil(lambda: details._live_figures is not None, timeout=5000)
     qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
+    details.close()
     assert gui_calls == []
 
 

@@ -407,3 +407,29 @@ def test_do_not_call_tab_adds_removes_imports_exports(
     qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
     actions = [e.action for e in DoNotCallService(context.sessions).events()]
     assert actions == ["REMOVE", "IMPORT", "ADD"]
+
+
+def test_do_not_call_search_shows_only_the_latest_search(
+    open_settings, memory_keyring, qtbot, monkeypatch
+):
+    dialog = open_settings()
+    tab = dialog.do_not_call_tab
+    service = tab.service
+    service.add("+12025550101")
+    service.add("+12025550202")
+    release = threading.Event()
+    real_entries = service.entries
+
+    def entries(search: str = "", limit: int = 200, offset: int = 0):
+        if search == "0101":  # the older search answers last
+            release.wait(5)
+        return real_entries(search, limit, offset)
+
+    monkeypatch.setattr(service, "entries", entries)
+    with qtbot.waitSignal(tab.refreshed, timeout=5000):
+        tab.search_field.setText("0101")
+        tab.search_field.setText("0202")
+    assert tab.model.column_values(0) == ["+12025550202"]
+    release.set()
+    qtbot.waitUntil(lambda: not dialog.tasks.busy(include_quiet=True), timeout=5000)
+    assert tab.model.column_values(0) == ["+12025550202"]
