@@ -256,11 +256,13 @@ class WorkerControl:
         self._on_progress = on_progress
         self._cancel = threading.Event()
         self._finished = threading.Event()
+        self._called = False
         self._open = True
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Callable[[], T]:
         """`fn(*args, progress=..., cancel=..., **kwargs)` as a function of no arguments,
         for `in_worker` / `in_thread`; `wait_finished` waits for it to return."""
+        self._called = True
 
         def run() -> T:
             try:
@@ -292,8 +294,8 @@ class WorkerControl:
 
     def wait_finished(self, timeout_s: float) -> bool:
         """Block until the call returned (only when the application closes: a cancelled
-        creation rolling back); True if it did within `timeout_s`."""
-        return self._finished.wait(timeout_s)
+        creation rolling back); True if it did within `timeout_s`, or was never called."""
+        return not self._called or self._finished.wait(timeout_s)
 
     def __enter__(self) -> WorkerControl:
         return self
