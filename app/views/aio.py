@@ -200,10 +200,39 @@ def stop_counting(token: contextvars.Token[WorkerCalls | None]) -> None:
     _counted_calls.reset(token)
 
 
+def _held_call(
+    fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Any], Future[T]]:
+    """The call and its future in a list that only the GUI thread empties (`_run_held`)."""
+    future: Future[T] = Future()
+    return [functools.partial(fn, *args, **kwargs), future], future
+
+
+def _run_held(held: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+    """In a thread: run `held[0]()` into the future `held[1]`, then hand the references
+    back to `loop`'s (the GUI) thread to be dropped there. The call may hold the last
+    reference to a dialog closed meanwhile (a bound method, a closure, a progress
+    callback), and a Qt widget deleted on another thread crashes the process."""
+    try:
+        if held[1].set_running_or_notify_cancel():
+            try:
+                held[1].set_result(held[0]())
+            except BaseException as error:  # handed to the awaiting coroutine, never lost
+                held[1].set_exception(error)
+    finally:
+        try:
+            loop.call_soon_threadsafe(held.clear)
+        except RuntimeError:  # the loop is closed: the application is ending
+            held.clear()
+
+
 async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run `fn(*args, **kwargs)` in a worker thread; the awaiting coroutine resumes on the
     GUI thread with its result (or its exception)."""
-    future = executor().submit(fn, *args, **kwargs)
+    held, future = _held_call(fn, args, kwargs)
+    queued = executor().submit(_run_held, held, asyncio.get_running_loop())
+    # Shut down before it ran: the call never runs, and says so.
+    queued.add_done_callback(lambda done: done.cancelled() and future.cancel())
     calls = _counted_calls.get()
     if calls is not None:
         calls.add(future)
@@ -215,20 +244,13 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     nothing ever waits for: for a call that can hang (a Twilio request, a locked keyring, a
     file on a slow share). If the awaiting task is cancelled (its dialog closed), the
     thread finishes or times out on its own and its answer is dropped."""
-    future: Future[T] = Future()
-    call = functools.partial(fn, *args, **kwargs)
-
-    def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            result = call()
-        except BaseException as error:  # handed to the awaiting coroutine, never lost
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    thread = threading.Thread(target=work, name="detachedTaskThread", daemon=True)
+    held, future = _held_call(fn, args, kwargs)
+    thread = threading.Thread(
+        target=_run_held,
+        args=(held, asyncio.get_running_loop()),
+        name="detachedTaskThread",
+        daemon=True,
+    )
     with _detached_lock:
         _detached_threads.append(thread)
     thread.start()

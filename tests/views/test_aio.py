@@ -303,3 +303,33 @@ def test_a_message_after_an_await_never_stalls_the_other_tasks(qtbot):
     assert box.text() == "The database is unreachable."
     box.close()
     qtbot.waitUntil(lambda: not ask._open_messages)
+
+
+@pytest.mark.parametrize("run_in", ["in_worker", "in_thread"])
+def test_a_closed_views_last_reference_is_dropped_on_the_gui_thread(qtbot, run_in):
+    """A call may hold the last reference to a dialog closed meanwhile: Qt must never
+    delete it on the worker thread (that crashes the process)."""
+    deleted_on: list[str] = []
+    release = threading.Event()
+
+    class Dialog(QObject):
+        def slow_read(self) -> int:
+            release.wait(5)
+            return 1
+
+    dialog = Dialog()
+    dialog.destroyed.connect(lambda *_: deleted_on.append(threading.current_thread().name))
+
+    async def work(call) -> None:
+        await getattr(aio, run_in)(call)
+
+    running = [aio.spawn(work(dialog.slow_read))]
+    del dialog  # from now on only the call refers to it
+    qtbot.waitUntil(lambda: running[0].get_coro().cr_await is not None, timeout=5000)
+    running[0].cancel()  # the dialog was closed: its work is cancelled, the call still runs
+    qtbot.waitUntil(running[0].done, timeout=5000)
+    running.clear()  # (the task's CancelledError refers to the call too)
+    assert deleted_on == []
+    release.set()
+    qtbot.waitUntil(lambda: deleted_on != [], timeout=5000)
+    assert deleted_on == [threading.main_thread().name]
