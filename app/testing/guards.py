@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QStatusBar
 
-from app.views.tasks import detached_threads
+from app.views.aio import detached_threads
 
 #: How long a test's detached tasks (a dialog's keyring, network or file work) get, in all,
 #: to end after the test.

@@ -293,7 +293,7 @@ def open_main_window(
     yield open_window
     for window in windows:
         window.close()
-        assert window.tasks.pool.activeThreadCount() == 0, "background work left running"
+        assert window.tasks.worker_calls() == 0, "background work left running"
         assert not window.live_timer.isActive() and not window.poll_timer.isActive()
 
 

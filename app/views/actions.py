@@ -18,10 +18,10 @@ from shiboken6 import isValid
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import CONFIRMED_ACTIONS, Action, ActionNotAllowed
 from app.services.batch_calls import BatchCallService, NotFound, ValidationError
-from app.views import ask, formatting
+from app.views import aio, ask, formatting
 from app.views.icons import ACTION_ICONS, icon
 from app.views.rename_dialog import RenameDialog
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def make_qactions(parent: QWidget, trigger: Callable[[Action], None]) -> dict[Ac
 class ActionController(QObject):
     """Performs a batch call action the way the supervisor expects.
 
-    Confirms first (through `ask`), runs the service call on the task runner, and reports:
+    Confirms first (through `ask`), awaits the service call in a worker thread, and reports:
     Signals: succeeded(Action value, id, snapshot or None), refused(Action value, id, message),
     renamed(id).
     """
@@ -174,7 +174,9 @@ class ActionController(QObject):
     succeeded = Signal(str, int, object)
     refused = Signal(str, int, str)
 
-    def __init__(self, service: BatchCallService, tasks: TaskRunner, parent: QObject | None = None):
+    def __init__(
+        self, service: BatchCallService, tasks: BackgroundTasks, parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.setObjectName("actionController")
         self._service = service
@@ -225,25 +227,31 @@ class ActionController(QObject):
         parent: QWidget,
         call: Callable[[], BatchCallSnapshot | None],
     ) -> None:
-        def done(result: object) -> None:
-            self.succeeded.emit(action.value, snapshot.id, result)
+        self._tasks.start(f"action:{action.value}", self._perform(action, snapshot, parent, call))
 
-        def failed(error: BaseException) -> None:
-            if isinstance(error, ActionNotAllowed | NotFound | ValidationError):
-                self._refuse(action, snapshot.id, str(error), parent)
-            else:
-                log.error("%s of batch call %s failed: %s", action.value, snapshot.id, error)
-                self._refuse(
-                    action,
-                    snapshot.id,
-                    f"Could not {action.label.lower()} “{snapshot.name}”: {error}. "
-                    "Reload and try again; if it keeps failing, check the database connection.",
-                    parent,
-                )
-
-        self._tasks.submit(
-            f"action:{action.value}", lambda _c: call(), on_done=done, on_error=failed
-        )
+    async def _perform(
+        self,
+        action: Action,
+        snapshot: BatchCallSnapshot,
+        parent: QWidget,
+        call: Callable[[], BatchCallSnapshot | None],
+    ) -> None:
+        try:
+            result = await aio.in_worker(call)
+        except (ActionNotAllowed, NotFound, ValidationError) as error:
+            self._refuse(action, snapshot.id, str(error), parent)
+            return
+        except Exception as error:
+            log.error("%s of batch call %s failed: %s", action.value, snapshot.id, error)
+            self._refuse(
+                action,
+                snapshot.id,
+                f"Could not {action.label.lower()} “{snapshot.name}”: {error}. "
+                "Reload and try again; if it keeps failing, check the database connection.",
+                parent,
+            )
+            return
+        self.succeeded.emit(action.value, snapshot.id, result)
 
     def _refuse(self, action: Action, batch_id: int, message: str, parent: QWidget) -> None:
         self.refused.emit(action.value, batch_id, message)

@@ -8,17 +8,29 @@ result, so nothing blocks the window and no callback plumbing is needed:
         snapshots = await aio.in_worker(self.service.list)
         self.model.merge(snapshots)
 
+Work that can hang (a Twilio request, the keyring, a file on a slow share) awaits
+`in_thread(...)` instead: a daemon thread of its own that nothing ever waits for, so
+closing a dialog or the application never waits for it. A call that reports progress or
+can be cancelled (reading a CSV, creating a batch call) gets a `WorkerControl`.
+
 `spawn()` starts such a coroutine and keeps a reference to its task until it ends (the
-loop holds only weak references). The application runs the qasync loop with
-`asyncio.Runner(loop_factory=...)` (see app.views.app.run_gui); a Qt event loop started
-by something else (pytest-qt, a QA script) gets a qasync loop attached on first use.
-`shutdown()` is bounded: it cancels the tasks and never waits more than its timeout for a
-worker thread still inside a database or network call.
+loop holds only weak references); a window starts its work through its
+`app.views.tasks.BackgroundTasks`, which also says what the window is busy with. The
+application runs the qasync loop with `asyncio.Runner(loop_factory=...)` (see
+app.views.app.run_gui); a Qt event loop started by something else (pytest-qt, a QA
+script) gets a qasync loop attached on first use. `shutdown()` is bounded: it cancels the
+tasks and never waits more than its timeout for a worker thread still inside a database
+or network call.
+
+This is the only module of app.views that deals with threads (tests/views/test_aio.py
+checks it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import logging
 import queue
@@ -26,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, Future
+from types import TracebackType
 from typing import Any, TypeVar
 
 import qasync
@@ -42,6 +55,8 @@ WORKER_THREADS = 4
 _executor: DaemonExecutor | None = None
 _attached_loop: asyncio.AbstractEventLoop | None = None
 _tasks: set[asyncio.Task[Any]] = set()
+_detached_threads: list[threading.Thread] = []
+_detached_lock = threading.Lock()
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
@@ -137,20 +152,197 @@ def executor() -> DaemonExecutor:
     return _executor
 
 
+class WorkerCalls:
+    """The worker-thread calls a window's tasks are waiting for, so that closing the window
+    can wait for them (bounded) before the database goes away. `in_worker` adds its call
+    to the set named by `counting(calls)` in the awaiting task."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: set[Future[Any]] = set()
+
+    def add(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._discard)
+
+    def _discard(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def active(self) -> int:
+        """How many of the calls are still queued or inside a worker thread."""
+        with self._lock:
+            return sum(1 for f in self._futures if not f.done())
+
+    def wait(self, timeout_s: float | None) -> bool:
+        """Wait up to `timeout_s` (None: without limit) for the calls; True when all ended."""
+        with self._lock:
+            pending = [f for f in self._futures if not f.done()]
+        if not pending:
+            return True
+        _done, not_done = concurrent.futures.wait(pending, timeout=timeout_s)
+        return not not_done
+
+
+_counted_calls: contextvars.ContextVar[WorkerCalls | None] = contextvars.ContextVar(
+    "counted_calls", default=None
+)
+
+
+def counting(calls: WorkerCalls) -> contextvars.Token[WorkerCalls | None]:
+    """From now on, in the current task, `in_worker` adds its calls to `calls` (undo with
+    `stop_counting(token)`)."""
+    return _counted_calls.set(calls)
+
+
+def stop_counting(token: contextvars.Token[WorkerCalls | None]) -> None:
+    _counted_calls.reset(token)
+
+
+def _held_call(
+    fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Any], Future[T]]:
+    """The call and its future in a list that only the GUI thread empties (`_run_held`)."""
+    future: Future[T] = Future()
+    return [functools.partial(fn, *args, **kwargs), future], future
+
+
+def _run_held(held: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+    """In a thread: run `held[0]()` into the future `held[1]`, then hand the references
+    back to `loop`'s (the GUI) thread to be dropped there. The call may hold the last
+    reference to a dialog closed meanwhile (a bound method, a closure, a progress
+    callback), and a Qt widget deleted on another thread crashes the process."""
+    try:
+        if held[1].set_running_or_notify_cancel():
+            try:
+                held[1].set_result(held[0]())
+            except BaseException as error:  # handed to the awaiting coroutine, never lost
+                held[1].set_exception(error)
+    finally:
+        try:
+            loop.call_soon_threadsafe(held.clear)
+        except RuntimeError:  # the loop is closed: the application is ending
+            held.clear()
+
+
 async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run `fn(*args, **kwargs)` in a worker thread; the awaiting coroutine resumes on the
     GUI thread with its result (or its exception)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor(), functools.partial(fn, *args, **kwargs))
+    held, future = _held_call(fn, args, kwargs)
+    queued = executor().submit(_run_held, held, asyncio.get_running_loop())
+    # Shut down before it ran: the call never runs, and says so.
+    queued.add_done_callback(lambda done: done.cancelled() and future.cancel())
+    calls = _counted_calls.get()
+    if calls is not None:
+        calls.add(future)
+    return await asyncio.wrap_future(future)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(*args, **kwargs)` on a daemon thread of its own ("detachedTaskThread") that
+    nothing ever waits for: for a call that can hang (a Twilio request, a locked keyring, a
+    file on a slow share). If the awaiting task is cancelled (its dialog closed), the
+    thread finishes or times out on its own and its answer is dropped."""
+    held, future = _held_call(fn, args, kwargs)
+    thread = threading.Thread(
+        target=_run_held,
+        args=(held, asyncio.get_running_loop()),
+        name="detachedTaskThread",
+        daemon=True,
+    )
+    with _detached_lock:
+        _detached_threads.append(thread)
+    thread.start()
+    return await asyncio.wrap_future(future)
+
+
+def detached_threads() -> list[threading.Thread]:
+    """The `in_thread` threads still running (tests check that none is left)."""
+    with _detached_lock:
+        _detached_threads[:] = [t for t in _detached_threads if t.is_alive()]
+        return list(_detached_threads)
+
+
+class WorkerControl:
+    """Progress and Cancel between a view and the service call it awaits in a thread.
+
+    The service call gets `progress(done, total)` and `cancel=cancelled` (see `call`);
+    progress reaches `on_progress` on the GUI thread. Used as `with WorkerControl(...) as
+    control:` around the await: leaving the block (done, failed, or the task cancelled
+    because the dialog closed) stops the progress reports and tells the call to stop.
+    """
+
+    def __init__(self, on_progress: Callable[[int, int], None] | None = None):
+        self._loop = event_loop()
+        self._on_progress = on_progress
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._called = False
+        self._open = True
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Callable[[], T]:
+        """`fn(*args, progress=..., cancel=..., **kwargs)` as a function of no arguments,
+        for `in_worker` / `in_thread`; `wait_finished` waits for it to return."""
+        self._called = True
+
+        def run() -> T:
+            try:
+                return fn(*args, progress=self.progress, cancel=self.cancelled, **kwargs)
+            finally:
+                self._finished.set()
+
+        return run
+
+    def progress(self, done: int, total: int) -> None:
+        """Called in the worker thread."""
+        if self._on_progress is None or not self._open:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, int(done), int(total))
+        except RuntimeError:  # the loop closed while the call ran
+            pass
+
+    def _deliver(self, done: int, total: int) -> None:
+        if self._open and self._on_progress is not None:
+            self._on_progress(done, total)
+
+    def cancel(self) -> None:
+        """Ask the call to stop (it raises its own "cancelled" error when it notices)."""
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait_finished(self, timeout_s: float) -> bool:
+        """Block until the call returned (only when the application closes: a cancelled
+        creation rolling back); True if it did within `timeout_s`, or was never called."""
+        return not self._called or self._finished.wait(timeout_s)
+
+    def __enter__(self) -> WorkerControl:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self._open = False
+        self._cancel.set()
 
 
 def spawn(
-    coroutine: Coroutine[Any, Any, Any], *, name: str = "", owner: QObject | None = None
+    coroutine: Coroutine[Any, Any, Any],
+    *,
+    name: str = "",
+    owner: QObject | None = None,
+    context: contextvars.Context | None = None,
 ) -> asyncio.Task[Any]:
     """Start `coroutine` on the GUI thread's loop and keep its task until it ends. An error
     is logged (never lost); with `owner`, the task is cancelled once the owner is deleted
     before it resumes (check `alive(owner)` after each await that can outlast it)."""
-    task = event_loop().create_task(coroutine, name=name or None)
+    task = event_loop().create_task(coroutine, name=name or None, context=context)
     _tasks.add(task)
 
     def finished(done: asyncio.Task[Any]) -> None:

@@ -3,15 +3,34 @@
 Views call `ask.ask(...)`, `ask.inform(...)`, `ask.open_file(...)` and `ask.save_file(...)`
 through the module (never `from app.views.ask import ask`), so a test can monkeypatch one
 function and answer for the supervisor without a blocking dialog.
+
+`inform` may be called from a view's async method (a service call failed): there it opens
+the message window-modal and returns, because a modal `exec()` inside an asyncio task
+runs a nested event loop in which qasync cannot step any other task (the application
+would stall). `ask` and the file choosers return an answer, so they are called from plain
+slots only, before any background work starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 log = logging.getLogger(__name__)
+
+#: Messages shown without a parent from inside a task, kept until they are closed.
+_open_messages: set[QMessageBox] = set()
+
+
+def inside_task() -> bool:
+    """True while an asyncio task (a view's async method) is running on this thread."""
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no event loop running here
+        return False
 
 
 def ask(
@@ -47,7 +66,14 @@ def inform(parent: QWidget | None, title: str, text: str, *, warning: bool = Fal
     box.setIcon(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information)
     box.setWindowTitle(title)
     box.setText(text)
-    box.exec()
+    if not inside_task():
+        box.exec()
+        return
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    if parent is None:
+        _open_messages.add(box)
+        box.finished.connect(lambda _result: _open_messages.discard(box))
+    box.open()
 
 
 def open_file(parent: QWidget | None, title: str, name_filter: str) -> str | None:

@@ -10,7 +10,6 @@ shown, while anything is missing or wrong.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,11 +57,11 @@ from app.services.batch_calls import (
 )
 from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, ImportOptions
 from app.services.settings import AppSettings
-from app.views import ask, formatting
+from app.views import aio, ask, formatting
 from app.views.context import AppContext, local_timezone_name
 from app.views.fix_hints import fix_hint
 from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
-from app.views.tasks import Task, TaskCancelled, TaskRunner
+from app.views.tasks import BackgroundTasks
 from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
@@ -127,9 +126,9 @@ class CreateDialog(QDialog):
         self.resize(1000, 720)
         self.context = context
         self.service = context.service
-        # Detached: closing the dialog cancels the reading or creation and never waits for
-        # it (a file on a slow share, a long transaction rolling back).
-        self.tasks = TaskRunner(self, detached=True)
+        # Detached threads (aio.in_thread): closing the dialog cancels the reading or
+        # creation and never waits for it (a file on a slow share, a long rollback).
+        self.tasks = BackgroundTasks(self)
         self.tasks.setObjectName("createTaskRunner")
         # Filled in the background (never a database read on the GUI thread): until then
         # the agent and number lists say "Loading…" and nothing can be created.
@@ -139,9 +138,9 @@ class CreateDialog(QDialog):
         self.report: CsvReport | None = None
         self.csv_path: str | None = None
         self.csv_error: str | None = None
-        self._scan_task: Task | None = None
-        self._create_task: Task | None = None
-        self._create_finished: threading.Event | None = None
+        #: The reading of the CSV and the creation in progress (None: none).
+        self._scan: aio.WorkerControl | None = None
+        self._creation: aio.WorkerControl | None = None
 
         outer = QVBoxLayout(self)
         columns = QHBoxLayout()
@@ -210,9 +209,12 @@ class CreateDialog(QDialog):
 
     def _load_choices(self) -> None:
         """Read the settings, the active agents and from numbers in the background."""
+        self.tasks.start("loadChoices", self._read_choices(), owner=self)
+
+    async def _read_choices(self) -> None:
         context, service = self.context, self.service
 
-        def read(_control: object) -> tuple[AppSettings, list[Any], list[Any]]:
+        def read() -> tuple[AppSettings, list[Any], list[Any]]:
             try:
                 settings = context.load_settings()
             except Exception as error:  # unreadable settings: defaults, said in the log
@@ -224,35 +226,32 @@ class CreateDialog(QDialog):
                 service.list_from_numbers(active_only=True),
             )
 
-        def done(result: object) -> None:
-            assert isinstance(result, tuple)
-            settings, agents, numbers = result
-            self.settings = settings
-            for agent in agents:
-                self.agent_combo.addItem(agent.name, agent.id)
-            for number in numbers:
-                self.from_combo.addItem(number.display, number.id)
-            for combo in (self.agent_combo, self.from_combo):
-                combo.setPlaceholderText("None available: add one in Settings")
-                if combo.count():
-                    combo.setCurrentIndex(0)
-            self.concurrency_hint.setText(self._plan_text())
-            self.choices_loaded = True
-            self.update_problems()
-            self.choicesLoaded.emit()
-            if self._pending_csv is not None:  # chosen before the settings were read
-                path, self._pending_csv = self._pending_csv, None
-                self.load_csv(path)
-
-        def failed(error: BaseException) -> None:
+        try:
+            settings, agents, numbers = await aio.in_thread(read)
+        except Exception as error:
             for combo in (self.agent_combo, self.from_combo):
                 combo.setPlaceholderText("Could not be read")
             self.problems_label.setText(
                 f"The agents and numbers could not be read: {error}. Close this window, "
                 "check the database connection, and try again."
             )
-
-        self.tasks.submit("loadChoices", read, on_done=done, on_error=failed, owner=self)
+            return
+        self.settings = settings
+        for agent in agents:
+            self.agent_combo.addItem(agent.name, agent.id)
+        for number in numbers:
+            self.from_combo.addItem(number.display, number.id)
+        for combo in (self.agent_combo, self.from_combo):
+            combo.setPlaceholderText("None available: add one in Settings")
+            if combo.count():
+                combo.setCurrentIndex(0)
+        self.concurrency_hint.setText(self._plan_text())
+        self.choices_loaded = True
+        self.update_problems()
+        self.choicesLoaded.emit()
+        if self._pending_csv is not None:  # chosen before the settings were read
+            path, self._pending_csv = self._pending_csv, None
+            self.load_csv(path)
 
     def _plan_text(self) -> str:
         return (
@@ -727,29 +726,32 @@ class CreateDialog(QDialog):
         self._show_scan_progress(True)
         options = ImportOptions(default_country=self.settings.default_country)
 
-        def read(control: Any) -> CsvReport:
-            return csv_import.scan(
-                path, options, progress=control.progress, cancel=control.cancelled
-            )
+        def progress(done: int, total: int) -> None:
+            if self._scan is control:  # not a reading replaced meanwhile
+                self._scan_progress(done, total)
 
-        self._scan_task = self.tasks.submit(
-            "scan",
-            read,
-            on_done=lambda report: self._scan_done(path, report),
-            on_error=lambda error: self._scan_failed(path, error),
-            on_progress=self._scan_progress,
-            owner=self,
-        )
+        control = self._scan = aio.WorkerControl(progress)
+        self.tasks.start("scan", self._read_csv(path, options, control), owner=self)
         self.update_problems()
+
+    async def _read_csv(
+        self, path: str, options: ImportOptions, control: aio.WorkerControl
+    ) -> None:
+        with control:
+            try:
+                report = await aio.in_thread(control.call(csv_import.scan, path, options))
+            except Exception as error:
+                if self._scan is control:
+                    self._scan_failed(path, error)
+                return
+        if self._scan is control:  # another file chosen meanwhile: its own answer comes
+            self._scan_done(path, report)
 
     def _scan_progress(self, done: int, total: int) -> None:
         self.scan_progress.setValue(round(1000 * done / total) if total else 0)
 
-    def _scan_done(self, path: str, report: object) -> None:
-        if path != self.csv_path:
-            return
-        assert isinstance(report, CsvReport)
-        self._scan_task = None
+    def _scan_done(self, path: str, report: CsvReport) -> None:
+        self._scan = None
         self._show_scan_progress(False)
         self.report = report
         self.csv_label.setText(
@@ -775,11 +777,9 @@ class CreateDialog(QDialog):
         self.scanned.emit(report)
 
     def _scan_failed(self, path: str, error: BaseException) -> None:
-        if path != self.csv_path:
-            return
-        self._scan_task = None
+        self._scan = None
         self._show_scan_progress(False)
-        if isinstance(error, ImportCancelled | TaskCancelled):
+        if isinstance(error, ImportCancelled):
             self.csv_path = None
             self.csv_label.setText("Reading cancelled. Choose a CSV file or drop it here.")
         else:
@@ -801,8 +801,8 @@ class CreateDialog(QDialog):
         self.scanned.emit(None)
 
     def cancel_scan(self) -> None:
-        if self._scan_task is not None:
-            self._scan_task.cancel()
+        if self._scan is not None:
+            self._scan.cancel()
 
     def _show_scan_progress(self, visible: bool) -> None:
         self.scan_progress.setVisible(visible)
@@ -909,7 +909,7 @@ class CreateDialog(QDialog):
             found.append("No active agent: add one in Settings (Agents).")
         if self.from_combo.count() == 0:
             found.append("No from number: add one in Settings (From numbers).")
-        if self._scan_task is not None:
+        if self._scan is not None:
             found.append("Wait until the file is read.")
         elif self.csv_error:
             found.append("The CSV file cannot be used: see the message above.")
@@ -941,7 +941,7 @@ class CreateDialog(QDialog):
                     (self.rejected_label.text() + "; " if rejected else "") + f"{removed} removed"
                 )
         found = self.problems()
-        busy = self._create_task is not None
+        busy = self._creation is not None
         self.create_button.setEnabled(not found and not busy)
         self.problems_label.setText(found[0] if found else "")
         self.problems_label.setToolTip("\n".join(found))
@@ -1048,46 +1048,44 @@ class CreateDialog(QDialog):
     def create_batch_call(self) -> None:
         """Store the batch call and its recipients in the background."""
         found = self.problems()
-        if found or self.csv_path is None or self._create_task is not None:
+        if found or self.csv_path is None or self._creation is not None:
             self.update_problems()
             return
         spec, options, path = self.spec(), self.import_options(), self.csv_path
         self.create_progress.setValue(0)
         self.create_progress.setVisible(True)
         self._set_inputs_enabled(False)
-        finished = self._create_finished = threading.Event()
-
-        def store(control: Any) -> BatchCallSnapshot:
-            try:
-                return self.service.create_from_csv(
-                    spec, path, options, progress=control.progress, cancel=control.cancelled
-                )
-            finally:
-                finished.set()
-
-        self._create_task = self.tasks.submit(
-            "create",
-            store,
-            on_done=self._created,
-            on_error=self._create_failed,
-            on_progress=lambda done, total: self.create_progress.setValue(
+        control = self._creation = aio.WorkerControl(
+            lambda done, total: self.create_progress.setValue(
                 round(1000 * done / total) if total else 0
-            ),
-            owner=self,
+            )
         )
+        self.tasks.start("create", self._store(spec, path, options, control), owner=self)
         self.update_problems()
 
-    def _created(self, snapshot: object) -> None:
-        self._create_task = None
-        assert isinstance(snapshot, BatchCallSnapshot)
+    async def _store(
+        self, spec: NewBatchCall, path: str, options: ImportOptions, control: aio.WorkerControl
+    ) -> None:
+        with control:
+            try:
+                snapshot = await aio.in_thread(
+                    control.call(self.service.create_from_csv, spec, path, options)
+                )
+            except Exception as error:
+                self._create_failed(error)
+                return
+        self._created(snapshot)
+
+    def _created(self, snapshot: BatchCallSnapshot) -> None:
+        self._creation = None
         self.created.emit(snapshot)
         self.accept()
 
     def _create_failed(self, error: BaseException) -> None:
-        self._create_task = None
+        self._creation = None
         self.create_progress.setVisible(False)
         self._set_inputs_enabled(True)
-        if isinstance(error, ImportCancelled | TaskCancelled | CreationCancelled):
+        if isinstance(error, ImportCancelled | CreationCancelled):
             self.problems_label.setText("Creation cancelled: nothing was stored.")
             self.create_button.setEnabled(True)
             return
@@ -1119,8 +1117,8 @@ class CreateDialog(QDialog):
 
     def _cancel_clicked(self) -> None:
         """Cancel stops a running creation first; otherwise it closes the dialog."""
-        if self._create_task is not None:
-            self._create_task.cancel()
+        if self._creation is not None:
+            self._creation.cancel()
             return
         self.reject()
 
@@ -1129,14 +1127,13 @@ class CreateDialog(QDialog):
         cancelled creation rolls back and removes its partial batch call on its own thread
         within a chunk; the process waits for that (bounded: if it cannot finish, what is
         left is incomplete, never dialed, and removed at the next start)."""
-        if self._create_task is not None:
-            self._create_task.cancel()
-            finished = self._create_finished
-            if finished is not None and not finished.wait(CREATE_ROLLBACK_WAIT_S):
+        if self._creation is not None:
+            self._creation.cancel()
+            if not self._creation.wait_finished(CREATE_ROLLBACK_WAIT_S):
                 log.warning("the cancelled creation had not rolled back when the window closed")
         self.cancel_scan()
         self.tasks.shutdown(0)
-        self._create_task = None
+        self._creation = None
         self.done(QDialog.DialogCode.Rejected)
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -1148,10 +1145,10 @@ class CreateDialog(QDialog):
         super().hideEvent(event)
 
     def done(self, result: int) -> None:
-        if self._create_task is not None and result != QDialog.DialogCode.Accepted:
-            self._create_task.cancel()
+        if self._creation is not None and result != QDialog.DialogCode.Accepted:
+            self._creation.cancel()
             return  # stays open until the cancelled creation has been rolled back
         self.cancel_scan()
         self.recheck_timer.stop()
-        self.tasks.shutdown(0)  # never waits: see tasks.py
+        self.tasks.shutdown(0)  # never waits: see aio.in_thread
         super().done(result)

@@ -32,7 +32,7 @@ from app.services.batch_calls import (
 )
 from app.views import aio, formatting
 from app.views.table_model import AnyIndex, FlatTableModel
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class RecipientTableModel(FlatTableModel):
         self,
         service: BatchCallService,
         batch_id: int,
-        tasks: TaskRunner,
+        tasks: BackgroundTasks,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
@@ -204,44 +204,47 @@ class RecipientTableModel(FlatTableModel):
         if parent.isValid() or self._fetching or not self._more_to_fetch():
             return
         self._fetching = True
-        generation = self._generation
-        offset = len(self._rows)
-        query = self._query
-        batch_id = self._batch_id
         last = self._rows[-1] if self._rows else None
+        page = self._fetch_page(self._generation, self._query, len(self._rows), last)
+        self._tasks.start("recipientsPage", page, quiet=True, owner=self)
 
-        def read(_control: object) -> list[RecipientSnapshot]:
+    async def _fetch_page(
+        self,
+        generation: int,
+        query: RecipientQuery,
+        offset: int,
+        last: RecipientSnapshot | None,
+    ) -> None:
+        try:
             # Keyset: the page after the last row shown, as fast at row 900,000 as at 0.
-            return self._service.recipients_page(
-                batch_id, query, offset=offset, limit=PAGE_SIZE, after=last
+            page = await aio.in_worker(
+                self._service.recipients_page,
+                self._batch_id,
+                query,
+                offset=offset,
+                limit=PAGE_SIZE,
+                after=last,
             )
-
-        def done(page: object) -> None:
-            self._fetching = False
-            if generation != self._generation or offset != len(self._rows):
-                return
-            assert isinstance(page, list)
-            if page:
-                self.beginInsertRows(QModelIndex(), offset, offset + len(page) - 1)
-                self._rows.extend(page)
-                self.endInsertRows()
-            if len(page) < PAGE_SIZE and self._total != len(self._rows):
-                # The last page: every match is held (fewer than counted when some were
-                # deleted), which also answers a count still running.
-                uncounted = self._total is None
-                self._total = len(self._rows)
-                if uncounted:
-                    self.counted.emit(self._total)
-            if page:
-                self.pageFetched.emit(len(self._rows))
-
-        def failed(error: BaseException) -> None:
-            self._fetching = False
+        except Exception as error:
             log.warning("reading recipients failed: %s", error)
-
-        self._tasks.submit(
-            "recipientsPage", read, on_done=done, on_error=failed, quiet=True, owner=self
-        )
+            return
+        finally:
+            self._fetching = False
+        if generation != self._generation or offset != len(self._rows):
+            return
+        if page:
+            self.beginInsertRows(QModelIndex(), offset, offset + len(page) - 1)
+            self._rows.extend(page)
+            self.endInsertRows()
+        if len(page) < PAGE_SIZE and self._total != len(self._rows):
+            # The last page: every match is held (fewer than counted when some were
+            # deleted), which also answers a count still running.
+            uncounted = self._total is None
+            self._total = len(self._rows)
+            if uncounted:
+                self.counted.emit(self._total)
+        if page:
+            self.pageFetched.emit(len(self._rows))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Header clicks sort in SQL; Variables keeps the current order."""
@@ -283,32 +286,31 @@ class RecipientTableModel(FlatTableModel):
         fill more than that page is counted afterwards (see `_count`)."""
         self._query = query
         self._generation += 1
-        generation = self._generation
+        first_page = self._read_first_page(self._generation, query)
+        self._tasks.start("recipients", first_page, owner=self)
+
+    async def _read_first_page(self, generation: int, query: RecipientQuery) -> None:
         batch_id = self._batch_id
 
-        def read(_control: object) -> tuple[int | None, list[RecipientSnapshot]]:
+        def read() -> tuple[int | None, list[RecipientSnapshot]]:
             page = self._service.recipients_page(batch_id, query, 0, PAGE_SIZE)
             if len(page) < PAGE_SIZE:
                 return len(page), page  # every match is on the page
             return self._service.stored_count(batch_id, query), page
 
-        def done(result: object) -> None:
-            if generation != self._generation:
-                return
-            assert isinstance(result, tuple)
-            total, page = result
-            self.beginResetModel()
-            self._rows = list(page)
-            self._total = None if total is None else max(total, len(page))
-            self.count_error = None
-            self.endResetModel()
-            self.loaded.emit(-1 if self._total is None else self._total)
-            if self._total is None:
-                aio.spawn(self._count(generation, query), name="recipientsCount", owner=self)
-            else:
-                self.counted.emit(self._total)
-
-        self._tasks.submit("recipients", read, on_done=done, owner=self)
+        total, page = await aio.in_worker(read)
+        if generation != self._generation:
+            return  # a newer filter, search or sort meanwhile
+        self.beginResetModel()
+        self._rows = list(page)
+        self._total = None if total is None else max(total, len(page))
+        self.count_error = None
+        self.endResetModel()
+        self.loaded.emit(-1 if self._total is None else self._total)
+        if self._total is None:
+            aio.spawn(self._count(generation, query), name="recipientsCount", owner=self)
+        else:
+            self.counted.emit(self._total)
 
     async def _count(self, generation: int, query: RecipientQuery) -> None:
         """Count the search's matches once its first page shows; a failed count leaves
@@ -342,50 +344,52 @@ class RecipientTableModel(FlatTableModel):
         if self._refreshing:
             return
         self._refreshing = True
-        generation = self._generation
-        query = self._query
-        batch_id = self._batch_id
         first, last = self._visible
         start = max(0, min(first, len(self._rows)) - REFRESH_MARGIN)
         stop = min(len(self._rows), last + 1 + REFRESH_MARGIN)
         shown = self._rows[start:stop]  # a copy: the worker never sees the live list
+        refresh = self._refresh(self._generation, self._query, start, shown)
+        self._tasks.start("recipientsRefresh", refresh, quiet=True, owner=self)
+
+    async def _refresh(
+        self, generation: int, query: RecipientQuery, start: int, shown: list[RecipientSnapshot]
+    ) -> None:
+        batch_id = self._batch_id
         service = self._service
 
-        def read(_control: object) -> tuple[int, list[tuple[int, RecipientSnapshot]]]:
+        def read() -> tuple[int, list[tuple[int, RecipientSnapshot]]]:
             total = service.count_recipients(batch_id, query)
             fresh = recipients_by_id(service, batch_id, [r.id for r in shown])
             return total, changed_rows(start, shown, fresh)
 
-        def done(result: object) -> None:
-            self._refreshing = False
-            if generation != self._generation:
-                return
-            assert isinstance(result, tuple)
-            total, changes = result
-            self._apply_changes(changes)
-            self._total = max(total, len(self._rows))
-            self.loaded.emit(self._total)
-
-        def failed(error: BaseException) -> None:
-            self._refreshing = False
+        try:
+            total, changes = await aio.in_worker(read)
+        except Exception as error:
             log.warning("recipients refresh failed: %s", error)
-
-        self._tasks.submit(
-            "recipientsRefresh", read, on_done=done, on_error=failed, quiet=True, owner=self
-        )
+            return
+        finally:
+            self._refreshing = False
+        if generation != self._generation:
+            return
+        self._apply_changes(changes)
+        self._total = max(total, len(self._rows))
+        self.loaded.emit(self._total)
 
     def reload_rows(self) -> None:
         """Reload (the supervisor asked): query again every row loaded so far, so rows that
         left or joined the filter or moved in the sort order are shown where they belong;
         the comparison is made off the GUI thread."""
         self._generation += 1
-        generation = self._generation
-        query = self._query
+        reload = self._reload_rows(self._generation, self._query, list(self._rows))
+        self._tasks.start("recipientsReload", reload, owner=self)
+
+    async def _reload_rows(
+        self, generation: int, query: RecipientQuery, shown: list[RecipientSnapshot]
+    ) -> None:
         batch_id = self._batch_id
-        shown = list(self._rows)
         service = self._service
 
-        def read(_control: object) -> tuple[int, list[RecipientSnapshot] | None, list[Any]]:
+        def read() -> tuple[int, list[RecipientSnapshot] | None, list[Any]]:
             total = service.count_recipients(batch_id, query)
             fresh = service.recipients_page(batch_id, query, 0, max(len(shown), PAGE_SIZE))
             same_rows = len(fresh) >= len(shown) and all(
@@ -395,22 +399,18 @@ class RecipientTableModel(FlatTableModel):
                 return total, fresh, []
             return total, None, changed_rows(0, shown, {r.id: r for r in fresh[: len(shown)]})
 
-        def done(result: object) -> None:
-            if generation != self._generation:
-                return
-            assert isinstance(result, tuple)
-            total, replacement, changes = result
-            if replacement is not None:
-                self.beginResetModel()
-                self._rows = list(replacement)
-                self._total = max(total, len(replacement))
-                self.endResetModel()
-            else:
-                self._apply_changes(changes)
-                self._total = max(total, len(self._rows))
-            self.loaded.emit(self._total)
-
-        self._tasks.submit("recipientsReload", read, on_done=done, owner=self)
+        total, replacement, changes = await aio.in_worker(read)
+        if generation != self._generation:
+            return
+        if replacement is not None:
+            self.beginResetModel()
+            self._rows = list(replacement)
+            self._total = max(total, len(replacement))
+            self.endResetModel()
+        else:
+            self._apply_changes(changes)
+            self._total = max(total, len(self._rows))
+        self.loaded.emit(self._total)
 
     def _apply_changes(self, changes: list[tuple[int, RecipientSnapshot]]) -> None:
         rows = self._rows

@@ -38,7 +38,8 @@ from PySide6.QtWidgets import (
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
-from app.views import ask, detail_models, formatting, live_figures, look
+from app.services.batch_calls import RecipientQuery
+from app.views import aio, ask, detail_models, formatting, live_figures, look
 from app.views.actions import ActionController, menu_actions
 from app.views.context import AppContext
 from app.views.detail_models import (
@@ -49,7 +50,7 @@ from app.views.detail_models import (
     RecipientTableModel,
 )
 from app.views.icons import ACTION_ICONS, icon
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 from app.views.widgets import ElidedLabel
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class DetailsDialog(QDialog):
         context: AppContext,
         snapshot: BatchCallSnapshot,
         actions: ActionController,
-        tasks: TaskRunner,
+        tasks: BackgroundTasks,
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
@@ -512,14 +513,7 @@ class DetailsDialog(QDialog):
         self.summary["remaining"].setText(formatting.count(s.remaining_count))
         self.summary["percent"].setText(formatting.percent_text(s))
         self.summary["retries"].setText(formatting.count(s.retry_count))
-        forecast = s.forecast(self.context.clock(), self._calls_per_second())
-        self.summary["forecast"].setText(
-            forecast.describe(
-                parse_timezone(s.timezone), count=formatting.count, when=formatting.weekday_time
-            )
-            if forecast
-            else formatting.NO_VALUE
-        )
+        self._fill_forecast()
         for status, label in self.count_labels.items():
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
@@ -537,9 +531,12 @@ class DetailsDialog(QDialog):
         if self._deleted or self._live_reading:
             return
         self._live_reading = True
+        self.tasks.start("liveFigures", self._read_live_figures(), quiet=True, owner=self)
+
+    async def _read_live_figures(self) -> None:
         service, context, batch_id = self.service, self.context, self.snapshot.id
 
-        def read(_control: object) -> tuple[datetime, float, list[Any]]:
+        def read() -> tuple[datetime, float, list[Any]]:
             now = context.clock()
             since = now - timedelta(minutes=live_figures.CHART_MINUTES)
             return (
@@ -548,39 +545,41 @@ class DetailsDialog(QDialog):
                 service.outcomes_since(batch_id, since),
             )
 
-        def done(result: object) -> None:
-            self._live_reading = False
-            assert isinstance(result, tuple)
-            now, calls_per_second, outcomes = result
-            figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
-            self._live_figures = figures
-            self.summary["in_progress"].setText(formatting.count(figures.in_progress))
-            self.summary["rate"].setText(formatting.number(figures.per_minute))
-            self.summary["answer_rate"].setText(
-                "—"
-                if figures.answer_rate is None
-                else formatting.percent(round(figures.answer_rate * 100))
-            )
-            self.summary["finish"].setText(live_figures.finish_text(figures, self.snapshot))
-            self.outcome_chart.set_minutes(figures.minutes)
-            self.liveFiguresShown.emit()
-
-        def failed(error: BaseException) -> None:
-            self._live_reading = False
+        try:
+            now, calls_per_second, outcomes = await aio.in_worker(read)
+        except Exception as error:
             log.warning("live figures not read: %s", error)
-
-        self.tasks.submit(
-            "liveFigures", read, on_done=done, on_error=failed, quiet=True, owner=self
+            return
+        finally:
+            self._live_reading = False
+        if self._cps != calls_per_second:  # the pacing the estimate needs, read off-thread
+            self._cps = calls_per_second
+            self._fill_forecast()
+        figures = live_figures.live_figures(self.snapshot, outcomes, now, calls_per_second)
+        self._live_figures = figures
+        self.summary["in_progress"].setText(formatting.count(figures.in_progress))
+        self.summary["rate"].setText(formatting.number(figures.per_minute))
+        self.summary["answer_rate"].setText(
+            "—"
+            if figures.answer_rate is None
+            else formatting.percent(round(figures.answer_rate * 100))
         )
+        self.summary["finish"].setText(live_figures.finish_text(figures, self.snapshot))
+        self.outcome_chart.set_minutes(figures.minutes)
+        self.liveFiguresShown.emit()
 
-    def _calls_per_second(self) -> float:
-        """The pacing setting, read once per dialog (the forecast is an estimate)."""
-        if self._cps is None:
-            try:
-                self._cps = self.context.load_settings().calls_per_second
-            except Exception:  # unreadable settings: the default pacing
-                self._cps = 1.0
-        return self._cps
+    def _fill_forecast(self) -> None:
+        """The estimated finish, once the pacing setting was read (with the live figures,
+        in the background: never a settings read on the GUI thread)."""
+        s = self.snapshot
+        forecast = None if self._cps is None else s.forecast(self.context.clock(), self._cps)
+        self.summary["forecast"].setText(
+            forecast.describe(
+                parse_timezone(s.timezone), count=formatting.count, when=formatting.weekday_time
+            )
+            if forecast
+            else formatting.NO_VALUE
+        )
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
@@ -675,39 +674,24 @@ class DetailsDialog(QDialog):
             label.setText("None." if recipient.status.is_terminal else "No call yet.")
             return
         label.setText("Loading…")
-        recipient_id = recipient.id
-        self._history_for = recipient_id
+        self._history_for = recipient.id
+        history = self._read_attempt_history(recipient.id)
+        self.tasks.start("attemptHistory", history, quiet=True, owner=self)
 
-        def done(attempts: object) -> None:
-            if self._history_for != recipient_id:
-                return
-            assert isinstance(attempts, list)
-            label.setText(attempt_history_text(attempts))
-            self.attemptHistoryLoaded.emit(recipient_id)
-
-        self.tasks.submit(
-            "attemptHistory",
-            lambda _c: self.service.call_attempts(recipient_id),
-            on_done=done,
-            quiet=True,
-            owner=self,
-        )
+    async def _read_attempt_history(self, recipient_id: int) -> None:
+        attempts = await aio.in_worker(self.service.call_attempts, recipient_id)
+        if self._history_for != recipient_id:
+            return  # another recipient was selected meanwhile
+        self.call_fields["history"].setText(attempt_history_text(attempts))
+        self.attemptHistoryLoaded.emit(recipient_id)
 
     def load_history(self) -> None:
-        batch_id = self.snapshot.id
+        self.tasks.start("history", self._read_history(), quiet=True, owner=self)
 
-        def done(events: object) -> None:
-            assert isinstance(events, list)
-            self.history_model.set_events(events)
-            self.historyLoaded.emit(len(events))
-
-        self.tasks.submit(
-            "history",
-            lambda _c: self.service.history(batch_id),
-            on_done=done,
-            quiet=True,
-            owner=self,
-        )
+    async def _read_history(self) -> None:
+        events = await aio.in_worker(self.service.history, self.snapshot.id)
+        self.history_model.set_events(events)
+        self.historyLoaded.emit(len(events))
 
     # ----------------------------------------------------------------- live updates
     def update_snapshot(self, snapshot: BatchCallSnapshot) -> None:
@@ -841,17 +825,17 @@ class DetailsDialog(QDialog):
             return
         if not path.lower().endswith(".csv"):
             path += ".csv"
-        query = self.recipient_model.query
         self.export_button.setEnabled(False)
         self._show_busy(True, "Exporting recipients…")
+        export = self._export(path, self.recipient_model.query)
+        self.tasks.start("export", export, owner=self)
 
-        def done(count: int) -> None:
-            self.export_button.setEnabled(True)
-            self._show_busy(
-                False, f"Exported {formatting.count(count)} recipients to {Path(path).name}."
+    async def _export(self, path: str, query: RecipientQuery) -> None:
+        try:
+            count = await aio.in_worker(
+                self.service.export_recipients, self.snapshot.id, path, query
             )
-
-        def failed(error: BaseException) -> None:
+        except Exception as error:
             self.export_button.setEnabled(True)
             self._show_busy(False, "Export failed.")
             ask.inform(
@@ -861,13 +845,10 @@ class DetailsDialog(QDialog):
                 "Choose another folder (one you can write to) and try again.",
                 warning=True,
             )
-
-        self.tasks.submit(
-            "export",
-            lambda _c: self.service.export_recipients(s.id, path, query),
-            on_done=done,
-            on_error=failed,
-            owner=self,
+            return
+        self.export_button.setEnabled(True)
+        self._show_busy(
+            False, f"Exported {formatting.count(count)} recipients to {Path(path).name}."
         )
 
     # ----------------------------------------------------------------- header actions
@@ -878,32 +859,25 @@ class DetailsDialog(QDialog):
         """Re-read the batch call, its recipients and its history (with a busy indicator)."""
         if self._deleted:
             return
-        batch_id = self.snapshot.id
         self._show_busy(True, "Reloading…")
-        self.reloadRequested.emit(batch_id)
+        self.reloadRequested.emit(self.snapshot.id)
+        self.tasks.start("detailsReload", self._reload(self.snapshot.id), owner=self)
 
-        def done(snapshot: object) -> None:
-            if snapshot is None:
-                self._show_busy(False, "This batch call no longer exists.")
-                self.batch_deleted()
-                return
-            assert isinstance(snapshot, BatchCallSnapshot)
-            self.update_snapshot(snapshot)
-            self.recipient_model.reload_rows()
-            self.load_history()
-            self._show_busy(False, "Reloaded.")
-            self.reloaded.emit()
-
-        def failed(error: BaseException) -> None:
+    async def _reload(self, batch_id: int) -> None:
+        try:
+            snapshot = await aio.in_worker(self.service.find, batch_id)
+        except Exception as error:
             self._show_busy(False, f"Could not reload: {error}. Check the database connection.")
-
-        self.tasks.submit(
-            "detailsReload",
-            lambda _c: self.service.find(batch_id),
-            on_done=done,
-            on_error=failed,
-            owner=self,
-        )
+            return
+        if snapshot is None:
+            self._show_busy(False, "This batch call no longer exists.")
+            self.batch_deleted()
+            return
+        self.update_snapshot(snapshot)
+        self.recipient_model.reload_rows()
+        self.load_history()
+        self._show_busy(False, "Reloaded.")
+        self.reloaded.emit()
 
     def _show_busy(self, busy: bool, message: str) -> None:
         self.loading.setVisible(busy)

@@ -26,10 +26,10 @@ from app.services.batch_calls import NotFound, ValidationError
 from app.services.csv_export import CsvExportError
 from app.services.csv_import import CsvImportError
 from app.services.do_not_call import DoNotCallService
-from app.views import ask, formatting
+from app.views import aio, ask, formatting
 from app.views.context import AppContext
 from app.views.records_model import RecordsTableModel
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DoNotCallTab(QWidget):
     def __init__(
         self,
         context: AppContext,
-        tasks: TaskRunner,
+        tasks: BackgroundTasks,
         default_country: str,
         parent: QWidget | None = None,
     ):
@@ -58,6 +58,7 @@ class DoNotCallTab(QWidget):
         self.service = DoNotCallService(context.sessions, clock=context.clock)
         self.tasks = tasks
         self.default_country = default_country
+        self._search_generation = 0  # an answer to an older search is dropped
         outer = QVBoxLayout(self)
 
         intro = QLabel(
@@ -129,51 +130,57 @@ class DoNotCallTab(QWidget):
 
     # ----------------------------------------------------------------- reading
     def refresh(self, *_args: Any) -> None:
-        search = self.search_field.text()
+        self._search_generation += 1
+        refresh = self._refresh(self._search_generation, self.search_field.text())
+        self.tasks.start("doNotCallRefresh", refresh, owner=self)
 
-        def read(_control: object) -> tuple[int, list[Any]]:
+    async def _refresh(self, generation: int, search: str) -> None:
+        def read() -> tuple[int, list[Any]]:
             return self.service.count(), self.service.entries(search, SHOWN)
 
-        def done(result: object) -> None:
-            assert isinstance(result, tuple)
-            total, entries = result
-            self.model.set_records(
-                [
-                    (
-                        e.phone_number,
-                        e.source.title(),
-                        e.added_by,
-                        formatting.local_time(e.added_at),
-                    )
-                    for e in entries
-                ],
-                entries,
-            )
-            shown = (
-                f" (first {formatting.count(len(entries))} shown)"
-                if len(entries) < total and not search
-                else ""
-            )
-            self.count_label.setText(f"{formatting.count(total)} numbers{shown}")
-            self.refreshed.emit()
-
-        self.tasks.submit("doNotCallRefresh", read, on_done=done, on_error=self._failed, owner=self)
+        try:
+            total, entries = await aio.in_thread(read)
+        except Exception as error:
+            self._failed(error)
+            return
+        if generation != self._search_generation:
+            return  # the search changed meanwhile: its own answer is on the way
+        self.model.set_records(
+            [
+                (
+                    e.phone_number,
+                    e.source.title(),
+                    e.added_by,
+                    formatting.local_time(e.added_at),
+                )
+                for e in entries
+            ],
+            entries,
+        )
+        shown = (
+            f" (first {formatting.count(len(entries))} shown)"
+            if len(entries) < total and not search
+            else ""
+        )
+        self.count_label.setText(f"{formatting.count(total)} numbers{shown}")
+        self.refreshed.emit()
 
     # ----------------------------------------------------------------- changing
     def _run(self, name: str, fn: Any, message: Any) -> None:
         for button in (self.add_button, self.remove_button, self.import_button):
             button.setEnabled(False)
+        self.tasks.start(name, self._change(fn, message), owner=self)
 
-        def done(result: object) -> None:
-            self._enable()
-            self._say(message(result))
-            self.refresh()
-
-        def failed(error: BaseException) -> None:
+    async def _change(self, fn: Any, message: Any) -> None:
+        try:
+            result = await aio.in_thread(fn)
+        except Exception as error:
             self._enable()
             self._failed(error)
-
-        self.tasks.submit(name, lambda _control: fn(), on_done=done, on_error=failed, owner=self)
+            return
+        self._enable()
+        self._say(message(result))
+        self.refresh()
 
     def _enable(self) -> None:
         for button in (self.add_button, self.remove_button, self.import_button):

@@ -132,9 +132,6 @@ class MainWindow(QMainWindow):
 
         self.tasks = TaskRunner(self)
         self.tasks.busyChanged.connect(self._show_busy)
-        # The keyring can block (a locked wallet): read it where closing never waits.
-        self.keyring_tasks = TaskRunner(self, detached=True)
-        self.keyring_tasks.setObjectName("keyringTaskRunner")
         self.actions_controller = ActionController(self.service, self.tasks, self)
         self.actions_controller.succeeded.connect(self._action_succeeded)
         self.actions_controller.refused.connect(self._action_refused)
@@ -445,16 +442,9 @@ class MainWindow(QMainWindow):
                 self._show_twilio_account(sid)
             else:  # credentials given only to the keyring or the environment
                 self._show_twilio_account(None)
-                asked = self._mode_generation
-
-                def found(account: object) -> None:
-                    if asked == self._mode_generation:  # not a newer setting meanwhile
-                        self._show_twilio_account(str(account))
-
-                self.keyring_tasks.submit(
+                self.tasks.start(
                     "readAccountSid",
-                    lambda _c: _saved_account_sid(),
-                    on_done=found,
+                    self._read_account_sid(self._mode_generation),
                     quiet=True,
                     owner=self,
                 )
@@ -468,6 +458,12 @@ class MainWindow(QMainWindow):
             )
         self.mode_label.style().unpolish(self.mode_label)
         self.mode_label.style().polish(self.mode_label)
+
+    async def _read_account_sid(self, generation: int) -> None:
+        # The keyring can block (a locked wallet): read where closing never waits.
+        account = await aio.in_thread(_saved_account_sid)
+        if aio.alive(self) and generation == self._mode_generation:  # no newer setting
+            self._show_twilio_account(account)
 
     def _show_twilio_account(self, sid: str | None) -> None:
         if sid is None:
@@ -839,16 +835,22 @@ class MainWindow(QMainWindow):
     def reload_one(self, batch_id: int) -> None:
         """Reload one batch call, with the loading indicator and a success message."""
         self.show_message("Reloading…", 0)
+        self.tasks.start("reloadOne", self._reload_one(batch_id), owner=self)
 
-        def done(snapshot: object) -> None:
-            assert snapshot is None or isinstance(snapshot, BatchCallSnapshot)
-            self.apply_snapshot(batch_id, snapshot)
-            if snapshot is None:
-                self.show_message("That batch call no longer exists; it was removed from the list.")
-            else:
-                self.show_message(success_message(Action.RELOAD, snapshot.name))
-
-        self.tasks.submit("reloadOne", lambda _c: self.service.find(batch_id), on_done=done)
+    async def _reload_one(self, batch_id: int) -> None:
+        try:
+            snapshot = await aio.in_worker(self.service.find, batch_id)
+        except Exception as error:  # the database went away: say what to do
+            log.error("reloading batch call %s failed: %s", batch_id, error)
+            self.show_message(
+                f"Could not reload the batch call: {error}. Check the database connection."
+            )
+            return
+        self.apply_snapshot(batch_id, snapshot)
+        if snapshot is None:
+            self.show_message("That batch call no longer exists; it was removed from the list.")
+        else:
+            self.show_message(success_message(Action.RELOAD, snapshot.name))
 
     def _action_succeeded(self, action_value: str, batch_id: int, result: object) -> None:
         action = Action(action_value)
@@ -991,7 +993,6 @@ class MainWindow(QMainWindow):
                     dialog.reject()
         if self._owns_on_change:
             self.service.on_change = None
-        self.keyring_tasks.shutdown(0)
         self.tasks.shutdown(timeout_ms)
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -47,11 +47,11 @@ from app.services.app_context import database_kind
 from app.services.batch_calls import ValidationError
 from app.services.setting_specs import SETTING_SPECS, SettingSpec
 from app.services.settings import AppSettings, SettingsError
-from app.views import formatting
+from app.views import aio, formatting
 from app.views.context import AppContext
 from app.views.do_not_call_tab import DoNotCallTab
 from app.views.records_model import RecordsTableModel
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ class SettingsDialog(QDialog):
         self.resize(760, 600)
         self.context = context
         self.service = context.service
-        self.tasks = TaskRunner(self, detached=True)
+        # Every call runs on a detached thread (aio.in_thread): closing never waits.
+        self.tasks = BackgroundTasks(self)
         self.tasks.setObjectName("settingsTaskRunner")
         # Read in the background (never on the GUI thread); Save waits for it.
         self.settings = AppSettings()
@@ -252,34 +253,32 @@ class SettingsDialog(QDialog):
         self._load_credentials()
 
     def _load_settings(self) -> None:
-        def done(settings: object) -> None:
-            assert isinstance(settings, AppSettings)
-            self.settings = settings
-            self.provider_combo.setCurrentIndex(
-                max(0, self.provider_combo.findData(settings.provider))
-            )
-            self.account_sid_field.setText(settings.twilio_account_sid)
-            self.concurrency_spin.setValue(settings.plan_concurrency)
-            self.cps_spin.setValue(settings.calls_per_second)
-            self._show_engine_settings(settings)
-            self.country_combo.setCurrentIndex(
-                max(0, self.country_combo.findData(settings.default_country))
-            )
-            self.settings_loaded = True
-            self.save_button.setEnabled(not self._saving)
-            self._provider_changed()
-            self.settingsLoaded.emit()
+        self.tasks.start("readSettings", self._read_settings(), owner=self)
 
-        def failed(error: BaseException) -> None:
+    async def _read_settings(self) -> None:
+        try:
+            settings = await aio.in_thread(self.context.settings.load)
+        except Exception as error:
             self._error(
                 f"The settings could not be read: {error}. Check the database connection "
                 "and open Settings again."
             )
-
-        store = self.context.settings
-        self.tasks.submit(
-            "readSettings", lambda _c: store.load(), on_done=done, on_error=failed, owner=self
+            return
+        self.settings = settings
+        self.provider_combo.setCurrentIndex(max(0, self.provider_combo.findData(settings.provider)))
+        self.account_sid_field.setText(settings.twilio_account_sid)
+        self.concurrency_spin.setValue(settings.plan_concurrency)
+        self.cps_spin.setValue(settings.calls_per_second)
+        self._show_engine_settings(settings)
+        self.country_combo.setCurrentIndex(
+            max(0, self.country_combo.findData(settings.default_country))
         )
+        if self._credentials_ready:  # read first: the keyring's account fills what is empty
+            self._show_saved_credentials()
+        self.settings_loaded = True
+        self.save_button.setEnabled(not self._saving)
+        self._provider_changed()
+        self.settingsLoaded.emit()
 
     def _in_background(
         self,
@@ -289,8 +288,18 @@ class SettingsDialog(QDialog):
         error_label: QLabel | None = None,
     ) -> None:
         """Run a service call in the background; a ValidationError goes to `error_label`."""
+        self.tasks.start(name, self._service_call(name, work, done, error_label), owner=self)
 
-        def failed(error: BaseException) -> None:
+    async def _service_call(
+        self,
+        name: str,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        error_label: QLabel | None,
+    ) -> None:
+        try:
+            result = await aio.in_thread(work)
+        except Exception as error:
             if isinstance(error, ValidationError) and error_label is not None:
                 error_label.setText(" ".join(error.problems.values()))
             elif isinstance(error, SettingsError):
@@ -298,33 +307,37 @@ class SettingsDialog(QDialog):
             else:
                 log.error("%s failed: %s", name, error)
                 self._error(f"That did not work: {error}. Check the database connection.")
-
-        self.tasks.submit(name, lambda _c: work(), on_done=done, on_error=failed, owner=self)
+            return
+        done(result)
 
     # ----------------------------------------------------------------- saved credentials
     def _load_credentials(self) -> None:
         """Read the keyring in the background; what needs the saved secret waits for it."""
+        self.tasks.start("loadCredentials", self._read_credentials(), owner=self)
 
-        def read(_control: object) -> secrets.TwilioCredentials | None:
-            try:
-                return secrets.load_twilio_credentials()
-            except (secrets.SecretStoreUnavailable, ValueError) as error:
-                log.info("no saved Twilio credentials: %s", error)
-                return None
-
-        def done(saved: object) -> None:
-            assert saved is None or isinstance(saved, secrets.TwilioCredentials)
-            self._credentials_read(saved)
-
-        def failed(error: BaseException) -> None:
+    async def _read_credentials(self) -> None:
+        try:
+            saved = await aio.in_thread(secrets.load_twilio_credentials)
+        except (secrets.SecretStoreUnavailable, ValueError) as error:
+            log.info("no saved Twilio credentials: %s", error)
+            saved = None
+        except Exception as error:
             log.warning("the keyring could not be read: %s", error)
-            self._credentials_read(None)
-
-        self.tasks.submit("loadCredentials", read, on_done=done, on_error=failed, owner=self)
+            saved = None
+        self._credentials_read(saved)
 
     def _credentials_read(self, saved: secrets.TwilioCredentials | None) -> None:
         self.saved_credentials = saved
         self._credentials_ready = True
+        self._show_saved_credentials()
+        self.credentialsLoaded.emit()
+        waiting, self._waiting_for_credentials = self._waiting_for_credentials, []
+        for then in waiting:
+            then()
+
+    def _show_saved_credentials(self) -> None:
+        """The keyring's account where the fields are empty, and the token's placeholder."""
+        saved = self.saved_credentials
         if saved is not None:
             if not self.account_sid_field.text().strip():
                 self.account_sid_field.setText(saved.account_sid)
@@ -334,10 +347,6 @@ class SettingsDialog(QDialog):
         self.token_field.setPlaceholderText(
             "Saved in the keyring: leave empty to keep it" if saved else "Auth Token"
         )
-        self.credentialsLoaded.emit()
-        waiting, self._waiting_for_credentials = self._waiting_for_credentials, []
-        for then in waiting:
-            then()
 
     def _with_credentials(self, then: Callable[[], None]) -> None:
         """Run `then` now, or as soon as the saved credentials have been read."""
@@ -774,30 +783,31 @@ class SettingsDialog(QDialog):
             return
         self.test_button.setEnabled(False)
         self.connection_label.setText("Connecting to Twilio…")
+        self.tasks.start("testConnection", self._check_connection(provider), owner=self)
 
-        def check(_control: object) -> Any:
+    async def _check_connection(self, provider: Any) -> None:
+        def check() -> Any:
             try:
                 return provider.check_credentials()
             finally:
                 provider.close()
 
-        def done(account: Any) -> None:
-            self.test_button.setEnabled(True)
-            name = account.friendly_name or formatting.mask_sid(account.account_id)
-            ok = account.status == "active"
-            self._connection_result(
-                ok,
-                f"Connected to “{name}” ({account.status})."
-                if ok
-                else f"Connected to “{name}”, but the account is {account.status}: "
-                "reactivate it in the Twilio Console.",
-            )
-
-        def failed(error: BaseException) -> None:
+        try:
+            account = await aio.in_thread(check)
+        except Exception as error:
             self.test_button.setEnabled(True)
             self._connection_result(False, str(error))
-
-        self.tasks.submit("testConnection", check, on_done=done, on_error=failed, owner=self)
+            return
+        self.test_button.setEnabled(True)
+        name = account.friendly_name or formatting.mask_sid(account.account_id)
+        ok = account.status == "active"
+        self._connection_result(
+            ok,
+            f"Connected to “{name}” ({account.status})."
+            if ok
+            else f"Connected to “{name}”, but the account is {account.status}: "
+            "reactivate it in the Twilio Console.",
+        )
 
     def _connection_result(self, ok: bool, message: str) -> None:
         self.connection_label.setText(("✔ " if ok else "✖ ") + message)
@@ -879,29 +889,26 @@ class SettingsDialog(QDialog):
 
     def add_number(self) -> None:
         phone, label = self.number_field.text(), self.number_label_field.text()
+        self.tasks.start("addNumber", self._add_number(phone, label), owner=self)
 
-        def added(number: Any) -> None:
-            self.number_error_label.setText(f"Added {number.display}.")
-            self.number_field.clear()
-            self.number_label_field.clear()
-            self.refresh_numbers()
-
-        def failed(error: BaseException) -> None:
-            if isinstance(error, ValidationError):
-                text = " ".join(error.problems.values())
-                if "phone_number" in error.problems:
-                    text += ". Enter it in international form, for example +12025550100."
-                self.number_error_label.setText(text)
-            else:
-                self._error(f"The number could not be added: {error}.")
-
-        self.tasks.submit(
-            "addNumber",
-            lambda _c: self.service.add_from_number(phone, label, source="simulated"),
-            on_done=added,
-            on_error=failed,
-            owner=self,
-        )
+    async def _add_number(self, phone: str, label: str) -> None:
+        try:
+            number = await aio.in_thread(
+                self.service.add_from_number, phone, label, source="simulated"
+            )
+        except ValidationError as error:
+            text = " ".join(error.problems.values())
+            if "phone_number" in error.problems:
+                text += ". Enter it in international form, for example +12025550100."
+            self.number_error_label.setText(text)
+            return
+        except Exception as error:
+            self._error(f"The number could not be added: {error}.")
+            return
+        self.number_error_label.setText(f"Added {number.display}.")
+        self.number_field.clear()
+        self.number_label_field.clear()
+        self.refresh_numbers()
 
     def import_from_twilio(self) -> None:
         """Add the account's voice numbers, caller IDs and TwiML apps (in the background)."""
@@ -918,28 +925,28 @@ class SettingsDialog(QDialog):
             return
         self.import_button.setEnabled(False)
         self.import_label.setText("Reading the Twilio account…")
+        self.tasks.start("importFromTwilio", self._import(provider), owner=self)
 
-        def fetch(_control: object) -> str:
+    async def _import(self, provider: Any) -> None:
+        def fetch() -> str:
             try:
                 numbers, applications = provider.list_from_numbers(), provider.list_applications()
             finally:
                 provider.close()
             return self._store_imported(numbers, applications)  # still in the background
 
-        def done(summary: object) -> None:
-            self.import_button.setEnabled(True)
-            assert isinstance(summary, str)
-            self.import_label.setText(summary)
-            self.refresh_numbers()
-            self.refresh_agents()
-            self.numbersImported.emit(summary)
-
-        def failed(error: BaseException) -> None:
+        try:
+            summary = await aio.in_thread(fetch)
+        except Exception as error:
             self.import_button.setEnabled(True)
             self.import_label.setText(f"✖ {error}")
             self.numbersImported.emit(str(error))
-
-        self.tasks.submit("importFromTwilio", fetch, on_done=done, on_error=failed, owner=self)
+            return
+        self.import_button.setEnabled(True)
+        self.import_label.setText(summary)
+        self.refresh_numbers()
+        self.refresh_agents()
+        self.numbersImported.emit(summary)
 
     def _store_imported(self, numbers: list[Any], applications: list[Any]) -> str:
         """Add the imported numbers and applications (runs in the background)."""
@@ -1006,20 +1013,18 @@ class SettingsDialog(QDialog):
         self._saving = True
         self.save_button.setEnabled(False)
         self._error("Saving the credentials in the keyring…", role="hint")
+        stored = secrets.TwilioCredentials(sid, secret, key_sid)
+        self.tasks.start("storeCredentials", self._store_credentials(stored), owner=self)
 
-        def store(_control: object) -> secrets.TwilioCredentials:
-            secrets.store_twilio_credentials(sid, secret, api_key_sid=key_sid)
-            return secrets.TwilioCredentials(sid, secret, key_sid)
-
-        def done(stored: object) -> None:
-            assert isinstance(stored, secrets.TwilioCredentials)
-            self._saving = False
-            self.save_button.setEnabled(True)
-            self.saved_credentials = stored
-            self.token_field.clear()
-            self._store_settings(sid)
-
-        def failed(error: BaseException) -> None:
+    async def _store_credentials(self, stored: secrets.TwilioCredentials) -> None:
+        try:
+            await aio.in_thread(
+                secrets.store_twilio_credentials,
+                stored.account_sid,
+                stored.secret,
+                api_key_sid=stored.api_key_sid,
+            )
+        except Exception as error:
             self._saving = False
             self.save_button.setEnabled(True)
             if isinstance(error, secrets.SecretStoreUnavailable | ValueError):
@@ -1027,8 +1032,12 @@ class SettingsDialog(QDialog):
             else:
                 log.error("the credentials could not be saved: %s", error)
                 self._error(f"The credentials could not be saved in the keyring: {error}.")
-
-        self.tasks.submit("storeCredentials", store, on_done=done, on_error=failed, owner=self)
+            return
+        self._saving = False
+        self.save_button.setEnabled(True)
+        self.saved_credentials = stored
+        self.token_field.clear()
+        self._store_settings(stored.account_sid)
 
     def _store_settings(self, sid: str) -> None:
         try:
@@ -1046,17 +1055,14 @@ class SettingsDialog(QDialog):
             self._error(str(error))
             self._show_problem_field(str(error))
             return
-        store = self.context.settings
         self._saving = True
         self.save_button.setEnabled(False)
+        self.tasks.start("storeSettings", self._store_settings_now(values), owner=self)
 
-        def stored(_result: object) -> None:
-            self._saving = False
-            self._error("", role="hint")
-            self.saved.emit()
-            self.accept()
-
-        def failed(error: BaseException) -> None:
+    async def _store_settings_now(self, values: dict[str, Any]) -> None:
+        try:
+            await aio.in_thread(self.context.settings.update, **values)
+        except Exception as error:
             self._saving = False
             self.save_button.setEnabled(True)
             if isinstance(error, SettingsError):
@@ -1065,14 +1071,11 @@ class SettingsDialog(QDialog):
             else:
                 log.error("the settings could not be saved: %s", error)
                 self._error(f"The settings could not be saved: {error}.")
-
-        self.tasks.submit(
-            "storeSettings",
-            lambda _c: store.update(**values),
-            on_done=stored,
-            on_error=failed,
-            owner=self,
-        )
+            return
+        self._saving = False
+        self._error("", role="hint")
+        self.saved.emit()
+        self.accept()
 
     def _error(self, message: str, role: str = "error") -> None:
         """Shown under the tabs; the dialog stays open so nothing typed is lost."""
@@ -1084,7 +1087,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         """Closing never waits: a Twilio request or a keyring call still running is
-        cancelled and its answer ignored (the dialog stays responsive, see tasks.py)."""
+        cancelled and its answer ignored (the dialog stays responsive, see aio.in_thread)."""
         self._waiting_for_credentials.clear()
         self.tasks.shutdown(0)
         for _key, field in self._setting_fields():

@@ -272,6 +272,27 @@ def test_action_on_a_batch_call_deleted_elsewhere_removes_the_row(
     qtbot.waitUntil(lambda: window.model.row_of(snapshot.id) is None)
 
 
+def test_an_action_that_fails_in_the_database_says_what_to_do(
+    open_main_window, context, seeded, answers, qtbot, monkeypatch
+):
+    window = open_main_window()
+    window.poll_timer.stop()
+    snapshot = seeded["paused"]
+    window.select_batch(snapshot.id)
+
+    def unreachable(*_args, **_kwargs):
+        raise ConnectionError("the database server is unreachable")
+
+    monkeypatch.setattr(context.service, "perform", unreachable)
+    with qtbot.waitSignal(window.actions_controller.refused) as refused:
+        window.qactions[Action.RESUME].trigger()
+    title, text, warning = answers.messages[-1]
+    assert title == "Resume not possible" and warning
+    assert text.startswith("Could not resume “Campaign paused”: the database server is")
+    assert "check the database connection" in text and refused.args[2] == text
+    assert window.model.row_of(snapshot.id) is not None  # nothing lost
+
+
 def test_row_reload_rereads_the_batch_call_with_a_message(
     open_main_window, seeded, set_state, qtbot
 ):

@@ -298,6 +298,24 @@ def test_large_file_shows_progress_and_can_be_cancelled(open_create, tmp_path, a
     assert text(dialog, "createProblemsLabel") in ("Enter a name (1 to 100 characters).",)
 
 
+def test_choosing_the_file_again_while_it_is_read_shows_the_new_reading(
+    open_create, tmp_path, answers, qtbot
+):
+    path = tmp_path / "big.csv"
+    big_csv(path, 60_000)
+    dialog = open_create()
+    answers.open_path = str(path)
+    reports: list[object] = []
+    dialog.scanned.connect(reports.append)
+    with qtbot.waitSignal(dialog.scanned, timeout=10_000) as scanned:
+        dialog.choose_csv()
+        dialog.choose_csv()  # the same file again: the first reading is cancelled
+    assert scanned.args[0] is not None and scanned.args[0].total_rows == 60_000
+    assert text(dialog, "csvFileLabel").startswith("big.csv: 60,000 rows")
+    qtbot.waitUntil(lambda: not dialog.tasks.busy(include_quiet=True), timeout=10_000)
+    assert reports == [scanned.args[0]]  # the cancelled reading said nothing
+
+
 def test_main_window_create_button_opens_the_dialog_and_shows_the_new_row(
     open_main_window, bad_csv, answers, qtbot
 ):

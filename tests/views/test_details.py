@@ -439,7 +439,9 @@ def test_percentages_agree_everywhere(open_details, make_batch, set_state, qtbot
     assert window.model.index(row, Column.PROGRESS).data() == "21% (9/41)"
 
 
-def test_summary_shows_an_estimated_finish_while_it_runs(open_details, make_batch, set_state):
+def test_summary_shows_an_estimated_finish_while_it_runs(
+    open_details, make_batch, set_state, qtbot
+):
     every_day = {
         "window_start": "00:00",
         "window_end": "23:59",
@@ -449,11 +451,14 @@ def test_summary_shows_an_estimated_finish_while_it_runs(open_details, make_batc
     finished = make_batch("Finished", recipients=10, timezone="UTC", **every_day)
     set_state(finished.id, BatchStatus.COMPLETED, {RecipientStatus.COMPLETED: 10})
     dialog = open_details(snapshot.id)
+    # The pacing setting is read off the GUI thread with the live figures, then:
+    qtbot.waitUntil(lambda: label(dialog, "summaryForecast") != formatting.NO_VALUE)
     # Scheduled (Send Now): 10 calls on one line of 60-second calls, 10 minutes.
     assert label(dialog, "summaryForecast").startswith("About Mon 23 Nov 14:1")
     assert "about 60 calls an hour" in label(dialog, "summaryForecast")
     dialog.close()
     done = open_details(finished.id)
+    qtbot.waitUntil(lambda: done._live_figures is not None, timeout=5000)
     assert label(done, "summaryForecast") == formatting.NO_VALUE
 
 

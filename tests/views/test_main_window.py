@@ -3,6 +3,7 @@ state, reload, and live updates that keep selection and search."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -152,6 +153,28 @@ def test_twilio_mode_shows_masked_account(open_main_window, context, qtbot):
     window = open_main_window()
     qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: AC01…cdef", timeout=5000)
     assert sid not in window.mode_label.text()
+
+
+def test_twilio_account_given_only_to_the_keyring_is_read_off_the_gui_thread(
+    open_main_window, context, qtbot, monkeypatch
+):
+    from app.services import secrets
+
+    sid = "AC" + "fedcba9876543210" * 2
+    monkeypatch.setenv(secrets.ACCOUNT_SID_ENV, sid)
+    monkeypatch.setenv(secrets.AUTH_TOKEN_ENV, "t" * 32)
+    readers: list[str] = []
+    real = secrets.load_twilio_credentials
+
+    def load() -> secrets.TwilioCredentials | None:
+        readers.append(threading.current_thread().name)
+        return real()
+
+    monkeypatch.setattr(secrets, "load_twilio_credentials", load)
+    context.settings.update(provider="twilio", twilio_account_sid="")
+    window = open_main_window()
+    qtbot.waitUntil(lambda: window.mode_label.text() == "Twilio: ACfe…3210", timeout=5000)
+    assert readers == ["detachedTaskThread"]  # a locked keyring never blocks the window
 
 
 def test_enter_and_double_click_open_details(open_main_window, seeded, qtbot):

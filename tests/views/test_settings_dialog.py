@@ -575,3 +575,29 @@ def test_a_value_typed_out_of_range_is_refused_not_replaced(
     with qtbot.waitSignal(dialog.saved, timeout=5000):
         click(qtbot, dialog, "settingsSaveButton")
     assert context.settings.load().poll_interval_seconds == 0.5
+
+
+def test_do_not_call_search_shows_only_the_latest_search(
+    open_settings, memory_keyring, qtbot, monkeypatch
+):
+    dialog = open_settings()
+    tab = dialog.do_not_call_tab
+    service = tab.service
+    service.add("+12025550101")
+    service.add("+12025550202")
+    release = threading.Event()
+    real_entries = service.entries
+
+    def entries(search: str = "", limit: int = 200, offset: int = 0):
+        if search == "0101":  # the older search answers last
+            release.wait(5)
+        return real_entries(search, limit, offset)
+
+    monkeypatch.setattr(service, "entries", entries)
+    with qtbot.waitSignal(tab.refreshed, timeout=5000):
+        tab.search_field.setText("0101")
+        tab.search_field.setText("0202")
+    assert tab.model.column_values(0) == ["+12025550202"]
+    release.set()
+    qtbot.waitUntil(lambda: not dialog.tasks.busy(include_quiet=True), timeout=5000)
+    assert tab.model.column_values(0) == ["+12025550202"]
