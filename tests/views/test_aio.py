@@ -258,7 +258,7 @@ def test_the_main_window_never_calls_the_database_on_the_gui_thread(
     with qtbot.waitSignal(details.reloaded, timeout=5000):
         details.reload()
     details.recipient_model.refresh()
-    qtbot.waitUntil(lambda: details._live_figures is not None, timeout=5000)
+    qtbot.waitUntil(lambda: details.live_figures_shown, timeout=5000)
     qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
     details.close()
     assert gui_calls == []
