@@ -355,7 +355,14 @@ def spawn(
 
     task.add_done_callback(finished)
     if owner is not None:
-        owner.destroyed.connect(lambda *_: task.cancel())
+        connection = owner.destroyed.connect(lambda *_: task.cancel())
+
+        def disconnect(_task: asyncio.Task[Any]) -> None:
+            # Periodic work (a refresh every 200 ms) must not pile up connections.
+            if isValid(owner):
+                QObject.disconnect(connection)
+
+        task.add_done_callback(disconnect)
     return task
 
 

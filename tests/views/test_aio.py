@@ -396,3 +396,20 @@ def test_no_view_asks_a_question_inside_its_async_work():
                 ):
                     found.append(f"{path.name}:{node.lineno} ask.{node.func.attr}")
     assert found == []
+
+
+def test_periodic_work_of_an_owner_does_not_pile_up_connections(qtbot):
+    from PySide6.QtCore import SIGNAL
+
+    owner = QObject()
+    destroyed = SIGNAL("destroyed(QObject*)")
+
+    async def refresh() -> None:
+        await asyncio.sleep(0)
+
+    first = aio.spawn(refresh(), owner=owner)
+    qtbot.waitUntil(first.done, timeout=5000)
+    after_one = owner.receivers(destroyed)
+    tasks = [aio.spawn(refresh(), owner=owner) for _ in range(50)]
+    qtbot.waitUntil(lambda: all(t.done() for t in tasks), timeout=5000)
+    assert owner.receivers(destroyed) == after_one
