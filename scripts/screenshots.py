@@ -255,7 +255,10 @@ def main() -> int:
 
         details = window.open_details(batches["completed"].id)
         details.resize(920, 640)
-        settle(details, lambda: details.recipient_model.rowCount() > 0)
+        settle(
+            details,
+            lambda: details.recipient_model.rowCount() > 0 and details.live_figures_shown,
+        )
         save(details, args.out, "05_details_summary")
         details.tabs.setCurrentWidget(details.configuration_tab)
         save(details, args.out, "06_details_configuration")
@@ -275,7 +278,12 @@ def main() -> int:
 
         running = window.open_details(batches["running"].id)
         running.resize(920, 640)
-        settle(running, lambda: running.recipient_model.rowCount() > 0)
+        # The live figures (and the estimate, which needs the pacing setting) come from a
+        # background read.
+        settle(
+            running,
+            lambda: running.recipient_model.rowCount() > 0 and running.live_figures_shown,
+        )
         save(running, args.out, "09_details_summary_in_progress")
         running.tabs.setCurrentWidget(running.configuration_tab)
         save(running, args.out, "16_details_configuration_policy")

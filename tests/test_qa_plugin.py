@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QWidget
 
 import app.testing.guards
 from app.views import ask
-from app.views.tasks import TaskRunner
+from app.views import aio
+from app.views.tasks import BackgroundTasks
 
 KEEP = []
 
@@ -36,9 +37,9 @@ def test_a_window_left_open_fails(no_window_left):
 def test_a_detached_task_left_running_fails(monkeypatch, no_thread_left):
     # (monkeypatch first: it is undone after the guard ran, with a short grace)
     monkeypatch.setattr(app.testing.guards, "THREAD_GRACE_S", 0.1)
-    runner = TaskRunner(detached=True)
-    runner.submit("slowKeyring", lambda _control: time.sleep(1))
-    KEEP.append(runner)
+    tasks = BackgroundTasks()
+    tasks.start("slowKeyring", aio.in_thread(time.sleep, 1))
+    KEEP.append(tasks)
 
 
 def test_answers_answers_every_question(answers):

@@ -208,22 +208,30 @@ def _held_call(
     return [functools.partial(fn, *args, **kwargs), future], future
 
 
-def _run_held(held: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+def _run_held(held: list[Any], loop: asyncio.AbstractEventLoop) -> Any:
     """In a thread: run `held[0]()` into the future `held[1]`, then hand the references
     back to `loop`'s (the GUI) thread to be dropped there. The call may hold the last
     reference to a dialog closed meanwhile (a bound method, a closure, a progress
-    callback), and a Qt widget deleted on another thread crashes the process."""
+    callback), and a Qt widget deleted on another thread crashes the process.
+
+    The result (plain data, often thousands of snapshots) is returned as well: the
+    worker thread keeps it until its next call, so that freeing it rarely falls to the GUI
+    thread (a stall of its own)."""
+    result = None
     try:
         if held[1].set_running_or_notify_cancel():
             try:
-                held[1].set_result(held[0]())
+                result = held[0]()
             except BaseException as error:  # handed to the awaiting coroutine, never lost
-                held[1].set_exception(error)
+                held[1].set_exception(error)  # (its traceback may refer to a dialog)
+            else:
+                held[1].set_result(result)
     finally:
         try:
             loop.call_soon_threadsafe(held.clear)
         except RuntimeError:  # the loop is closed: the application is ending
             held.clear()
+    return result
 
 
 async def in_worker(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -355,7 +363,14 @@ def spawn(
 
     task.add_done_callback(finished)
     if owner is not None:
-        owner.destroyed.connect(lambda *_: task.cancel())
+        connection = owner.destroyed.connect(lambda *_: task.cancel())
+
+        def disconnect(_task: asyncio.Task[Any]) -> None:
+            # Periodic work (a refresh every 200 ms) must not pile up connections.
+            if isValid(owner):
+                QObject.disconnect(connection)
+
+        task.add_done_callback(disconnect)
     return task
 
 

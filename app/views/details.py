@@ -568,6 +568,11 @@ class DetailsDialog(QDialog):
         self.outcome_chart.set_minutes(figures.minutes)
         self.liveFiguresShown.emit()
 
+    @property
+    def live_figures_shown(self) -> bool:
+        """True once the live figures (and the estimate) were read and shown."""
+        return self._live_figures is not None
+
     def _fill_forecast(self) -> None:
         """The estimated finish, once the pacing setting was read (with the live figures,
         in the background: never a settings read on the GUI thread)."""

@@ -59,7 +59,7 @@ from app.views.batch_model import (
 from app.views.context import AppContext
 from app.views.icons import icon
 from app.views.look import BatchCallDelegate, row_height
-from app.views.tasks import TaskRunner
+from app.views.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._mode_generation = 0
 
-        self.tasks = TaskRunner(self)
+        self.tasks = BackgroundTasks(self)
         self.tasks.busyChanged.connect(self._show_busy)
         self.actions_controller = ActionController(self.service, self.tasks, self)
         self.actions_controller.succeeded.connect(self._action_succeeded)
@@ -612,25 +612,25 @@ class MainWindow(QMainWindow):
         ids = sorted(self._dirty)
         self._dirty.clear()
         self._refreshing = True
+        self.tasks.start("refresh", self._refresh(ids), quiet=True, owner=self)
 
-        def fetch(_control: object) -> list[tuple[int, BatchCallSnapshot | None]]:
+    async def _refresh(self, ids: list[int]) -> None:
+        def fetch() -> list[tuple[int, BatchCallSnapshot | None]]:
             return [(batch_id, self.service.find(batch_id)) for batch_id in ids]
 
-        def done(results: object) -> None:
-            self._refreshing = False
-            assert isinstance(results, list)
-            for batch_id, snapshot in results:
-                self.apply_snapshot(batch_id, snapshot)
-            if self._dirty:
-                self.live_timer.start()
-
-        def failed(error: BaseException) -> None:
+        try:
+            results = await aio.in_worker(fetch)
+        except Exception as error:
             self._refreshing = False
             log.warning("live refresh failed: %s", error)
             self._dirty.update(ids)
             self.live_timer.start(LIVE_UPDATE_MS * 5)
-
-        self.tasks.submit("refresh", fetch, on_done=done, on_error=failed, quiet=True)
+            return
+        self._refreshing = False
+        for batch_id, snapshot in results:
+            self.apply_snapshot(batch_id, snapshot)
+        if self._dirty:
+            self.live_timer.start()
 
     def apply_snapshot(self, batch_id: int, snapshot: BatchCallSnapshot | None) -> None:
         """Show a fresh snapshot (None: the batch call no longer exists)."""

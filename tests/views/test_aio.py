@@ -3,9 +3,11 @@ thread, bounded shutdown, and no database call from the GUI thread in the main w
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QCoreApplication, QObject
@@ -256,7 +258,7 @@ def test_the_main_window_never_calls_the_database_on_the_gui_thread(
     with qtbot.waitSignal(details.reloaded, timeout=5000):
         details.reload()
     details.recipient_model.refresh()
-    qtbot.waitUntil(lambda: details._live_figures is not None, timeout=5000)
+    qtbot.waitUntil(lambda: details.live_figures_shown, timeout=5000)
     qtbot.waitUntil(lambda: not window.tasks.busy(include_quiet=True), timeout=5000)
     details.close()
     assert gui_calls == []
@@ -310,10 +312,11 @@ def test_a_closed_views_last_reference_is_dropped_on_the_gui_thread(qtbot, run_i
     """A call may hold the last reference to a dialog closed meanwhile: Qt must never
     delete it on the worker thread (that crashes the process)."""
     deleted_on: list[str] = []
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     class Dialog(QObject):
         def slow_read(self) -> int:
+            started.set()
             release.wait(5)
             return 1
 
@@ -325,7 +328,7 @@ def test_a_closed_views_last_reference_is_dropped_on_the_gui_thread(qtbot, run_i
 
     running = [aio.spawn(work(dialog.slow_read))]
     del dialog  # from now on only the call refers to it
-    qtbot.waitUntil(lambda: running[0].get_coro().cr_await is not None, timeout=5000)
+    qtbot.waitUntil(started.is_set, timeout=5000)
     running[0].cancel()  # the dialog was closed: its work is cancelled, the call still runs
     qtbot.waitUntil(running[0].done, timeout=5000)
     running.clear()  # (the task's CancelledError refers to the call too)
@@ -333,3 +336,80 @@ def test_a_closed_views_last_reference_is_dropped_on_the_gui_thread(qtbot, run_i
     release.set()
     qtbot.waitUntil(lambda: deleted_on != [], timeout=5000)
     assert deleted_on == [threading.main_thread().name]
+
+
+VIEWS = Path(aio.__file__).parent
+#: What starts threads or runs work on them; in app.views only aio may use it (the
+#: import-linter contract forbids threading, concurrent and queue there too).
+THREAD_MACHINERY = {
+    "submit",
+    "run_in_executor",
+    "to_thread",
+    "QThread",
+    "QThreadPool",
+    "QRunnable",
+    "QtConcurrent",
+    "Thread",
+    "ThreadPoolExecutor",
+}
+
+
+def test_views_run_their_background_work_only_through_aio():
+    found = []
+    for path in sorted(VIEWS.glob("*.py")):
+        if path.name == "aio.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = (
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.id
+                if isinstance(node, ast.Name)
+                else None
+            )
+            if name in THREAD_MACHINERY:
+                found.append(f"{path.name}:{node.lineno} {name}")
+            if isinstance(node, ast.ImportFrom):
+                found.extend(
+                    f"{path.name}:{node.lineno} {alias.name}"
+                    for alias in node.names
+                    if alias.name in THREAD_MACHINERY
+                )
+    assert found == []
+
+
+def test_no_view_asks_a_question_inside_its_async_work():
+    """ask.ask and the file choosers run a modal loop: inside an asyncio task no other task
+    could step meanwhile. They are asked in the slot, before the work starts."""
+    found = []
+    for path in sorted(VIEWS.glob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "ask"
+                    and node.func.attr != "inform"
+                ):
+                    found.append(f"{path.name}:{node.lineno} ask.{node.func.attr}")
+    assert found == []
+
+
+def test_periodic_work_of_an_owner_does_not_pile_up_connections(qtbot):
+    from PySide6.QtCore import SIGNAL
+
+    owner = QObject()
+    destroyed = SIGNAL("destroyed(QObject*)")
+
+    async def refresh() -> None:
+        await asyncio.sleep(0)
+
+    first = aio.spawn(refresh(), owner=owner)
+    qtbot.waitUntil(first.done, timeout=5000)
+    after_one = owner.receivers(destroyed)
+    tasks = [aio.spawn(refresh(), owner=owner) for _ in range(50)]
+    qtbot.waitUntil(lambda: all(t.done() for t in tasks), timeout=5000)
+    assert owner.receivers(destroyed) == after_one

@@ -458,7 +458,7 @@ def test_summary_shows_an_estimated_finish_while_it_runs(
     assert "about 60 calls an hour" in label(dialog, "summaryForecast")
     dialog.close()
     done = open_details(finished.id)
-    qtbot.waitUntil(lambda: done._live_figures is not None, timeout=5000)
+    qtbot.waitUntil(lambda: done.live_figures_shown, timeout=5000)
     assert label(done, "summaryForecast") == formatting.NO_VALUE
 
 
