@@ -328,15 +328,25 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
 
     It sits on a `BatchCallSorter` and keeps its order; `sort()` (a header click) is passed
     down to the sorter. `mapFromSource`/`mapToSource` also accept and give indexes of the
-    batch call model itself, so callers need not know about the sorter in between."""
+    batch call model itself, so callers need not know about the sorter in between.
+
+    It matches the search, folded, against the name cell's sort key (the folded name), case
+    sensitively: a plain substring search in C++. A new search re-filters every row in one
+    pass, behind one reset (see `set_search`)."""
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setObjectName("batchCallProxy")
         self.sorter = BatchCallSorter(self)
+        # Shown for an instant while the search changes: as many columns as the rows, so
+        # the header keeps its sections (sizes, resize modes).
+        self._between = QStandardItemModel(0, len(Column), self)
+        self._between.setObjectName("batchCallSearchPlaceholder")
+        self._search = ""
         super().setSourceModel(self.sorter)
         self.setFilterKeyColumn(Column.NAME)
-        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterRole(BatchCallRole.SORT_KEY)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseSensitive)
         self.setDynamicSortFilter(True)
 
     def setSourceModel(self, model: Any) -> None:
@@ -346,8 +356,27 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
     def rows_model(self) -> Any:
         return self.sorter.sourceModel()
 
-    def set_search(self, text: str) -> None:
-        self.setFilterFixedString(text.strip())
+    def set_search(self, text: str) -> bool:
+        """Show the rows whose name contains `text` (case-insensitively; spaces around it
+        do not count); False when that is the search already.
+
+        Changing the filter in place would remove and insert the rows that change one
+        contiguous range at a time, each range rebuilding the proxy's whole row map: a
+        search matching every third of 100,000 rows took 1 to 2 s. Instead the proxy lets
+        go of the rows (an empty model in between), takes the new pattern, and reads the
+        rows again: one pass over them, and one reset for the views."""
+        search = text.strip().casefold()
+        if search == self._search:
+            return False
+        self._search = search
+        super().setSourceModel(self._between)
+        self.setFilterFixedString(search)
+        super().setSourceModel(self.sorter)
+        return True
+
+    def search(self) -> str:
+        """The search the rows are filtered by, folded."""
+        return self._search
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self.sorter.sort(column, order)

@@ -708,7 +708,11 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- search
     def _search_changed(self, text: str) -> None:
-        self.proxy.set_search(text)
+        current = self.current_snapshot()
+        if self.proxy.set_search(text):  # one reset: the view forgets its current row
+            self.table.doItemsLayout()  # laid out now: the rows are painted once, not twice
+            if current is not None:
+                self.select_batch(current.id)
         self._update_empty_state()
         self._update_search_summary()
         self._update_action_states()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import QHeaderView
 from sqlalchemy import insert
 
 from app.models.schema import BatchCall
@@ -187,3 +188,36 @@ def test_a_reload_updates_only_the_cells_that_changed(open_main_window, context,
     assert window.model.index(row, Column.TOTAL).data() == "2,000"
     assert window.model.index(row, Column.PROGRESS).data() == "50% (1,000/2,000)"
     assert window.model.snapshot(4) == context.service.get(4)
+
+
+def test_a_search_filters_in_one_reset_keeping_order_selection_and_columns(
+    open_main_window, context, qtbot, model_checks
+):
+    store_batch_calls(context, 30)
+    context.service.rename(7, "Straße 7")
+    window = open_main_window()
+    model_checks.check(window.proxy)
+    header = window.table.horizontalHeader()
+    widths = [window.table.columnWidth(c) for c in Column if c != Column.NAME]
+    assert window.select_batch(12)  # "Bulk 00011"
+    resets: list[int] = []
+    window.proxy.modelReset.connect(lambda: resets.append(1))
+    window.proxy.layoutChanged.connect(lambda: resets.append(0))
+    removed: list[int] = []
+    window.proxy.rowsRemoved.connect(lambda *_: removed.append(1))
+    qtbot.keyClicks(window.search_field, "1")
+    # Scattered matches, newest first as sorted; one pass, no row-by-row removals.
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(29, -1, -1) if "1" in str(i)]
+    assert removed == [] and 0 not in resets
+    assert window.current_snapshot().id == 12  # still selected
+    # The header kept its sections: widths set by hand, the name stretching.
+    assert [window.table.columnWidth(c) for c in Column if c != Column.NAME] == widths
+    assert header.sectionResizeMode(Column.NAME) == QHeaderView.ResizeMode.Stretch
+    window.search_field.setText("  STRASSE ")  # folded: ß matches SS; spaces trimmed
+    assert shown_names(window) == ["Straße 7"]
+    assert window.current_snapshot() is None
+    window.search_field.clear()
+    assert window.proxy.rowCount() == 30
+    window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.AscendingOrder)
+    window.search_field.setText("bulk 0002")  # a new search never re-sorts: the sorter keeps
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(20, 30)]
