@@ -245,6 +245,9 @@ class ListRun:
 def measure_list(url: str, count: int, reloads: int, rounds: int, keystrokes: bool) -> ListRun:
     """Show the main window on `url`, time the fill, `reloads` quiet reloads with rows
     changed, the keystrokes (when asked) and `rounds` rounds of filtering alone."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
     run = ListRun()
     launched = launch(url, with_engine=False, show=False)
     window = launched.window
@@ -274,8 +277,10 @@ def measure_list(url: str, count: int, reloads: int, rounds: int, keystrokes: bo
             run.filtering.append([t for text in SEARCHES for t in filtering_times(window, text)])
     finally:
         launched.close()
-        # The closed window's rows, given back to the collector at close, are collected
-        # now rather than during the next window's fill (one process, several windows).
+        # The closed window is deleted and its rows collected now, not during the next
+        # window's fill (one process, several windows).
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
         gc.collect()
     run.filled = run.filled and run.rows == count
     return run

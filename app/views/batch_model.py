@@ -150,26 +150,37 @@ class BatchCallTableModel(QStandardItemModel):
     def append_prepared(self, rows: Sequence[PreparedRow]) -> None:
         """Append many rows with one rowsInserted: the proxies then sort and filter them
         in one pass instead of once per row."""
+        self.insert_prepared(rows, self.rowCount())
+
+    def insert_prepared(self, rows: Sequence[PreparedRow], at: int) -> int:
+        """Insert many rows before row `at` with one rowsInserted; returns the row after
+        the last one inserted.
+
+        The rows are kept newest first (as `prepare_rows` gives them, and new batch calls
+        go on top): ties in the sort show the newest first, and a first load inserted in
+        that order adds each chunk at the end of the sorted rows, the cheapest place."""
         # A row shown meanwhile (a live update) is at least as fresh: keep it.
         new = [r for r in rows if r.snapshot.id not in self._row_of]
         if not new:
-            return
-        first = self.rowCount()
-        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            return at
+        end = at + len(new)
+        self.beginInsertRows(QModelIndex(), at, end - 1)
         blocked = self.blockSignals(True)  # the nested per-row inserts stay quiet
         try:
-            for row in new:
-                self._row_of[row.snapshot.id] = len(self._snapshots)
-                self._snapshots.append(row.snapshot)
-                self.appendRow(row.cells)
+            for offset, row in enumerate(new):
+                self.insertRow(at + offset, row.cells)
+            self._snapshots[at:at] = [row.snapshot for row in new]
+            for position in range(at, len(self._snapshots)):
+                self._row_of[self._snapshots[position].id] = position
         finally:
             self.blockSignals(blocked)
         self.endInsertRows()
+        return end
 
     def upsert(self, snapshot: BatchCallSnapshot) -> None:
         """Update the batch call's row (one dataChanged naming the roles) or append it."""
         if snapshot.id not in self._row_of:
-            self.append_prepared([PreparedRow(snapshot, build_row(snapshot))])
+            self.insert_prepared([PreparedRow(snapshot, build_row(snapshot))], 0)
         else:
             self.update_rows([snapshot])
 
@@ -237,7 +248,7 @@ class BatchCallTableModel(QStandardItemModel):
         for batch_id in diff.removed:
             self.remove(batch_id)
         self.update_rows(diff.changed, diff.cells)
-        self.append_prepared(diff.added)
+        self.insert_prepared(diff.added + prepare_rows(diff.pending), 0)
 
 
 #: (column, text, sort key) of a cell whose contents changed.
@@ -255,25 +266,30 @@ def changed_cells(old: BatchCallSnapshot, new: BatchCallSnapshot) -> list[Change
 @dataclass
 class RowDiff:
     """What a fresh read changes in the rows shown: removed ids, changed snapshots (and
-    by id the cells of theirs that changed), and new rows with their cells built."""
+    by id the cells of theirs that changed), new rows with their cells built, and, newest
+    first, new batch calls whose cells are still to build (`diff_rows(prepare=...)`)."""
 
     removed: list[int]
     changed: list[BatchCallSnapshot]
     added: list[PreparedRow]
     cells: dict[int, list[ChangedCell]] = field(default_factory=dict)
+    pending: list[BatchCallSnapshot] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.removed or self.changed or self.added)
+        return bool(self.removed or self.changed or self.added or self.pending)
 
 
 def diff_rows(
     shown: dict[int, BatchCallSnapshot],
     fresh: dict[int, BatchCallSnapshot],
     stored: Collection[int] | None = None,
+    prepare: int | None = None,
 ) -> RowDiff:
     """What differs between the rows shown and a fresh read, with the new rows' cells
     built and the changed cells worked out (runs in a worker thread). `stored` is every
-    id still stored when `fresh` holds only the rows read as changed (`list_changed`)."""
+    id still stored when `fresh` holds only the rows read as changed (`list_changed`).
+    With `prepare`, only the newest `prepare` new rows get their cells now; the others are
+    left `pending` (a first load shows its first rows while the rest are built)."""
     present = fresh if stored is None else stored
     removed = [batch_id for batch_id in shown if batch_id not in present]
     changed: list[BatchCallSnapshot] = []
@@ -286,7 +302,10 @@ def diff_rows(
         elif old != snapshot:
             changed.append(snapshot)
             cells[batch_id] = changed_cells(old, snapshot)
-    return RowDiff(removed, changed, prepare_rows(added), cells)
+    added.sort(key=lambda s: s.id, reverse=True)
+    if prepare is None:
+        prepare = len(added)
+    return RowDiff(removed, changed, prepare_rows(added[:prepare]), cells, added[prepare:])
 
 
 @dataclass
@@ -298,9 +317,10 @@ class PreparedRow:
 
 
 def prepare_rows(snapshots: Iterable[BatchCallSnapshot]) -> list[PreparedRow]:
-    """Build the rows' cells in a worker thread, oldest first (ties in the sort keep the
-    id order), so the GUI thread only inserts them."""
-    return [PreparedRow(s, build_row(s)) for s in sorted(snapshots, key=lambda s: s.id)]
+    """Build the rows' cells in a worker thread, newest first (see `insert_prepared`), so
+    the GUI thread only inserts them."""
+    ordered = sorted(snapshots, key=lambda s: s.id, reverse=True)
+    return [PreparedRow(s, build_row(s)) for s in ordered]
 
 
 def snapshot_at(index: AnyIndex) -> BatchCallSnapshot | None:

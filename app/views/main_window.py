@@ -54,6 +54,7 @@ from app.views.batch_model import (
     PreparedRow,
     RowDiff,
     diff_rows,
+    prepare_rows,
     snapshot_at,
 )
 from app.views.context import AppContext
@@ -524,7 +525,8 @@ class MainWindow(QMainWindow):
             known = {i: v for i, v in versions.items() if i in shown}
             listing = service.list_changed(known, stale=touched)
             fresh = {s.id: s for s in listing.fresh}
-            return listing.versions, diff_rows(shown, fresh, stored=listing.versions)
+            diff = diff_rows(shown, fresh, stored=listing.versions, prepare=INSERT_CHUNK_ROWS)
+            return listing.versions, diff
 
         async with self.tasks.tracking("reload", quiet=quiet):
             try:
@@ -553,8 +555,10 @@ class MainWindow(QMainWindow):
                 self._forward_to_details(snapshot)
             for row in diff.added:
                 self._forward_to_details(row.snapshot)
+            for snapshot in diff.pending:
+                self._forward_to_details(snapshot)
             self._dirty -= started_dirty
-            await self._insert_in_chunks(list(diff.added))
+            await self._insert_in_chunks(diff.added, diff.pending)
         if not aio.alive(self) or self._closing:
             return
         self._loaded_once = True
@@ -570,25 +574,44 @@ class MainWindow(QMainWindow):
             )
         self.reloaded.emit(count)
 
-    async def _insert_in_chunks(self, rows: list[PreparedRow]) -> None:
-        """Append `rows` a chunk per turn of the event loop (the window keeps painting and
-        answering in between)."""
-        self._inserting = len(rows) > INSERT_CHUNK_ROWS
+    async def _insert_in_chunks(
+        self, first: list[PreparedRow], rest: list[BatchCallSnapshot]
+    ) -> None:
+        """Insert the new rows, newest first, a chunk per turn of the event loop (the
+        window keeps painting and answering in between): `first` at once, then `rest`,
+        whose cells a worker builds a chunk ahead of the one being inserted."""
+        chunks = [rest[i : i + INSERT_CHUNK_ROWS] for i in range(0, len(rest), INSERT_CHUNK_ROWS)]
+        self._inserting = bool(chunks)
+        at = 0
+        ahead = self._prepare_ahead(chunks, 0)
         try:
-            for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-                if start:
-                    await asyncio.sleep(0)  # let Qt paint and handle input
-                    if not aio.alive(self) or self._closing:
-                        return
-                self.model.append_prepared(rows[start : start + INSERT_CHUNK_ROWS])
+            at = self.model.insert_prepared(first, at)
+            for number in range(len(chunks)):
+                assert ahead is not None
+                rows = await ahead  # a turn of the event loop: Qt paints, handles input
+                if not aio.alive(self) or self._closing:
+                    return
+                ahead = self._prepare_ahead(chunks, number + 1)
+                at = self.model.insert_prepared(rows, at)
             if self._inserting:
                 # Thousands of rows (snapshots, cells' wrappers) that live as long as the
                 # list: out of the collector's way, full collections stay short (a 10,000
                 # row list otherwise costs 80-170 ms per full collection, a visible stall).
                 gc.freeze()
         finally:
+            if ahead is not None:
+                ahead.cancel()  # closing: the rows will not be shown
             if aio.alive(self):
                 self._inserting = False
+
+    @staticmethod
+    def _prepare_ahead(
+        chunks: list[list[BatchCallSnapshot]], number: int
+    ) -> asyncio.Future[list[PreparedRow]] | None:
+        """Start building the cells of chunk `number` in a worker (None past the end)."""
+        if number >= len(chunks):
+            return None
+        return asyncio.ensure_future(aio.in_worker(prepare_rows, chunks[number]))
 
     @Slot(int)
     def mark_dirty(self, batch_id: int) -> None:

@@ -106,7 +106,8 @@ def test_a_reload_announces_changed_rows_once_and_resorts_them(
             replace(fifth, total_recipients=500),
         ]
     )
-    assert changes == [(0, 4)]  # one announcement for both rows
+    rows = sorted((model.row_of(1), model.row_of(5)))
+    assert changes == [(rows[0], rows[1])]  # one announcement for both rows
     assert shown_names(window)[:3] == ["Bulk 00000", "Bulk 00004", "Bulk 00029"]
     assert window.proxy.index(0, Column.TOTAL).data() == "1,000"
 
@@ -221,3 +222,32 @@ def test_a_search_filters_in_one_reset_keeping_order_selection_and_columns(
     window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.AscendingOrder)
     window.search_field.setText("bulk 0002")  # a new search never re-sorts: the sorter keeps
     assert shown_names(window) == [f"Bulk {i:05d}" for i in range(20, 30)]
+
+
+def test_the_first_load_shows_the_newest_rows_first_while_the_rest_are_built(
+    context, qtbot, model_checks, monkeypatch
+):
+    """The first chunk (the newest batch calls, on top of the default order) is inserted
+    as soon as it is read; the others follow a chunk per turn, each at the end of the
+    sorted rows; ties in a sort show the newest first."""
+    from app.views.main_window import MainWindow
+
+    monkeypatch.setattr(main_window_module, "INSERT_CHUNK_ROWS", 40)
+    store_batch_calls(context, 100)
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    model_checks.check(window.model)
+    model_checks.check(window.proxy)
+    inserts: list[tuple[int, int, str]] = []
+
+    def inserted(_parent, first: int, last: int) -> None:
+        inserts.append((first, last, window.proxy.index(0, Column.NAME).data()))
+
+    window.proxy.rowsInserted.connect(inserted)
+    window.show()
+    qtbot.waitUntil(lambda: window.loaded, timeout=10_000)
+    assert inserts == [(0, 39, "Bulk 00099"), (40, 79, "Bulk 00099"), (80, 99, "Bulk 00099")]
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(99, -1, -1)]
+    window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # all tied
+    assert shown_names(window)[:2] == ["Bulk 00099", "Bulk 00098"]
+    window.close()
