@@ -732,7 +732,7 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- search
     def _search_changed(self, text: str) -> None:
         current = self.current_snapshot()
-        if self.proxy.set_search(text):  # one reset: the view forgets its current row
+        if self.proxy.set_search(text):  # a reset: the view forgot its current row
             self.table.doItemsLayout()  # laid out now: the rows are painted once, not twice
             if current is not None:
                 self.select_batch(current.id)

@@ -251,3 +251,28 @@ def test_the_first_load_shows_the_newest_rows_first_while_the_rest_are_built(
     window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # all tied
     assert shown_names(window)[:2] == ["Bulk 00099", "Bulk 00098"]
     window.close()
+
+
+def test_a_longer_search_that_keeps_every_shown_row_changes_nothing_shown(
+    open_main_window, context, qtbot
+):
+    store_batch_calls(context, 30)
+    window = open_main_window()
+    window.search_field.setText("ulk 0002")
+    assert window.select_batch(25)  # "Bulk 00024"
+    signals: list[str] = []
+    for name in ("modelReset", "rowsRemoved", "rowsInserted", "layoutChanged"):
+        getattr(window.proxy, name).connect(lambda *_, n=name: signals.append(n))
+    qtbot.keyClicks(window.search_field, "4")  # "ulk 00024": fewer rows, one reset
+    assert shown_names(window) == ["Bulk 00024"] and signals == ["modelReset", "modelReset"]
+    qtbot.keyClick(window.search_field, Qt.Key.Key_Backspace)
+    signals.clear()
+    window.search_field.setText("Bulk 0002")  # every shown name contains it: in place
+    assert signals == []
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(29, 19, -1)]
+    assert window.current_snapshot().id == 25
+    window.search_field.setText("Bulk 0002 ")  # the same search: nothing at all
+    window.search_field.setText("ulk 00")  # shorter while rows are hidden: a reset
+    assert signals == ["modelReset", "modelReset"]
+    assert window.proxy.rowCount() == 30
+    assert window.current_snapshot().id == 25  # selected again
