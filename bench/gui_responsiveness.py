@@ -478,7 +478,8 @@ def main() -> int:
     if args.scenario in ("all", "dialing"):
         ok &= dialing(args)
     if args.scenario in ("all", "list"):
-        ok &= list_scenario(args.batches, args.reloads, args.repeats)
+        if args.batches:
+            ok &= list_scenario(args.batches, args.reloads, args.repeats)
         if args.large_batches:
             ok &= list_scenario(args.large_batches, 1, args.repeats, large=True)
     if args.scenario in ("all", "recipients"):

@@ -75,6 +75,10 @@ _CHANGED_ROLES = [
     BatchCallRole.PROGRESS,
 ]
 
+#: A narrower search changes the filter in place when at most this many rows are shown
+#: (Qt then removes at most this many ranges, each moving the rows shown after it).
+IN_PLACE_ROWS = 2_000
+
 #: More new rows than this in one reload rebuild the model in the background and swap it
 #: in (one reset) instead of inserting them one by one on the GUI thread.
 BULK_INSERT_ROWS = 500
@@ -362,7 +366,7 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         # the header keeps its sections (sizes, resize modes).
         self._between = QStandardItemModel(0, len(Column), self)
         self._between.setObjectName("batchCallSearchPlaceholder")
-        # Tells, before the search changes, whether any shown row would go (see set_search).
+        # Counts, before the search changes, the rows it will show (see set_search).
         self._check = QSortFilterProxyModel(self)
         self._check.setObjectName("batchCallSearchCheck")
         self._check.setFilterKeyColumn(Column.NAME)
@@ -390,9 +394,10 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         contiguous range at a time, each range rebuilding the proxy's row map: a search
         matching every third of 100,000 rows took 1 to 2 s. So when rows come or go, the
         proxy lets go of them (an empty model in between), takes the new pattern and reads
-        them again: one pass, one reset. When none would (a longer search that every
-        shown name still contains, or a shorter one while every row is shown), the
-        pattern changes in place: one pass, no range moves, no repaint."""
+        them again: one pass, one reset. When no row would come or go (a longer or
+        shorter search that matches as many rows: a count in C++ first), the pattern
+        changes in place: one pass, no range moves, no repaint; so it does for a longer
+        search while few rows are shown (few ranges to remove)."""
         search = text.strip().casefold()
         if search == self._search:
             return False
@@ -406,17 +411,23 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         return True
 
     def _keeps_rows(self, previous: str, search: str) -> bool:
-        """Whether `search` shows exactly the rows `previous` shows."""
+        """Whether `search` can change the pattern in place: it shows exactly the rows
+        `previous` shows, or it is narrower and few rows are shown (at most as many
+        ranges to remove as rows shown: cheap)."""
         shown = self.rowCount()
-        if previous in search:  # narrower: only rows shown now can stay; do they all?
-            self._check.setSourceModel(self)
-            self._check.setFilterFixedString(search)
-            kept = self._check.rowCount()
-            self._check.setSourceModel(self._between)  # let go of the rows again
-            return kept == shown
-        if search in previous:  # wider: only hidden rows can come, and there are none
-            return shown == self.sorter.rowCount()
+        if previous in search:  # narrower: only rows shown now can stay
+            return shown <= IN_PLACE_ROWS or self._matches(search) == shown
+        if search in previous:  # wider: only hidden rows can come
+            return shown == self.sorter.rowCount() or self._matches(search) == shown
         return False
+
+    def _matches(self, search: str) -> int:
+        """How many rows `search` shows (one pass over the unsorted rows, in C++)."""
+        self._check.setSourceModel(self.rows_model())
+        self._check.setFilterFixedString(search)
+        count = self._check.rowCount()
+        self._check.setSourceModel(self._between)  # let go of the rows again
+        return count
 
     def search(self) -> str:
         """The search the rows are filtered by, folded."""

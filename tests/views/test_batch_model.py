@@ -14,6 +14,7 @@ from sqlalchemy import insert
 
 from app.models.schema import BatchCall
 from app.models.status import BatchStatus, RecipientStatus
+from app.views import batch_model
 from app.views import main_window as main_window_module
 from app.views.batch_model import (
     BatchCallFilterProxy,
@@ -192,8 +193,9 @@ def test_a_reload_updates_only_the_cells_that_changed(open_main_window, context,
 
 
 def test_a_search_filters_in_one_reset_keeping_order_selection_and_columns(
-    open_main_window, context, qtbot, model_checks
+    open_main_window, context, qtbot, model_checks, monkeypatch
 ):
+    monkeypatch.setattr(batch_model, "IN_PLACE_ROWS", 0)  # as with thousands of rows
     store_batch_calls(context, 30)
     context.service.rename(7, "Straße 7")
     window = open_main_window()
@@ -253,9 +255,10 @@ def test_the_first_load_shows_the_newest_rows_first_while_the_rest_are_built(
     window.close()
 
 
-def test_a_longer_search_that_keeps_every_shown_row_changes_nothing_shown(
-    open_main_window, context, qtbot
+def test_a_search_that_shows_the_same_rows_changes_nothing_shown(
+    open_main_window, context, qtbot, monkeypatch
 ):
+    monkeypatch.setattr(batch_model, "IN_PLACE_ROWS", 0)  # as with thousands of rows
     store_batch_calls(context, 30)
     window = open_main_window()
     window.search_field.setText("ulk 0002")
@@ -272,7 +275,14 @@ def test_a_longer_search_that_keeps_every_shown_row_changes_nothing_shown(
     assert shown_names(window) == [f"Bulk {i:05d}" for i in range(29, 19, -1)]
     assert window.current_snapshot().id == 25
     window.search_field.setText("Bulk 0002 ")  # the same search: nothing at all
-    window.search_field.setText("ulk 00")  # shorter while rows are hidden: a reset
+    window.search_field.setText("ulk 0002")  # shorter, the same rows: in place
+    assert signals == []
+    window.search_field.setText("ulk 00")  # shorter, more rows: a reset
     assert signals == ["modelReset", "modelReset"]
     assert window.proxy.rowCount() == 30
     assert window.current_snapshot().id == 25  # selected again
+    monkeypatch.setattr(batch_model, "IN_PLACE_ROWS", 2_000)
+    signals.clear()
+    window.search_field.setText("ulk 0001")  # longer, few rows shown: Qt removes them
+    assert "modelReset" not in signals and "rowsRemoved" in signals
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(19, 9, -1)]
