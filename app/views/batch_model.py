@@ -75,9 +75,9 @@ _CHANGED_ROLES = [
     BatchCallRole.PROGRESS,
 ]
 
-#: A narrower search changes the filter in place when at most this many rows are shown
-#: (Qt then removes at most this many ranges, each moving the rows shown after it).
-IN_PLACE_ROWS = 2_000
+#: The search changes the filter in place when that moves at most about this many rows
+#: squared (see BatchCallFilterProxy.set_search): always with 10,000 batch calls.
+IN_PLACE_ROWS = 10_000
 
 #: More new rows than this in one reload rebuild the model in the background and swap it
 #: in (one reset) instead of inserting them one by one on the GUI thread.
@@ -366,12 +366,6 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         # the header keeps its sections (sizes, resize modes).
         self._between = QStandardItemModel(0, len(Column), self)
         self._between.setObjectName("batchCallSearchPlaceholder")
-        # Counts, before the search changes, the rows it will show (see set_search).
-        self._check = QSortFilterProxyModel(self)
-        self._check.setObjectName("batchCallSearchCheck")
-        self._check.setFilterKeyColumn(Column.NAME)
-        self._check.setFilterRole(BatchCallRole.SORT_KEY)
-        self._check.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseSensitive)
         self._search = ""
         super().setSourceModel(self.sorter)
         self.setFilterKeyColumn(Column.NAME)
@@ -391,18 +385,16 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         do not count). True when the rows were read again (one reset of the views).
 
         Changing the filter in place removes and inserts the rows that change one
-        contiguous range at a time, each range rebuilding the proxy's row map: a search
-        matching every third of 100,000 rows took 1 to 2 s. So when rows come or go, the
-        proxy lets go of them (an empty model in between), takes the new pattern and reads
-        them again: one pass, one reset. When no row would come or go (a longer or
-        shorter search that matches as many rows: a count in C++ first), the pattern
-        changes in place: one pass, no range moves, no repaint; so it does for a longer
-        search while few rows are shown (few ranges to remove)."""
+        contiguous range at a time, each range moving the rows shown after it: cheap for
+        most keystrokes (few ranges, often none: then no repaint either), but a search
+        matching every third of 100,000 rows took 1 to 2 s. So when the ranges could be
+        that costly, the proxy lets go of the rows instead (an empty model in between),
+        takes the new pattern and reads them again: one pass, one reset."""
         search = text.strip().casefold()
         if search == self._search:
             return False
         previous, self._search = self._search, search
-        if self._keeps_rows(previous, search):
+        if self._cheap_in_place(previous, search):
             self.setFilterFixedString(search)
             return False
         super().setSourceModel(self._between)
@@ -410,24 +402,17 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         super().setSourceModel(self.sorter)
         return True
 
-    def _keeps_rows(self, previous: str, search: str) -> bool:
-        """Whether `search` can change the pattern in place: it shows exactly the rows
-        `previous` shows, or it is narrower and few rows are shown (at most as many
-        ranges to remove as rows shown: cheap)."""
-        shown = self.rowCount()
-        if previous in search:  # narrower: only rows shown now can stay
-            return shown <= IN_PLACE_ROWS or self._matches(search) == shown
-        if search in previous:  # wider: only hidden rows can come
-            return shown == self.sorter.rowCount() or self._matches(search) == shown
-        return False
-
-    def _matches(self, search: str) -> int:
-        """How many rows `search` shows (one pass over the unsorted rows, in C++)."""
-        self._check.setSourceModel(self.rows_model())
-        self._check.setFilterFixedString(search)
-        count = self._check.rowCount()
-        self._check.setSourceModel(self._between)  # let go of the rows again
-        return count
+    def _cheap_in_place(self, previous: str, search: str) -> bool:
+        """Whether changing the pattern in place moves at most about IN_PLACE_ROWS² rows:
+        a longer search removes at most as many ranges as rows are shown, each moving at
+        most the rows shown; a shorter one inserts at most one range more than rows are
+        shown, each moving at most all the rows."""
+        shown, rows = self.rowCount(), self.sorter.rowCount()
+        if previous in search:
+            return shown <= IN_PLACE_ROWS
+        if search in previous:
+            return (shown + 1) * rows <= IN_PLACE_ROWS * IN_PLACE_ROWS
+        return rows <= IN_PLACE_ROWS
 
     def search(self) -> str:
         """The search the rows are filtered by, folded."""
