@@ -7,7 +7,6 @@ the affected rows change, so selection, scroll position and search text stay put
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from typing import TYPE_CHECKING, Any
@@ -578,20 +577,17 @@ class MainWindow(QMainWindow):
         self, first: list[PreparedRow], rest: list[BatchCallSnapshot]
     ) -> None:
         """Insert the new rows, newest first, a chunk per turn of the event loop (the
-        window keeps painting and answering in between): `first` at once, then `rest`,
-        whose cells a worker builds a chunk ahead of the one being inserted."""
-        chunks = [rest[i : i + INSERT_CHUNK_ROWS] for i in range(0, len(rest), INSERT_CHUNK_ROWS)]
-        self._inserting = bool(chunks)
-        at = 0
-        ahead = self._prepare_ahead(chunks, 0)
+        window keeps painting and answering in between): `first` at once, then `rest`, a
+        chunk at a time, each chunk's cells built in a worker after the previous chunk is
+        inserted (not meanwhile: the inserts' thousand calls into Qt would each wait for
+        the worker to hand back the GIL)."""
+        self._inserting = bool(rest)
         try:
-            at = self.model.insert_prepared(first, at)
-            for number in range(len(chunks)):
-                assert ahead is not None
-                rows = await ahead  # a turn of the event loop: Qt paints, handles input
+            at = self.model.insert_prepared(first, 0)
+            for start in range(0, len(rest), INSERT_CHUNK_ROWS):
+                rows = await aio.in_worker(prepare_rows, rest[start : start + INSERT_CHUNK_ROWS])
                 if not aio.alive(self) or self._closing:
                     return
-                ahead = self._prepare_ahead(chunks, number + 1)
                 at = self.model.insert_prepared(rows, at)
             if self._inserting:
                 # Thousands of rows (snapshots, cells' wrappers) that live as long as the
@@ -599,19 +595,8 @@ class MainWindow(QMainWindow):
                 # row list otherwise costs 80-170 ms per full collection, a visible stall).
                 gc.freeze()
         finally:
-            if ahead is not None:
-                ahead.cancel()  # closing: the rows will not be shown
             if aio.alive(self):
                 self._inserting = False
-
-    @staticmethod
-    def _prepare_ahead(
-        chunks: list[list[BatchCallSnapshot]], number: int
-    ) -> asyncio.Future[list[PreparedRow]] | None:
-        """Start building the cells of chunk `number` in a worker (None past the end)."""
-        if number >= len(chunks):
-            return None
-        return asyncio.ensure_future(aio.in_worker(prepare_rows, chunks[number]))
 
     @Slot(int)
     def mark_dirty(self, batch_id: int) -> None:
