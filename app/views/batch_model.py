@@ -77,7 +77,7 @@ _CHANGED_ROLES = [
 
 #: The search changes the filter in place when that moves at most about this many rows
 #: squared (see BatchCallFilterProxy.set_search): always with 10,000 batch calls.
-IN_PLACE_ROWS = 10_000
+IN_PLACE_ROWS = 10_001
 
 #: More new rows than this in one reload rebuild the model in the background and swap it
 #: in (one reset) instead of inserting them one by one on the GUI thread.
@@ -410,8 +410,8 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
         shown, rows = self.rowCount(), self.sorter.rowCount()
         if previous in search:
             return shown <= IN_PLACE_ROWS
-        if search in previous:
-            return (shown + 1) * rows <= IN_PLACE_ROWS * IN_PLACE_ROWS
+        if search in previous:  # every row shown already: nothing to insert
+            return shown == rows or (shown + 1) * rows <= IN_PLACE_ROWS * IN_PLACE_ROWS
         return rows <= IN_PLACE_ROWS
 
     def search(self) -> str:
