@@ -75,6 +75,10 @@ _CHANGED_ROLES = [
     BatchCallRole.PROGRESS,
 ]
 
+#: The search changes the filter in place when that moves at most about this many rows
+#: squared (see BatchCallFilterProxy.set_search): always with 10,000 batch calls.
+IN_PLACE_ROWS = 10_001
+
 #: More new rows than this in one reload rebuild the model in the background and swap it
 #: in (one reset) instead of inserting them one by one on the GUI thread.
 BULK_INSERT_ROWS = 500
@@ -150,26 +154,37 @@ class BatchCallTableModel(QStandardItemModel):
     def append_prepared(self, rows: Sequence[PreparedRow]) -> None:
         """Append many rows with one rowsInserted: the proxies then sort and filter them
         in one pass instead of once per row."""
+        self.insert_prepared(rows, self.rowCount())
+
+    def insert_prepared(self, rows: Sequence[PreparedRow], at: int) -> int:
+        """Insert many rows before row `at` with one rowsInserted; returns the row after
+        the last one inserted.
+
+        The rows are kept newest first (as `prepare_rows` gives them, and new batch calls
+        go on top): ties in the sort show the newest first, and a first load inserted in
+        that order adds each chunk at the end of the sorted rows, the cheapest place."""
         # A row shown meanwhile (a live update) is at least as fresh: keep it.
         new = [r for r in rows if r.snapshot.id not in self._row_of]
         if not new:
-            return
-        first = self.rowCount()
-        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            return at
+        end = at + len(new)
+        self.beginInsertRows(QModelIndex(), at, end - 1)
         blocked = self.blockSignals(True)  # the nested per-row inserts stay quiet
         try:
-            for row in new:
-                self._row_of[row.snapshot.id] = len(self._snapshots)
-                self._snapshots.append(row.snapshot)
-                self.appendRow(row.cells)
+            for offset, row in enumerate(new):
+                self.insertRow(at + offset, row.cells)
+            self._snapshots[at:at] = [row.snapshot for row in new]
+            for position in range(at, len(self._snapshots)):
+                self._row_of[self._snapshots[position].id] = position
         finally:
             self.blockSignals(blocked)
         self.endInsertRows()
+        return end
 
     def upsert(self, snapshot: BatchCallSnapshot) -> None:
         """Update the batch call's row (one dataChanged naming the roles) or append it."""
         if snapshot.id not in self._row_of:
-            self.append_prepared([PreparedRow(snapshot, build_row(snapshot))])
+            self.insert_prepared([PreparedRow(snapshot, build_row(snapshot))], 0)
         else:
             self.update_rows([snapshot])
 
@@ -237,7 +252,7 @@ class BatchCallTableModel(QStandardItemModel):
         for batch_id in diff.removed:
             self.remove(batch_id)
         self.update_rows(diff.changed, diff.cells)
-        self.append_prepared(diff.added)
+        self.insert_prepared(diff.added + prepare_rows(diff.pending), 0)
 
 
 #: (column, text, sort key) of a cell whose contents changed.
@@ -255,25 +270,30 @@ def changed_cells(old: BatchCallSnapshot, new: BatchCallSnapshot) -> list[Change
 @dataclass
 class RowDiff:
     """What a fresh read changes in the rows shown: removed ids, changed snapshots (and
-    by id the cells of theirs that changed), and new rows with their cells built."""
+    by id the cells of theirs that changed), new rows with their cells built, and, newest
+    first, new batch calls whose cells are still to build (`diff_rows(prepare=...)`)."""
 
     removed: list[int]
     changed: list[BatchCallSnapshot]
     added: list[PreparedRow]
     cells: dict[int, list[ChangedCell]] = field(default_factory=dict)
+    pending: list[BatchCallSnapshot] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.removed or self.changed or self.added)
+        return bool(self.removed or self.changed or self.added or self.pending)
 
 
 def diff_rows(
     shown: dict[int, BatchCallSnapshot],
     fresh: dict[int, BatchCallSnapshot],
     stored: Collection[int] | None = None,
+    prepare: int | None = None,
 ) -> RowDiff:
     """What differs between the rows shown and a fresh read, with the new rows' cells
     built and the changed cells worked out (runs in a worker thread). `stored` is every
-    id still stored when `fresh` holds only the rows read as changed (`list_changed`)."""
+    id still stored when `fresh` holds only the rows read as changed (`list_changed`).
+    With `prepare`, only the newest `prepare` new rows get their cells now; the others are
+    left `pending` (a first load shows its first rows while the rest are built)."""
     present = fresh if stored is None else stored
     removed = [batch_id for batch_id in shown if batch_id not in present]
     changed: list[BatchCallSnapshot] = []
@@ -286,7 +306,10 @@ def diff_rows(
         elif old != snapshot:
             changed.append(snapshot)
             cells[batch_id] = changed_cells(old, snapshot)
-    return RowDiff(removed, changed, prepare_rows(added), cells)
+    added.sort(key=lambda s: s.id, reverse=True)
+    if prepare is None:
+        prepare = len(added)
+    return RowDiff(removed, changed, prepare_rows(added[:prepare]), cells, added[prepare:])
 
 
 @dataclass
@@ -298,9 +321,10 @@ class PreparedRow:
 
 
 def prepare_rows(snapshots: Iterable[BatchCallSnapshot]) -> list[PreparedRow]:
-    """Build the rows' cells in a worker thread, oldest first (ties in the sort keep the
-    id order), so the GUI thread only inserts them."""
-    return [PreparedRow(s, build_row(s)) for s in sorted(snapshots, key=lambda s: s.id)]
+    """Build the rows' cells in a worker thread, newest first (see `insert_prepared`), so
+    the GUI thread only inserts them."""
+    ordered = sorted(snapshots, key=lambda s: s.id, reverse=True)
+    return [PreparedRow(s, build_row(s)) for s in ordered]
 
 
 def snapshot_at(index: AnyIndex) -> BatchCallSnapshot | None:
@@ -328,15 +352,25 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
 
     It sits on a `BatchCallSorter` and keeps its order; `sort()` (a header click) is passed
     down to the sorter. `mapFromSource`/`mapToSource` also accept and give indexes of the
-    batch call model itself, so callers need not know about the sorter in between."""
+    batch call model itself, so callers need not know about the sorter in between.
+
+    It matches the search, folded, against the name cell's sort key (the folded name), case
+    sensitively: a plain substring search in C++. A new search re-filters every row in one
+    pass, behind one reset (see `set_search`)."""
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setObjectName("batchCallProxy")
         self.sorter = BatchCallSorter(self)
+        # Shown for an instant while the search changes: as many columns as the rows, so
+        # the header keeps its sections (sizes, resize modes).
+        self._between = QStandardItemModel(0, len(Column), self)
+        self._between.setObjectName("batchCallSearchPlaceholder")
+        self._search = ""
         super().setSourceModel(self.sorter)
         self.setFilterKeyColumn(Column.NAME)
-        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterRole(BatchCallRole.SORT_KEY)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseSensitive)
         self.setDynamicSortFilter(True)
 
     def setSourceModel(self, model: Any) -> None:
@@ -346,8 +380,43 @@ class BatchCallFilterProxy(QSortFilterProxyModel):
     def rows_model(self) -> Any:
         return self.sorter.sourceModel()
 
-    def set_search(self, text: str) -> None:
-        self.setFilterFixedString(text.strip())
+    def set_search(self, text: str) -> bool:
+        """Show the rows whose name contains `text` (case-insensitively; spaces around it
+        do not count). True when the rows were read again (one reset of the views).
+
+        Changing the filter in place removes and inserts the rows that change one
+        contiguous range at a time, each range moving the rows shown after it: cheap for
+        most keystrokes (few ranges, often none: then no repaint either), but a search
+        matching every third of 100,000 rows took 1 to 2 s. So when the ranges could be
+        that costly, the proxy lets go of the rows instead (an empty model in between),
+        takes the new pattern and reads them again: one pass, one reset."""
+        search = text.strip().casefold()
+        if search == self._search:
+            return False
+        previous, self._search = self._search, search
+        if self._cheap_in_place(previous, search):
+            self.setFilterFixedString(search)
+            return False
+        super().setSourceModel(self._between)
+        self.setFilterFixedString(search)
+        super().setSourceModel(self.sorter)
+        return True
+
+    def _cheap_in_place(self, previous: str, search: str) -> bool:
+        """Whether changing the pattern in place moves at most about IN_PLACE_ROWS² rows:
+        a longer search removes at most as many ranges as rows are shown, each moving at
+        most the rows shown; a shorter one inserts at most one range more than rows are
+        shown, each moving at most all the rows."""
+        shown, rows = self.rowCount(), self.sorter.rowCount()
+        if previous in search:
+            return shown <= IN_PLACE_ROWS
+        if search in previous:  # every row shown already: nothing to insert
+            return shown == rows or (shown + 1) * rows <= IN_PLACE_ROWS * IN_PLACE_ROWS
+        return rows <= IN_PLACE_ROWS
+
+    def search(self) -> str:
+        """The search the rows are filtered by, folded."""
+        return self._search
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self.sorter.sort(column, order)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import QHeaderView
 from sqlalchemy import insert
 
 from app.models.schema import BatchCall
 from app.models.status import BatchStatus, RecipientStatus
+from app.views import batch_model
 from app.views import main_window as main_window_module
 from app.views.batch_model import (
     BatchCallFilterProxy,
@@ -105,7 +107,8 @@ def test_a_reload_announces_changed_rows_once_and_resorts_them(
             replace(fifth, total_recipients=500),
         ]
     )
-    assert changes == [(0, 4)]  # one announcement for both rows
+    rows = sorted((model.row_of(1), model.row_of(5)))
+    assert changes == [(rows[0], rows[1])]  # one announcement for both rows
     assert shown_names(window)[:3] == ["Bulk 00000", "Bulk 00004", "Bulk 00029"]
     assert window.proxy.index(0, Column.TOTAL).data() == "1,000"
 
@@ -187,3 +190,98 @@ def test_a_reload_updates_only_the_cells_that_changed(open_main_window, context,
     assert window.model.index(row, Column.TOTAL).data() == "2,000"
     assert window.model.index(row, Column.PROGRESS).data() == "50% (1,000/2,000)"
     assert window.model.snapshot(4) == context.service.get(4)
+
+
+def test_a_search_filters_in_one_reset_keeping_order_selection_and_columns(
+    open_main_window, context, qtbot, model_checks, monkeypatch
+):
+    monkeypatch.setattr(batch_model, "IN_PLACE_ROWS", 0)  # as with thousands of rows
+    store_batch_calls(context, 30)
+    context.service.rename(7, "Straße 7")
+    window = open_main_window()
+    model_checks.check(window.proxy)
+    header = window.table.horizontalHeader()
+    widths = [window.table.columnWidth(c) for c in Column if c != Column.NAME]
+    assert window.select_batch(12)  # "Bulk 00011"
+    resets: list[int] = []
+    window.proxy.modelReset.connect(lambda: resets.append(1))
+    window.proxy.layoutChanged.connect(lambda: resets.append(0))
+    removed: list[int] = []
+    window.proxy.rowsRemoved.connect(lambda *_: removed.append(1))
+    qtbot.keyClicks(window.search_field, "1")
+    # Scattered matches, newest first as sorted; one pass, no row-by-row removals.
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(29, -1, -1) if "1" in str(i)]
+    assert removed == [] and 0 not in resets
+    assert window.current_snapshot().id == 12  # still selected
+    # The header kept its sections: widths set by hand, the name stretching.
+    assert [window.table.columnWidth(c) for c in Column if c != Column.NAME] == widths
+    assert header.sectionResizeMode(Column.NAME) == QHeaderView.ResizeMode.Stretch
+    window.search_field.setText("  STRASSE ")  # folded: ß matches SS; spaces trimmed
+    assert shown_names(window) == ["Straße 7"]
+    assert window.current_snapshot() is None
+    window.search_field.clear()
+    assert window.proxy.rowCount() == 30
+    window.table.sortByColumn(Column.TOTAL, Qt.SortOrder.AscendingOrder)
+    window.search_field.setText("bulk 0002")  # a new search never re-sorts: the sorter keeps
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(20, 30)]
+
+
+def test_the_first_load_shows_the_newest_rows_first_while_the_rest_are_built(
+    context, qtbot, model_checks, monkeypatch
+):
+    """The first chunk (the newest batch calls, on top of the default order) is inserted
+    as soon as it is read; the others follow a chunk per turn, each at the end of the
+    sorted rows; ties in a sort show the newest first."""
+    from app.views.main_window import MainWindow
+
+    monkeypatch.setattr(main_window_module, "INSERT_CHUNK_ROWS", 40)
+    store_batch_calls(context, 100)
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    model_checks.check(window.model)
+    model_checks.check(window.proxy)
+    inserts: list[tuple[int, int, str]] = []
+
+    def inserted(_parent, first: int, last: int) -> None:
+        inserts.append((first, last, window.proxy.index(0, Column.NAME).data()))
+
+    window.proxy.rowsInserted.connect(inserted)
+    window.show()
+    qtbot.waitUntil(lambda: window.loaded, timeout=10_000)
+    assert inserts == [(0, 39, "Bulk 00099"), (40, 79, "Bulk 00099"), (80, 99, "Bulk 00099")]
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(99, -1, -1)]
+    window.table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)  # all tied
+    assert shown_names(window)[:2] == ["Bulk 00099", "Bulk 00098"]
+    window.close()
+
+
+def test_a_search_on_a_short_list_changes_the_rows_in_place(
+    open_main_window, context, qtbot, monkeypatch
+):
+    """On a short list Qt's own range-by-range update is cheap: a keystroke that keeps
+    the rows changes nothing shown (no reset, no repaint); on a long list a search that
+    could move many ranges is one reset."""
+    store_batch_calls(context, 30)
+    window = open_main_window()
+    window.search_field.setText("ulk 0002")
+    assert window.select_batch(25)  # "Bulk 00024"
+    signals: list[str] = []
+    for name in ("modelReset", "rowsRemoved", "rowsInserted", "layoutChanged"):
+        getattr(window.proxy, name).connect(lambda *_, n=name: signals.append(n))
+    window.search_field.setText("Bulk 0002")  # every shown name contains it
+    window.search_field.setText("Bulk 0002 ")  # the same search
+    window.search_field.setText("ulk 0002")  # shorter, the same rows
+    assert signals == []
+    qtbot.keyClicks(window.search_field, "4")  # "ulk 00024": rows removed in place
+    assert shown_names(window) == ["Bulk 00024"]
+    assert "rowsRemoved" in signals and "modelReset" not in signals
+    assert window.current_snapshot().id == 25
+    monkeypatch.setattr(batch_model, "IN_PLACE_ROWS", 5)  # as with 100,000 rows
+    signals.clear()
+    qtbot.keyClick(window.search_field, Qt.Key.Key_Backspace)  # "ulk 0002": 10 rows
+    assert signals == ["modelReset", "modelReset"]
+    assert shown_names(window) == [f"Bulk {i:05d}" for i in range(29, 19, -1)]
+    assert window.current_snapshot().id == 25  # selected again
+    signals.clear()
+    window.search_field.setText("ulk 00024")  # longer, 10 shown > 5: a reset too
+    assert signals == ["modelReset", "modelReset"]
