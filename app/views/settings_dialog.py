@@ -89,7 +89,7 @@ EngineField = QSpinBox | QDoubleSpinBox | QCheckBox
 
 
 def setting_label(spec: SettingSpec) -> str:
-    """ "The poll interval" -> "Poll interval"."""
+    """A setting's form label: The poll interval -> Poll interval."""
     label = spec.label.removeprefix("The ")
     return label[:1].upper() + label[1:]
 
