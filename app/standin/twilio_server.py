@@ -1249,6 +1249,10 @@ def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # joined by server_close() once their sockets are shut down
+    # socketserver's default backlog is 5: a burst of new connections beyond it had its
+    # SYNs dropped and retried by the kernel a second later, so those creates arrived
+    # (and were counted) together with the next second's.
+    request_queue_size = 128
     standin: TwilioStandin
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -37,7 +37,12 @@ class EngineConfig:
     #: With a real clock (the engine is given a `sleep`), a tick also places the calls
     #: the pacing allows within this many seconds, waiting for each one's turn, instead
     #: of leaving the slot idle until the next tick.
-    pace_ahead_seconds: float = 0.25
+    pace_ahead_seconds: float = 0.5
+    #: With a real clock, each start counts for the pacing this much longer than its
+    #: window: the provider counts a call when its request arrives, a little after it
+    #: was sent, and that delay varies (threads, connections); the guard keeps a late
+    #: request and the next window's first from both landing in one of its seconds.
+    pacing_guard_seconds: float = 0.03
     #: An attempt whose call id is unknown is reconciled only when it is this old, so a
     #: request the provider is still processing is never mistaken for a lost one.
     unknown_settle_seconds: float = 15.0
