@@ -847,8 +847,10 @@ def test_reconciliation_finds_its_attempts_through_an_index(sessions):
     with sessions() as session:
         connection = session.connection()
         compiled = UNRESOLVED_ATTEMPTS.compile(connection.engine)
+        values = {"p_limit": 50, "param_1": 0, "provider_status_1": "server error"}
         plan = connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + str(compiled), tuple(["2026-01-01", "2026-01-01", 50, 0])
+            "EXPLAIN QUERY PLAN " + str(compiled),
+            tuple(values.get(name, "2026-01-01") for name in compiled.positiontup or ()),
         ).all()
     details = " ".join(str(row[-1]) for row in plan)
     assert "ix_call_attempts_unresolved (outcome=? AND provider_call_id=?)" in details, details

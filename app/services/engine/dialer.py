@@ -247,7 +247,9 @@ class DialerEngine:
                 return report
         settings = self._refresh_settings(now)
         # Below the setting while the provider limits our rate or queues our calls.
-        self.pacer.set_rate(self.health.placing_rate(settings.calls_per_second, now))
+        self.pacer.set_rate(
+            self.health.placing_rate(settings.calls_per_second, now), settings.calls_per_second
+        )
         provider = self._current_provider(settings)
         if self._next_pickup_at is None or now >= self._next_pickup_at:
             self.pickup(now, report)

@@ -38,7 +38,7 @@ from app.models.status import RecipientStatus
 from app.services.engine import attempts, store
 from app.services.engine.attempts import Claim
 from app.services.engine.config import Clock, EngineConfig
-from app.services.engine.health import ProviderHealth, maybe_placed
+from app.services.engine.health import ProviderHealth, maybe_placed, rate_limited
 from app.services.engine.planning import CallPacer, RunningBatch, mask_number
 from app.services.engine.state import TickReport
 from app.services.lease import DialerLease, write_transaction
@@ -538,6 +538,9 @@ class Placer:
             report.touch(claim.batch_id)
             log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
             return None
+        error = sent.error
+        if isinstance(error, TransientProviderError) and rate_limited(error) and sent.sent_at:
+            self.pacer.release(sent.sent_at)  # never processed: no call counts for it
         return self._record_error(claim, sent.error, moment, report)
 
     def _record_error(
@@ -565,7 +568,10 @@ class Placer:
                 if maybe_placed(exc):
                     # The provider may still create the call a while after the request
                     # failed: the reconciliation's settle time counts from now.
-                    attempts.mark_outcome_unknown(session, claim.attempt_id, exc.message, moment)
+                    answered = exc.http_status is not None  # a 5xx: looked up soon
+                    attempts.mark_outcome_unknown(
+                        session, claim.attempt_id, exc.message, moment, answered=answered
+                    )
                     log.warning(
                         "call to %s: no answer from the provider (%s); it will be reconciled",
                         to,

@@ -78,26 +78,31 @@ class CallPacer:
         self.guard = timedelta(seconds=guard_seconds)
         self.spread = spread
         self.rate = 0.0
+        self._top = 0.0
         self.limit = 1
         self.window = timedelta(seconds=1)
         self.interval = self.window
         self.set_rate(calls_per_second)
 
-    def set_rate(self, calls_per_second: float) -> None:
+    def set_rate(self, calls_per_second: float, setting: float | None = None) -> None:
+        """Pace at `calls_per_second`. When spreading, a rate lowered below the `setting`
+        (429s, Twilio's queue) only spaces the starts further apart: the window still
+        allows the setting's whole calls, so a lowered rate of 9.5 is 9.5, not 9."""
         if calls_per_second <= 0:
             raise ValueError("Calls per second must be more than 0.")
+        top = max(calls_per_second, setting or calls_per_second)
         with self._lock:
-            if calls_per_second == self.rate:
+            if (calls_per_second, top) == (self.rate, self._top):
                 return
-            self.rate = calls_per_second
+            self.rate, self._top = calls_per_second, top
             if calls_per_second >= 1:
-                self.limit = math.floor(calls_per_second)
+                self.limit = math.floor(top if self.spread else calls_per_second)
                 window = timedelta(seconds=1)
             else:
                 self.limit = 1
                 window = timedelta(seconds=1 / calls_per_second)
             self.window = window + self.guard
-            self.interval = self.window / self.limit
+            self.interval = self.window / min(max(1.0, calls_per_second), self.limit)
             while len(self._starts) > self.limit:
                 self._starts.pop(0)
 
@@ -173,6 +178,17 @@ class CallPacer:
         with self._lock:
             self._open.pop(slot, None)
             bisect.insort(self._starts, moment)
+
+    def release(self, moment: datetime) -> None:
+        """The start sent at `moment` created nothing (Twilio never processes a request
+        it answers 429): it stops counting, and its evenly spread moment is given back
+        (the next start comes sooner, never sooner than half an interval after the last)."""
+        with self._lock:
+            index = bisect.bisect_left(self._starts, moment)
+            if index < len(self._starts) and self._starts[index] == moment:
+                del self._starts[index]
+                if self.spread and self._due_at is not None:
+                    self._due_at -= self.interval
 
     def cancel(self, slot: int) -> None:
         """The request was not sent after all."""

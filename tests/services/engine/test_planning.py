@@ -359,3 +359,27 @@ def test_without_spreading_the_window_alone_paces_as_a_fake_clock_needs():
         pacer.record(begin)
     assert pacer.due(begin) == 0 and pacer.next_due(begin) == begin + timedelta(seconds=1)
     assert pacer.due(begin + timedelta(seconds=1)) == 5
+
+
+def test_a_lowered_rate_spaces_the_starts_and_the_setting_stays_the_ceiling():
+    """Lowered to 9.5 calls/s (a 429) below a setting of 10: one start every 1.03 / 9.5 s,
+    not 9 a second (the whole calls of 9.5), and never more than 10 in any second."""
+    pacer = CallPacer(10, guard_seconds=0.03, spread=True)
+    pacer.set_rate(9.5, 10)
+    assert pacer.limit == 10
+    assert pacer.interval == timedelta(seconds=1.03) / 9.5
+    moments = sends(pacer, 10.0, step_ms=1)
+    assert 9.5 * 10 / 1.03 - 2 <= len(moments) <= 10 * 10 / 1.03 + 1
+    assert most_within(moments, timedelta(seconds=1.03)) <= 10
+
+
+def test_a_429_created_nothing_so_its_start_stops_counting():
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(2, guard_seconds=0.03, spread=True)
+    pacer.record(begin)
+    later = begin + pacer.interval
+    pacer.record(later)
+    assert pacer.available(later) == 0
+    pacer.release(later)  # answered 429: never processed by Twilio
+    assert pacer.available(later) == 1
+    assert pacer.next_due(later) == later + pacer.interval / 2  # its moment given back
