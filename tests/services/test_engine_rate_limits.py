@@ -76,10 +76,11 @@ def test_twilios_queue_slows_dialing_to_the_accounts_real_rate(service, sessions
         for call in standin.calls
     ]
     # Placed at 10 a second, the 40th call would wait 16 s in Twilio's queue (ringing
-    # perhaps outside its calling hours); slowed to the real rate, none waits long. The
-    # longest wait was 6-7.2 s in runs where the engine's real-clock budgets and the
-    # sending threads interleave differently: 9 s keeps the margin from 16 s.
-    assert max(waits) <= 9.0, waits
+    # perhaps outside its calling hours); slowed to the real rate, none waits long. (The
+    # longest wait once varied from 4.7 to 7.2 s: answers of requests in flight together
+    # come back in any order, and the rate and the queue's end were taken from the order
+    # of the answers; now from the dial moments themselves.)
+    assert max(waits) <= 6.0, waits
     assert any("Twilio queues calls beyond this account's real rate" in r for r in reasons)
     assert service.get(batch_id).counts[RecipientStatus.COMPLETED] == 40
     assert_counters_exact(service, batch_id)

@@ -124,11 +124,16 @@ class PlacingRate:
                 self._dial_moments.clear()
                 self._raised_at = now
             return
+        # Several requests are in flight at once: their answers come in any order, so
+        # the queue drains at the latest dial moment seen, and the account's rate is
+        # measured over the dial moments in time order (not in the order answered).
         dial_at = now + timedelta(seconds=queue_seconds)
         self._dial_moments.append(dial_at)
-        self.queue_until = dial_at - timedelta(seconds=self.queue_slack_seconds)
+        drained = dial_at - timedelta(seconds=self.queue_slack_seconds)
+        if self.queue_until is None or drained > self.queue_until:
+            self.queue_until = drained
         if len(self._dial_moments) >= 3:
-            span = (self._dial_moments[-1] - self._dial_moments[0]).total_seconds()
+            span = (max(self._dial_moments) - min(self._dial_moments)).total_seconds()
             if span > 0:
                 measured = (len(self._dial_moments) - 1) / span
                 previous = self.account_rate
