@@ -305,9 +305,17 @@ class ProviderHealth:
             self.note_ok()  # it answers again
 
     def note_polls_stopped(self, exc: ProviderError, now: datetime) -> None:
-        """A round of polls stopped by a rate limit or a provider that cannot be reached."""
-        self.poll_failures += 1
+        """A round of polls stopped by a rate limit or a provider that cannot be reached.
+        A 429 was never processed and says nothing about the calls: the polls go on a
+        second later (or after its Retry-After), the rate of placing is lowered (at most
+        once a second), and the wait does not grow with each 429 in a row."""
         retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, TransientProviderError) and rate_limited(exc):
+            self.poll_retry_at = now + timedelta(seconds=max(1.0, retry_after or 0.0))
+            self.placing.rate_limited(now, retry_after)
+            log.info("checking calls paused for a second: %s", exc.message)
+            return
+        self.poll_failures += 1
         self.poll_retry_at = now + self.backoff(self.poll_failures, retry_after)
         log.warning("checking calls paused: %s", exc.message)
         if isinstance(exc, TransientProviderError) and not rate_limited(exc):

@@ -131,3 +131,14 @@ def test_queue_time_answers_in_any_order_measure_the_same_rate_and_drain_moment(
         assert rate.account_rate is not None and rate.queue_until is not None
         results.add((round(rate.account_rate, 6), rate.queue_until))
     assert results == {(1.9, at(5.5))}
+
+
+def test_a_429_on_the_polls_pauses_them_a_second_however_many_come_in_a_row():
+    health = ProviderHealth(EngineConfig(seed=1))
+    for n in range(6):  # six rounds in a row answered 429
+        health.note_polls_stopped(too_many(), at(n))
+        assert health.polls_paused(at(n + 0.9)) and not health.polls_paused(at(n + 1))
+    health.note_polls_stopped(too_many(retry_after=5), at(10))
+    assert health.polls_paused(at(14.9)) and not health.polls_paused(at(15))
+    assert health.placing.limited_rate is not None  # placing slows a little too
+    assert not health.unreachable(at(10))
