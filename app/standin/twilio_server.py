@@ -975,22 +975,23 @@ class TwilioStandin:
             for op in ("", "<", ">")
             if _one(query, field + op)
         ]
-        with self._lock:
-            # Filtered on the calls' own moments; only the page's calls are rendered.
-            rows: list[tuple[int, _Call]] = []
-            for call in reversed(self._calls):  # newest first, as Twilio lists
-                if to not in ("", call.to) or from_ not in ("", call.from_):
+        with self._lock:  # creates go on while a list is filtered and rendered
+            calls = list(self._calls)
+        # Filtered on the calls' own moments; only the page's calls are rendered.
+        rows: list[tuple[int, _Call]] = []
+        for call in reversed(calls):  # newest first, as Twilio lists
+            if to not in ("", call.to) or from_ not in ("", call.from_):
+                continue
+            if status or bounds:
+                current, started, ended = call.progress(now)
+                if status and current != status:
                     continue
-                if status or bounds:
-                    current, started, ended = call.progress(now)
-                    if status and current != status:
-                        continue
-                    if not all(_within(started, ended, *bound) for bound in bounds):
-                        continue
-                rows.append((call.index, call))
-            page = self._page(
-                path, query, "calls", rows, render=lambda call: self._call_json(call, now)
-            )
+                if not all(_within(started, ended, *bound) for bound in bounds):
+                    continue
+            rows.append((call.index, call))
+        page = self._page(
+            path, query, "calls", rows, render=lambda call: self._call_json(call, now)
+        )
         return _Answer(200, page)
 
     def _page(
