@@ -167,6 +167,20 @@ STORE_RECIPIENT_CALL_ID = (
     .where(_R.c.id == bindparam("p_recipient"))
     .values(provider_call_id=bindparam("p_call_id"), requested_at=_when("p_moment"))
 )
+#: The attempts among `p_ids` still there (not deleted with their batch call), locked.
+ATTEMPTS_PRESENT = (
+    select(_A.c.id).where(_A.c.id.in_(bindparam("p_ids", expanding=True))).with_for_update()
+)
+#: Voiding claims: their attempts go, only while they have neither call id nor outcome.
+VOID_ATTEMPTS = (
+    delete(_A)
+    .where(
+        _A.c.id.in_(bindparam("p_ids", expanding=True)),
+        _A.c.provider_call_id.is_(None),
+        _A.c.outcome.is_(None),
+    )
+    .returning(_A.c.id)
+)
 SETTLE_ATTEMPT = (
     update(_A)
     .where(_A.c.id == bindparam("p_attempt"), _A.c.outcome.is_(None))
@@ -274,25 +288,48 @@ def mark_sending(session: Session, attempt_ids: Sequence[int], now: datetime) ->
 def store_call_id(session: Session, claim_: Claim, state: CallState, moment: datetime) -> bool:
     """The provider's call id on the attempt and its recipient (after the request);
     False if the attempt is gone (deleted with its batch call)."""
+    return store_call_ids(session, [(claim_, state, moment)])[0]
+
+
+def store_call_ids(
+    session: Session, answers: Sequence[tuple[Claim, CallState, datetime]]
+) -> list[bool]:
+    """`store_call_id` for many answers in one go: the attempts still there are locked,
+    then each statement runs once as an executemany. Returns, for each answer, False if
+    its attempt is gone (deleted with its batch call)."""
+    if not answers:
+        return []
     connection = session.connection()
-    result = connection.execute(
-        STORE_CALL_ID,
-        {
-            "p_attempt": claim_.attempt_id,
-            "p_call_id": state.call_id,
-            "p_raw_status": state.raw_status[:16],
-            "p_moment": moment,
-        },
+    present = set(
+        connection.execute(
+            ATTEMPTS_PRESENT, {"p_ids": [claim_.attempt_id for claim_, _, _ in answers]}
+        ).scalars()
     )
-    if result.rowcount != 1:
-        return False
-    connection.execute(
-        STORE_RECIPIENT_CALL_ID,
-        {"p_recipient": claim_.recipient_id, "p_call_id": state.call_id, "p_moment": moment},
-    )
-    if state.outcome is not CallOutcome.IN_PROGRESS:
-        settle(session, OpenAttempt.of(claim_, state.call_id, moment), state, moment)
-    return True
+    stored = [(c, state, moment) for c, state, moment in answers if c.attempt_id in present]
+    if stored:
+        connection.execute(
+            STORE_CALL_ID,
+            [
+                {
+                    "p_attempt": claim_.attempt_id,
+                    "p_call_id": state.call_id,
+                    "p_raw_status": state.raw_status[:16],
+                    "p_moment": moment,
+                }
+                for claim_, state, moment in stored
+            ],
+        )
+        connection.execute(
+            STORE_RECIPIENT_CALL_ID,
+            [
+                {"p_recipient": c.recipient_id, "p_call_id": state.call_id, "p_moment": moment}
+                for c, state, moment in stored
+            ],
+        )
+    for claim_, state, moment in stored:  # already over when it was answered (rare)
+        if state.outcome is not CallOutcome.IN_PROGRESS:
+            settle(session, OpenAttempt.of(claim_, state.call_id, moment), state, moment)
+    return [claim_.attempt_id in present for claim_, _, _ in answers]
 
 
 def record_refused(session: Session, claim_: Claim, message: str, moment: datetime) -> None:
@@ -355,6 +392,32 @@ def void(
         values={"attempts": Recipient.attempts - 1, "next_try_at": next_try_at},
     )
     return True
+
+
+def void_many(session: Session, claims: Sequence[Claim], back_to: RecipientStatus) -> list[Claim]:
+    """`void` for many claims at once, all going `back_to` (one DELETE, then one move of
+    the recipients per batch call and attempt number); returns the claims voided."""
+    if not claims:
+        return []
+    removed = set(
+        session.connection()
+        .execute(VOID_ATTEMPTS, {"p_ids": [claim_.attempt_id for claim_ in claims]})
+        .scalars()
+    )
+    voided = [claim_ for claim_ in claims if claim_.attempt_id in removed]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for claim_ in voided:
+        groups.setdefault((claim_.batch_id, claim_.attempt_number), []).append(claim_.recipient_id)
+    for (batch_id, number), recipient_ids in groups.items():
+        move_recipients(
+            session,
+            batch_id,
+            [IN_PROGRESS],
+            back_to,
+            where=[Recipient.id.in_(recipient_ids), Recipient.attempts == number],
+            values={"attempts": Recipient.attempts - 1, "next_try_at": None},
+        )
+    return voided
 
 
 def finish_recipient(

@@ -421,7 +421,9 @@ class DialerEngine:
         if slower is not None:  # the details say why dialing is slower than the setting
             for batch_id in demands:
                 reasons[batch_id] = reasons.get(batch_id) or slower
-        budget = min(free_lines, paced, self.config.max_placements_per_tick)
+        budget = self.placer.claim_limit(
+            min(free_lines, paced, self.config.max_placements_per_tick)
+        )
         shares = share_capacity(demands, max(0, budget), self._rotation)
         self._rotation += 1
         if free_lines <= 0:

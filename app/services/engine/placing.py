@@ -12,6 +12,10 @@ The protocol (app.services.placements) is three short transactions per call:
 3. store: the call id after the answer (exactly once: reconciliation settles an attempt
    whose answer was lost).
 
+At high rates the transactions are shared: a tick claims about what its placing budget
+was seen to send (claims not sent are given back), marks are made for several requests
+at once, and the answers in are stored together, one transaction for many.
+
 So a Pause, Cancel or Delete never waits for the provider, and a holder frozen (SIGSTOP)
 and then woken sends nothing: its marks are too old and its lease has run out.
 """
@@ -65,6 +69,11 @@ DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
 MARK_AHEAD_SECONDS = 0.1
 #: On closing, the answers of the requests still in flight are waited for this long.
 CLOSE_WAIT_SECONDS = 1.0
+#: The call ids of answered requests are stored together, in one transaction, once this
+#: many are in or the oldest has waited this long (and always before placing ends): a
+#: crash meanwhile leaves attempts without call ids, which reconciliation settles.
+STORE_EVERY_ANSWERS = 50
+STORE_EVERY_SECONDS = 0.05
 
 
 def request_for(
@@ -161,6 +170,19 @@ class Placer:
         #: the sending threads just before each request.
         self._halted_all: str | None = None
         self._halted: set[int] = set()
+        #: Answers whose call ids are not stored yet, and when (monotonic) the first came.
+        self._answers: list[tuple[Claim, CallState, datetime]] = []
+        self._answers_since = 0.0
+        #: How many requests one tick's placing budget has been seen to send (None: no
+        #: limit seen yet): claiming many more would only give them back unplaced.
+        self._sendable: int | None = None
+        #: Requests sent (answered or failed) in this round of placing.
+        self._sent = 0
+
+    def claim_limit(self, most: int) -> int:
+        """How many calls to claim this tick, at most `most`: a fifth more than the
+        placing budget was last seen to send, so the claims not sent are few."""
+        return most if self._sendable is None else min(most, self._sendable)
 
     def close(self) -> None:
         """Records the answers of the requests in flight that come within
@@ -168,7 +190,9 @@ class Placer:
         if self._in_flight:
             wait(list(self._in_flight), timeout=CLOSE_WAIT_SECONDS)
             try:
-                self.collect(TickReport())
+                report = TickReport()
+                self.collect(report)
+                self._store_answers(report)
             except Exception:  # a closing engine must not raise: reconciled at the next start
                 log.warning("the answers of the last calls placed could not be recorded")
         self._in_flight.clear()
@@ -278,6 +302,7 @@ class Placer:
         deadline = self._claimed_mono + self.config.place_budget_seconds
         self._halted_all = None
         self._halted.clear()
+        self._sent = 0
         stop = self.collect(report)
         try:
             while pending or ready or (in_flight and not carry):
@@ -313,6 +338,7 @@ class Placer:
                                 sent = self._send(provider, claim, slot, marked, windows)
                                 stop = stop or self._record(sent, report)
                                 self._halted_all = stop
+                                self._store_answers(report, when_due=True)
                             else:
                                 future = self._executor(provider).submit(
                                     self._send, provider, claim, slot, marked, windows
@@ -323,21 +349,28 @@ class Placer:
                     if (due is not None and self._sleep is not None) or not in_flight:
                         # Wait for the next start's moment (answers meanwhile are
                         # recorded after it: the pacing, not a sender, is what waits).
+                        self._store_answers(report)  # before waiting for the pacing
                         if not self._wait_for_pacing(now, due):
                             stop = "waiting for the pacing"
                         continue
                 if not in_flight:
                     break
                 wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
+                self._store_answers(report, when_due=True)
         finally:
             if not carry:
                 # Requests already sent are waited for (each bounded by the provider's own
                 # timeout): their call ids must be stored.
                 self._record_done(list(in_flight), report)
+            try:
+                self._store_answers(report)
+            except Exception:  # their attempts stay without call ids: reconciled later
+                log.exception("the call ids of answered requests could not be stored")
             # Claims never sent are given back.
             left = list(pending) + [claim for claim, _ in ready]
             if left:
                 store.void_claims(self.sessions, left, report)
+            self._learn_sendable(len(claims), len(left), report)
 
     def collect(self, report: TickReport) -> str | None:
         """Record the answers that came since the last tick. Returns why placing must
@@ -435,8 +468,9 @@ class Placer:
         the do-not-call list while its batch call runs is never called after that. The
         stopped recipients get their own outcome; the others are returned."""
         allowed: list[Claim] = []
+        listed = store.on_do_not_call_among(session, {claim.request.to for claim in claims})
         for claim in claims:
-            if not store.on_do_not_call(session, claim.request.to):
+            if claim.request.to not in listed:
                 allowed.append(claim)
                 continue
             if attempts.void(session, claim, RecipientStatus.DO_NOT_CALL):
@@ -520,7 +554,9 @@ class Placer:
         claim = sent.claim
         moment = sent.answered_at or self.clock()
         to = mask_number(claim.request.to)
-        if sent.not_sent is not None:
+        if sent.not_sent is None:
+            self._sent += 1
+        else:
             self.pacer.cancel(sent.slot)
             store.void_claims(self.sessions, [claim], report)
             log.info("call to %s not placed: %s", to, sent.not_sent)
@@ -530,10 +566,9 @@ class Placer:
             self.health.note_placed(moment, state.queue_seconds)
             if state.created_at is not None and sent.sent_at is not None:
                 self.health.note_clock_offset(state.created_at - sent.sent_at)
-            with write_transaction(self.sessions) as session:
-                stored = attempts.store_call_id(session, claim, state, moment)
-            if not stored:  # deleted with its batch call meanwhile
-                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+            if not self._answers:
+                self._answers_since = time.monotonic()
+            self._answers.append((claim, state, moment))  # stored by _store_answers
             report.placed += 1
             report.touch(claim.batch_id)
             log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
@@ -542,6 +577,34 @@ class Placer:
         if isinstance(error, TransientProviderError) and rate_limited(error) and sent.sent_at:
             self.pacer.release(sent.sent_at)  # never processed: no call counts for it
         return self._record_error(claim, sent.error, moment, report)
+
+    def _store_answers(self, report: TickReport, *, when_due: bool = False) -> None:
+        """Step 3 for the answers in: their call ids, all in one write transaction. With
+        `when_due`, only once enough are in or the oldest has waited long enough."""
+        answers = self._answers
+        if not answers or (
+            when_due
+            and len(answers) < STORE_EVERY_ANSWERS
+            and time.monotonic() - self._answers_since < STORE_EVERY_SECONDS
+        ):
+            return
+        self._answers = []
+        with write_transaction(self.sessions) as session:
+            stored = attempts.store_call_ids(session, answers)
+        for (_, state, _), ok in zip(answers, stored, strict=True):
+            if not ok:  # deleted with its batch call meanwhile
+                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
+
+    def _learn_sendable(self, claimed: int, left: int, report: TickReport) -> None:
+        """After placing: when the time budget ran out with claims left, claim about what
+        was sent next time; when every claim of a limited round was sent, claim more,
+        and soon (there is more to place)."""
+        if left and report.budget_used and self._sent:
+            self._sendable = max(self.concurrency, self._sent + self._sent // 5)
+        elif not left and self._sendable is not None and claimed >= self._sendable:
+            grown = self._sendable + max(self.concurrency, self._sendable // 2)
+            self._sendable = None if grown >= self.config.max_placements_per_tick else grown
+            report.next_tick_in = self.config.lock_gap_seconds
 
     def _record_error(
         self, claim: Claim, exc: BaseException | None, moment: datetime, report: TickReport

@@ -12,7 +12,7 @@ unless its name says it opens one (`sessions` argument).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -35,7 +35,7 @@ from app.models.schema import (
 )
 from app.models.snapshots import SendType
 from app.models.status import BatchStatus, RecipientStatus
-from app.services.engine.attempts import Claim, aware, finish_recipient, void
+from app.services.engine.attempts import Claim, aware, finish_recipient, void_many
 from app.services.engine.planning import RunningBatch
 from app.services.engine.state import TickReport
 from app.services.lease import write_transaction
@@ -452,7 +452,9 @@ NUMBER_ATTEMPTS_SINCE = (
     )
     .group_by(_A.c.to_number)
 )
-ON_DO_NOT_CALL = select(_D.c.id).where(_D.c.phone_number == bindparam("p_number"))
+ON_DO_NOT_CALL_AMONG = select(_D.c.phone_number).where(
+    _D.c.phone_number.in_(bindparam("p_numbers", expanding=True))
+)
 
 
 def _hold_back_capped(
@@ -490,10 +492,12 @@ def _hold_back_capped(
     return allowed
 
 
-def on_do_not_call(session: Session, number: str) -> bool:
-    """The number is on the do-not-call list: one lookup on its unique index."""
-    found = session.connection().execute(ON_DO_NOT_CALL, {"p_number": number}).first()
-    return found is not None
+def on_do_not_call_among(session: Session, numbers: Collection[str]) -> set[str]:
+    """Which of `numbers` are on the do-not-call list (its unique index, one query)."""
+    if not numbers:
+        return set()
+    rows = session.connection().execute(ON_DO_NOT_CALL_AMONG, {"p_numbers": list(numbers)})
+    return set(rows.scalars())
 
 
 @dataclass(frozen=True)
@@ -524,14 +528,20 @@ def check_fence(session: Session, fence: Fence) -> None:
 def void_claims(
     sessions: sessionmaker[Session], claims: Iterable[Claim], report: TickReport
 ) -> None:
-    """Claims not placed go back to the queue (or PENDING if the batch call stopped)."""
+    """Claims not placed go back to the queue (or PENDING if the batch call stopped):
+    one transaction, one DELETE and one move of the recipients per batch call."""
+    per_batch: dict[int, list[Claim]] = {}
+    for claim_ in claims:
+        per_batch.setdefault(claim_.batch_id, []).append(claim_)
+    if not per_batch:
+        return
     with write_transaction(sessions) as session:
-        for claim_ in claims:
-            status = batch_status_shared(session, claim_.batch_id)
+        for batch_id, batch_claims in per_batch.items():
+            status = batch_status_shared(session, batch_id)
             if status is None:
                 continue
-            void(session, claim_, QUEUED if status == RUNNING else PENDING)
-            report.touch(claim_.batch_id)
+            void_many(session, batch_claims, QUEUED if status == RUNNING else PENDING)
+            report.touch(batch_id)
 
 
 # ---------------------------------------------------------------------- batch outcomes
