@@ -190,9 +190,7 @@ class Placer:
         if self._in_flight:
             wait(list(self._in_flight), timeout=CLOSE_WAIT_SECONDS)
             try:
-                report = TickReport()
-                self.collect(report)
-                self._store_answers(report)
+                self.collect(TickReport())
             except Exception:  # a closing engine must not raise: reconciled at the next start
                 log.warning("the answers of the last calls placed could not be recorded")
         self._in_flight.clear()
@@ -326,8 +324,11 @@ class Placer:
                     free = 1 if inline else self.concurrency - len(in_flight)
                     room = min(free, self.pacer.due(now))
                     if room > 0:
+                        # A group is marked in one transaction: up to a pool of sending
+                        # threads' worth (inline: just the next one).
+                        group = 1 if inline else self.concurrency
                         if not ready and not self._mark_next(
-                            pending, ready, windows, closed, free, report
+                            pending, ready, windows, closed, group, report
                         ):
                             stop = "the calling windows closed"
                             continue
@@ -376,7 +377,9 @@ class Placer:
         """Record the answers that came since the last tick. Returns why placing must
         stop for this tick (a transient provider error), else None."""
         done = [future for future in self._in_flight if future.done()]
-        return self._record_done(done, report)
+        stop = self._record_done(done, report)
+        self._store_answers(report)  # their call ids, in one transaction
+        return stop
 
     def _record_done(self, done: Iterable[Future[Sent]], report: TickReport) -> str | None:
         """Record these requests' answers (waiting for any not answered yet)."""
@@ -397,14 +400,14 @@ class Placer:
         ready: deque[tuple[Claim, float]],
         windows: Mapping[int, CallingSchedule],
         closed: set[int],
-        free: int,
+        most: int,
         report: TickReport,
     ) -> bool:
         """Mark the next claims for sending: as many as the pacing sends within
-        MARK_AHEAD_SECONDS (one transaction for them; each is still sent within
+        MARK_AHEAD_SECONDS, at most `most` (one transaction for them; each is still sent within
         SEND_WINDOW_SECONDS of it). False when every calling window left has closed."""
         while not ready and pending:
-            count = min(free, max(1, math.ceil(self.pacer.rate * MARK_AHEAD_SECONDS)))
+            count = min(most, max(1, math.ceil(self.pacer.rate * MARK_AHEAD_SECONDS)))
             batch = self._next_open(pending, windows, closed, count)
             if not batch:
                 return False
