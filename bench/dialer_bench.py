@@ -15,7 +15,9 @@ BATCHCALLS_TEST_POSTGRES_URL or --postgres-url, PostgreSQL):
 - latency: the rate achieved against a 250 ms create latency at 1, 10, 30 and 100
   calls/s (enough lines), and the most calls the stand-in saw created in any second;
 - ceiling: the rate with no latency through the real `twilio` HTTP path (stand-in in its
-  own process), setting 1,000 calls/s;
+  own process, real time, calls of about a second), setting 1,000 calls/s, beside the
+  baseline measured in the same run: the bare `twilio` client's creates per second
+  against a fresh stand-in process with as many threads as the engine sends from;
 - faults: 20 % 429 and 10 % 500 injected at 10 calls/s: rate, anyone called twice, anyone
   FAILED because of them;
 - tracking: provider requests made for tracking, per call, with 1,000 calls live at once.
@@ -399,33 +401,134 @@ def target_latency(url: str, cps: float) -> dict[str, object]:
     return {"setting": cps, "calls": len(stamps), "achieved": achieved, "max_in_any_second": peak}
 
 
-def target_ceiling(url: str, cps: float) -> dict[str, object]:
-    """No latency, the real twilio HTTP path to a stand-in in its own process."""
-    standin = subprocess.Popen(
-        [sys.executable, "-m", "app.standin", "--speed", str(SPEED), "--no-record", "--seed", "1"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+#: The ceiling's creates in flight at once: the placement_concurrency setting's default.
+CEILING_THREADS = 10
+CEILING_CALLS = 6000
+FLOOR_CALLS = 3000
+
+
+def ceiling_calls() -> object:
+    """Calls answered and over within about a second, so that 2,000 lines are never
+    what limits the rate (each call still holds its line until a poll sees it end)."""
+    from app.services.simulation import SimulationSettings
+
+    return SimulationSettings(
+        answered_rate=1.0,
+        no_answer_rate=0.0,
+        busy_rate=0.0,
+        failed_rate=0.0,
+        machine_rate=0.0,
+        queue_seconds=(0.05, 0.2),
+        ring_seconds=(0.2, 0.5),
+        talk_median_seconds=0.5,
+        talk_sigma=0.2,
+        talk_max_seconds=1.0,
     )
+
+
+def serve_standin() -> int:
+    """The ceiling's stand-in as its own process (`--serve-standin`): real time, as
+    Twilio's clock runs, with `ceiling_calls`; prints its address and credentials, one a
+    line, and serves until its standard input is closed."""
+    from app.standin.twilio_server import TwilioStandin
+
+    standin = TwilioStandin(seed=1, settings=ceiling_calls(), record_requests=False)  # type: ignore[arg-type]
+    with standin:
+        print(standin.base_url, standin.account_sid, standin.auth_token, sep="\n", flush=True)
+        sys.stdin.read()
+    return 0
+
+
+class StandinProcess:
+    """`serve_standin` in a child process, with the address and credentials it printed."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-standin"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url, self.account_sid, self.auth_token = (
+            self.process.stdout.readline().strip() for _ in range(3)
+        )
+
+    def cpu_seconds(self) -> float | None:
+        """The child's CPU time so far (Linux), None where it cannot be read."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def twilio_floor(threads: int, calls: int) -> float:
+    """The baseline: creates per second that the real `twilio` client (TwilioProvider,
+    one client per thread) reaches against a fresh stand-in process with `threads`
+    threads and no engine at all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.services.telephony import AgentSpec, CallRequest
+    from app.services.twilio_provider import TwilioProvider
+
+    standin = StandinProcess()
     try:
-        assert standin.stdout is not None
-        lines = [standin.stdout.readline() for _ in range(4)]
+        provider = TwilioProvider(
+            standin.account_sid, standin.auth_token, base_url=standin.base_url
+        )
+        agent = AgentSpec("twiml", "<Response><Say>Hi {{name}}</Say></Response>")
+        requests = [
+            CallRequest(
+                to=f"+1303{i:07d}",
+                from_=STANDIN_FROM,
+                agent=agent,
+                variables={"name": f"P{i}"},
+                ring_timeout=60,
+                machine_detection=False,
+                time_limit=None,
+            )
+            for i in range(calls + threads)
+        ]
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(provider.place_call, requests[:threads]))  # connections opened
+            started = time.perf_counter()
+            list(pool.map(provider.place_call, requests[threads:]))
+            seconds = time.perf_counter() - started
+        provider.close()
+    finally:
+        standin.close()
+    return round(calls / seconds, 1)
 
-        class Remote:
-            base_url = lines[0].rsplit(" ", 1)[-1].strip()
-            account_sid = lines[2].split(":", 1)[1].strip()
-            auth_token = lines[3].split(":", 1)[1].strip()
 
-        calls = 6000
+def target_ceiling(url: str, cps: float) -> dict[str, object]:
+    """No latency, the real twilio HTTP path to a stand-in in its own process; the
+    bare-client floor measured first, in the same run."""
+    floor = twilio_floor(CEILING_THREADS, FLOOR_CALLS)
+    standin = StandinProcess()
+    try:
+        cpu = time.process_time()
         service, batch_id, _ = drive(
             url,
-            Remote(),
-            recipients=calls,
+            standin,
+            recipients=CEILING_CALLS,
             cps=1000.0,
             lines=2000,
-            stop_after_placed=calls,
+            stop_after_placed=CEILING_CALLS,
             max_seconds=120,
         )
+        engine_cpu = time.process_time() - cpu
+        standin_cpu = standin.cpu_seconds()
         with service.sessions() as session:  # type: ignore[attr-defined]
             stamps = list(
                 session.scalars(
@@ -435,9 +538,23 @@ def target_ceiling(url: str, cps: float) -> dict[str, object]:
                 )
             )
     finally:
-        standin.terminate()
-        standin.wait(10)
-    return {"setting": 1000.0, "calls": len(stamps), "achieved": rate_of(stamps)}
+        standin.close()
+    calls = max(1, len(stamps))
+    return {
+        "setting": 1000.0,
+        "calls": len(stamps),
+        "achieved": rate_of(stamps),
+        "floor": floor,
+        "engine_cpu_ms_per_call": round(engine_cpu / calls * 1000, 2),
+        "standin_cpu_ms_per_call": (
+            round(standin_cpu / calls * 1000, 2) if standin_cpu is not None else None
+        ),
+    }
+
+
+#: The faults run's batch: large enough that the first pass, not the tail of calls
+#: retried after their 429 or 500, decides the rate (30 s of calls at 10 calls/s).
+FAULT_RECIPIENTS = 300
 
 
 def target_faults(url: str, cps: float) -> dict[str, object]:
@@ -445,7 +562,7 @@ def target_faults(url: str, cps: float) -> dict[str, object]:
     from app.models.status import RecipientStatus
     from app.standin.twilio_server import TwilioStandin
 
-    recipients = 100
+    recipients = FAULT_RECIPIENTS
     with TwilioStandin(seed=1, settings=short_calls()) as standin:  # type: ignore[arg-type]
         standin.faults(rate_429=0.2, rate_500=0.1, seed=3)
         service, batch_id, elapsed = drive(
@@ -455,7 +572,7 @@ def target_faults(url: str, cps: float) -> dict[str, object]:
             cps=10.0,
             lines=200,
             stop_after_placed=None,
-            max_seconds=120,
+            max_seconds=180,
         )
         stamps = standin.created_timestamps()
         per_destination = standin.calls_created_per_destination()
@@ -463,6 +580,7 @@ def target_faults(url: str, cps: float) -> dict[str, object]:
     counts = service.get(batch_id).counts
     return {
         "setting": 10.0,
+        "recipients": recipients,
         "calls": len(stamps),
         "achieved": rate_of(stamps),
         "achieved_to_90pct": rate_until(stamps, 0.9),
@@ -545,6 +663,17 @@ def summarize(phase: str, runs: list[dict[str, object]]) -> str:
         )
         if phase == "latency":
             text += f"; most in any second {max(int(r['max_in_any_second']) for r in runs)}"  # type: ignore[call-overload]
+        if phase == "ceiling":
+            text += (
+                f"; bare twilio client {median('floor'):g} creates/s with {CEILING_THREADS} "
+                f"threads (engine / floor {median('achieved') / median('floor'):.2f}); "
+                f"engine CPU {median('engine_cpu_ms_per_call'):g} ms per call"
+                + (
+                    f", stand-in {median('standin_cpu_ms_per_call'):g}"
+                    if all(r["standin_cpu_ms_per_call"] is not None for r in runs)
+                    else ""
+                )
+            )
         if phase == "faults":
             text += (
                 f"; called twice {max(int(r['called_twice']) for r in runs)}"  # type: ignore[call-overload]
@@ -590,7 +719,10 @@ def main() -> int:
     parser.add_argument("--pending", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=15.0, help="pacing run length")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-standin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_standin:
+        return serve_standin()
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)

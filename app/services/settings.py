@@ -30,8 +30,10 @@ class AppSettings:
     #: Calls started per second at most (Twilio's default for an account is 1).
     calls_per_second: float = 1.0
     #: Create requests to the provider in flight at once at most (Twilio limits the
-    #: requests an account may have in flight, and answers 429 beyond it).
-    placement_concurrency: int = 10
+    #: requests an account may have in flight, and answers 429 beyond it). The pacing
+    #: keeps rate x latency in flight (25 at 100 calls/s and 250 ms): this bound only
+    #: matters when the provider slows down, and leaves room for the status polls.
+    placement_concurrency: int = 50
     default_country: str = "US"
     #: Seconds between pickups of due SCHEDULED batch calls.
     pickup_interval_seconds: float = 60.0

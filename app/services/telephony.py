@@ -392,6 +392,17 @@ class TelephonyProvider(Protocol):
 
 
 @runtime_checkable
+class PreparesThreads(Protocol):
+    """A provider with set-up for each thread that sends requests (an HTTP client, the
+    modules it loads on first use): the engine's sending threads run it before their
+    first request, so the moment the pacing counts a call from is its request's."""
+
+    def prepare_thread(self) -> None:
+        """Set this thread up for requests (no request is sent)."""
+        ...
+
+
+@runtime_checkable
 class BulkCallTracking(Protocol):
     """A provider that reports many calls in a few requests (Twilio's Calls list,
     filtered by start time and status, paged), so that tracking 1,000 live calls does not

@@ -34,11 +34,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -160,13 +160,34 @@ class _Call:
     override: tuple[str, datetime] | None = None  # canceled / hung up by an update
     callback: _CallbackSpec | None = None
     callbacks_sent: int = 0  # how many of callback_events() were delivered (in order)
+    #: The plan's timeline, worked out once (the plan never changes; an override does).
+    planned: tuple[tuple[str, datetime], ...] = dataclasses.field(
+        default=(), repr=False, compare=False
+    )
 
     def timeline(self) -> list[tuple[str, datetime]]:
-        events = self.sim.timeline()
-        if self.override is not None:
-            status, at = self.override
-            events = [event for event in events if event[1] < at] + [(status, at)]
-        return events
+        if not self.planned:
+            self.planned = tuple(self.sim.timeline())
+        if self.override is None:
+            return list(self.planned)
+        status, at = self.override
+        return [event for event in self.planned if event[1] < at] + [(status, at)]
+
+    def progress(self, now: datetime) -> tuple[str, datetime | None, datetime | None]:
+        """(status, start time, end time) at `now`, as the call's resource shows them."""
+        events = self.timeline()
+        status = "queued"
+        for name, at in events:
+            if at <= now:
+                status = name
+        ringing = self.sim.ringing_at
+        started = (
+            ringing
+            if now >= ringing and (self.override is None or self.override[1] > ringing)
+            else None
+        )
+        ended = events[-1][1] if status in TERMINAL_STATUSES else None
+        return status, started, ended
 
     def status_at(self, now: datetime) -> str:
         status = "queued"
@@ -970,21 +991,35 @@ class TwilioStandin:
             for op in ("", "<", ">")
             if _one(query, field + op)
         ]
-        with self._lock:
-            candidates = [c for c in self._calls if to in ("", c.to) and from_ in ("", c.from_)]
-            rows: list[tuple[int, dict[str, Any]]] = []
-            for call in reversed(candidates):  # newest first, as Twilio lists
-                body = self._call_json(call, now)
-                if status and body["status"] != status:
+        with self._lock:  # creates go on while a list is filtered and rendered
+            calls = list(self._calls)
+        # Filtered on the calls' own moments; only the page's calls are rendered.
+        rows: list[tuple[int, _Call]] = []
+        for call in reversed(calls):  # newest first, as Twilio lists
+            if to not in ("", call.to) or from_ not in ("", call.from_):
+                continue
+            if status or bounds:
+                current, started, ended = call.progress(now)
+                if status and current != status:
                     continue
-                if all(_within(body, *bound) for bound in bounds):
-                    rows.append((call.index, body))
-        return _Answer(200, self._page(path, query, "calls", rows))
+                if not all(_within(started, ended, *bound) for bound in bounds):
+                    continue
+            rows.append((call.index, call))
+        page = self._page(
+            path, query, "calls", rows, render=lambda call: self._call_json(call, now)
+        )
+        return _Answer(200, page)
 
     def _page(
-        self, path: str, query: Form, key: str, rows: list[tuple[int, dict[str, Any]]]
+        self,
+        path: str,
+        query: Form,
+        key: str,
+        rows: Sequence[tuple[int, Any]],
+        render: Callable[[Any], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """One page of `rows` ((key, resource), keys descending) with Twilio's paging links.
+        """One page of `rows` ((key, resource), keys descending) with Twilio's paging links;
+        `render` turns the page's items into resources, if they are not resources yet.
 
         The next page's token names the last key shown, so resources created while a
         client pages through do not shift the pages it has not read yet.
@@ -1015,7 +1050,7 @@ class TwilioStandin:
         if chunk and start + len(chunk) < len(rows):
             next_uri = link(page + 1, f"PA{chunk[-1][0]}")
         return {
-            key: [resource for _, resource in chunk],
+            key: [render(item) if render else item for _, item in chunk],
             "end": start + max(len(chunk) - 1, 0),
             "first_page_uri": link(0),
             "next_page_uri": next_uri,
@@ -1045,21 +1080,14 @@ class TwilioStandin:
     def _call_json(self, call: _Call, now: datetime) -> dict[str, Any]:
         events = call.timeline()
         created = call.sim.created_at
-        passed = [name for name, at in events if at <= now]
-        status = passed[-1] if passed else "queued"
-        ended = status in TERMINAL_STATUSES
+        status, started, ended = call.progress(now)
         ringing = call.sim.ringing_at
-        started = (
-            ringing
-            if now >= ringing and (call.override is None or call.override[1] > ringing)
-            else None
-        )
         answered = call.answered_at()
         answered_now = answered is not None and now >= answered
-        if not ended:
+        if ended is None:
             duration = None
         elif answered is not None:
-            duration = str(max(1, round((call.ended_at() - answered).total_seconds())))
+            duration = str(max(1, round((ended - answered).total_seconds())))
         else:
             duration = "0"
         queue_ms = int((ringing - call.sim.created_at).total_seconds() * 1000)
@@ -1067,9 +1095,7 @@ class TwilioStandin:
         return {
             "sid": call.sid,
             "date_created": _rfc2822(call.sim.created_at),
-            "date_updated": _rfc2822(
-                max(at for _, at in events if at <= now) if passed else created
-            ),
+            "date_updated": _rfc2822(max((at for _, at in events if at <= now), default=created)),
             "parent_call_sid": None,
             "account_sid": self.account_sid,
             "to": call.to,
@@ -1079,7 +1105,7 @@ class TwilioStandin:
             "phone_number_sid": None,
             "status": status,
             "start_time": _rfc2822(started),
-            "end_time": _rfc2822(call.ended_at()) if ended else None,
+            "end_time": _rfc2822(ended),
             "duration": duration,
             "price": None,
             "price_unit": "USD",
@@ -1235,12 +1261,15 @@ def _parse_moment(raw: str, name: str) -> datetime | date:
         raise _ApiError(400, 20001, f"{name} must be YYYY-MM-DD or an ISO 8601 time") from None
 
 
-def _within(body: dict[str, Any], field: str, op: str, bound: datetime | date) -> bool:
-    """Twilio's StartTime / EndTime filters (`>` means on or after, `<` on or before)."""
-    raw = body["start_time" if field == "StartTime" else "end_time"]
-    if raw is None:
+def _within(
+    started: datetime | None, ended: datetime | None, field: str, op: str, bound: datetime | date
+) -> bool:
+    """Twilio's StartTime / EndTime filters (`>` means on or after, `<` on or before), on
+    the whole seconds the call's resource shows."""
+    moment = started if field == "StartTime" else ended
+    if moment is None:
         return False
-    moment = parsedate_to_datetime(raw)
+    moment = moment.astimezone(UTC).replace(microsecond=0)
     if isinstance(bound, datetime):
         return _compare(moment, op, bound)
     return _compare(moment.date(), op, bound)
@@ -1267,6 +1296,10 @@ def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # joined by server_close() once their sockets are shut down
+    # socketserver's default backlog is 5: a burst of new connections beyond it had its
+    # SYNs dropped and retried by the kernel a second later, so those creates arrived
+    # (and were counted) together with the next second's.
+    request_queue_size = 128
     standin: TwilioStandin
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -3,6 +3,7 @@ hours, capacity, pacing, errors, tracking, reconciliation and supervisor races."
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -236,9 +237,10 @@ def test_concurrency_limits_and_completion(service, sessions, clock):
     )
 
 
-def test_with_a_real_time_sleep_a_tick_uses_the_pacing_slots_that_free_during_it(
-    service, sessions, clock
-):
+def test_with_a_real_time_sleep_the_starts_are_spread_evenly_across_ticks(service, sessions, clock):
+    """With a real-time sleep (here advancing the fake clock), a tick waits for each
+    start's evenly spread moment, one every (1 s + the guard) / 4, instead of four at
+    the start of a second and nothing until the next; the next tick goes on at that pace."""
     batch = new_batch(service, 20, reserved=20)
     provider = ScriptedProvider(clock)
     engine = DialerEngine(
@@ -249,13 +251,13 @@ def test_with_a_real_time_sleep_a_tick_uses_the_pacing_slots_that_free_during_it
         settings_overrides={"calls_per_second": 4.0, "plan_concurrency": 20},
         sleep=lambda seconds: clock.advance(seconds),
     )
-    engine.tick()  # four calls at 14:00:00
-    clock.advance(0.9)
-    engine.tick()  # the next four wait 0.1 s for their turn instead of a whole tick
+    for _ in range(4):
+        engine.tick()
     starts = [p.at for p in provider.placements]
-    assert len(starts) == 8
-    assert starts[4:] == [starts[0] + timedelta(seconds=1)] * 4
-    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 8
+    interval = timedelta(seconds=(1 + CONFIG.pacing_guard_seconds) / 4)
+    assert len(starts) >= 5
+    assert [b - a for a, b in itertools.pairwise(starts)] == [interval] * (len(starts) - 1)
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == len(starts)
     for moment in starts:
         assert sum(moment <= other < moment + timedelta(seconds=1) for other in starts) <= 4
 
@@ -845,8 +847,10 @@ def test_reconciliation_finds_its_attempts_through_an_index(sessions):
     with sessions() as session:
         connection = session.connection()
         compiled = UNRESOLVED_ATTEMPTS.compile(connection.engine)
+        values = {"p_limit": 50, "param_1": 0, "provider_status_1": "server error"}
         plan = connection.exec_driver_sql(
-            "EXPLAIN QUERY PLAN " + str(compiled), tuple(["2026-01-01", "2026-01-01", 50, 0])
+            "EXPLAIN QUERY PLAN " + str(compiled),
+            tuple(values.get(name, "2026-01-01") for name in compiled.positiontup or ()),
         ).all()
     details = " ".join(str(row[-1]) for row in plan)
     assert "ix_call_attempts_unresolved (outcome=? AND provider_call_id=?)" in details, details

@@ -477,3 +477,37 @@ def test_a_bad_status_callback_url_is_refused_clearly(standin):
         TwilioProvider(
             standin.account_sid, standin.auth_token, status_callback_url="dialer.example.com"
         )
+
+
+def test_the_environments_proxy_settings_are_read_once_per_client_and_used(
+    standin, provider, monkeypatch
+):
+    """`requests` scans the environment at every request; the provider's clients read
+    its proxy settings once per host. A proxy named there is still used (a new provider
+    sees a changed environment)."""
+    import requests
+
+    reads: list[str] = []
+    real = requests.Session.merge_environment_settings
+
+    def counted(self, url, *args):  # type: ignore[no-untyped-def]
+        reads.append(url)
+        return real(self, url, *args)
+
+    monkeypatch.setattr(requests.Session, "merge_environment_settings", counted)
+    for _ in range(3):
+        provider.place_call(request())
+    provider.fetch_call(standin.calls[0].sid)
+    assert len(reads) == 1 and len(standin.calls) == 3
+
+    with socket.socket() as unused:  # a proxy address where nothing listens
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    proxied = TwilioProvider(standin.account_sid, standin.auth_token, base_url=standin.base_url)
+    with proxied, pytest.raises(TransientProviderError):
+        proxied.place_call(request())
+    assert len(standin.calls) == 3  # the request went to the proxy, not to the stand-in

@@ -101,6 +101,10 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
+#: provider_status of an attempt whose create was answered with a server error (5xx):
+#: the provider processed it, so a call it made shows in its Calls list within moments
+#: (not a request that may still be in flight): it is looked up soon.
+SERVER_ERROR = "server error"
 UNRESOLVED_ATTEMPTS = (
     select(
         _A.c.id,
@@ -109,6 +113,7 @@ UNRESOLVED_ATTEMPTS = (
         _A.c.attempt_number,
         _A.c.created_at,
         _A.c.requested_at,
+        _A.c.provider_status,
     )
     .where(
         _A.c.provider_call_id.is_(None),
@@ -116,6 +121,10 @@ UNRESOLVED_ATTEMPTS = (
         or_(
             and_(_A.c.requested_at.is_not(None), _A.c.requested_at <= _when("p_sent_cutoff")),
             and_(_A.c.requested_at.is_(None), _A.c.created_at <= _when("p_claim_cutoff")),
+            and_(
+                _A.c.provider_status == SERVER_ERROR,
+                _A.c.requested_at <= _when("p_answered_cutoff"),
+            ),
         ),
     )
     .order_by(_A.c.id)
@@ -340,13 +349,20 @@ def record_refused(session: Session, claim_: Claim, message: str, moment: dateti
     )
 
 
-def mark_outcome_unknown(session: Session, attempt_id: int, error: str, moment: datetime) -> None:
+def mark_outcome_unknown(
+    session: Session, attempt_id: int, error: str, moment: datetime, *, answered: bool = False
+) -> None:
     """The request may have created a call: reconciliation settles it, its settle time
-    counting from `moment`."""
+    counting from `moment`. `answered`: the provider answered it with a server error
+    (SERVER_ERROR: looked up sooner than a request whose answer never came)."""
     session.execute(
         update(CallAttempt)
         .where(CallAttempt.id == attempt_id)
-        .values(provider_status="unknown", error=error, requested_at=moment)
+        .values(
+            provider_status=SERVER_ERROR if answered else "unknown",
+            error=error,
+            requested_at=moment,
+        )
     )
 
 
@@ -582,17 +598,22 @@ def record_polled(session: Session, still_open: dict[str | None, list[int]], now
 
 
 def unresolved_attempts(
-    sessions: sessionmaker[Session], sent_cutoff: datetime, claim_cutoff: datetime, limit: int
+    sessions: sessionmaker[Session],
+    sent_cutoff: datetime,
+    claim_cutoff: datetime,
+    limit: int,
+    answered_cutoff: datetime | None = None,
 ) -> list[Any]:
+    """Attempts without a call id sent before `sent_cutoff`, claimed (not sent) before
+    `claim_cutoff`, or answered with a server error before `answered_cutoff`."""
+    values = {
+        "p_sent_cutoff": sent_cutoff,
+        "p_claim_cutoff": claim_cutoff,
+        "p_answered_cutoff": answered_cutoff or sent_cutoff,
+        "p_limit": limit,
+    }
     with sessions() as session:
-        return list(
-            session.connection()
-            .execute(
-                UNRESOLVED_ATTEMPTS,
-                {"p_sent_cutoff": sent_cutoff, "p_claim_cutoff": claim_cutoff, "p_limit": limit},
-            )
-            .all()
-        )
+        return list(session.connection().execute(UNRESOLVED_ATTEMPTS, values).all())
 
 
 def lock_unresolved(session: Session, attempt_id: int, *, lock: bool = True) -> CallAttempt | None:

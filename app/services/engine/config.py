@@ -37,10 +37,24 @@ class EngineConfig:
     #: With a real clock (the engine is given a `sleep`), a tick also places the calls
     #: the pacing allows within this many seconds, waiting for each one's turn, instead
     #: of leaving the slot idle until the next tick.
-    pace_ahead_seconds: float = 0.25
+    pace_ahead_seconds: float = 0.5
+    #: With a real clock, each start counts for the pacing this much longer than its
+    #: window: the provider counts a call when its request arrives, a little after it
+    #: was sent, and that delay varies (threads, connections); the guard keeps a late
+    #: request and the next window's first from both landing in one of its seconds.
+    pacing_guard_seconds: float = 0.03
     #: An attempt whose call id is unknown is reconciled only when it is this old, so a
     #: request the provider is still processing is never mistaken for a lost one.
     unknown_settle_seconds: float = 15.0
+    #: An attempt whose create was answered with a server error (5xx) was processed by
+    #: the provider: its call, if it made one, is in the Calls list within moments. It
+    #: is looked up this long after the answer, then every interval; only after this
+    #: many lookups found nothing, and not before `server_error_requeue_seconds` after
+    #: the answer, is its recipient queued again (found: the call is adopted).
+    server_error_first_lookup_seconds: float = 1.0
+    server_error_lookup_interval_seconds: float = 1.5
+    server_error_lookups: int = 3
+    server_error_requeue_seconds: float = 4.0
     reconcile_per_tick: int = 50
     #: Reconciliation asks for the provider's calls from this long before the batch call
     #: started (and before the measured clock difference): this computer's clock may be

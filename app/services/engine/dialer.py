@@ -135,7 +135,13 @@ class DialerEngine:
         self._lease = lease
         self._settings: AppSettings | None = None
         self._settings_read_at: datetime | None = None
-        self.pacer = CallPacer(1.0)
+        # With a real clock, starts are spread evenly and a guard keeps the provider's
+        # own count within the setting (see CallPacer); a fake clock has no jitter.
+        self.pacer = CallPacer(
+            1.0,
+            guard_seconds=self.config.pacing_guard_seconds if sleep is not None else 0.0,
+            spread=sleep is not None,
+        )
         self.health = ProviderHealth(self.config)
         self._rotation = 0
         self._next_pickup_at: datetime | None = None
@@ -241,7 +247,9 @@ class DialerEngine:
                 return report
         settings = self._refresh_settings(now)
         # Below the setting while the provider limits our rate or queues our calls.
-        self.pacer.set_rate(self.health.placing_rate(settings.calls_per_second, now))
+        self.pacer.set_rate(
+            self.health.placing_rate(settings.calls_per_second, now), settings.calls_per_second
+        )
         provider = self._current_provider(settings)
         if self._next_pickup_at is None or now >= self._next_pickup_at:
             self.pickup(now, report)
@@ -255,6 +263,8 @@ class DialerEngine:
                 # Answered at once (no network): the lines they free are used this tick.
                 self.tracker.finish_polls(polls, settings, now, report)
                 polls = None
+        # The answers to the requests left in flight by the last tick (a real clock).
+        self.placer.collect(report)
         done = self._dial(provider, settings, now, report)
         if polls is not None:  # the provider was asked while calls were being placed
             self.tracker.finish_polls(polls, settings, now, report)
@@ -403,8 +413,8 @@ class DialerEngine:
         free_lines = settings.plan_concurrency - busy_lines
         paced = self.pacer.available(now)
         if self._sleep is not None and self.config.pace_ahead_seconds > 0:
-            ahead = now + timedelta(seconds=self.config.pace_ahead_seconds)
-            paced = self.pacer.available_at(ahead)
+            ahead = timedelta(seconds=self.config.pace_ahead_seconds)
+            paced = self.pacer.available_within(now, ahead)
         if self.health.placing_paused(now):  # Retry-After, or Twilio's queue draining
             paced = 0
         slower = self.health.placing.reason(now)
@@ -425,10 +435,15 @@ class DialerEngine:
             claims = self.placer.claim_all(shares, by_id, name, settings, now, report)
             self.placer.place_all(provider, claims, windows, report)
         if sum(demands[b][1] for b in demands) > budget and free_lines > budget:
-            frees = self.pacer.frees_at(max(1, self.pacer.limit // 10))
+            if self.pacer.spread:  # the next tick waits for its first start itself
+                frees = self.pacer.next_due(self.clock())
+                lead = self.config.pace_ahead_seconds / 2
+            else:
+                frees = self.pacer.frees_at(max(1, self.pacer.limit // 10))
+                lead = 0.0
             if frees is not None:
                 wait = (frees - self.clock()).total_seconds() / self._clock_rate.speed()
-                report.next_tick_in = max(0.01, wait)
+                report.next_tick_in = max(0.01, wait - lead)
         if report.budget_used:  # more to place: right after a short breath
             report.next_tick_in = self.config.lock_gap_seconds
         if not blocked and self.health.blocked(self.clock()):

@@ -49,11 +49,12 @@ def maybe_placed(exc: TransientProviderError) -> bool:
 class PlacingRate:
     """The rate placing may use now: the setting, or less when the provider says so.
 
-    - **429**: each create answered 429 lowers the rate by half a second's share
-      (`rate * (1 - 0.5 / rate)`: a second of nothing but 429s halves it), and the rate
-      climbs back by a tenth of the setting per second (additive increase): a rate limit
-      slows dialing instead of stopping it, and a few stray 429s barely dent it. A
-      `Retry-After` holds placing until then.
+    - **429**: a 429 lowers the rate by a tenth, at most once a second however many
+      429s came in it (TCP lowers its window once a round trip), and the rate climbs
+      back by a tenth of the setting per second (additive increase): a rate limit slows
+      dialing instead of stopping it, and stray 429s barely dent it. A `Retry-After`
+      holds placing until then. (The 429'd request itself created nothing: it does not
+      count for the pacing, and its recipient is tried again a second later.)
     - **queue_time**: Twilio queues calls beyond the account's real rate and dials them
       later, which could make them ring outside their window. When creates come back
       with a `queue_time` beyond `queue_slack_seconds`, the spacing of the queued calls'
@@ -63,6 +64,8 @@ class PlacingRate:
 
     setting: float = 1.0
     increase_share_per_second: float = 0.1
+    #: A second with 429s lowers the rate by this share of it.
+    decrease_share: float = 0.1
     queue_slack_seconds: float = 2.0
     #: Lowered by 429s (None: not lowered).
     limited_rate: float | None = None
@@ -72,6 +75,7 @@ class PlacingRate:
     hold_until: datetime | None = None
     queue_until: datetime | None = None
     _raised_at: datetime | None = None
+    _lowered_at: datetime | None = None
     _dial_moments: deque[datetime] = field(default_factory=lambda: deque(maxlen=20))
 
     @property
@@ -120,11 +124,16 @@ class PlacingRate:
                 self._dial_moments.clear()
                 self._raised_at = now
             return
+        # Several requests are in flight at once: their answers come in any order, so
+        # the queue drains at the latest dial moment seen, and the account's rate is
+        # measured over the dial moments in time order (not in the order answered).
         dial_at = now + timedelta(seconds=queue_seconds)
         self._dial_moments.append(dial_at)
-        self.queue_until = dial_at - timedelta(seconds=self.queue_slack_seconds)
+        drained = dial_at - timedelta(seconds=self.queue_slack_seconds)
+        if self.queue_until is None or drained > self.queue_until:
+            self.queue_until = drained
         if len(self._dial_moments) >= 3:
-            span = (self._dial_moments[-1] - self._dial_moments[0]).total_seconds()
+            span = (max(self._dial_moments) - min(self._dial_moments)).total_seconds()
             if span > 0:
                 measured = (len(self._dial_moments) - 1) / span
                 previous = self.account_rate
@@ -137,12 +146,15 @@ class PlacingRate:
                     )
 
     def rate_limited(self, now: datetime, retry_after: float | None) -> None:
-        """A create answered 429 (never processed: safe to place again)."""
+        """A create answered 429 (never processed: safe to place again). The rate is
+        lowered at most once a second, as TCP lowers its window once a round trip: the
+        429s of one moment are one piece of evidence, not one each."""
         self._raise(now)
-        base = self.limited_rate if self.limited_rate is not None else self.setting
-        self.limited_rate = max(self.floor, base * (1 - 0.5 / max(1.0, base)))
-        self._raised_at = now
-        log.info("rate limited by the provider: dialing at %.3g calls/s", self.limited_rate)
+        if self._lowered_at is None or now >= self._lowered_at + timedelta(seconds=1):
+            base = self.limited_rate if self.limited_rate is not None else self.setting
+            self.limited_rate = max(self.floor, base * (1 - self.decrease_share))
+            self._raised_at = self._lowered_at = now
+            log.info("rate limited by the provider: dialing at %.3g calls/s", self.limited_rate)
         if retry_after:
             until = now + timedelta(seconds=retry_after)
             if self.hold_until is None or until > self.hold_until:
@@ -293,9 +305,17 @@ class ProviderHealth:
             self.note_ok()  # it answers again
 
     def note_polls_stopped(self, exc: ProviderError, now: datetime) -> None:
-        """A round of polls stopped by a rate limit or a provider that cannot be reached."""
-        self.poll_failures += 1
+        """A round of polls stopped by a rate limit or a provider that cannot be reached.
+        A 429 was never processed and says nothing about the calls: the polls go on a
+        second later (or after its Retry-After), the rate of placing is lowered (at most
+        once a second), and the wait does not grow with each 429 in a row."""
         retry_after = getattr(exc, "retry_after", None)
+        if isinstance(exc, TransientProviderError) and rate_limited(exc):
+            self.poll_retry_at = now + timedelta(seconds=max(1.0, retry_after or 0.0))
+            self.placing.rate_limited(now, retry_after)
+            log.info("checking calls paused for a second: %s", exc.message)
+            return
+        self.poll_failures += 1
         self.poll_retry_at = now + self.backoff(self.poll_failures, retry_after)
         log.warning("checking calls paused: %s", exc.message)
         if isinstance(exc, TransientProviderError) and not rate_limited(exc):

@@ -23,10 +23,11 @@ and then woken sends nothing: its marks are too old and its lease has run out.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,7 @@ from app.models.status import RecipientStatus
 from app.services.engine import attempts, store
 from app.services.engine.attempts import Claim
 from app.services.engine.config import Clock, EngineConfig
-from app.services.engine.health import ProviderHealth, maybe_placed
+from app.services.engine.health import ProviderHealth, maybe_placed, rate_limited
 from app.services.engine.planning import CallPacer, RunningBatch, mask_number
 from app.services.engine.state import TickReport
 from app.services.lease import DialerLease, write_transaction
@@ -52,6 +53,7 @@ from app.services.telephony import (
     CallRequest,
     CallState,
     FatalProviderError,
+    PreparesThreads,
     RecipientProviderError,
     TelephonyProvider,
     TransientProviderError,
@@ -63,6 +65,10 @@ RUNNING = store.RUNNING
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
 DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
+#: Claims are marked for sending in groups: those the pacing sends within this long.
+MARK_AHEAD_SECONDS = 0.1
+#: On closing, the answers of the requests still in flight are waited for this long.
+CLOSE_WAIT_SECONDS = 1.0
 #: The call ids of answered requests are stored together, in one transaction, once this
 #: many are in or the oldest has waited this long (and always before placing ends): a
 #: crash meanwhile leaves attempts without call ids, which reconciliation settles.
@@ -95,6 +101,15 @@ def request_for(
     )
 
 
+def _prepare_thread(provider: TelephonyProvider) -> None:
+    """A sending thread's set-up, before its first request (see PreparesThreads)."""
+    if isinstance(provider, PreparesThreads):
+        try:
+            provider.prepare_thread()
+        except Exception:  # its first request sets it up instead (and reports any trouble)
+            log.warning("a sending thread could not be set up in advance", exc_info=True)
+
+
 @dataclass
 class Sent:
     """What became of one marked request (from a sending thread, or inline)."""
@@ -110,6 +125,9 @@ class Sent:
     #: mark is too old): the others go on.
     others_go_on: bool = False
     sent_at: datetime | None = None
+    #: When its answer (or error) came: the moment it is recorded at, however much later
+    #: the tick gets to it.
+    answered_at: datetime | None = None
 
 
 class Placer:
@@ -144,6 +162,9 @@ class Placer:
         self._claimed_mono = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._pool_provider: TelephonyProvider | None = None
+        #: Requests sent and not recorded yet (with a real clock, across ticks).
+        self._in_flight: dict[Future[Sent], Claim] = {}
         #: While placing: why no further request is to be sent (a provider error that
         #: holds everything back), and the batch calls that failed meanwhile. Read by
         #: the sending threads just before each request.
@@ -164,7 +185,15 @@ class Placer:
         return most if self._sendable is None else min(most, self._sendable)
 
     def close(self) -> None:
-        """Never waits for a request in flight (its attempt is reconciled if need be)."""
+        """Records the answers of the requests in flight that come within
+        CLOSE_WAIT_SECONDS; never waits longer (the others' attempts are reconciled)."""
+        if self._in_flight:
+            wait(list(self._in_flight), timeout=CLOSE_WAIT_SECONDS)
+            try:
+                self.collect(TickReport())
+            except Exception:  # a closing engine must not raise: reconciled at the next start
+                log.warning("the answers of the last calls placed could not be recorded")
+        self._in_flight.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -250,36 +279,61 @@ class Placer:
         """Send the claimed calls' requests in order, up to `concurrency` at once. Before
         each: the engine is not stopping, still holds the lease, the pacing allows it, the
         tick's placing time budget is not used up, and the batch call's calling window is
-        still open at that very moment. Claims left over go back to the queue."""
+        still open at that very moment. Claims left over go back to the queue.
+
+        An engine that can wait in real time (given a `sleep`) hands each request to a
+        sender at its evenly spread moment, and leaves the requests still in flight when
+        its claims are all sent: their answers are recorded by the next tick (`collect`),
+        so the next tick's requests start while they are answered. Without one (a fake
+        clock), the tick waits for every answer."""
         pending = deque(claims)
+        #: Marked claims waiting for their moment to be sent, with the mark's moment.
+        ready: deque[tuple[Claim, float]] = deque()
         closed: set[int] = set()
-        in_flight: dict[Future[Sent], Claim] = {}
+        in_flight = self._in_flight
+        carry = self._sleep is not None
         # Simulated calls are answered in this process at once: threads add nothing.
         inline = provider.capabilities.simulated or self.concurrency <= 1
         # The budget protects real responsiveness (the tick's other work), so it is real
         # time, whatever clock the engine is given: on QA's clock running 300 times
         # faster, one injected second would leave 3 ms to place in.
         deadline = self._claimed_mono + self.config.place_budget_seconds
-        stop: str | None = None
         self._halted_all = None
         self._halted.clear()
         self._sent = 0
+        stop = self.collect(report)
         try:
-            while pending or in_flight:
+            while pending or ready or (in_flight and not carry):
+                reason = self._record_done([f for f in in_flight if f.done()], report)
+                if reason is not None and stop is None:
+                    stop = self._halted_all = reason
+                    log.info("placing stopped for this tick: %s", reason)
                 if stop is None:
                     stop = self._why_stop(deadline, report)
-                    if stop is not None and pending:
+                    if stop is not None and (pending or ready):
                         log.info("placing stopped for this tick: %s", stop)
-                # Inline, one at a time: each is marked just before its own request.
-                free = 1 if inline else self._markable(len(in_flight))
-                if stop is None and pending and free > 0:
-                    room = min(free, self.pacer.available(self.clock()))
+                if stop is not None and carry:
+                    break  # the requests in flight are recorded by the next tick
+                if (
+                    stop is None
+                    and (pending or ready)
+                    and (inline or len(in_flight) < self.concurrency)
+                ):
+                    now = self.clock()
+                    # Inline, one at a time: each is marked just before its own request.
+                    free = 1 if inline else self.concurrency - len(in_flight)
+                    room = min(free, self.pacer.due(now))
                     if room > 0:
-                        batch = self._next_open(pending, windows, closed, room)
-                        if not batch:  # every calling window left has closed
+                        # A group is marked in one transaction: up to a pool of sending
+                        # threads' worth (inline: just the next one).
+                        group = 1 if inline else self.concurrency
+                        if not ready and not self._mark_next(
+                            pending, ready, windows, closed, group, report
+                        ):
                             stop = "the calling windows closed"
                             continue
-                        for claim, marked in self._mark(batch, report):
+                        for _ in range(min(room, len(ready))):
+                            claim, marked = ready.popleft()
                             slot = self.pacer.reserve(self.clock())
                             if inline:
                                 sent = self._send(provider, claim, slot, marked, windows)
@@ -287,51 +341,78 @@ class Placer:
                                 self._halted_all = stop
                                 self._store_answers(report, when_due=True)
                             else:
-                                future = self._executor().submit(
+                                future = self._executor(provider).submit(
                                     self._send, provider, claim, slot, marked, windows
                                 )
                                 in_flight[future] = claim
                         continue
-                    if not in_flight:
+                    due = self.pacer.next_due(now)
+                    if (due is not None and self._sleep is not None) or not in_flight:
+                        # Wait for the next start's moment (answers meanwhile are
+                        # recorded after it: the pacing, not a sender, is what waits).
                         self._store_answers(report)  # before waiting for the pacing
-                        if not self._wait_for_pacing():
+                        if not self._wait_for_pacing(now, due):
                             stop = "waiting for the pacing"
                         continue
                 if not in_flight:
                     break
-                done, _ = wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
-                for future in done:
-                    del in_flight[future]
-                    reason = self._record(future.result(), report)
-                    if reason is not None and stop is None:
-                        stop = self._halted_all = reason
-                        log.info("placing stopped for this tick: %s", reason)
+                wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
                 self._store_answers(report, when_due=True)
         finally:
-            # Requests already sent are waited for (each bounded by the provider's own
-            # timeout): their call ids must be stored. Claims never sent are given back.
-            for future in list(in_flight):
-                try:
-                    self._record(future.result(), report)
-                except Exception:  # the pool was shut down under it: reconciled later
-                    log.exception("a call's answer could not be recorded")
+            if not carry:
+                # Requests already sent are waited for (each bounded by the provider's own
+                # timeout): their call ids must be stored.
+                self._record_done(list(in_flight), report)
             try:
                 self._store_answers(report)
             except Exception:  # their attempts stay without call ids: reconciled later
                 log.exception("the call ids of answered requests could not be stored")
-            if pending:
-                store.void_claims(self.sessions, pending, report)
-            self._learn_sendable(len(claims), len(pending), report)
+            # Claims never sent are given back.
+            left = list(pending) + [claim for claim, _ in ready]
+            if left:
+                store.void_claims(self.sessions, left, report)
+            self._learn_sendable(len(claims), len(left), report)
 
-    def _markable(self, busy: int) -> int:
-        """How many requests to mark now, `busy` being sent or waiting for a thread: one
-        per idle sending thread; while the pacing is far from its limit (half its window
-        free beyond them), also a second round that waits ready for the threads, marked
-        in groups of at least `concurrency` (one transaction each)."""
-        threads = self.concurrency
-        if self.pacer.available(self.clock()) < self.pacer.limit // 2 + 2 * threads:
-            return max(0, threads - busy)
-        return 2 * threads - busy if busy <= threads else 0
+    def collect(self, report: TickReport) -> str | None:
+        """Record the answers that came since the last tick. Returns why placing must
+        stop for this tick (a transient provider error), else None."""
+        done = [future for future in self._in_flight if future.done()]
+        stop = self._record_done(done, report)
+        self._store_answers(report)  # their call ids, in one transaction
+        return stop
+
+    def _record_done(self, done: Iterable[Future[Sent]], report: TickReport) -> str | None:
+        """Record these requests' answers (waiting for any not answered yet)."""
+        stop: str | None = None
+        for future in done:
+            self._in_flight.pop(future, None)
+            try:
+                reason = self._record(future.result(), report)
+            except Exception:  # the pool was shut down under it: reconciled later
+                log.exception("a call's answer could not be recorded")
+                continue
+            stop = stop or reason
+        return stop
+
+    def _mark_next(
+        self,
+        pending: deque[Claim],
+        ready: deque[tuple[Claim, float]],
+        windows: Mapping[int, CallingSchedule],
+        closed: set[int],
+        most: int,
+        report: TickReport,
+    ) -> bool:
+        """Mark the next claims for sending: as many as the pacing sends within
+        MARK_AHEAD_SECONDS, at most `most` (one transaction for them; each is still sent within
+        SEND_WINDOW_SECONDS of it). False when every calling window left has closed."""
+        while not ready and pending:
+            count = min(most, max(1, math.ceil(self.pacer.rate * MARK_AHEAD_SECONDS)))
+            batch = self._next_open(pending, windows, closed, count)
+            if not batch:
+                return False
+            ready.extend(self._mark(batch, report))
+        return True
 
     def _why_stop(self, deadline: float, report: TickReport) -> str | None:
         if self._stop.is_set():
@@ -365,12 +446,22 @@ class Placer:
         pending.extendleft(reversed(skipped))
         return taken
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None or self._pool_size != self.concurrency:
+    def _executor(self, provider: TelephonyProvider) -> ThreadPoolExecutor:
+        if (
+            self._pool is None
+            or self._pool_size != self.concurrency
+            or self._pool_provider is not provider  # its threads set up for another
+        ):
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="engineSend")
+            self._pool = ThreadPoolExecutor(
+                self.concurrency,
+                thread_name_prefix="engineSend",
+                initializer=_prepare_thread,
+                initargs=(provider,),
+            )
             self._pool_size = self.concurrency
+            self._pool_provider = provider
         return self._pool
 
     def _stop_do_not_call(
@@ -439,31 +530,32 @@ class Placer:
         if self.lease is not None and not self.lease.may_send(self.clock()):
             return Sent(claim, slot, not_sent="the dialer lease ran out")
         sent_at = self.clock()
+        self.pacer.start(slot, sent_at)  # it counts for the pacing from now
         try:
-            return Sent(claim, slot, state=provider.place_call(claim.request), sent_at=sent_at)
+            state = provider.place_call(claim.request)
         except Exception as exc:  # recorded by the tick's thread
-            return Sent(claim, slot, error=exc, sent_at=sent_at)
+            return Sent(claim, slot, error=exc, sent_at=sent_at, answered_at=self.clock())
+        return Sent(claim, slot, state=state, sent_at=sent_at, answered_at=self.clock())
 
-    def _wait_for_pacing(self) -> bool:
+    def _wait_for_pacing(self, now: datetime, due: datetime | None) -> bool:
         """True when a call may start now, after waiting for the pacing if the engine
         can wait (never past `pace_ahead_seconds` and a little slack)."""
-        if self.pacer.available(self.clock()) > 0:
+        if self.pacer.due(now) > 0:
             return True
-        frees = self.pacer.frees_at()
-        if self._sleep is None or frees is None:
+        if self._sleep is None or due is None:
             return False
-        wait_for = (frees - self.clock()).total_seconds()
+        wait_for = (due - now).total_seconds()
         if wait_for > self.config.pace_ahead_seconds + 0.1:
             return False
         self._sleep(max(0.0, wait_for))
-        return not self._stop.is_set() and self.pacer.available(self.clock()) > 0
+        return not self._stop.is_set() and self.pacer.due(self.clock()) > 0
 
     # ------------------------------------------------------------------ answers
     def _record(self, sent: Sent, report: TickReport) -> str | None:
         """Step 3: store what the provider answered. Returns why placing must stop for
         this tick (a transient provider error), else None."""
         claim = sent.claim
-        moment = self.clock()
+        moment = sent.answered_at or self.clock()
         to = mask_number(claim.request.to)
         if sent.not_sent is None:
             self._sent += 1
@@ -472,8 +564,6 @@ class Placer:
             store.void_claims(self.sessions, [claim], report)
             log.info("call to %s not placed: %s", to, sent.not_sent)
             return None if sent.others_go_on else sent.not_sent
-        # The start counts from its answer (the latest it can be) for the pacing.
-        self.pacer.settle(sent.slot, moment)
         if sent.state is not None:
             state = sent.state
             self.health.note_placed(moment, state.queue_seconds)
@@ -486,6 +576,9 @@ class Placer:
             report.touch(claim.batch_id)
             log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
             return None
+        error = sent.error
+        if isinstance(error, TransientProviderError) and rate_limited(error) and sent.sent_at:
+            self.pacer.release(sent.sent_at)  # never processed: no call counts for it
         return self._record_error(claim, sent.error, moment, report)
 
     def _store_answers(self, report: TickReport, *, when_due: bool = False) -> None:
@@ -541,7 +634,10 @@ class Placer:
                 if maybe_placed(exc):
                     # The provider may still create the call a while after the request
                     # failed: the reconciliation's settle time counts from now.
-                    attempts.mark_outcome_unknown(session, claim.attempt_id, exc.message, moment)
+                    answered = exc.http_status is not None  # a 5xx: looked up soon
+                    attempts.mark_outcome_unknown(
+                        session, claim.attempt_id, exc.message, moment, answered=answered
+                    )
                     log.warning(
                         "call to %s: no answer from the provider (%s); it will be reconciled",
                         to,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,34 +40,71 @@ class CallPacer:
     instead (N = whole calls per second, or one call per 1/cps seconds below 1/s), so
     the limit holds for every window, on whatever clock the engine is given.
 
-    With several requests in flight, a start is reserved when its request is sent and
-    counts from its answer (`settle`): the provider creates the call somewhere between
-    the two, so whatever the latency, no window of the provider's sees more than N.
+    A start counts from the moment its request is handed to the provider (`start`, in
+    the sending thread); between `reserve` (the request is handed to a sending thread)
+    and then its slot is held, so whatever the delay before the send, no window of
+    sends ever holds more than N. The provider creates the call when the request
+    arrives, a little after the send: `guard_seconds` widens the window by more than
+    that transit time varies, so that no window of the provider's sees N + 1 either.
+
+    With `spread` (an engine that can wait in real time), starts are also spread
+    evenly, one every window / N, instead of N at the start of each window: a burst
+    of N at once would queue at the provider (and open N new connections at once), and
+    its last request could arrive together with the next second's first. Starts up to
+    `CATCH_UP` late (the tick's own work between two rounds of placing) are caught up,
+    never at once: at twice the pace.
     """
 
-    def __init__(self, calls_per_second: float) -> None:
-        #: Settled starts, in time order.
+    #: How late placing may be and still catch up (at twice the pace): the tick's own
+    #: work between two rounds of placing does not lower the rate; after a longer pause
+    #: (nothing to place), nothing is owed.
+    CATCH_UP = timedelta(milliseconds=200)
+
+    def __init__(
+        self, calls_per_second: float, *, guard_seconds: float = 0.0, spread: bool = False
+    ) -> None:
+        if guard_seconds < 0:
+            raise ValueError("The pacing guard must not be negative.")
+        self._lock = threading.Lock()
+        #: Starts (sends), in time order.
         self._starts: list[datetime] = []
-        #: Reserved starts whose answer has not come yet (they count until it does).
+        #: Reserved slots not sent yet (they count until they are sent or cancelled).
         self._open: dict[int, datetime] = {}
         self._next_slot = 0
+        #: With `spread`: the moment of the next evenly spread start (None: any time),
+        #: and of the last one handed out (catching up, the next waits half an interval).
+        self._due_at: datetime | None = None
+        self._last: datetime | None = None
+        self.guard = timedelta(seconds=guard_seconds)
+        self.spread = spread
         self.rate = 0.0
+        self._top = 0.0
         self.limit = 1
         self.window = timedelta(seconds=1)
+        self.interval = self.window
         self.set_rate(calls_per_second)
 
-    def set_rate(self, calls_per_second: float) -> None:
+    def set_rate(self, calls_per_second: float, setting: float | None = None) -> None:
+        """Pace at `calls_per_second`. When spreading, a rate lowered below the `setting`
+        (429s, Twilio's queue) only spaces the starts further apart: the window still
+        allows the setting's whole calls, so a lowered rate of 9.5 is 9.5, not 9."""
         if calls_per_second <= 0:
             raise ValueError("Calls per second must be more than 0.")
-        self.rate = calls_per_second
-        if calls_per_second >= 1:
-            self.limit = math.floor(calls_per_second)
-            self.window = timedelta(seconds=1)
-        else:
-            self.limit = 1
-            self.window = timedelta(seconds=1 / calls_per_second)
-        while len(self._starts) > self.limit:
-            self._starts.pop(0)
+        top = max(calls_per_second, setting or calls_per_second)
+        with self._lock:
+            if (calls_per_second, top) == (self.rate, self._top):
+                return
+            self.rate, self._top = calls_per_second, top
+            if calls_per_second >= 1:
+                self.limit = math.floor(top if self.spread else calls_per_second)
+                window = timedelta(seconds=1)
+            else:
+                self.limit = 1
+                window = timedelta(seconds=1 / calls_per_second)
+            self.window = window + self.guard
+            self.interval = self.window / min(max(1.0, calls_per_second), self.limit)
+            while len(self._starts) > self.limit:
+                self._starts.pop(0)
 
     def _expire(self, now: datetime) -> None:
         expired = 0
@@ -75,38 +113,95 @@ class CallPacer:
         del self._starts[:expired]
 
     def available(self, now: datetime) -> int:
-        self._expire(now)
-        return max(0, self.limit - len(self._starts) - len(self._open))
+        """Starts the window allows now (evenly spread or not)."""
+        with self._lock:
+            self._expire(now)
+            return max(0, self.limit - len(self._starts) - len(self._open))
 
-    def available_at(self, moment: datetime) -> int:
-        """How many starts will be allowed at `moment` (later than now), without
-        forgetting the starts that still count before then."""
-        still = sum(1 for start in self._starts if start + self.window > moment)
-        return max(0, self.limit - still - len(self._open))
+    def due(self, now: datetime) -> int:
+        """Starts that may be handed to senders now: what the window allows and, when
+        spreading, only those whose evenly spread slot has come."""
+        with self._lock:
+            self._expire(now)
+            free = max(0, self.limit - len(self._starts) - len(self._open))
+            return min(free, self._slots_until(now))
+
+    def _slots_until(self, moment: datetime) -> int:
+        if not self.spread:
+            return self.limit
+        earliest = self._earliest()
+        return 1 if earliest is None or moment >= earliest else 0
+
+    def _earliest(self) -> datetime | None:
+        """The next evenly spread moment (catching up: half an interval after the last)."""
+        if self._due_at is None or self._last is None:
+            return None
+        return max(self._due_at, self._last + self.interval / 2)
+
+    def available_within(self, now: datetime, ahead: timedelta) -> int:
+        """How many starts will be allowed from now until `ahead` later, without
+        forgetting the starts that still count then (and, when spreading, only those
+        whose evenly spread moment comes by then)."""
+        moment = now + ahead
+        with self._lock:
+            still = sum(1 for start in self._starts if start + self.window > moment)
+            free = max(0, self.limit - still - len(self._open))
+            if not self.spread:
+                return free
+            due = self._due_at
+            first = now if due is None or due < now - self.CATCH_UP else due
+            if moment < first:
+                return 0
+            return min(free, 1 + math.floor((moment - first) / self.interval))
 
     def record(self, moment: datetime) -> None:
-        """A call start (recorded when the provider answered: the latest it can be)."""
-        self.settle(self.reserve(moment), moment)
+        """A call start (reserved and sent at once)."""
+        self.start(self.reserve(moment), moment)
 
     def reserve(self, moment: datetime) -> int:
-        """A request about to be sent at `moment`: it counts from now on. Returns its slot."""
-        slot = self._next_slot
-        self._next_slot += 1
-        self._open[slot] = moment
-        return slot
+        """A request handed to a sender at `moment`: its slot is held from now on (and
+        the next evenly spread slot comes one interval later). Returns the slot."""
+        with self._lock:
+            slot = self._next_slot
+            self._next_slot += 1
+            self._open[slot] = moment
+            if self.spread:
+                due = self._due_at
+                # Idle (or stalled) longer than CATCH_UP: nothing is owed, start afresh.
+                base = moment if due is None or due < moment - self.CATCH_UP else due
+                self._due_at = base + self.interval
+                self._last = moment
+            return slot
 
-    def settle(self, slot: int, moment: datetime) -> None:
-        """Its answer came at `moment`: the start counts until a window after that."""
-        reserved = self._open.pop(slot, moment)
-        bisect.insort(self._starts, max(reserved, moment))
+    def start(self, slot: int, moment: datetime) -> None:
+        """Its request is handed to the provider at `moment`: the start counts from now."""
+        with self._lock:
+            self._open.pop(slot, None)
+            bisect.insort(self._starts, moment)
+
+    def release(self, moment: datetime) -> None:
+        """The start sent at `moment` created nothing (Twilio never processes a request
+        it answers 429): it stops counting, and its evenly spread moment is given back
+        (the next start comes sooner, never sooner than half an interval after the last)."""
+        with self._lock:
+            index = bisect.bisect_left(self._starts, moment)
+            if index < len(self._starts) and self._starts[index] == moment:
+                del self._starts[index]
+                if self.spread and self._due_at is not None:
+                    self._due_at -= self.interval
 
     def cancel(self, slot: int) -> None:
         """The request was not sent after all."""
-        self._open.pop(slot, None)
+        with self._lock:
+            self._open.pop(slot, None)
 
     def frees_at(self, count: int = 1) -> datetime | None:
         """When `count` more starts will be allowed (None: already allowed, or only when
-        a request in flight is answered)."""
+        a request handed to a sender is sent)."""
+        with self._lock:
+            return self._frees_at(count)
+
+    def _frees_at(self, count: int) -> datetime | None:
         over = len(self._starts) + len(self._open) - self.limit + count
         if over <= 0:
             return None
@@ -114,6 +209,22 @@ class CallPacer:
         if index < 0:
             return None
         return self._starts[index] + self.window
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the next start may be handed to a sender (`now` if it may now; None:
+        only once a request handed to a sender has been sent)."""
+        with self._lock:
+            self._expire(now)
+            moment = now
+            if len(self._starts) + len(self._open) >= self.limit:
+                frees = self._frees_at(1)
+                if frees is None:
+                    return None
+                moment = max(moment, frees)
+            earliest = self._earliest() if self.spread else None
+            if earliest is not None:
+                moment = max(moment, earliest)
+            return moment
 
 
 def share_capacity(

@@ -46,6 +46,15 @@ class ReconcileTrouble:
     give_up_at: datetime
 
 
+@dataclass
+class Lookups:
+    """An attempt answered with a server error, looked up without finding its call:
+    how many times, and when to look again."""
+
+    misses: int
+    next_at: datetime
+
+
 class Reconciler:
     """Settles the attempts whose call id is unknown (see the module docstring)."""
 
@@ -65,6 +74,8 @@ class Reconciler:
         self._stop = stop
         #: Attempts whose reconciliation failed: when to ask again, and why it failed.
         self.later: dict[int, ReconcileTrouble] = {}
+        #: Attempts answered with a server error whose call was not found yet.
+        self.lookups: dict[int, Lookups] = {}
 
     def _give_up_at(self, attempt: OpenAttempt, settings: AppSettings) -> datetime:
         return attempt_deadline(attempt, settings, self.config) + timedelta(
@@ -87,11 +98,23 @@ class Reconciler:
         create its call, counted from when its request was last known to be in flight.
         If the provider cannot be asked until long after the call would have ended (ring
         timeout + maximum duration + margins), the attempt is settled FAILED ("outcome
-        unknown"): never placed again, never left In Progress for ever."""
-        settle = timedelta(seconds=self.config.unknown_settle_seconds)
-        budget = timedelta(seconds=self.config.place_budget_seconds)
+        unknown"): never placed again, never left In Progress for ever.
+
+        A create answered with a server error (5xx) was processed by the provider: it is
+        looked up from `server_error_first_lookup_seconds` after the answer, again every
+        interval (and a second after a lookup that itself failed), and queued again only
+        once `server_error_lookups` lookups over at least `server_error_requeue_seconds`
+        found nothing; found, its call is adopted (never placed a second time)."""
+        config = self.config
+        settle = timedelta(seconds=config.unknown_settle_seconds)
+        budget = timedelta(seconds=config.place_budget_seconds)
+        first_lookup = timedelta(seconds=config.server_error_first_lookup_seconds)
         rows = attempts.unresolved_attempts(
-            self.sessions, now - settle, now - settle - budget, self.config.reconcile_per_tick
+            self.sessions,
+            now - settle,
+            now - settle - budget,
+            config.reconcile_per_tick,
+            answered_cutoff=now - first_lookup,
         )
         blocked = self.health.blocked(now)
         for row in rows:
@@ -108,14 +131,35 @@ class Reconciler:
                     reason = trouble.message if trouble else self.health.problem
                     self.give_up(attempt, reason, now, report)
                 continue
+            # Answered with a server error: looked up soon and again, and queued again
+            # only once several lookups over a few seconds found nothing.
+            early = row.provider_status == attempts.SERVER_ERROR and now < sent + settle
+            lookups = self.lookups.get(row.id) if early else None
+            if lookups is not None and now < lookups.next_at:
+                continue
+            misses = lookups.misses if lookups is not None else 0
+            requeue = not early or (
+                misses + 1 >= config.server_error_lookups
+                and now >= sent + timedelta(seconds=config.server_error_requeue_seconds)
+            )
             try:
-                self._reconcile_one(provider, row.id, now, report)
+                settled = self._reconcile_one(provider, row.id, now, report, requeue=requeue)
                 self.later.pop(row.id, None)
+                if settled:
+                    self.lookups.pop(row.id, None)
+                else:
+                    interval = timedelta(seconds=config.server_error_lookup_interval_seconds)
+                    self.lookups[row.id] = Lookups(misses + 1, now + interval)
             except ProviderError as exc:
                 # Ask about this one again later; only a provider that limits our rate or
                 # cannot be reached at all holds everything back.
                 failures = (trouble.failures if trouble else 0) + 1
                 delay = min(self.health.backoff(failures, None), timedelta(seconds=30))
+                if row.provider_status == attempts.SERVER_ERROR:
+                    # The provider answers (a 429 or 500 on this lookup too): soon again.
+                    retry_after = getattr(exc, "retry_after", None) or 0.0
+                    soon = config.server_error_lookup_interval_seconds / 2
+                    delay = timedelta(seconds=max(soon, retry_after))
                 self.later[row.id] = ReconcileTrouble(
                     now + delay, failures, row.batch_call_id, exc.message, give_up_at
                 )
@@ -166,15 +210,21 @@ class Reconciler:
         )
 
     def _reconcile_one(
-        self, provider: TelephonyProvider, attempt_id: int, now: datetime, report: TickReport
-    ) -> None:
+        self,
+        provider: TelephonyProvider,
+        attempt_id: int,
+        now: datetime,
+        report: TickReport,
+        *,
+        requeue: bool = True,
+    ) -> bool:
         """Ask the provider with no transaction open (no database lock is ever held
         across a request), then settle the attempt in a short transaction, unless it
-        changed meanwhile."""
+        changed meanwhile. Not found and not `requeue`: left as it is (False)."""
         with self.sessions() as session:
             seen = attempts.lock_unresolved(session, attempt_id, lock=False)
             if seen is None:
-                return
+                return True
             session.expunge(seen)
             batch_started = attempts.batch_started_at(session, seen.batch_call_id)
         created = aware(seen.created_at) or now
@@ -192,7 +242,7 @@ class Reconciler:
         with write_transaction(self.sessions) as session:
             attempt = attempts.lock_unresolved(session, attempt_id)
             if attempt is None or aware(attempt.requested_at) != aware(seen.requested_at):
-                return  # settled, or sent again, while the provider was asked
+                return True  # settled, or sent again, while the provider was asked
             known = attempts.known_call_ids(session, [s.call_id for s in found])
             # Calls already held by another attempt are not this one's; of the others,
             # the one created nearest to when this attempt's request was sent.
@@ -224,6 +274,9 @@ class Reconciler:
                         created,
                     )
                     attempts.settle(session, adopted, state, now)
+            elif not requeue:
+                log.info("reconciling: no call to %s yet; looking again", to)
+                return False
             else:
                 # Locked (FOR SHARE on PostgreSQL), so a Pause cannot commit in between
                 # and leave the recipient QUEUED in a paused batch call.
@@ -235,3 +288,4 @@ class Reconciler:
                 attempts.void(session, open_attempt, back_to)
                 log.info("reconciled: no call to %s was placed; it is queued again", to)
         report.touch(open_attempt.batch_id)
+        return True

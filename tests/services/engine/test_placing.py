@@ -5,11 +5,13 @@ request starts after it has answered."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import func, select, update
 
 import app.services.lease as lease_module
@@ -141,4 +143,75 @@ def test_a_pause_answers_at_once_and_no_request_starts_after_it(service, session
     sent = len(provider.placed_to())
     assert snapshot.counts[RecipientStatus.IN_PROGRESS] == sent
     assert snapshot.counts[RecipientStatus.PENDING] == 40 - sent
+    assert_counters_exact(service, batch.id)
+
+
+def real_time_engine(sessions, provider, clock, **settings) -> DialerEngine:
+    """An engine that can wait (as the worker's): its waits advance the fake clock, so
+    its pacing spreads the starts and leaves the requests in flight between ticks."""
+    values = {"calls_per_second": 10.0, "plan_concurrency": 30, "placement_concurrency": 4}
+    values.update(settings)
+    return DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides=values,
+        sleep=clock.advance,
+    )
+
+
+def marked_moments(sessions) -> list:
+    with sessions() as session:
+        return sorted(session.scalars(select(CallAttempt.requested_at)).all())
+
+
+def test_with_a_real_clock_the_starts_are_spread_and_answers_recorded_by_the_next_tick(
+    service, sessions, clock
+):
+    """The tick hands each request to a sender at its evenly spread moment (one every
+    1.03 / 10 s, not three at once), and returns with the requests still in flight: the
+    next tick records their answers, and nobody is placed twice."""
+    batch = new_batch(service, 3, reserved=3)
+    release = threading.Event()
+    provider = remote(clock, lambda _request: release.wait(10))
+    engine = real_time_engine(sessions, provider, clock)
+    try:
+        first = engine.tick()
+        assert first.placed == 0  # all three sent, none answered yet
+        moments = marked_moments(sessions)
+        assert len(moments) == 3
+        interval = engine.pacer.interval.total_seconds()
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]
+        assert gaps == [pytest.approx(interval, abs=1e-6)] * 2 and interval == 0.103
+        assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 3
+        release.set()
+        placed = 0
+        deadline = time.monotonic() + 10
+        while placed < 3 and time.monotonic() < deadline:
+            placed += engine.tick().placed
+            time.sleep(0.01)
+        assert placed == 3
+    finally:
+        release.set()
+        engine.close()
+    assert sorted(provider.placed_to()) == sorted(set(provider.placed_to()))
+    with sessions() as session:
+        ids = session.scalars(select(CallAttempt.provider_call_id)).all()
+    assert len(ids) == 3 and all(ids)
+    assert_counters_exact(service, batch.id)
+
+
+def test_closing_records_the_answers_of_the_requests_still_in_flight(service, sessions, clock):
+    batch = new_batch(service, 2, reserved=2)
+    release = threading.Event()
+    provider = remote(clock, lambda _request: release.wait(10))
+    engine = real_time_engine(sessions, provider, clock)
+    engine.tick()
+    assert service.get(batch.id).counts[RecipientStatus.IN_PROGRESS] == 2
+    release.set()
+    engine.close()  # waits (a second at most) for the answers and stores the call ids
+    with sessions() as session:
+        ids = session.scalars(select(CallAttempt.provider_call_id)).all()
+    assert len(ids) == 2 and all(ids)
     assert_counters_exact(service, batch.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -257,17 +259,127 @@ def test_past_its_end_date_the_rest_expires():
     assert not batch(pending=0, waiting_retry=1).finished
 
 
-def test_a_request_in_flight_counts_until_a_window_after_its_answer_a_cancelled_one_not():
-    """The provider creates the call somewhere between the request and its answer (a
-    connection can take a second to be accepted): counting each start from its answer
-    and holding its slot meanwhile keeps every window of the provider's within the rate."""
+def test_a_start_counts_from_its_send_and_its_slot_is_held_from_its_reservation():
+    """A request handed to a sending thread holds its slot until it is sent (however late
+    the thread gets to it), and counts from the send: the window of sends never holds more
+    than the rate. A request never sent does not count."""
     start = datetime(2026, 1, 5, tzinfo=UTC)
     pacer = CallPacer(2)
     first = pacer.reserve(start)
     second = pacer.reserve(start + timedelta(milliseconds=100))
     assert pacer.available(start + timedelta(milliseconds=200)) == 0
-    pacer.settle(first, start + timedelta(milliseconds=400))  # a slow answer
-    assert pacer.available(start + timedelta(seconds=1)) == 0  # still counts until 1.4 s
-    assert pacer.available(start + timedelta(seconds=1.4)) == 1  # the second is in flight
+    pacer.start(first, start + timedelta(milliseconds=400))  # its thread was late
+    assert pacer.available(start + timedelta(seconds=1.3)) == 0  # the second is not sent yet
     pacer.cancel(second)  # never sent: it does not count
+    assert pacer.available(start + timedelta(seconds=1.3)) == 1  # the first counts until 1.4 s
     assert pacer.available(start + timedelta(seconds=1.4)) == 2
+
+
+def sends(pacer: CallPacer, seconds: float, step_ms: int, delay_ms: int = 0) -> list[datetime]:
+    """A dispatcher that looks every `step_ms` (a late one, when larger than the spacing)
+    and hands out what is due; each send happens up to `delay_ms` after its reservation
+    (a busy thread). Returns the send moments."""
+
+    rng = random.Random(5)
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    now = begin
+    waiting: list[tuple[datetime, int]] = []
+    sent: list[datetime] = []
+    while now < begin + timedelta(seconds=seconds):
+        for at, slot in [w for w in waiting if w[0] <= now]:
+            pacer.start(slot, at)
+            sent.append(at)
+            waiting.remove((at, slot))
+        for _ in range(pacer.due(now)):
+            delay = timedelta(milliseconds=rng.randint(0, delay_ms))
+            waiting.append((now + delay, pacer.reserve(now)))
+        now += timedelta(milliseconds=step_ms)
+    return sorted(sent)
+
+
+def most_within(moments: list[datetime], window: timedelta) -> int:
+    return max(sum(1 for m in moments[i:] if m < first + window) for i, first in enumerate(moments))
+
+
+def test_spread_starts_come_one_by_one_at_the_rate_never_a_burst():
+    pacer = CallPacer(10, guard_seconds=0.03, spread=True)
+    moments = sends(pacer, 10.0, step_ms=1)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]
+    assert min(gaps) >= 0.1  # one every 1.03 / 10 s, not ten at the start of a second
+    assert len(moments) >= 96  # 10 / 1.03 a second: 0.97 of the setting
+    assert most_within(moments, timedelta(seconds=1.03)) <= 10
+
+
+def test_a_request_arriving_late_by_less_than_the_guard_never_makes_one_too_many():
+    """Sends up to 200 ms after their reservation, then arriving at the provider up to
+    the guard later: no second of the provider's sees more than the rate."""
+
+    rng = random.Random(9)
+    for rate in (1.0, 10.0, 30.0, 100.0):
+        pacer = CallPacer(rate, guard_seconds=0.03, spread=True)
+        moments = sends(pacer, 5.0 if rate > 1 else 12.0, step_ms=3, delay_ms=200)
+        arrivals = sorted(m + timedelta(milliseconds=rng.uniform(0, 29.9)) for m in moments)
+        assert most_within(arrivals, timedelta(seconds=1)) <= rate
+        assert len(moments) >= 0.85 * rate * (5.0 if rate > 1 else 12.0)
+
+
+def test_late_starts_are_caught_up_at_twice_the_pace_never_at_once():
+    """After a short stall (the tick's own work), the starts missed are made up one by
+    one, half an interval apart; after a long pause nothing is owed."""
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(100, guard_seconds=0.03, spread=True)
+    half = pacer.interval / 2
+    pacer.record(begin)
+    late = begin + timedelta(milliseconds=100)  # about nine starts behind
+    assert pacer.due(late) == 1
+    pacer.record(late)
+    assert pacer.due(late) == 0
+    assert pacer.next_due(late) == late + half  # not a whole interval: catching up
+    moment, caught_up = late, 0
+    while pacer.next_due(moment) == moment + half:
+        moment += half
+        pacer.record(moment)
+        caught_up += 1
+    # The starts owed are made up at twice the pace: as many started since `begin` as
+    # one an interval would have; then one an interval again.
+    assert abs(caught_up + 2 - (moment - begin) / pacer.interval) <= 1.5
+    assert half < pacer.next_due(moment) - moment <= pacer.interval
+    idle = moment + timedelta(seconds=5)
+    pacer.record(idle)
+    assert pacer.next_due(idle) == idle + pacer.interval  # nothing owed after a pause
+
+
+def test_without_spreading_the_window_alone_paces_as_a_fake_clock_needs():
+    """A fake clock stands still within a tick: the whole second's starts are allowed at
+    once (no guard, no spreading), and again a second later."""
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(5)
+    assert pacer.due(begin) == 5
+    for _ in range(5):
+        pacer.record(begin)
+    assert pacer.due(begin) == 0 and pacer.next_due(begin) == begin + timedelta(seconds=1)
+    assert pacer.due(begin + timedelta(seconds=1)) == 5
+
+
+def test_a_lowered_rate_spaces_the_starts_and_the_setting_stays_the_ceiling():
+    """Lowered to 9.5 calls/s (a 429) below a setting of 10: one start every 1.03 / 9.5 s,
+    not 9 a second (the whole calls of 9.5), and never more than 10 in any second."""
+    pacer = CallPacer(10, guard_seconds=0.03, spread=True)
+    pacer.set_rate(9.5, 10)
+    assert pacer.limit == 10
+    assert pacer.interval == timedelta(seconds=1.03) / 9.5
+    moments = sends(pacer, 10.0, step_ms=1)
+    assert 9.5 * 10 / 1.03 - 2 <= len(moments) <= 10 * 10 / 1.03 + 1
+    assert most_within(moments, timedelta(seconds=1.03)) <= 10
+
+
+def test_a_429_created_nothing_so_its_start_stops_counting():
+    begin = datetime(2026, 1, 5, tzinfo=UTC)
+    pacer = CallPacer(2, guard_seconds=0.03, spread=True)
+    pacer.record(begin)
+    later = begin + pacer.interval
+    pacer.record(later)
+    assert pacer.available(later) == 0
+    pacer.release(later)  # answered 429: never processed by Twilio
+    assert pacer.available(later) == 1
+    assert pacer.next_due(later) == later + pacer.interval / 2  # its moment given back
