@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from app.models.schema import Setting
 from app.services import secrets
 from app.services.setting_specs import SETTING_SPECS
+from app.services.settings import AppSettings
 from app.standin.twilio_server import TwilioStandin
 from app.views.qa import StallMeter
 from app.views.settings_dialog import SettingsDialog
@@ -539,7 +540,8 @@ def test_lease_timing_that_cannot_work_is_refused_with_a_reason(
     assert heartbeat.hasFocus() or not dialog.isActiveWindow()
     assert heartbeat.value() == 20.0  # nothing typed is lost
     stored = context.settings.load()
-    assert (stored.lease_heartbeat_seconds, stored.placement_concurrency) == (5.0, 10)
+    default = AppSettings().placement_concurrency  # nothing was saved: still the default
+    assert (stored.lease_heartbeat_seconds, stored.placement_concurrency) == (5.0, default)
 
     dialog.engine_fields["lease_expiry_seconds"].setValue(60.0)
     with qtbot.waitSignal(dialog.saved, timeout=5000):
