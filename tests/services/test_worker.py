@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.models.status import BatchStatus, RecipientStatus
-from app.services.settings import SettingsStore
+from app.services.settings import AppSettings, SettingsStore
 from app.services.worker import EXIT_DATABASE, EXIT_OK, run_worker
 from app.standin.twilio_server import TwilioStandin
 from tests.services.engine_support import STANDIN_FROM, ScriptedProvider, new_batch, rows
@@ -252,7 +252,8 @@ def test_placement_concurrency_is_a_worker_option_too(database_url, sessions, ca
         assert runner.engine.settings.placement_concurrency == 4  # what the engine places with
     finally:
         runner.close()
-    assert SettingsStore(sessions).load().placement_concurrency == 10  # not stored
+    stored = SettingsStore(sessions).load().placement_concurrency
+    assert stored == AppSettings().placement_concurrency  # not stored: still the default
 
     base = ["worker", "--once", "--database-url", database_url]
     assert main([*base, "--placement-concurrency", "101"]) == 1
