@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models.policy import CallingSchedule
 from app.models.schema import Recipient
 from app.models.status import RecipientStatus
-from app.services.engine import attempts, store
+from app.services.engine import attempts, claiming, store
 from app.services.engine.attempts import Claim
 from app.services.engine.config import Clock, EngineConfig
 from app.services.engine.health import ProviderHealth, maybe_placed, rate_limited
@@ -232,7 +232,7 @@ class Placer:
                 continue
             try:
                 with write_transaction(self.sessions) as session:
-                    claims = store.claim(
+                    claims = claiming.claim(
                         session,
                         batch,
                         count,
@@ -243,7 +243,7 @@ class Placer:
                         settings.max_attempts_per_number_24h,
                         fence=fence,
                     )
-            except store.LeaseLost as lost:
+            except claiming.LeaseLost as lost:
                 assert self.lease is not None
                 self.lease.forget()
                 log.warning("claiming stopped: the dialer lease is held by %s", lost.holder)
@@ -262,11 +262,11 @@ class Placer:
                     queues.remove(q)
         return ordered
 
-    def _fence(self) -> store.Fence | None:
+    def _fence(self) -> claiming.Fence | None:
         lease = self.lease
         if lease is None:
             return None
-        return store.Fence(lease.name, lease.holder, lease.fence)
+        return claiming.Fence(lease.name, lease.holder, lease.fence)
 
     # ------------------------------------------------------------------ placing
     def place_all(
@@ -370,7 +370,7 @@ class Placer:
             # Claims never sent are given back.
             left = list(pending) + [claim for claim, _ in ready]
             if left:
-                store.void_claims(self.sessions, left, report)
+                claiming.void_claims(self.sessions, left, report)
             self._learn_sendable(len(claims), len(left), report)
 
     def collect(self, report: TickReport) -> str | None:
@@ -471,7 +471,7 @@ class Placer:
         the do-not-call list while its batch call runs is never called after that. The
         stopped recipients get their own outcome; the others are returned."""
         allowed: list[Claim] = []
-        listed = store.on_do_not_call_among(session, {claim.request.to for claim in claims})
+        listed = claiming.on_do_not_call_among(session, {claim.request.to for claim in claims})
         for claim in claims:
             if claim.request.to not in listed:
                 allowed.append(claim)
@@ -561,7 +561,7 @@ class Placer:
             self._sent += 1
         else:
             self.pacer.cancel(sent.slot)
-            store.void_claims(self.sessions, [claim], report)
+            claiming.void_claims(self.sessions, [claim], report)
             log.info("call to %s not placed: %s", to, sent.not_sent)
             return None if sent.others_go_on else sent.not_sent
         if sent.state is not None:
