@@ -7,6 +7,9 @@ executor split:
 - `planning`: the decisions from plain values (windows, waiting reasons, fair shares,
   the calls-per-second pacer, deadlines), no database;
 - `store` and `attempts`: the named queries and writes (batch calls; call attempts);
+- `retries`: the automatic retry policy applied when an attempt ends;
+- `polling` and `unresolved`: the queries of tracking (open calls due for a poll) and
+  of reconciliation (attempts whose call id is unknown, and adopting their calls);
 - `claiming`: transaction A, recipients claimed under the lease's fence, the
   per-number cap and the do-not-call list, and the claims not placed voided;
 - `placing`: sending the claimed recipients' requests to the provider;
