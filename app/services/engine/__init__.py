@@ -12,7 +12,8 @@ executor split:
   of reconciliation (attempts whose call id is unknown, and adopting their calls);
 - `claiming`: transaction A, recipients claimed under the lease's fence, the
   per-number cap and the do-not-call list, and the claims not placed voided;
-- `placing`: sending the claimed recipients' requests to the provider;
+- `placing`: sending the claimed recipients' requests to the provider, paced;
+- `answers`: the requests built, and the provider's answers (or errors) recorded;
 - `tracking`: polling the calls in progress and recording their outcomes;
 - `reconcile`: attempts whose call id is unknown, matched with the provider's calls;
 - `health`: what the engine knows about the provider, as one state object;

@@ -1,6 +1,7 @@
 """Claiming recipients for calls (transaction A of placing): the QUEUED candidates
 locked and moved IN_PROGRESS with an attempt each, under the lease's fence, the
-per-number cap and the do-not-call list checked; claims not placed are voided.
+per-number cap and the do-not-call list checked (again just before each request);
+claims not placed are voided.
 
 Runs inside the caller's transaction unless a function takes `sessions` (then it
 opens its own); like `store`, its hot statements are built once.
@@ -8,27 +9,32 @@ opens its own); like `store`, its hot statements are built once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.recipients import move_recipients
 from app.models.schema import CallAttempt, DoNotCallNumber, EngineLease, Recipient, UTCDateTime
 from app.models.status import RecipientStatus
-from app.services.engine.attempts import Claim, aware, finish_recipient, void_many
-from app.services.engine.planning import RunningBatch
+from app.services.engine.attempts import Claim, aware, finish_recipient, void, void_many
+from app.services.engine.config import Clock
+from app.services.engine.planning import RunningBatch, mask_number
 from app.services.engine.state import TickReport
 from app.services.engine.store import RUNNING, batch_status_shared
 from app.services.lease import write_transaction
 from app.services.telephony import CallRequest
 
+log = logging.getLogger(__name__)
+
 IN_PROGRESS = RecipientStatus.IN_PROGRESS
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
+DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
 
 _R = cast(Table, Recipient.__table__)
 _A = cast(Table, CallAttempt.__table__)
@@ -191,6 +197,29 @@ def on_do_not_call_among(session: Session, numbers: Collection[str]) -> set[str]
         return set()
     rows = session.connection().execute(ON_DO_NOT_CALL_AMONG, {"p_numbers": list(numbers)})
     return set(rows.scalars())
+
+
+def stop_do_not_call(
+    session: Session, claims: Sequence[Claim], clock: Clock, report: TickReport
+) -> list[Claim]:
+    """Checked in the last transaction before the request (SPEC 10): a number added to
+    the do-not-call list while its batch call runs is never called after that. The
+    stopped recipients get their own outcome; the others are returned."""
+    allowed: list[Claim] = []
+    listed = on_do_not_call_among(session, {claim.request.to for claim in claims})
+    for claim in claims:
+        if claim.request.to not in listed:
+            allowed.append(claim)
+            continue
+        if void(session, claim, RecipientStatus.DO_NOT_CALL):
+            session.execute(
+                update(Recipient)
+                .where(Recipient.id == claim.recipient_id)
+                .values(last_error=DO_NOT_CALL_MESSAGE, ended_at=clock())
+            )
+        report.touch(claim.batch_id)
+        log.info("call to %s not placed: on the do-not-call list", mask_number(claim.request.to))
+    return allowed
 
 
 @dataclass(frozen=True)
