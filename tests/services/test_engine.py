@@ -842,7 +842,7 @@ def test_a_call_the_provider_never_confirms_is_settled_failed_after_its_limits(
 def test_reconciliation_finds_its_attempts_through_an_index(sessions):
     """Refused attempts (no call id, FAILED) pile up for ever: the query run every tick
     for attempts to reconcile must not walk them (SQLite's plan names the index)."""
-    from app.services.engine.attempts import UNRESOLVED_ATTEMPTS
+    from app.services.engine.unresolved import UNRESOLVED_ATTEMPTS
 
     with sessions() as session:
         connection = session.connection()

@@ -7,7 +7,13 @@ executor split:
 - `planning`: the decisions from plain values (windows, waiting reasons, fair shares,
   the calls-per-second pacer, deadlines), no database;
 - `store` and `attempts`: the named queries and writes (batch calls; call attempts);
-- `placing`: claiming recipients and asking the provider for their calls;
+- `retries`: the automatic retry policy applied when an attempt ends;
+- `polling` and `unresolved`: the queries of tracking (open calls due for a poll) and
+  of reconciliation (attempts whose call id is unknown, and adopting their calls);
+- `claiming`: transaction A, recipients claimed under the lease's fence, the
+  per-number cap and the do-not-call list, and the claims not placed voided;
+- `placing`: sending the claimed recipients' requests to the provider, paced;
+- `answers`: the requests built, and the provider's answers (or errors) recorded;
 - `tracking`: polling the calls in progress and recording their outcomes;
 - `reconcile`: attempts whose call id is unknown, matched with the provider's calls;
 - `health`: what the engine knows about the provider, as one state object;

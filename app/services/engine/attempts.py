@@ -1,6 +1,6 @@
-"""The storage of call attempts: claims, call ids, outcomes, polls and the attempts to
-reconcile. Each function runs inside the caller's transaction unless it takes
-`sessions` (then it opens its own).
+"""The storage of call attempts: claims, call ids and outcomes (polls are in `polling`,
+the attempts to reconcile in `unresolved`, the retry policy in `retries`). Each function
+runs inside the caller's transaction unless it takes `sessions` (then it opens its own).
 
 A call attempt is committed before its request is sent (a CallAttempt row without a
 call id) and its call id after the answer; an attempt whose call id is still unknown
@@ -12,29 +12,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     String,
     Table,
-    and_,
     bindparam,
     delete,
     exists,
     func,
-    nulls_first,
-    or_,
     select,
     update,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from app.models.policy import RetryOutcome, RetryPolicy, parse_retry_outcomes
 from app.models.recipients import move_recipients
 from app.models.schema import BatchCall, CallAttempt, Recipient, UTCDateTime
 from app.models.status import BatchStatus, RecipientStatus
-from app.models.window import WindowError
+from app.services.engine.retries import RETRIED, RETRY_AT, retry_kind, retry_policies
 from app.services.telephony import CallOutcome, CallRequest, CallState, status_message
 
 log = logging.getLogger(__name__)
@@ -105,31 +101,6 @@ def aware(value: datetime | None) -> datetime | None:
 #: the provider processed it, so a call it made shows in its Calls list within moments
 #: (not a request that may still be in flight): it is looked up soon.
 SERVER_ERROR = "server error"
-UNRESOLVED_ATTEMPTS = (
-    select(
-        _A.c.id,
-        _A.c.recipient_id,
-        _A.c.batch_call_id,
-        _A.c.attempt_number,
-        _A.c.created_at,
-        _A.c.requested_at,
-        _A.c.provider_status,
-    )
-    .where(
-        _A.c.provider_call_id.is_(None),
-        _A.c.outcome.is_(None),
-        or_(
-            and_(_A.c.requested_at.is_not(None), _A.c.requested_at <= _when("p_sent_cutoff")),
-            and_(_A.c.requested_at.is_(None), _A.c.created_at <= _when("p_claim_cutoff")),
-            and_(
-                _A.c.provider_status == SERVER_ERROR,
-                _A.c.requested_at <= _when("p_answered_cutoff"),
-            ),
-        ),
-    )
-    .order_by(_A.c.id)
-    .limit(bindparam("p_limit"))
-)
 OPEN_ATTEMPT_LOCKED = (
     select(_A.c.id)
     .where(
@@ -200,16 +171,6 @@ SETTLE_ATTEMPT = (
 STILL_OPEN = select(_A.c.id).where(
     _A.c.id.in_(bindparam("p_ids", expanding=True)), _A.c.outcome.is_(None)
 )
-POLLED = (
-    update(_A)
-    .where(_A.c.id.in_(bindparam("p_ids", expanding=True)), _A.c.outcome.is_(None))
-    .values(
-        last_polled_at=_when("p_now"),
-        provider_status=func.coalesce(
-            bindparam("p_raw_status", type_=String()), _A.c.provider_status
-        ),
-    )
-)
 RECIPIENT_DETAILS = (
     update(_R)
     .where(
@@ -227,47 +188,6 @@ RECIPIENT_DETAILS = (
         requested_at=_when("p_requested_at"),
     )
 )
-
-
-RETRY_AT = (
-    update(_R)
-    .where(
-        _R.c.id == bindparam("p_recipient"),
-        _R.c.status == RecipientStatus.WAITING_RETRY.value,
-    )
-    .values(next_try_at=_when("p_next"))
-)
-#: Recipient outcomes an automatic retry may follow (busy is a NO_ANSWER outcome).
-RETRIED = frozenset({RecipientStatus.NO_ANSWER, RecipientStatus.FAILED})
-
-
-def retry_kind(outcome: RecipientStatus, raw_status: str) -> RetryOutcome:
-    if outcome is RecipientStatus.FAILED:
-        return RetryOutcome.FAILED
-    return RetryOutcome.BUSY if raw_status == "busy" else RetryOutcome.NO_ANSWER
-
-
-def retry_policies(session: Session, batch_ids: set[int]) -> dict[int, RetryPolicy]:
-    """The automatic retry policy of these batch calls, for those that retry at all."""
-    if not batch_ids:
-        return {}
-    rows = session.execute(
-        select(
-            BatchCall.id,
-            BatchCall.max_attempts,
-            BatchCall.retry_delay_minutes,
-            BatchCall.retry_outcomes,
-        ).where(BatchCall.id.in_(batch_ids), BatchCall.max_attempts > 1)
-    ).all()
-    policies = {}
-    for batch_id, max_attempts, delay, outcomes in rows:
-        try:
-            policies[batch_id] = RetryPolicy(
-                max_attempts, timedelta(minutes=delay), parse_retry_outcomes(outcomes)
-            )
-        except WindowError:  # checked at creation; a damaged row just does not retry
-            log.warning("batch call %s: its retry policy cannot be used", batch_id)
-    return policies
 
 
 def attempt_still_open(session: Session, attempt_id: int) -> bool:
@@ -557,108 +477,3 @@ def settle_many(
             row["p_outcome"],
         )
     return settled
-
-
-def due_polls(
-    sessions: sessionmaker[Session], now: datetime, cutoff: datetime, limit: int
-) -> list[OpenAttempt]:
-    """Open calls not polled since `cutoff`, least recently polled first."""
-    with sessions() as session:
-        batch_ids = session.scalars(
-            select(BatchCall.id).where(BatchCall.in_progress_count > 0)
-        ).all()
-        if not batch_ids:
-            return []
-        rows = session.execute(
-            select(
-                CallAttempt.id,
-                CallAttempt.recipient_id,
-                CallAttempt.batch_call_id,
-                CallAttempt.attempt_number,
-                CallAttempt.provider_call_id,
-                func.coalesce(CallAttempt.requested_at, CallAttempt.created_at),
-            )
-            .where(
-                CallAttempt.batch_call_id.in_(batch_ids),
-                CallAttempt.outcome.is_(None),
-                CallAttempt.provider_call_id.is_not(None),
-                or_(CallAttempt.last_polled_at.is_(None), CallAttempt.last_polled_at <= cutoff),
-            )
-            .order_by(nulls_first(CallAttempt.last_polled_at.asc()), CallAttempt.id)
-            .limit(limit)
-        ).all()
-    return [OpenAttempt(r[0], r[1], r[2], r[3], r[4], aware(r[5]) or now) for r in rows]
-
-
-def record_polled(session: Session, still_open: dict[str | None, list[int]], now: datetime) -> None:
-    """Calls still open get their poll time (and status): one UPDATE per distinct status."""
-    connection = session.connection()
-    for raw_status, ids in still_open.items():
-        connection.execute(POLLED, {"p_ids": ids, "p_now": now, "p_raw_status": raw_status})
-
-
-def unresolved_attempts(
-    sessions: sessionmaker[Session],
-    sent_cutoff: datetime,
-    claim_cutoff: datetime,
-    limit: int,
-    answered_cutoff: datetime | None = None,
-) -> list[Any]:
-    """Attempts without a call id sent before `sent_cutoff`, claimed (not sent) before
-    `claim_cutoff`, or answered with a server error before `answered_cutoff`."""
-    values = {
-        "p_sent_cutoff": sent_cutoff,
-        "p_claim_cutoff": claim_cutoff,
-        "p_answered_cutoff": answered_cutoff or sent_cutoff,
-        "p_limit": limit,
-    }
-    with sessions() as session:
-        return list(session.connection().execute(UNRESOLVED_ATTEMPTS, values).all())
-
-
-def lock_unresolved(session: Session, attempt_id: int, *, lock: bool = True) -> CallAttempt | None:
-    """The attempt (locked, unless `lock` is False) if its call id and outcome are still
-    unknown."""
-    query = select(CallAttempt).where(
-        CallAttempt.id == attempt_id,
-        CallAttempt.provider_call_id.is_(None),
-        CallAttempt.outcome.is_(None),
-    )
-    return session.scalars(query.with_for_update() if lock else query).first()
-
-
-def batch_started_at(session: Session, batch_id: int) -> datetime | None:
-    return aware(session.scalar(select(BatchCall.started_at).where(BatchCall.id == batch_id)))
-
-
-def known_call_ids(session: Session, call_ids: Sequence[str]) -> set[str]:
-    """Of these provider call ids, those another attempt already holds."""
-    if not call_ids:
-        return set()
-    return {
-        call_id
-        for call_id in session.scalars(
-            select(CallAttempt.provider_call_id).where(
-                CallAttempt.provider_call_id.in_(list(call_ids))
-            )
-        ).all()
-        if call_id is not None
-    }
-
-
-def adopt_call(session: Session, attempt: CallAttempt, state: CallState, now: datetime) -> datetime:
-    """The provider has the call of this attempt: store its id. Returns when it started."""
-    started = state.created_at or aware(attempt.created_at) or now
-    attempt.provider_call_id = state.call_id
-    attempt.provider_status = state.raw_status[:16]
-    attempt.requested_at = started
-    attempt.last_polled_at = now
-    attempt.error = None
-    session.execute(
-        update(Recipient)
-        .where(Recipient.id == attempt.recipient_id)
-        .values(provider_call_id=state.call_id, requested_at=started)
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
-    return started

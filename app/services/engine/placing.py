@@ -16,6 +16,9 @@ At high rates the transactions are shared: a tick claims about what its placing 
 was seen to send (claims not sent are given back), marks are made for several requests
 at once, and the answers in are stored together, one transaction for many.
 
+Claiming is in `claiming`; the requests are built and their answers recorded (step 3)
+in `answers`.
+
 So a Pause, Cancel or Delete never waits for the provider, and a holder frozen (SIGSTOP)
 and then woken sends nothing: its marks are too old and its lease has run out.
 """
@@ -29,76 +32,33 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.policy import CallingSchedule
-from app.models.schema import Recipient
 from app.models.status import RecipientStatus
-from app.services.engine import attempts, store
+from app.services.engine import attempts, claiming, store
+from app.services.engine.answers import AnswerRecorder, Sent, request_for
 from app.services.engine.attempts import Claim
 from app.services.engine.config import Clock, EngineConfig
-from app.services.engine.health import ProviderHealth, maybe_placed, rate_limited
-from app.services.engine.planning import CallPacer, RunningBatch, mask_number
+from app.services.engine.health import ProviderHealth
+from app.services.engine.planning import CallPacer, RunningBatch
 from app.services.engine.state import TickReport
 from app.services.lease import DialerLease, write_transaction
 from app.services.placements import SEND_WINDOW_SECONDS
 from app.services.settings import AppSettings
-from app.services.telephony import (
-    AgentSpec,
-    CallRequest,
-    CallState,
-    FatalProviderError,
-    PreparesThreads,
-    RecipientProviderError,
-    TelephonyProvider,
-    TransientProviderError,
-)
+from app.services.telephony import AgentSpec, PreparesThreads, TelephonyProvider
 
 log = logging.getLogger(__name__)
 
 RUNNING = store.RUNNING
 QUEUED = RecipientStatus.QUEUED
 PENDING = RecipientStatus.PENDING
-DO_NOT_CALL_MESSAGE = "On the do-not-call list: not called."
 #: Claims are marked for sending in groups: those the pacing sends within this long.
 MARK_AHEAD_SECONDS = 0.1
 #: On closing, the answers of the requests still in flight are waited for this long.
 CLOSE_WAIT_SECONDS = 1.0
-#: The call ids of answered requests are stored together, in one transaction, once this
-#: many are in or the oldest has waited this long (and always before placing ends): a
-#: crash meanwhile leaves attempts without call ids, which reconciliation settles.
-STORE_EVERY_ANSWERS = 50
-STORE_EVERY_SECONDS = 0.05
-
-
-def request_for(
-    batch: RunningBatch, agent: AgentSpec, settings: AppSettings, row: Any
-) -> CallRequest:
-    """The provider request for one recipient row (None: a template, to check the
-    settings). The recipient's name and number are variables too, unless a CSV column
-    of that name says otherwise."""
-    if row is None:
-        variables: dict[str, str] = {}
-        to = batch.from_number
-    else:
-        variables = {str(k): "" if v is None else str(v) for k, v in (row.variables or {}).items()}
-        variables.setdefault("name", row.name or "")
-        variables.setdefault("phone_number", row.phone_number)
-        to = row.phone_number
-    return CallRequest(
-        to=to,
-        from_=batch.from_number,
-        agent=agent,
-        variables=variables,
-        ring_timeout=settings.ring_timeout_seconds,
-        machine_detection=settings.answering_machine_detection,
-        time_limit=settings.max_call_duration_seconds,
-    )
 
 
 def _prepare_thread(provider: TelephonyProvider) -> None:
@@ -108,26 +68,6 @@ def _prepare_thread(provider: TelephonyProvider) -> None:
             provider.prepare_thread()
         except Exception:  # its first request sets it up instead (and reports any trouble)
             log.warning("a sending thread could not be set up in advance", exc_info=True)
-
-
-@dataclass
-class Sent:
-    """What became of one marked request (from a sending thread, or inline)."""
-
-    claim: Claim
-    #: The pacer's reservation for it.
-    slot: int
-    state: CallState | None = None
-    error: BaseException | None = None
-    #: Why it was not sent at all (the attempt is then voided).
-    not_sent: str | None = None
-    #: Not sent for a reason of its own (its window closed, its batch call failed, its
-    #: mark is too old): the others go on.
-    others_go_on: bool = False
-    sent_at: datetime | None = None
-    #: When its answer (or error) came: the moment it is recorded at, however much later
-    #: the tick gets to it.
-    answered_at: datetime | None = None
 
 
 class Placer:
@@ -154,8 +94,6 @@ class Placer:
         self.lease = lease
         self._stop = stop
         self._sleep = sleep
-        #: Called after a fatal provider error (credentials fixed later are picked up).
-        self._on_fatal = on_fatal
         #: Create requests in flight at once at most (the placement_concurrency setting).
         self.concurrency = 1
         #: When (monotonic) the last claims were made: their placing budget counts from it.
@@ -170,14 +108,18 @@ class Placer:
         #: the sending threads just before each request.
         self._halted_all: str | None = None
         self._halted: set[int] = set()
-        #: Answers whose call ids are not stored yet, and when (monotonic) the first came.
-        self._answers: list[tuple[Claim, CallState, datetime]] = []
-        self._answers_since = 0.0
+        #: Step 3: records the answers (a fatal error adds its batch call to `_halted`).
+        self._recorder = AnswerRecorder(
+            sessions,
+            clock=clock,
+            pacer=pacer,
+            health=health,
+            halted=self._halted,
+            on_fatal=on_fatal,
+        )
         #: How many requests one tick's placing budget has been seen to send (None: no
         #: limit seen yet): claiming many more would only give them back unplaced.
         self._sendable: int | None = None
-        #: Requests sent (answered or failed) in this round of placing.
-        self._sent = 0
 
     def claim_limit(self, most: int) -> int:
         """How many calls to claim this tick, at most `most`: a fifth more than the
@@ -232,7 +174,7 @@ class Placer:
                 continue
             try:
                 with write_transaction(self.sessions) as session:
-                    claims = store.claim(
+                    claims = claiming.claim(
                         session,
                         batch,
                         count,
@@ -243,7 +185,7 @@ class Placer:
                         settings.max_attempts_per_number_24h,
                         fence=fence,
                     )
-            except store.LeaseLost as lost:
+            except claiming.LeaseLost as lost:
                 assert self.lease is not None
                 self.lease.forget()
                 log.warning("claiming stopped: the dialer lease is held by %s", lost.holder)
@@ -262,11 +204,11 @@ class Placer:
                     queues.remove(q)
         return ordered
 
-    def _fence(self) -> store.Fence | None:
+    def _fence(self) -> claiming.Fence | None:
         lease = self.lease
         if lease is None:
             return None
-        return store.Fence(lease.name, lease.holder, lease.fence)
+        return claiming.Fence(lease.name, lease.holder, lease.fence)
 
     # ------------------------------------------------------------------ placing
     def place_all(
@@ -300,7 +242,7 @@ class Placer:
         deadline = self._claimed_mono + self.config.place_budget_seconds
         self._halted_all = None
         self._halted.clear()
-        self._sent = 0
+        self._recorder.sent = 0
         stop = self.collect(report)
         try:
             while pending or ready or (in_flight and not carry):
@@ -337,9 +279,9 @@ class Placer:
                             slot = self.pacer.reserve(self.clock())
                             if inline:
                                 sent = self._send(provider, claim, slot, marked, windows)
-                                stop = stop or self._record(sent, report)
+                                stop = stop or self._recorder.record(sent, report)
                                 self._halted_all = stop
-                                self._store_answers(report, when_due=True)
+                                self._recorder.store(report, when_due=True)
                             else:
                                 future = self._executor(provider).submit(
                                     self._send, provider, claim, slot, marked, windows
@@ -350,27 +292,27 @@ class Placer:
                     if (due is not None and self._sleep is not None) or not in_flight:
                         # Wait for the next start's moment (answers meanwhile are
                         # recorded after it: the pacing, not a sender, is what waits).
-                        self._store_answers(report)  # before waiting for the pacing
+                        self._recorder.store(report)  # before waiting for the pacing
                         if not self._wait_for_pacing(now, due):
                             stop = "waiting for the pacing"
                         continue
                 if not in_flight:
                     break
                 wait(list(in_flight), timeout=0.05, return_when=FIRST_COMPLETED)
-                self._store_answers(report, when_due=True)
+                self._recorder.store(report, when_due=True)
         finally:
             if not carry:
                 # Requests already sent are waited for (each bounded by the provider's own
                 # timeout): their call ids must be stored.
                 self._record_done(list(in_flight), report)
             try:
-                self._store_answers(report)
+                self._recorder.store(report)
             except Exception:  # their attempts stay without call ids: reconciled later
                 log.exception("the call ids of answered requests could not be stored")
             # Claims never sent are given back.
             left = list(pending) + [claim for claim, _ in ready]
             if left:
-                store.void_claims(self.sessions, left, report)
+                claiming.void_claims(self.sessions, left, report)
             self._learn_sendable(len(claims), len(left), report)
 
     def collect(self, report: TickReport) -> str | None:
@@ -378,7 +320,7 @@ class Placer:
         stop for this tick (a transient provider error), else None."""
         done = [future for future in self._in_flight if future.done()]
         stop = self._record_done(done, report)
-        self._store_answers(report)  # their call ids, in one transaction
+        self._recorder.store(report)  # their call ids, in one transaction
         return stop
 
     def _record_done(self, done: Iterable[Future[Sent]], report: TickReport) -> str | None:
@@ -387,7 +329,7 @@ class Placer:
         for future in done:
             self._in_flight.pop(future, None)
             try:
-                reason = self._record(future.result(), report)
+                reason = self._recorder.record(future.result(), report)
             except Exception:  # the pool was shut down under it: reconciled later
                 log.exception("a call's answer could not be recorded")
                 continue
@@ -464,36 +406,12 @@ class Placer:
             self._pool_provider = provider
         return self._pool
 
-    def _stop_do_not_call(
-        self, session: Session, claims: Sequence[Claim], report: TickReport
-    ) -> list[Claim]:
-        """Checked in the last transaction before the request (SPEC 10): a number added to
-        the do-not-call list while its batch call runs is never called after that. The
-        stopped recipients get their own outcome; the others are returned."""
-        allowed: list[Claim] = []
-        listed = store.on_do_not_call_among(session, {claim.request.to for claim in claims})
-        for claim in claims:
-            if claim.request.to not in listed:
-                allowed.append(claim)
-                continue
-            if attempts.void(session, claim, RecipientStatus.DO_NOT_CALL):
-                session.execute(
-                    update(Recipient)
-                    .where(Recipient.id == claim.recipient_id)
-                    .values(last_error=DO_NOT_CALL_MESSAGE, ended_at=self.clock())
-                )
-            report.touch(claim.batch_id)
-            log.info(
-                "call to %s not placed: on the do-not-call list", mask_number(claim.request.to)
-            )
-        return allowed
-
     def _mark(self, claims: Sequence[Claim], report: TickReport) -> list[tuple[Claim, float]]:
         """Step 2: mark the claims for sending, only those whose batch call is RUNNING;
         the others are given back (PENDING: their batch call was stopped). Returns the
         marked claims with the monotonic moment of the mark."""
         with write_transaction(self.sessions) as session:
-            claims = self._stop_do_not_call(session, claims, report)
+            claims = claiming.stop_do_not_call(session, claims, self.clock, report)
             marked = attempts.mark_sending(session, [c.attempt_id for c in claims], self.clock())
             for claim in claims:
                 if claim.attempt_id in marked:
@@ -551,109 +469,14 @@ class Placer:
         return not self._stop.is_set() and self.pacer.due(self.clock()) > 0
 
     # ------------------------------------------------------------------ answers
-    def _record(self, sent: Sent, report: TickReport) -> str | None:
-        """Step 3: store what the provider answered. Returns why placing must stop for
-        this tick (a transient provider error), else None."""
-        claim = sent.claim
-        moment = sent.answered_at or self.clock()
-        to = mask_number(claim.request.to)
-        if sent.not_sent is None:
-            self._sent += 1
-        else:
-            self.pacer.cancel(sent.slot)
-            store.void_claims(self.sessions, [claim], report)
-            log.info("call to %s not placed: %s", to, sent.not_sent)
-            return None if sent.others_go_on else sent.not_sent
-        if sent.state is not None:
-            state = sent.state
-            self.health.note_placed(moment, state.queue_seconds)
-            if state.created_at is not None and sent.sent_at is not None:
-                self.health.note_clock_offset(state.created_at - sent.sent_at)
-            if not self._answers:
-                self._answers_since = time.monotonic()
-            self._answers.append((claim, state, moment))  # stored by _store_answers
-            report.placed += 1
-            report.touch(claim.batch_id)
-            log.info("call placed to %s for batch call %s (%s)", to, claim.batch_id, state.call_id)
-            return None
-        error = sent.error
-        if isinstance(error, TransientProviderError) and rate_limited(error) and sent.sent_at:
-            self.pacer.release(sent.sent_at)  # never processed: no call counts for it
-        return self._record_error(claim, sent.error, moment, report)
-
-    def _store_answers(self, report: TickReport, *, when_due: bool = False) -> None:
-        """Step 3 for the answers in: their call ids, all in one write transaction. With
-        `when_due`, only once enough are in or the oldest has waited long enough."""
-        answers = self._answers
-        if not answers or (
-            when_due
-            and len(answers) < STORE_EVERY_ANSWERS
-            and time.monotonic() - self._answers_since < STORE_EVERY_SECONDS
-        ):
-            return
-        self._answers = []
-        with write_transaction(self.sessions) as session:
-            stored = attempts.store_call_ids(session, answers)
-        for (_, state, _), ok in zip(answers, stored, strict=True):
-            if not ok:  # deleted with its batch call meanwhile
-                log.warning("call %s placed for a batch call deleted meanwhile", state.call_id)
-
     def _learn_sendable(self, claimed: int, left: int, report: TickReport) -> None:
         """After placing: when the time budget ran out with claims left, claim about what
         was sent next time; when every claim of a limited round was sent, claim more,
         and soon (there is more to place)."""
-        if left and report.budget_used and self._sent:
-            self._sendable = max(self.concurrency, self._sent + self._sent // 5)
+        sent = self._recorder.sent
+        if left and report.budget_used and sent:
+            self._sendable = max(self.concurrency, sent + sent // 5)
         elif not left and self._sendable is not None and claimed >= self._sendable:
             grown = self._sendable + max(self.concurrency, self._sendable // 2)
             self._sendable = None if grown >= self.config.max_placements_per_tick else grown
             report.next_tick_in = self.config.lock_gap_seconds
-
-    def _record_error(
-        self, claim: Claim, exc: BaseException | None, moment: datetime, report: TickReport
-    ) -> str | None:
-        to = mask_number(claim.request.to)
-        report.touch(claim.batch_id)
-        if isinstance(exc, RecipientProviderError):
-            self.health.note_ok()
-            with write_transaction(self.sessions) as session:
-                attempts.record_refused(session, claim, exc.message, moment)
-            log.info("call to %s refused for this recipient: %s", to, exc.message)
-            return None
-        if isinstance(exc, FatalProviderError):
-            with write_transaction(self.sessions) as session:
-                attempts.void(session, claim, PENDING)
-                store.fail_batch_in(session, claim.batch_id, exc.message, moment)
-            self._halted.add(claim.batch_id)
-            self._on_fatal()  # fixed credentials are picked up by a Retry
-            log.error("batch call %s failed: %s", claim.batch_id, exc.message)
-            return None
-        if isinstance(exc, TransientProviderError):
-            trouble = self.health.note_create_failed(exc, moment)
-            with write_transaction(self.sessions) as session:
-                if maybe_placed(exc):
-                    # The provider may still create the call a while after the request
-                    # failed: the reconciliation's settle time counts from now.
-                    answered = exc.http_status is not None  # a 5xx: looked up soon
-                    attempts.mark_outcome_unknown(
-                        session, claim.attempt_id, exc.message, moment, answered=answered
-                    )
-                    log.warning(
-                        "call to %s: no answer from the provider (%s); it will be reconciled",
-                        to,
-                        exc.message,
-                    )
-                else:
-                    attempts.void(session, claim, PENDING, next_try_at=trouble.next_try_at)
-                    log.info("call to %s not placed (%s); retrying later", to, exc.message)
-            # A 429 slows placing, a 500 is reconciled: the others go on being placed.
-            return exc.message if trouble.stop_placing else None
-        # A provider bug: the call may or may not exist.
-        name = type(exc).__name__
-        log.error("unexpected provider failure placing a call to %s", to, exc_info=exc)
-        with write_transaction(self.sessions) as session:
-            attempts.mark_outcome_unknown(
-                session, claim.attempt_id, f"Unexpected error: {name}", moment
-            )
-        self.health.note_trouble(TransientProviderError(f"Unexpected error ({name})."), moment)
-        return f"unexpected provider failure ({name})"

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.status import RecipientStatus
 from app.models.window import WindowError, parse_timezone
-from app.services.engine import attempts, store
+from app.services.engine import attempts, store, unresolved
 from app.services.engine.attempts import OpenAttempt, aware
 from app.services.engine.config import Clock, EngineConfig
 from app.services.engine.health import ProviderHealth, rate_limited, stops_polling
@@ -109,7 +109,7 @@ class Reconciler:
         settle = timedelta(seconds=config.unknown_settle_seconds)
         budget = timedelta(seconds=config.place_budget_seconds)
         first_lookup = timedelta(seconds=config.server_error_first_lookup_seconds)
-        rows = attempts.unresolved_attempts(
+        rows = unresolved.unresolved_attempts(
             self.sessions,
             now - settle,
             now - settle - budget,
@@ -222,11 +222,11 @@ class Reconciler:
         across a request), then settle the attempt in a short transaction, unless it
         changed meanwhile. Not found and not `requeue`: left as it is (False)."""
         with self.sessions() as session:
-            seen = attempts.lock_unresolved(session, attempt_id, lock=False)
+            seen = unresolved.lock_unresolved(session, attempt_id, lock=False)
             if seen is None:
                 return True
             session.expunge(seen)
-            batch_started = attempts.batch_started_at(session, seen.batch_call_id)
+            batch_started = unresolved.batch_started_at(session, seen.batch_call_id)
         created = aware(seen.created_at) or now
         found = provider.find_calls(
             seen.to_number,
@@ -240,10 +240,10 @@ class Reconciler:
         )
         self.health.note_ok()
         with write_transaction(self.sessions) as session:
-            attempt = attempts.lock_unresolved(session, attempt_id)
+            attempt = unresolved.lock_unresolved(session, attempt_id)
             if attempt is None or aware(attempt.requested_at) != aware(seen.requested_at):
                 return True  # settled, or sent again, while the provider was asked
-            known = attempts.known_call_ids(session, [s.call_id for s in found])
+            known = unresolved.known_call_ids(session, [s.call_id for s in found])
             # Calls already held by another attempt are not this one's; of the others,
             # the one created nearest to when this attempt's request was sent.
             expected = (aware(attempt.requested_at) or created) + (
@@ -262,7 +262,7 @@ class Reconciler:
             to = mask_number(attempt.to_number)
             if candidates:
                 state = candidates[0]
-                attempts.adopt_call(session, attempt, state, now)
+                unresolved.adopt_call(session, attempt, state, now)
                 log.info("reconciled: adopted call %s to %s", state.call_id, to)
                 if state.outcome is not CallOutcome.IN_PROGRESS:
                     adopted = OpenAttempt(

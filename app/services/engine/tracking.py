@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models.schema import CallAttempt
-from app.services.engine import attempts
+from app.services.engine import attempts, polling
 from app.services.engine.attempts import NO_FINAL_STATUS, OpenAttempt
 from app.services.engine.config import Clock, EngineConfig
 from app.services.engine.health import ProviderHealth, stops_polling
@@ -170,7 +170,7 @@ class Tracker:
         cutoff = now - timedelta(seconds=interval)
         bulk = isinstance(provider, BulkCallTracking) and not provider.capabilities.simulated
         limit = self.config.bulk_tracking_max_calls if bulk else self.config.max_polls_per_tick
-        due = attempts.due_polls(self.sessions, now, cutoff, limit)
+        due = polling.due_polls(self.sessions, now, cutoff, limit)
         if not due:
             return None
         if bulk and len(due) >= self.config.bulk_tracking_min_calls:
@@ -290,7 +290,7 @@ class Tracker:
             for attempt in attempts.settle_many(session, finals, now):
                 report.settled += 1
                 report.touch(attempt.batch_id)
-            attempts.record_polled(session, still_open, now)
+            polling.record_polled(session, still_open, now)
 
     def _bulk_answers(self, polls: Polls) -> list[Answer]:
         """The bulk round's answers, waited for within the poll budget (none if late)."""
@@ -344,4 +344,4 @@ class Tracker:
             for attempt in attempts.settle_many(session, finals, now):
                 report.settled += 1
                 report.touch(attempt.batch_id)
-            attempts.record_polled(session, still_open, now)
+            polling.record_polled(session, still_open, now)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.models.schema import CallAttempt
 from app.models.status import RecipientStatus
-from app.services.engine import DialerEngine, EngineConfig, attempts, store
+from app.services.engine import DialerEngine, EngineConfig, attempts, claiming
 from app.services.telephony import REMOTE_SERVICE, CallRequest
 from tests.services.engine_support import ScriptedProvider, assert_counters_exact, new_batch, rows
 
@@ -59,13 +59,13 @@ def record_marks(monkeypatch) -> list[int]:
 def record_claims(monkeypatch) -> list[int]:
     """How many recipients each claiming transaction asked for."""
     counts: list[int] = []
-    real = store.claim
+    real = claiming.claim
 
     def claim(session, batch, count, *args, **kwargs):  # type: ignore[no-untyped-def]
         counts.append(count)
         return real(session, batch, count, *args, **kwargs)
 
-    monkeypatch.setattr(store, "claim", claim)
+    monkeypatch.setattr(claiming, "claim", claim)
     return counts
 
 
