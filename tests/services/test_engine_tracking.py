@@ -91,6 +91,39 @@ def test_many_live_calls_are_tracked_with_a_few_list_requests(service, sessions,
     assert_counters_exact(service, batch.id)
 
 
+def test_calls_placed_a_few_at_a_time_are_still_tracked_in_bulk(service, sessions, clock, standin):
+    """Calls placed evenly (a few per tick, as the pacing spreads them) fall due a few at a
+    time: they are listed together with the calls half an interval from due, not asked
+    about one by one (one request a call a poll interval)."""
+    people = rows(120)
+    for person in people:
+        standin.program(person.phone_number, ring_seconds=5, talk_seconds=60)
+    batch = new_batch(service, people, from_number=STANDIN_FROM, reserved=300)
+    provider = TwilioProvider(standin.account_sid, standin.auth_token, base_url=standin.base_url)
+    engine = DialerEngine(
+        sessions,
+        provider,
+        clock=clock,
+        config=CONFIG,
+        settings_overrides={
+            "calls_per_second": 5.0,
+            "plan_concurrency": 300,
+            "pickup_interval_seconds": 60.0,
+        },
+    )
+    try:
+        run_until(engine, clock, finished(service, batch.id), step=0.5, max_ticks=2000)
+    finally:
+        engine.close()
+        provider.close()
+
+    kinds = tracking_requests(standin)
+    assert creates(standin) == 120
+    assert (kinds["list"] + kinds["fetch"]) / 120 <= 2  # one at a time: about 20 a call
+    assert service.get(batch.id).counts[RecipientStatus.COMPLETED] == 120
+    assert_counters_exact(service, batch.id)
+
+
 class ListsMissSome:
     """A Twilio provider whose lists leave out every other call (a lagging list)."""
 
