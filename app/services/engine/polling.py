@@ -29,15 +29,23 @@ POLLED = (
 
 
 def due_polls(
-    sessions: sessionmaker[Session], now: datetime, cutoff: datetime, limit: int
-) -> list[OpenAttempt]:
-    """Open calls not polled since `cutoff`, least recently polled first."""
+    sessions: sessionmaker[Session],
+    now: datetime,
+    cutoff: datetime,
+    limit: int,
+    *,
+    early: datetime | None = None,
+) -> tuple[list[OpenAttempt], list[OpenAttempt]]:
+    """Open calls not polled since `cutoff`, least recently polled first; and, in the
+    same query, those not polled since `early` (a later moment) as well: the calls due
+    soon, which a bulk round can answer for together (the first list is a prefix of it)."""
     with sessions() as session:
         batch_ids = session.scalars(
             select(BatchCall.id).where(BatchCall.in_progress_count > 0)
         ).all()
         if not batch_ids:
-            return []
+            return [], []
+        due_now = or_(CallAttempt.last_polled_at.is_(None), CallAttempt.last_polled_at <= cutoff)
         rows = session.execute(
             select(
                 CallAttempt.id,
@@ -46,17 +54,22 @@ def due_polls(
                 CallAttempt.attempt_number,
                 CallAttempt.provider_call_id,
                 func.coalesce(CallAttempt.requested_at, CallAttempt.created_at),
+                due_now,
             )
             .where(
                 CallAttempt.batch_call_id.in_(batch_ids),
                 CallAttempt.outcome.is_(None),
                 CallAttempt.provider_call_id.is_not(None),
-                or_(CallAttempt.last_polled_at.is_(None), CallAttempt.last_polled_at <= cutoff),
+                or_(
+                    CallAttempt.last_polled_at.is_(None),
+                    CallAttempt.last_polled_at <= (early or cutoff),
+                ),
             )
             .order_by(nulls_first(CallAttempt.last_polled_at.asc()), CallAttempt.id)
             .limit(limit)
         ).all()
-    return [OpenAttempt(r[0], r[1], r[2], r[3], r[4], aware(r[5]) or now) for r in rows]
+    every = [OpenAttempt(r[0], r[1], r[2], r[3], r[4], aware(r[5]) or now) for r in rows]
+    return [a for a, r in zip(every, rows, strict=True) if r[6]], every
 
 
 def record_polled(session: Session, still_open: dict[str | None, list[int]], now: datetime) -> None:

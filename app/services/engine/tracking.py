@@ -170,17 +170,14 @@ class Tracker:
         cutoff = now - timedelta(seconds=interval)
         bulk = isinstance(provider, BulkCallTracking) and not provider.capabilities.simulated
         limit = self.config.bulk_tracking_max_calls if bulk else self.config.max_polls_per_tick
-        due = polling.due_polls(self.sessions, now, cutoff, limit)
+        # Calls placed evenly (the pacing spreads them) fall due a few at a time: a bulk
+        # round answers for the calls half an interval from due as well, when enough.
+        early = now - timedelta(seconds=interval / 2) if bulk else None
+        due, soon = polling.due_polls(self.sessions, now, cutoff, limit, early=early)
         if not due:
             return None
-        if bulk and len(due) < self.config.bulk_tracking_min_calls:
-            # Calls placed evenly (the pacing spreads them) fall due a few at a time: one
-            # list answers for the calls half an interval from due as well, when enough.
-            early = polling.due_polls(
-                self.sessions, now, now - timedelta(seconds=interval / 2), limit
-            )
-            if len(early) >= self.config.bulk_tracking_min_calls:
-                due = early
+        if bulk and len(due) < self.config.bulk_tracking_min_calls <= len(soon):
+            due = soon
         if bulk and len(due) >= self.config.bulk_tracking_min_calls:
             polls = Polls(due, threading.Event())
             polls.bulk = self._executor().submit(
