@@ -32,12 +32,14 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import gc
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -57,6 +59,9 @@ _attached_loop: asyncio.AbstractEventLoop | None = None
 _tasks: set[asyncio.Task[Any]] = set()
 _detached_threads: list[threading.Thread] = []
 _detached_lock = threading.Lock()
+_collector_lock = threading.Lock()
+_collector_pauses = 0
+_collector_was_enabled = True
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
@@ -263,6 +268,34 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         _detached_threads.append(thread)
     thread.start()
     return await asyncio.wrap_future(future)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Build many objects that live long (a first load of 100,000 batch calls, in a
+    worker) without the cyclic garbage collector, then freeze them.
+
+    While such a read grows, the collector walks every object built so far, holding the
+    GIL, again and again (each full collection longer than the last): the window stalled
+    60-130 ms several times. After the block, every object is frozen (left out of later
+    full collections, as the rows live as long as the list) and collection resumes. The
+    few cyclic leftovers of the read are frozen too, so use it once per large load, not
+    per reload. Nested and concurrent blocks resume collection when the last one ends."""
+    global _collector_pauses, _collector_was_enabled
+    with _collector_lock:
+        if _collector_pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_pauses += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if _collector_pauses == 0:
+                gc.freeze()
+                if _collector_was_enabled:
+                    gc.enable()
 
 
 def detached_threads() -> list[threading.Thread]:

@@ -217,11 +217,10 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.settings_button)
         bar.addStretch(1)
 
-        # Beside the search field, so showing it never moves the list (a relayout and a
-        # repaint of the whole table on the first keystroke).
+        # Beside the search field, so its text never moves the list; always shown, empty
+        # without a search: showing and hiding it relayouts the window (6 ms a keystroke).
         self.search_summary = QLabel(central)
         self.search_summary.setObjectName("searchSummaryLabel")
-        self.search_summary.setVisible(False)
         bar.addWidget(self.search_summary)
 
         self.search_field = QLineEdit(central)
@@ -514,7 +513,7 @@ class MainWindow(QMainWindow):
         service = self.service
         versions, touched = self._versions, frozenset(self._touched)
 
-        def read() -> tuple[dict[int, int], RowDiff]:
+        def compare() -> tuple[dict[int, int], RowDiff]:
             # Only the rows whose stored version changed (or that are not shown, say after
             # an interrupted insert) become snapshots and are compared with those shown.
             known = {i: v for i, v in versions.items() if i in shown}
@@ -522,6 +521,12 @@ class MainWindow(QMainWindow):
             fresh = {s.id: s for s in listing.fresh}
             diff = diff_rows(shown, fresh, stored=listing.versions, prepare=INSERT_CHUNK_ROWS)
             return listing.versions, diff
+
+        def read() -> tuple[dict[int, int], RowDiff]:
+            if shown:  # a reload: the rows that changed
+                return compare()
+            with aio.collector_paused():  # the first load: every row, kept as long as shown
+                return compare()
 
         async with self.tasks.tracking("reload", quiet=quiet):
             try:
@@ -727,7 +732,7 @@ class MainWindow(QMainWindow):
     def _update_search_summary(self) -> None:
         text = self.search_field.text().strip()
         if not text:
-            self.search_summary.setVisible(False)
+            self.search_summary.clear()
             return
         shown, total = self.proxy.rowCount(), self.model.rowCount()
         if shown == 0:
@@ -739,7 +744,6 @@ class MainWindow(QMainWindow):
             counted = f"{formatting.count(shown)} of {formatting.count(total)}"
             message = f"{counted} batch calls match “{text}”."
         self.search_summary.setText(message)
-        self.search_summary.setVisible(True)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
 import threading
 import time
 from pathlib import Path
@@ -413,3 +414,38 @@ def test_periodic_work_of_an_owner_does_not_pile_up_connections(qtbot):
     tasks = [aio.spawn(refresh(), owner=owner) for _ in range(50)]
     qtbot.waitUntil(lambda: all(t.done() for t in tasks), timeout=5000)
     assert owner.receivers(destroyed) == after_one
+
+
+def test_a_large_load_builds_without_the_collector_and_freezes_what_it_built():
+    """Full collections while a worker builds 100,000 rows stalled the window; the rows
+    are built with the collector paused, then frozen; an inner or a concurrent block
+    does not resume it early, and a collector disabled before stays disabled."""
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    entered, inner_done = threading.Event(), threading.Event()
+
+    def concurrent() -> None:
+        with aio.collector_paused():
+            entered.set()
+            inner_done.wait(5)
+
+    with aio.collector_paused():
+        assert not gc.isenabled()
+        thread = threading.Thread(target=concurrent)
+        thread.start()
+        assert entered.wait(5)
+        with aio.collector_paused():
+            built = [[n] for n in range(1_000)]
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other block is still building
+    inner_done.set()
+    thread.join(5)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen + len(built)
+    gc.disable()
+    try:
+        with aio.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
