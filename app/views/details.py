@@ -124,6 +124,7 @@ class DetailsDialog(QDialog):
         self._live_reading = False
         self._live_figures: live_figures.LiveFigures | None = None
         self._cps: float | None = None
+        self._number_labels: dict[str, str] | None = None  # by phone number, read once
         self._history_for: int | None = None
 
         layout = QVBoxLayout(self)
@@ -253,12 +254,8 @@ class DetailsDialog(QDialog):
         ):
             self.summary[key] = _value_label(tab, f"summary{key.title().replace('_', '')}")
             form.addRow(f"{label}:", self.summary[key])
-        self.progress_bar = look.SegmentedBar(tab)
-        form.addRow("Progress:", self.progress_bar)
+        form.addRow("Progress:", self._build_progress(tab))
         for key, label in (
-            ("completed", "Processed"),
-            ("remaining", "Remaining"),
-            ("percent", "Percent complete"),
             ("retries", "Retries"),
             ("forecast", "Estimated finish"),
         ):
@@ -310,6 +307,33 @@ class DetailsDialog(QDialog):
         outer.addWidget(box)
         outer.addStretch(1)
         return tab
+
+    def _build_progress(self, tab: QWidget) -> QWidget:
+        """The segmented bar, then each figure once on one line: "60 of 800 processed ·
+        7.5% complete · 740 remaining" (the bar carries no text of its own here)."""
+        box = QWidget(tab)
+        box.setObjectName("summaryProgress")
+        column = QVBoxLayout(box)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        self.progress_bar = look.SegmentedBar(box, show_text=False)
+        column.addWidget(self.progress_bar)
+        line = QHBoxLayout()
+        line.setSpacing(4)
+        for key, caption in (
+            ("completed", "processed ·"),
+            ("percent", "complete ·"),
+            ("remaining", "remaining"),
+        ):
+            value = QLabel(box)
+            value.setObjectName(f"summary{key.title()}")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.summary[key] = value
+            line.addWidget(value)
+            line.addWidget(QLabel(caption, box))
+        line.addStretch(1)
+        column.addLayout(line)
+        return box
 
     def _build_configuration_tab(self) -> QWidget:
         tab = QWidget(self)
@@ -505,7 +529,7 @@ class DetailsDialog(QDialog):
         )
         self.summary["finished"].setText(formatting.local_time(s.finished_at))
         self.summary["agent"].setText(s.agent_name)
-        self.summary["from_number"].setText(s.from_number)
+        self._show_from_number()
         self.progress_bar.set_snapshot(s)
         self.summary["completed"].setText(
             f"{formatting.count(s.finished_count)} of {formatting.count(s.total_recipients)}"
@@ -536,22 +560,30 @@ class DetailsDialog(QDialog):
     async def _read_live_figures(self) -> None:
         service, context, batch_id = self.service, self.context, self.snapshot.id
 
-        def read() -> tuple[datetime, float, list[Any]]:
+        numbers = self._number_labels
+
+        def read() -> tuple[datetime, float, list[Any], dict[str, str]]:
             now = context.clock()
             since = now - timedelta(minutes=live_figures.CHART_MINUTES)
             return (
                 now,
                 context.load_settings().calls_per_second,
                 service.outcomes_since(batch_id, since),
+                numbers
+                if numbers is not None
+                else {n.phone_number: n.label for n in service.list_from_numbers()},
             )
 
         try:
-            now, calls_per_second, outcomes = await aio.in_worker(read)
+            now, calls_per_second, outcomes, labels = await aio.in_worker(read)
         except Exception as error:
             log.warning("live figures not read: %s", error)
             return
         finally:
             self._live_reading = False
+        if numbers is None:  # read once: a number's label, for "From number"
+            self._number_labels = labels
+            self._show_from_number()
         if self._cps != calls_per_second:  # the pacing the estimate needs, read off-thread
             self._cps = calls_per_second
             self._fill_forecast()
@@ -572,6 +604,12 @@ class DetailsDialog(QDialog):
     def live_figures_shown(self) -> bool:
         """True once the live figures (and the estimate) were read and shown."""
         return self._live_figures is not None
+
+    def _show_from_number(self) -> None:
+        """The number, and its label once read ("+12025550100 (Demo line)")."""
+        number = self.snapshot.from_number
+        label = (self._number_labels or {}).get(number, "")
+        self.summary["from_number"].setText(f"{number} ({label})" if label else number)
 
     def _fill_forecast(self) -> None:
         """The estimated finish, once the pacing setting was read (with the live figures,

@@ -9,7 +9,7 @@ never above what the pacing allows, spent only while the calling window is open.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QWidget
 
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import BatchStatus, RecipientStatus
-from app.models.window import CallingWindow, WindowError
+from app.models.window import CallingWindow, WindowError, parse_timezone
 from app.views import formatting, look
 
 #: The rate is measured over this many minutes; the chart shows CHART_MINUTES.
@@ -93,11 +93,18 @@ def estimated_finish(now: datetime, minutes_needed: float, snapshot: BatchCallSn
 
 
 def finish_text(figures: LiveFigures, snapshot: BatchCallSnapshot) -> str:
+    """ "About Mon 23 Nov 11:50 EST (in calling hours)": written as the estimated finish
+    above it is (the batch call's timezone, the weekday), so the two compare at a glance."""
     if snapshot.status is not BatchStatus.RUNNING:
         return "—" if snapshot.remaining_count else "Finished"
     if figures.finish is None:
         return "Not enough calls yet to estimate"
-    return formatting.local_time(figures.finish) + " (at the recent rate, in calling hours)"
+    try:
+        zone: tzinfo | None = parse_timezone(snapshot.timezone)
+    except WindowError:
+        zone = None
+    finish = figures.finish.astimezone(zone)
+    return f"About {formatting.weekday_time(finish)} (in calling hours)."
 
 
 class OutcomeChart(QWidget):

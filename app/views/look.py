@@ -293,14 +293,21 @@ def row_height(line_height: int) -> int:
 
 
 class SegmentedBar(QWidget):
-    """The Summary's progress: the figures above the segmented bar (the text never sits
-    on the fill, so it never changes colour across the fill edge)."""
+    """A progress bar in segments: the figures above the bar (the text never sits on the
+    fill, so it never changes colour across the fill edge), or the bar alone
+    (`show_text=False`) where the figures are written beside it (the Summary)."""
 
-    def __init__(self, parent: QWidget | None = None):
+    BAR_HEIGHT = 10
+
+    def __init__(self, parent: QWidget | None = None, show_text: bool = True):
         super().__init__(parent)
         self.setObjectName("summaryProgressBar")
         self._snapshot: BatchCallSnapshot | None = None
-        self.setMinimumHeight(row_height(self.fontMetrics().height()))
+        self._show_text = show_text
+        if show_text:
+            self.setMinimumHeight(row_height(self.fontMetrics().height()))
+        else:
+            self.setFixedHeight(self.BAR_HEIGHT + 2)
 
     def set_snapshot(self, snapshot: BatchCallSnapshot) -> None:
         self._snapshot = snapshot
@@ -314,21 +321,28 @@ class SegmentedBar(QWidget):
         self.update()
 
     def format(self) -> str:
-        """The text shown above the bar ("45% (450/1,000)")."""
+        """The bar's figures as the list writes them ("45% (450/1,000)"); drawn above the
+        bar unless `show_text` is False."""
         return formatting.progress_text(self._snapshot) if self._snapshot else ""
 
     def paintEvent(self, _event: object) -> None:
         if self._snapshot is None:
             return
         painter = QPainter(self)
-        line = self.fontMetrics().height()
-        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
-        painter.drawText(
-            QRect(0, 0, self.width(), line),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            self.format(),
-        )
+        top = 1
+        if self._show_text:
+            line = self.fontMetrics().height()
+            painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+            painter.drawText(
+                QRect(0, 0, self.width(), line),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                self.format(),
+            )
+            top = line + 4
         paint_segmented_bar(
-            painter, QRectF(0, line + 4, self.width() - 1, 10), self._snapshot, self.palette()
+            painter,
+            QRectF(0, top, self.width() - 1, self.BAR_HEIGHT),
+            self._snapshot,
+            self.palette(),
         )
         painter.end()

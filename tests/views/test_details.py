@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QTabWidget,
+    QWidget,
 )
 
 from app.models.snapshots import SendType
@@ -94,6 +95,27 @@ def test_summary_tab(open_details, seeded):
     assert label(dialog, "countPending") == "0"
     assert dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
     assert dialog.findChild(QPushButton, "detailsDeleteButton").isVisible()
+
+
+def test_the_summary_says_each_figure_once_and_the_from_numbers_label(open_details, seeded, qtbot):
+    """The bar carries no text of its own: processed, percentage and remaining are
+    written once beside it; the from number shows with its label once that is read."""
+    snapshot = seeded["completed"]
+    dialog = open_details(snapshot.id)
+    qtbot.waitUntil(lambda: dialog.live_figures_shown, timeout=5000)
+    labels = [w for w in dialog.summary_tab.findChildren(QLabel) if w.isVisibleTo(dialog)]
+    texts = [w.text() for w in labels]
+    assert sum(text.startswith("100") and text.endswith("%") for text in texts) == 1
+    assert sum("10 of 10" in text for text in texts) == 1
+    line = dialog.findChild(QWidget, "summaryProgress")
+    words = " ".join(w.text() for w in line.findChildren(QLabel))
+    assert words == "10 of 10 processed · 100.0% complete · 0 remaining"
+    assert dialog.progress_bar.height() < dialog.fontMetrics().height()  # no room for text
+    number = next(
+        n for n in dialog.service.list_from_numbers() if n.phone_number == snapshot.from_number
+    )
+    assert number.label  # the seeded number has one
+    assert label(dialog, "summaryFromNumber") == f"{number.phone_number} ({number.label})"
 
 
 def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, seeded, set_state):

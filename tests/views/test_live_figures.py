@@ -63,6 +63,18 @@ def test_the_estimate_skips_the_closed_hours_and_the_weekend(seeded):
     assert figures.finish == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
 
+def test_the_finish_at_the_recent_rate_is_written_like_the_estimated_finish(seeded):
+    """In the batch call's timezone with the weekday, as the estimated finish above it."""
+    snapshot = replace(running(seeded), timezone="America/New_York", window_end="23:00")
+    figures = live_figures.live_figures(snapshot, outcomes(2, 10), MONDAY_10, 1.0)
+    # 150 minutes from 10:00 UTC (05:00 in New York, before the window opens at 09:00).
+    assert figures.finish is not None
+    assert (
+        live_figures.finish_text(figures, snapshot)
+        == "About Mon 23 Nov 11:30 EST (in calling hours)."
+    )
+
+
 def test_the_rate_never_exceeds_the_pacing(seeded):
     snapshot = running(seeded)
     figures = live_figures.live_figures(snapshot, outcomes(120, 10), MONDAY_10, 0.5)
