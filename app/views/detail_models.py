@@ -22,6 +22,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
+from PySide6.QtWidgets import QApplication
 
 from app.models.snapshots import AuditSnapshot, RecipientSnapshot
 from app.models.status import RecipientStatus
@@ -30,7 +31,7 @@ from app.services.batch_calls import (
     RecipientQuery,
     RecipientSort,
 )
-from app.views import aio, formatting
+from app.views import aio, formatting, look
 from app.views.table_model import AnyIndex, FlatTableModel
 from app.views.tasks import BackgroundTasks
 
@@ -168,6 +169,8 @@ class RecipientTableModel(FlatTableModel):
                 return recipient.last_error
             if column is RecipientColumn.VARIABLES and recipient.variables:
                 return "\n".join(f"{k}: {v}" for k, v in recipient.variables.items())
+        if role == Qt.ItemDataRole.DecorationRole and column is RecipientColumn.STATUS:
+            return look.recipient_status_icon(recipient.status, QApplication.palette())
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (
             RecipientColumn.ROW,
             RecipientColumn.ATTEMPTS,

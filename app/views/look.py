@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPalette
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QStyle,
@@ -70,6 +70,40 @@ def tone(name: str, palette: QPalette) -> QColor:
 
 def is_dark(palette: QPalette) -> bool:
     return palette.color(QPalette.ColorRole.Window).lightness() < 128
+
+
+#: A recipient's status as a dot of colour beside its word (light, dark): the outcomes in
+#: the progress bar's colours, the waiting ones muted, a skipped or expired one grey.
+RECIPIENT_DOTS: dict[RecipientStatus, tuple[str, str]] = {
+    RecipientStatus.PENDING: ("#b0b4ba", "#6f747c"),
+    RecipientStatus.QUEUED: ("#8fb3e8", "#4f78b8"),
+    RecipientStatus.IN_PROGRESS: ("#3c8ce0", "#6aaaf0"),
+    RecipientStatus.COMPLETED: (SEGMENTS[0][1], SEGMENTS[0][2]),
+    RecipientStatus.NO_ANSWER: (SEGMENTS[1][1], SEGMENTS[1][2]),
+    RecipientStatus.FAILED: (SEGMENTS[2][1], SEGMENTS[2][2]),
+    RecipientStatus.WAITING_RETRY: ("#c58af0", "#b48ae0"),
+    RecipientStatus.DO_NOT_CALL: ("#7a7a7a", "#9a9a9a"),
+    RecipientStatus.EXPIRED: ("#7a7a7a", "#9a9a9a"),
+}
+_dot_icons: dict[tuple[RecipientStatus, bool], QIcon] = {}
+
+
+def recipient_status_icon(status: RecipientStatus, palette: QPalette) -> QIcon:
+    """A round dot in the status's colour, shown beside its word (never instead of it)."""
+    dark = is_dark(palette)
+    key = (status, dark)
+    if key not in _dot_icons:
+        light_color, dark_color = RECIPIENT_DOTS[status]
+        pixmap = QPixmap(12, 12)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(dark_color if dark else light_color))
+        painter.drawEllipse(QRectF(1, 1, 10, 10))
+        painter.end()
+        _dot_icons[key] = QIcon(pixmap)
+    return _dot_icons[key]
 
 
 def chip_text(status: BatchStatus) -> str:

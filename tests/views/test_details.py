@@ -228,6 +228,23 @@ def test_recipients_filter_search_and_sort(open_details, seeded, qtbot):
     assert column(dialog, RecipientColumn.STATUS)[0] == "No Answer"
 
 
+def test_a_recipients_status_has_a_dot_of_its_colour_beside_the_word(open_details, seeded):
+    """Failed, No Answer and Completed no longer look alike; the word stays."""
+    from PySide6.QtGui import QIcon
+
+    dialog = open_details(seeded["completed"].id)
+    model = dialog.recipient_model
+    colours: dict[str, str] = {}
+    for row in range(model.rowCount()):
+        index = model.index(row, RecipientColumn.STATUS)
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        assert isinstance(icon, QIcon) and not icon.isNull()
+        image = icon.pixmap(12, 12).toImage()
+        colours[index.data()] = image.pixelColor(6, 6).name()
+    assert set(colours) == {"Completed", "Failed", "No Answer"}
+    assert len(set(colours.values())) == 3
+
+
 def test_call_details_for_completed_failed_and_uncalled(open_details, seeded, qtbot):
     dialog = open_details(seeded["running"].id)
     statuses = column(dialog, RecipientColumn.STATUS)
