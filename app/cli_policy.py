@@ -1,7 +1,7 @@
 """The command line's campaign-policy parts (SPEC 10): the `create` options for windows,
 local hours, retries and end date, their --json document, and `batchcalls dnc`.
 
-Kept beside app/cli.py, which calls in here; the rules themselves live in
+Kept beside the app/cli package, which calls in here; the rules themselves live in
 app.models.creation (the command line only turns options into a request).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from app.models.window import WindowError, parse_timezone
 
 if TYPE_CHECKING:
-    from app.cli import Context
+    from app.cli.context import Context
     from app.models.policy import Forecast
     from app.models.snapshots import BatchCallSnapshot
 
@@ -74,7 +74,7 @@ def policy_fields(
 ) -> dict[str, Any]:
     """The NewBatchCall policy fields from the options; what cannot be read goes into
     `problems` (the rules themselves are checked by the service, once)."""
-    from app.cli import _schedule
+    from app.cli.create_command import _schedule
     from app.models.policy import parse_time_ranges, time_ranges_text
 
     values: dict[str, Any] = {
@@ -190,7 +190,9 @@ def add_dnc_command(commands: Any, common: argparse.ArgumentParser, parser_class
 
 def cmd_dnc(ctx: Context) -> int:
     # Loaded here, not at the top: the parser imports this module for every command.
-    from app.cli import EXIT_OK, CliError, _local, _table, _writable
+    from app.cli.batch_commands import _writable
+    from app.cli.context import EXIT_OK, CliError
+    from app.cli.output import _local, _table
     from app.services.batch_calls import NotFound
     from app.services.csv_export import CsvExportError
     from app.services.csv_import import CsvImportError

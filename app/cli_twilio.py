@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.cli import Context
+    from app.cli.context import Context
     from app.services.telephony import NumberInfo
     from app.services.twilio_account import ImportSummary
     from app.services.twilio_provider import TwilioProvider
@@ -103,7 +103,7 @@ def _stdin_is_terminal() -> bool:
 
 
 def _ask_secret(ctx: Context, what: str) -> str:
-    from app.cli import CliError
+    from app.cli.context import CliError
 
     if ctx.args.secret_stdin:
         return sys.stdin.readline().strip()
@@ -116,7 +116,7 @@ def _ask_secret(ctx: Context, what: str) -> str:
 
 
 def _login(ctx: Context) -> int:
-    from app.cli import EXIT_OK, CliError
+    from app.cli.context import EXIT_OK, CliError
     from app.services.providers import twilio_api_base
     from app.services.secrets import SecretStoreUnavailable, store_twilio_credentials
     from app.services.telephony import ProviderError
@@ -188,7 +188,7 @@ def _account_document(account: Any) -> dict[str, str]:
 
 
 def _provider(ctx: Context) -> TwilioProvider:
-    from app.cli import CliError
+    from app.cli.context import CliError
     from app.services.telephony import ProviderError
     from app.services.twilio_account import saved_twilio_provider
 
@@ -201,7 +201,7 @@ def _provider(ctx: Context) -> TwilioProvider:
 def account_numbers(ctx: Context) -> list[NumberInfo]:
     """The account's voice numbers and verified caller IDs (CliError if Twilio cannot
     be asked)."""
-    from app.cli import CliError
+    from app.cli.context import CliError
     from app.services.telephony import ProviderError
 
     try:
@@ -212,7 +212,8 @@ def account_numbers(ctx: Context) -> list[NumberInfo]:
 
 
 def _check(ctx: Context) -> int:
-    from app.cli import EXIT_OK, EXIT_REFUSED, CliError, _table
+    from app.cli.context import EXIT_OK, EXIT_REFUSED, CliError
+    from app.cli.output import _table
     from app.services.telephony import ProviderError
 
     try:
@@ -267,7 +268,7 @@ def _summary_document(summary: ImportSummary) -> dict[str, Any]:
 
 
 def _import_numbers(ctx: Context) -> int:
-    from app.cli import EXIT_OK
+    from app.cli.context import EXIT_OK
     from app.services.twilio_account import import_numbers
 
     summary = import_numbers(ctx.service, account_numbers(ctx))
@@ -281,7 +282,7 @@ def _import_numbers(ctx: Context) -> int:
 
 
 def _import_apps(ctx: Context) -> int:
-    from app.cli import EXIT_OK, CliError
+    from app.cli.context import EXIT_OK, CliError
     from app.services.telephony import ProviderError
     from app.services.twilio_account import import_applications
 
@@ -308,7 +309,7 @@ def checked_from_number(ctx: Context, text: str, label: str) -> tuple[str, str]:
     """The source and label of a from number about to be added: in Twilio mode the
     account must own it or have verified it (CliError otherwise: Twilio would refuse
     every call from it); in simulation mode it is "simulated"."""
-    from app.cli import CliError
+    from app.cli.context import CliError
     from app.models.phone import PhoneError, normalize_phone
     from app.services.twilio_account import account_number
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from app import cli
-from app.cli import local_timezone_name, main
+from app.cli import create_command, local_timezone_name, local_zone, main
 
 REPO = Path(__file__).resolve().parent.parent
 TWIML = "<Response><Say>Hello</Say></Response>"
@@ -200,7 +199,7 @@ def test_create_with_an_inactive_agent_is_refused(run, ready):
 
 
 def test_create_uses_the_local_timezone_by_default(run, ready, monkeypatch):
-    monkeypatch.setattr(cli, "local_timezone_name", lambda: "Asia/Tokyo")
+    monkeypatch.setattr(create_command, "local_timezone_name", lambda: "Asia/Tokyo")
     args = create_args(ready, "--json")
     del args[args.index("--timezone") : args.index("--timezone") + 2]
 
@@ -212,7 +211,7 @@ def test_create_uses_the_local_timezone_by_default(run, ready, monkeypatch):
 
 
 def test_create_asks_for_a_timezone_when_the_computer_does_not_say(run, ready, monkeypatch):
-    monkeypatch.setattr(cli, "local_timezone_name", lambda: None)
+    monkeypatch.setattr(create_command, "local_timezone_name", lambda: None)
     args = create_args(ready)
     del args[args.index("--timezone") : args.index("--timezone") + 2]
 
@@ -400,9 +399,9 @@ def test_settings_refuse_bad_values(run, key, value, message):
 @pytest.fixture
 def no_system_zone(monkeypatch, tmp_path):
     monkeypatch.delenv("TZ", raising=False)
-    monkeypatch.setattr(cli, "_ETC_LOCALTIME", tmp_path / "no-localtime")
-    monkeypatch.setattr(cli, "_ETC_TIMEZONE", tmp_path / "no-timezone")
-    monkeypatch.setattr(cli, "_qt_system_zone", lambda: "")
+    monkeypatch.setattr(local_zone, "_ETC_LOCALTIME", tmp_path / "no-localtime")
+    monkeypatch.setattr(local_zone, "_ETC_TIMEZONE", tmp_path / "no-timezone")
+    monkeypatch.setattr(local_zone, "_qt_system_zone", lambda: "")
     return tmp_path
 
 
@@ -417,7 +416,7 @@ def test_local_timezone_from_the_localtime_link(no_system_zone, monkeypatch):
     (zoneinfo / "Paris").write_bytes(b"TZif")
     link = no_system_zone / "localtime"
     link.symlink_to(zoneinfo / "Paris")
-    monkeypatch.setattr(cli, "_ETC_LOCALTIME", link)
+    monkeypatch.setattr(local_zone, "_ETC_LOCALTIME", link)
 
     assert local_timezone_name() == "Europe/Paris"
 
@@ -425,7 +424,7 @@ def test_local_timezone_from_the_localtime_link(no_system_zone, monkeypatch):
 def test_local_timezone_from_etc_timezone_then_qt_then_unknown(no_system_zone, monkeypatch):
     monkeypatch.setenv("TZ", "Not/AZone")
     assert local_timezone_name() is None  # never a silent UTC for a New York supervisor
-    monkeypatch.setattr(cli, "_qt_system_zone", lambda: "America/Denver")
+    monkeypatch.setattr(local_zone, "_qt_system_zone", lambda: "America/Denver")
     assert local_timezone_name() == "America/Denver"
     (no_system_zone / "no-timezone").write_text("Australia/Sydney\n", encoding="utf-8")
     assert local_timezone_name() == "Australia/Sydney"
