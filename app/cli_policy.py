@@ -164,7 +164,8 @@ def add_dnc_command(commands: Any, common: argparse.ArgumentParser, parser_class
         parents=[common],
         description="The do-not-call list (one per database), checked as each call is placed.",
     )
-    sub.set_defaults(handler=cmd_dnc)
+    # A bare "dnc" lists: the listing's options get their defaults here too.
+    sub.set_defaults(handler=cmd_dnc, search="", limit=200)
     actions = sub.add_subparsers(dest="dnc_action", metavar="ACTION", parser_class=parser_class)
     listing = actions.add_parser("list", parents=[common], help="list the numbers")
     listing.add_argument(
@@ -258,22 +259,25 @@ def cmd_dnc(ctx: Context) -> int:
             {
                 "do_not_call_history": [
                     {
-                        "action": e.action,
-                        "phone_number": e.phone_number,
-                        "detail": e.detail,
-                        "user": e.user,
-                        "host": e.host,
-                        "at": e.at.isoformat(),
+                        "action": event.action,
+                        "phone_number": event.phone_number,
+                        "detail": event.detail,
+                        "user": event.user,
+                        "host": event.host,
+                        "at": event.at.isoformat(),
                     }
-                    for e in events
+                    for event in events
                 ]
             }
         )
         if not events:
             ctx.say("The do-not-call list has not been changed yet.")
-        for e in events:
-            what = e.phone_number or e.detail
-            ctx.say(f"  {_local(e.at)}  {e.action.title()} {what} by {e.user} on {e.host}")
+        for event in events:
+            what = event.phone_number or event.detail
+            ctx.say(
+                f"  {_local(event.at)}  {event.action.title()} {what} by {event.user} "
+                f"on {event.host}"
+            )
     else:
         total = service.count()
         entries = service.entries(ctx.args.search, ctx.args.limit)

@@ -85,6 +85,12 @@ def test_dnc_add_remove_import_export_history(run, tmp_path: Path) -> None:
     assert bad.code == 1 and "123" in bad.err
     history = run("dnc", "history", "--json").json["do_not_call_history"]
     assert [e["action"] for e in history] == ["REMOVE", "IMPORT", "ADD"]
+    history_text = run("dnc", "history").out
+    assert "Remove +12025550143 by" in history_text and "Import" in history_text
+    # A bare "dnc" lists, as "dnc list" does (it failed with an AttributeError).
+    bare = run("dnc")
+    assert bare.code == 0 and bare.out == run("dnc", "list").out
+    assert run("dnc", "--json").json == run("dnc", "list", "--json").json
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b""])

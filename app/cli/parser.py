@@ -49,16 +49,6 @@ def parse_recipient_status(text: str) -> RecipientStatus:
         ) from None
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'"{text}" is not a positive number of seconds.')
-    return value
-
-
 DATABASE_URL_HELP = (
     "database to use (default: $BATCHCALLS_DATABASE_URL, else the local SQLite file)"
 )
