@@ -15,9 +15,10 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import QWidget
 
+from app.models.policy import after_open_seconds
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import BatchStatus, RecipientStatus
-from app.models.window import CallingWindow, WindowError, parse_timezone
+from app.models.window import WindowError, parse_timezone
 from app.views import formatting, look
 
 #: The rate is measured over this many minutes; the chart shows CHART_MINUTES.
@@ -29,8 +30,10 @@ CHART_MINUTES = 30
 class LiveFigures:
     in_progress: int
     per_minute: float
-    answer_rate: float | None  # answered / reached an outcome; None before any outcome
-    finish: datetime | None  # None: finished, not dialing, or no rate yet
+    #: Answered / called (an outcome, or waiting for another attempt); None before any.
+    answer_rate: float | None
+    #: None: finished, not dialing, no rate yet, or the calling hours end first.
+    finish: datetime | None
     #: Per minute of the last CHART_MINUTES (oldest first): counts per outcome.
     minutes: list[dict[RecipientStatus, int]] = field(default_factory=list)
 
@@ -43,7 +46,10 @@ def live_figures(
 ) -> LiveFigures:
     """The figures at `now` from the outcomes (end time, outcome) of recent calls."""
     counts = snapshot.counts
-    reached = sum(counts.get(s, 0) for s in look.TERMINAL_ORDER)
+    # Called and not answered, waiting for another attempt, counts as not answered.
+    reached = sum(counts.get(s, 0) for s in look.TERMINAL_ORDER) + counts.get(
+        RecipientStatus.WAITING_RETRY, 0
+    )
     answered = counts.get(RecipientStatus.COMPLETED, 0)
     recent = [o for o in outcomes if now - timedelta(minutes=RATE_MINUTES) <= o[0] <= now]
     per_minute = len(recent) / RATE_MINUTES
@@ -66,30 +72,17 @@ def live_figures(
     )
 
 
-def estimated_finish(now: datetime, minutes_needed: float, snapshot: BatchCallSnapshot) -> datetime:
-    """`minutes_needed` of dialing placed inside the batch call's calling window."""
+def estimated_finish(
+    now: datetime, minutes_needed: float, snapshot: BatchCallSnapshot
+) -> datetime | None:
+    """`minutes_needed` of dialing placed inside the batch call's calling hours: every
+    range, the allowed days, the blackout dates and the end date, as the estimated finish
+    above it counts them (None: the calling hours end for good first)."""
     try:
-        window = CallingWindow.from_text(
-            snapshot.timezone,
-            snapshot.window_start,
-            snapshot.window_end,
-            ",".join(str(d) for d in sorted(snapshot.allowed_days)),
-        )
-    except WindowError:
+        schedule = snapshot.schedule
+    except ValueError:  # stored rules that no longer parse: the plain time needed
         return now + timedelta(minutes=minutes_needed)
-    moment = now
-    for _ in range(400):  # a year of windows at most
-        if not window.is_open(moment):
-            moment = window.next_open(moment)
-        closes = window.closes_at(moment)
-        if closes is None:
-            return moment + timedelta(minutes=minutes_needed)
-        available = (closes - moment).total_seconds() / 60
-        if minutes_needed <= available:
-            return moment + timedelta(minutes=minutes_needed)
-        minutes_needed -= available
-        moment = closes
-    return moment
+    return after_open_seconds(schedule, now, minutes_needed * 60)
 
 
 def finish_text(figures: LiveFigures, snapshot: BatchCallSnapshot) -> str:
@@ -98,6 +91,8 @@ def finish_text(figures: LiveFigures, snapshot: BatchCallSnapshot) -> str:
     if snapshot.status is not BatchStatus.RUNNING:
         return "—" if snapshot.remaining_count else "Finished"
     if figures.finish is None:
+        if figures.per_minute > 0 and snapshot.remaining_count:
+            return "Not within its calling hours at the recent rate (they end first)."
         return "Not enough calls yet to estimate"
     try:
         zone: tzinfo | None = parse_timezone(snapshot.timezone)

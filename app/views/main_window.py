@@ -8,6 +8,7 @@ the affected rows change, so selection, scroll position and search text stay put
 from __future__ import annotations
 
 import gc
+import html
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QSystemTrayIcon,
     QTableView,
@@ -60,6 +62,7 @@ from app.views.context import AppContext
 from app.views.icons import icon
 from app.views.look import BatchCallDelegate, row_height
 from app.views.tasks import BackgroundTasks
+from app.views.widgets import ElidedLabel
 
 if TYPE_CHECKING:
     from app.services.engine_thread import EngineHost
@@ -219,7 +222,7 @@ class MainWindow(QMainWindow):
 
         # Beside the search field, so its text never moves the list; always shown, empty
         # without a search: showing and hiding it relayouts the window (6 ms a keystroke).
-        self.search_summary = QLabel(central)
+        self.search_summary = ElidedLabel("", central)  # a long search never widens the window
         self.search_summary.setObjectName("searchSummaryLabel")
         bar.addWidget(self.search_summary)
 
@@ -304,6 +307,8 @@ class MainWindow(QMainWindow):
         self.no_match_label.setObjectName("noMatchLabel")
         self.no_match_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.no_match_label.setWordWrap(True)
+        # Its width follows the window's, never the other way round (a long search).
+        self.no_match_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         no_match_layout.addWidget(self.no_match_label)
         self.no_match_clear_button = QPushButton("Clear the search", self.no_match_state)
         self.no_match_clear_button.setObjectName("noMatchClearButton")
@@ -669,8 +674,9 @@ class MainWindow(QMainWindow):
         if empty:
             self.stack.setCurrentWidget(self.empty_state)
         elif no_match:
+            typed = html.escape(self.search_field.text().strip())
             self.no_match_label.setText(
-                f"<h3>No batch call name contains “{self.search_field.text().strip()}”</h3>"
+                f"<h3>No batch call name contains “{typed}”</h3>"
                 "<p>Check the spelling, search for part of the name, or clear the search "
                 f"to see all {formatting.count(self.model.rowCount())} batch calls.</p>"
             )
@@ -732,14 +738,11 @@ class MainWindow(QMainWindow):
     def _update_search_summary(self) -> None:
         text = self.search_field.text().strip()
         if not text:
-            self.search_summary.clear()
+            self.search_summary.setText("")
             return
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        if shown == 0:
-            message = (
-                f"No batch call name contains “{text}”. "
-                f"Clear the search to see all {formatting.count(total)}."
-            )
+        if shown == 0:  # the list's place says so, and what to do
+            message = f"No match among {formatting.count(total)}."
         else:
             counted = f"{formatting.count(shown)} of {formatting.count(total)}"
             message = f"{counted} batch calls match “{text}”."

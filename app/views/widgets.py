@@ -44,6 +44,9 @@ class ElidedLabel(QLabel):
     def text(self) -> str:
         return self._full
 
+    def clear(self) -> None:
+        self.setText("")
+
     def shown_text(self) -> str:
         return super().text()
 

@@ -75,6 +75,33 @@ def test_the_finish_at_the_recent_rate_is_written_like_the_estimated_finish(seed
     )
 
 
+def test_the_estimate_uses_every_range_the_blackout_dates_and_the_end_date(seeded):
+    """As the estimated finish above it: 08-12 and 13-20, no calls on Tuesday 24."""
+    snapshot = replace(
+        running(seeded, remaining=600),
+        window_start="08:00",
+        window_end="12:00",
+        time_ranges="08:00-12:00,13:00-20:00",
+        blackout_dates="2026-11-24",
+    )
+    figures = live_figures.live_figures(snapshot, outcomes(1, 10), MONDAY_10, 1.0)
+    # 600 minutes: Monday 10-12 and 13-20 (540), then Wednesday 08:00-09:00 (60).
+    assert figures.finish == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    ended = replace(snapshot, end_at=datetime(2026, 11, 24, 23, 0, tzinfo=UTC))
+    figures = live_figures.live_figures(ended, outcomes(1, 10), MONDAY_10, 1.0)
+    assert figures.finish is None
+    assert live_figures.finish_text(figures, ended) == (
+        "Not within its calling hours at the recent rate (they end first)."
+    )
+
+
+def test_a_call_waiting_for_another_attempt_counts_as_not_answered(seeded):
+    snapshot = running(seeded)
+    counts = dict(snapshot.counts, **{RecipientStatus.WAITING_RETRY: 40})
+    figures = live_figures.live_figures(replace(snapshot, counts=counts), [], MONDAY_10, 1.0)
+    assert figures.answer_rate == 60 / (60 + 20 + 40)
+
+
 def test_the_rate_never_exceeds_the_pacing(seeded):
     snapshot = running(seeded)
     figures = live_figures.live_figures(snapshot, outcomes(120, 10), MONDAY_10, 0.5)

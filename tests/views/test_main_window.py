@@ -62,7 +62,8 @@ def test_search_filters_as_typed_case_insensitively_by_name_only(open_main_windo
     qtbot.keyClicks(field, "In Progress")
     assert visible_column(window) == []
     summary = window.findChild(QLabel, "searchSummaryLabel")
-    assert "No batch call name contains" in summary.text()
+    assert summary.text() == f"No match among {len(seeded)}."
+    assert "No batch call name contains “In Progress”" in window.no_match_label.text()
     # Clearing (Esc, or the clear button) shows all again.
     qtbot.keyClick(field, Qt.Key.Key_Escape)
     assert field.text() == ""
@@ -220,3 +221,17 @@ def test_engine_state_changes_reach_the_status_bar(open_main_window, context, qt
     finally:
         engine.stop(5000)
     qtbot.waitUntil(lambda: window.engine_label.text() == "Engine stopped", timeout=5000)
+
+
+def test_a_long_search_that_matches_nothing_never_widens_the_window(
+    open_main_window, make_batch, qtbot
+):
+    make_batch("Alpha", recipients=1)
+    window = open_main_window()
+    width = window.width()
+    window.search_field.setText("<b>" + "x" * 300)
+    assert window.stack.currentWidget() is window.no_match_state
+    qtbot.wait(50)  # the layout settles
+    assert window.width() == width
+    assert "&lt;b&gt;" in window.no_match_label.text()  # shown as typed, not as HTML
+    assert window.search_summary.text() == "No match among 1."
