@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
-from app.models.status import Action, BatchStatus, RecipientStatus
+from app.models.status import Action, RecipientStatus
 from app.models.window import parse_timezone
 from app.services.batch_calls import RecipientQuery
 from app.views import aio, ask, detail_models, formatting, live_figures, look
@@ -626,21 +626,7 @@ class DetailsDialog(QDialog):
 
     def reason_text(self) -> str:
         """Why nothing is being dialed (or why it failed), in the supervisor's words."""
-        s = self.snapshot
-        if s.status is BatchStatus.FAILED:
-            return f"Failed: {s.failure_reason or 'no reason was recorded.'}"
-        if s.waiting_reason:
-            return s.waiting_reason
-        if s.status is BatchStatus.SCHEDULED:
-            if s.send_type is SendType.SCHEDULE and s.scheduled_at:
-                when = formatting.local_time(s.scheduled_at, parse_timezone(s.timezone))
-                return f"Scheduled: starts at {when} ({s.timezone})."
-            return "Scheduled: the worker picks it up within a minute."
-        if s.status is BatchStatus.PENDING:
-            return "Recipients are still being stored; it is scheduled when that finishes."
-        if s.status is BatchStatus.PAUSED:
-            return "Paused: no new calls are placed until it is resumed."
-        return ""
+        return look.status_reason(self.snapshot)
 
     def fill_configuration(self) -> None:
         s = self.snapshot

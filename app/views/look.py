@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.snapshots import BatchCallSnapshot
+from app.models.snapshots import BatchCallSnapshot, SendType
 from app.models.status import BatchStatus, RecipientStatus
+from app.models.window import parse_timezone
 from app.views import formatting
 
 
@@ -174,13 +175,35 @@ def paint_segmented_bar(
     painter.restore()
 
 
-def reason_line(snapshot: BatchCallSnapshot) -> str:
-    """Why it is not dialing or why it failed, for the line under its name ("" if none)."""
-    if snapshot.status is BatchStatus.FAILED:
-        return f"Failed: {snapshot.failure_reason or 'no reason was recorded.'}"
-    if snapshot.waiting_reason and snapshot.status in (BatchStatus.RUNNING, BatchStatus.PAUSED):
-        return f"Waiting: {snapshot.waiting_reason}"
+def status_reason(snapshot: BatchCallSnapshot) -> str:
+    """Why nothing is being dialed (or why it failed), in the supervisor's words: the
+    details' reason banner ("" when it is dialing or done)."""
+    s = snapshot
+    if s.status is BatchStatus.FAILED:
+        return f"Failed: {s.failure_reason or 'no reason was recorded.'}"
+    if s.waiting_reason:
+        return s.waiting_reason
+    if s.status is BatchStatus.SCHEDULED:
+        if s.send_type is SendType.SCHEDULE and s.scheduled_at:
+            when = formatting.local_time(s.scheduled_at, parse_timezone(s.timezone))
+            return f"Scheduled: starts at {when} ({s.timezone})."
+        return "Scheduled: the worker picks it up within a minute."
+    if s.status is BatchStatus.PENDING:
+        return "Recipients are still being stored; it is scheduled when that finishes."
+    if s.status is BatchStatus.PAUSED:
+        return "Paused: no new calls are placed until it is resumed."
     return ""
+
+
+def reason_line(snapshot: BatchCallSnapshot) -> str:
+    """The line under its name in the list: why a running one is not dialing ("Waiting:
+    …"), why it failed, or what a scheduled, pending or paused one waits for ("" if
+    none)."""
+    if snapshot.status is BatchStatus.RUNNING:
+        return f"Waiting: {snapshot.waiting_reason}" if snapshot.waiting_reason else ""
+    if snapshot.status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED):
+        return ""
+    return status_reason(snapshot)
 
 
 class BatchCallDelegate(QStyledItemDelegate):

@@ -140,8 +140,8 @@ def test_outside_the_calling_hours_nothing_is_dialed_and_the_reason_names_the_ne
     report = engine.tick()
     snapshot = service.get(batch.id)
     expected = (
-        "Outside the calling hours (09:00 to 17:00 America/New_York, Monday to Friday). "
-        "Next window opens Mon 30 Nov 09:00 EST."
+        "Outside the calling hours until Mon 30 Nov 09:00 EST "
+        "(09:00 to 17:00 America/New_York, Monday to Friday)."
     )
     assert snapshot.status is BatchStatus.RUNNING
     assert snapshot.waiting_reason == expected

@@ -65,8 +65,8 @@ def test_a_week_across_the_dst_change_calls_only_inside_the_window(service, sess
     monday = [m for m in calls if m.astimezone(NEW_YORK).date() == date(2026, 11, 2)]
     assert min(monday) == datetime(2026, 11, 2, 14, 0, tzinfo=UTC)
     assert weekend_reason == (
-        "Outside the calling hours (09:00 to 17:00 America/New_York, Monday to Friday). "
-        "Next window opens Mon 02 Nov 09:00 EST."
+        "Outside the calling hours until Mon 02 Nov 09:00 EST "
+        "(09:00 to 17:00 America/New_York, Monday to Friday)."
     )
     # Every recipient called exactly once, every one final, and done on Monday.
     assert Counter(provider.placed_to()) == Counter({r.phone_number: 1 for r in rows(100)})

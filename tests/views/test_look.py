@@ -60,6 +60,16 @@ def test_reason_line_says_why_it_is_not_dialing_or_failed(seeded):
     )
     assert look.reason_line(waiting) == "Waiting: outside the calling hours; opens Mon 09:00"
     assert look.reason_line(seeded["completed"]) == ""
+    # What the others wait for, as the details say it, without hovering.
+    scheduled = seeded["scheduled"]
+    assert look.reason_line(scheduled) == look.status_reason(scheduled) != ""
+    assert look.reason_line(scheduled).startswith("Scheduled: ")
+    pending = replace(scheduled, status=BatchStatus.PENDING)
+    assert look.reason_line(pending).startswith("Recipients are still being stored")
+    paused = replace(seeded["running"], status=BatchStatus.PAUSED, waiting_reason="Paused by ana.")
+    assert look.reason_line(paused) == "Paused by ana."  # not "Waiting: Paused by ana."
+    assert look.reason_line(replace(paused, waiting_reason=None)).startswith("Paused: ")
+    assert look.reason_line(replace(seeded["running"], status=BatchStatus.CANCELLED)) == ""
 
 
 def test_the_segmented_bar_shows_failures_in_their_own_colour(qapp, seeded):

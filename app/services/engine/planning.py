@@ -256,17 +256,15 @@ def share_capacity(
 
 
 def outside_window_reason(window: CallingSchedule, now: datetime) -> str:
+    """When it resumes comes first: the list shows the start of this on one line."""
     opens = window.next_open(now)
     if opens is None:
         return (
-            f"Outside the calling hours ({window.describe()}). "
-            "No window opens again before its end date."
+            "Outside the calling hours, and no window opens again before its end date "
+            f"({window.describe()})."
         )
     local = opens.astimezone(parse_timezone(window.timezone))
-    return (
-        f"Outside the calling hours ({window.describe()}). "
-        f"Next window opens {local:%a %d %b %H:%M %Z}."
-    )
+    return f"Outside the calling hours until {local:%a %d %b %H:%M %Z} ({window.describe()})."
 
 
 def local_hours_reason(

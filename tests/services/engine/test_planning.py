@@ -113,7 +113,7 @@ def test_outside_its_window_a_batch_call_waits_and_gives_its_queue_back():
     step = plan_batch(batch(queued=3), batch().window(), evening, READY)
     assert not step.dial and step.requeue
     assert step.reason is not None and step.reason.startswith("Outside the calling hours")
-    assert "Next window opens Tue 06 Jan 09:00" in step.reason
+    assert "until Tue 06 Jan 09:00" in step.reason
     # Nothing queued: nothing to give back.
     assert not plan_batch(batch(), batch().window(), evening, READY).requeue
 
