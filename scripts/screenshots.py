@@ -254,7 +254,7 @@ def main() -> int:
         window.search_field.clear()
 
         details = window.open_details(batches["completed"].id)
-        details.resize(920, 640)
+        details.resize(920, 700)
         settle(
             details,
             lambda: details.recipient_model.rowCount() > 0 and details.live_figures_shown,
@@ -277,7 +277,7 @@ def main() -> int:
         details.close()
 
         running = window.open_details(batches["running"].id)
-        running.resize(920, 640)
+        running.resize(920, 700)
         # The live figures (and the estimate, which needs the pacing setting) come from a
         # background read.
         settle(

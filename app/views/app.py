@@ -69,8 +69,12 @@ def apply_color_scheme(app: QApplication, dark: bool) -> None:
     was_dark = bool(app.property("darkLook"))
     if dark:
         app.setPalette(dark_palette())
+        for kind in INDICATOR_WIDGETS:
+            app.setPalette(indicator_palette(), kind)  # type: ignore[arg-type]  # str at run time
     elif was_dark:
         app.setPalette(app.style().standardPalette())
+        for kind in INDICATOR_WIDGETS:
+            app.setPalette(app.style().standardPalette(), kind)  # type: ignore[arg-type]
     app.setProperty("darkLook", dark)
     app.setStyleSheet(style_sheet(dark))
     if was_dark != dark:
@@ -150,6 +154,21 @@ def dark_palette() -> QPalette:
         palette.setColor(QPalette.ColorGroup.Disabled, disabled, QColor("#6f7378"))
     palette.setColor(role.Light, QColor("#3c4043"))  # a separator, not a white line
     palette.setColor(role.Midlight, QColor("#35373b"))
+    return palette
+
+
+#: Widgets whose box or circle Fusion outlines in a darker shade of the window colour:
+#: on a dark window an unticked one all but vanished.
+INDICATOR_WIDGETS = ("QCheckBox", "QRadioButton")
+
+
+def indicator_palette() -> QPalette:
+    """The dark palette for check boxes and radio buttons: Fusion draws their outline in
+    the window colour made darker and fills them with the base colour, so these two are
+    lighter here (neither paints the widget's background)."""
+    palette = dark_palette()
+    palette.setColor(QPalette.ColorRole.Window, QColor("#b0b4ba"))
+    palette.setColor(QPalette.ColorRole.Base, QColor("#2b2d31"))
     return palette
 
 

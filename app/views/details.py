@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -232,8 +233,14 @@ class DetailsDialog(QDialog):
         return header
 
     def _build_summary_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("summaryTab")
+        """The Summary scrolls when the dialog is shorter than it (a 768-pixel screen)."""
+        page = QScrollArea(self)
+        page.setObjectName("summaryTab")
+        page.setWidgetResizable(True)
+        page.setFrameShape(QFrame.Shape.NoFrame)
+        tab = QWidget(page)
+        tab.setObjectName("summaryContent")
+        page.setWidget(tab)
         outer = QVBoxLayout(tab)
         self.reason_label = QLabel(tab)
         self.reason_label.setObjectName("summaryReasonLabel")
@@ -306,7 +313,7 @@ class DetailsDialog(QDialog):
             self.count_labels[status] = value
         outer.addWidget(box)
         outer.addStretch(1)
-        return tab
+        return page
 
     def _build_progress(self, tab: QWidget) -> QWidget:
         """The segmented bar, then each figure once on one line: "60 of 800 processed ·
@@ -334,6 +341,12 @@ class DetailsDialog(QDialog):
         line.addStretch(1)
         column.addLayout(line)
         return box
+
+    def _status_column_width(self) -> int:
+        """Room for the longest status word ("Skipped: do not call") and its dot."""
+        metrics = self.fontMetrics()
+        widest = max(metrics.horizontalAdvance(s.display_name) for s in RecipientStatus)
+        return widest + 12 + 24  # the dot and the cell's margins
 
     def _build_configuration_tab(self) -> QWidget:
         tab = QWidget(self)
@@ -431,7 +444,7 @@ class DetailsDialog(QDialog):
             (RecipientColumn.ROW, 55),
             (RecipientColumn.PHONE, 140),
             (RecipientColumn.NAME, 150),
-            (RecipientColumn.STATUS, 100),
+            (RecipientColumn.STATUS, self._status_column_width()),
             (RecipientColumn.ATTEMPTS, 75),
             (RecipientColumn.ENDED, 135),
         ):

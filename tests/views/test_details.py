@@ -118,6 +118,15 @@ def test_the_summary_says_each_figure_once_and_the_from_numbers_label(open_detai
     assert label(dialog, "summaryFromNumber") == f"{number.phone_number} ({number.label})"
 
 
+def test_the_details_fit_a_768_pixel_screen_the_summary_scrolls(open_details, seeded):
+    """The Summary (live box, chart, counts) is taller than a laptop's screen allows."""
+    dialog = open_details(seeded["running"].id)
+    assert dialog.minimumSizeHint().height() <= 600
+    page = dialog.findChild(QWidget, "summaryTab")
+    assert page.widget().objectName() == "summaryContent"
+    assert page.widget().minimumSizeHint().height() > 500  # all of it, within the page
+
+
 def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, seeded, set_state):
     reason = "Outside the calling hours (09:00 to 18:00 UTC, Monday to Friday)."
     set_state(
@@ -243,6 +252,9 @@ def test_a_recipients_status_has_a_dot_of_its_colour_beside_the_word(open_detail
         colours[index.data()] = image.pixelColor(6, 6).name()
     assert set(colours) == {"Completed", "Failed", "No Answer"}
     assert len(set(colours.values())) == 3
+    # The longest status word fits beside its dot ("Waiting fo…" was cut).
+    widest = max(dialog.fontMetrics().horizontalAdvance(s.display_name) for s in RecipientStatus)
+    assert dialog.recipient_table.columnWidth(RecipientColumn.STATUS) >= widest + 12 + 16
 
 
 def test_call_details_for_completed_failed_and_uncalled(open_details, seeded, qtbot):

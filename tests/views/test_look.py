@@ -223,6 +223,7 @@ def color_scheme(qapp):
 
     before = (QPalette(qapp.palette()), qapp.styleSheet(), qapp.property("darkLook"))
     yield lambda dark: apply_color_scheme(qapp, dark)
+    apply_color_scheme(qapp, bool(before[2]))  # the palettes of single kinds of widget too
     qapp.setStyleSheet(before[1])
     qapp.setPalette(before[0])
     qapp.setProperty("darkLook", before[2])
@@ -261,6 +262,28 @@ def test_the_style_sheet_keeps_text_readable_in_both_palettes(color_scheme, qtbo
         ground = QPalette.ColorRole.Button if kind is QPushButton else QPalette.ColorRole.Window
         text = colors.color(widget.foregroundRole())
         assert contrast(text, colors.color(ground)) >= 4.5, (role or name, extra, dark)
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_an_unticked_box_and_circle_stand_out_from_the_window(color_scheme, qtbot, dark):
+    """Fusion outlines them in a darker shade of the window colour: on the dark window
+    an unticked check box or radio button all but vanished."""
+    from PySide6.QtWidgets import QCheckBox, QRadioButton
+
+    color_scheme(dark)
+    for kind in (QCheckBox, QRadioButton):
+        widget = kind("Sat")
+        qtbot.addWidget(widget)
+        widget.show()
+        image = widget.grab().toImage()
+        window = QApplication.palette().color(QPalette.ColorRole.Window)
+        box = [
+            image.pixelColor(x, y)
+            for x in range(min(18, image.width()))
+            for y in range(image.height())
+        ]
+        # At least as plain as Fusion's own light look (1.65 for its grey outline).
+        assert max(contrast(color, window) for color in box) >= 1.6, (kind.__name__, dark)
 
 
 def test_the_dark_style_sheet_follows_the_light_one(color_scheme, qapp):
