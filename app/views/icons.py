@@ -47,6 +47,13 @@ def icon(name: str) -> QIcon:
     return _icon(name, is_dark(QGuiApplication.palette()))
 
 
+def accent_icon(name: str) -> QIcon:
+    """The icon drawn in light ink whatever the palette: for a button filled with the
+    accent colour (the primary button is blue in light and dark alike, and the dark grey
+    ink on it was hard to see). A switch of palette leaves it as it is."""
+    return _make_icon(name, True)
+
+
 #: Which icon a QIcon is (its cacheKey), so a switch of palette can swap it for its twin.
 _names: dict[int, str] = {}
 

@@ -102,6 +102,10 @@ def finish_text(figures: LiveFigures, snapshot: BatchCallSnapshot) -> str:
     return f"About {formatting.weekday_time(finish)} (in calling hours)."
 
 
+#: The chart's legend, in the order of the stacked bars (bottom first).
+LEGEND = tuple((status.display_name, light, dark) for status, light, dark in look.SEGMENTS)
+
+
 class OutcomeChart(QWidget):
     """Outcomes per minute over the last half hour, stacked (completed, no answer,
     failed), drawn with QPainter (QtCharts is not part of PySide6-Essentials)."""
@@ -120,6 +124,27 @@ class OutcomeChart(QWidget):
             f"(busiest minute: {formatting.count(peak)})"
         )
         self.update()
+
+    def legend_text(self) -> str:
+        """What the legend says, beside a square of each colour (colour is never alone)."""
+        return "  ".join(name for name, _light, _dark in LEGEND)
+
+    def _paint_legend(self, painter: QPainter, rect: QRectF, dark: bool) -> None:
+        """■ Completed ■ No Answer ■ Failed, centred under the bars."""
+        metrics = self.fontMetrics()
+        box = metrics.ascent() * 0.8
+        gap = metrics.horizontalAdvance("  ")
+        widths = [box + 4 + metrics.horizontalAdvance(name) for name, _l, _d in LEGEND]
+        x = rect.x() + (rect.width() - sum(widths) - gap * (len(LEGEND) - 1)) / 2
+        for (name, light, dark_color), width in zip(LEGEND, widths, strict=True):
+            top = rect.y() + (rect.height() - box) / 2
+            painter.fillRect(QRectF(x, top, box, box), QColor(dark_color if dark else light))
+            painter.drawText(
+                QRectF(x + box + 4, rect.y(), width, rect.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                name,
+            )
+            x += width + gap
 
     def paintEvent(self, _event: object) -> None:
         painter = QPainter(self)
@@ -154,6 +179,15 @@ class OutcomeChart(QWidget):
         painter.drawText(
             QRectF(0, plot.bottom() + 2, self.width(), line), Qt.AlignmentFlag.AlignRight, "now"
         )
+        self._paint_legend(painter, QRectF(0, plot.bottom() + 2, self.width(), line), dark)
+        if peak:  # the scale: the tallest bar's count
+            painter.setPen(look.tone("muted", palette))
+            painter.drawText(
+                plot.adjusted(2, 0, 0, 0),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+                f"{formatting.count(peak)} in the busiest minute",
+            )
+            painter.setPen(text)
         if not peak:
             painter.drawText(
                 plot, Qt.AlignmentFlag.AlignCenter, "No call ended in the last 30 minutes"

@@ -59,7 +59,7 @@ from app.views.batch_model import (
     snapshot_at,
 )
 from app.views.context import AppContext
-from app.views.icons import icon
+from app.views.icons import accent_icon, icon
 from app.views.look import BatchCallDelegate, row_height
 from app.views.tasks import BackgroundTasks
 from app.views.widgets import ElidedLabel
@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
         self.create_button.setObjectName("createButton")
         self.create_button.setToolTip("Create a batch call (Ctrl+N)")
         self.create_button.setProperty("role", "primary")
-        self.create_button.setIcon(icon("new"))
+        self.create_button.setIcon(accent_icon("new"))  # on the blue of a primary button
         self.create_button.clicked.connect(self.open_create_dialog)
         bar.addWidget(self.create_button)
 

@@ -137,3 +137,23 @@ def test_summary_shows_the_live_figures(open_main_window, seeded, qtbot):
     image = dialog.outcome_chart.grab()
     assert not image.isNull()
     dialog.close()
+
+
+def test_the_chart_has_a_legend_and_a_scale(qtbot):
+    """Colour is never alone: a square of each colour beside its outcome's name under
+    the bars, and the tallest bar's count."""
+    from PySide6.QtGui import QColor
+
+    from app.views import look
+
+    chart = live_figures.OutcomeChart()
+    qtbot.addWidget(chart)
+    chart.resize(600, 140)
+    chart.set_minutes([{RecipientStatus.COMPLETED: 3}] + [{} for _ in range(29)])
+    image = chart.grab().toImage()
+    bottom = range(image.height() - chart.fontMetrics().height() - 2, image.height())
+    seen = {image.pixelColor(x, y).name() for x in range(image.width()) for y in bottom}
+    dark = look.is_dark(chart.palette())
+    for _status, light, dark_color in look.SEGMENTS:
+        assert QColor(dark_color if dark else light).name() in seen
+    assert chart.legend_text() == "Completed  No Answer  Failed"

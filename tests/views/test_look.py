@@ -355,6 +355,18 @@ def test_open_windows_take_the_icons_of_a_new_palette(color_scheme, qtbot):
     assert ink_lightness(button.icon().pixmap(24, 24).toImage()) < 100
 
 
+def test_the_primary_buttons_icon_is_light_on_its_blue_in_both_palettes(
+    color_scheme, open_main_window
+):
+    window = open_main_window()
+    button = window.create_button
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) > 180  # not dark grey
+    color_scheme(True)
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) > 180
+    color_scheme(False)
+    assert ink_lightness(button.icon().pixmap(24, 24).toImage()) > 180
+
+
 def test_the_details_chip_follows_a_new_palette(color_scheme, open_main_window, seeded, qtbot):
     from tests.views.test_details import details_of
 
