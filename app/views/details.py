@@ -52,7 +52,7 @@ from app.views.detail_models import (
 )
 from app.views.icons import ACTION_ICONS, icon
 from app.views.tasks import BackgroundTasks
-from app.views.widgets import ElidedLabel
+from app.views.widgets import ElidedLabel, EmptyHint
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +433,10 @@ class DetailsDialog(QDialog):
         self.recipient_table.setAlternatingRowColors(True)
         self.recipient_table.verticalHeader().setVisible(False)
         self.recipient_table.setWordWrap(False)
+        self.recipients_hint = EmptyHint(
+            self.recipient_table, self._no_recipient_text, when=[self.recipient_model.loaded]
+        )
+        self.recipients_hint.setObjectName("recipientsEmptyHint")
         header = self.recipient_table.horizontalHeader()
         header.setSortIndicatorShown(True)
         header.setSectionsClickable(True)
@@ -797,6 +801,21 @@ class DetailsDialog(QDialog):
             return
         self._sort = (column, order)
         self.recipient_model.sort(column, order)
+
+    def _no_recipient_text(self) -> str:
+        """What the empty recipients table says (a search or a status shows none)."""
+        query = self.recipient_model.query
+        search = query.search.strip()
+        status = query.status.display_name if query.status is not None else None
+        if search:
+            among = f" among {status}" if status else ""
+            return (
+                f"No recipient matches “{search}”{among}.\nCheck the digits or the spelling, "
+                "search for part of it, or clear the search."
+            )
+        if status:
+            return f"No recipient is {status} now.\nShow All statuses to see every recipient."
+        return "This batch call has no recipients."
 
     def _recipients_loaded(self, *_args: Any) -> None:
         """ "200 of 450 recipients loaded" after a query, its count, a refresh and each

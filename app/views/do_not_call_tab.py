@@ -30,6 +30,7 @@ from app.views import aio, ask, formatting
 from app.views.context import AppContext
 from app.views.records_model import RecordsTableModel
 from app.views.tasks import BackgroundTasks
+from app.views.widgets import EmptyHint
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class DoNotCallTab(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setColumnWidth(0, 160)
         outer.addWidget(self.table, 1)
+        self.empty_hint = EmptyHint(self.table, self._empty_text, when=[self.refreshed])
+        self.empty_hint.setObjectName("doNotCallEmptyHint")
 
         add = QGroupBox("Change the list", self)
         add.setObjectName("doNotCallChangeBox")
@@ -129,6 +132,15 @@ class DoNotCallTab(QWidget):
         self.refresh()
 
     # ----------------------------------------------------------------- reading
+    def _empty_text(self) -> str:
+        search = self.search_field.text().strip()
+        if search:
+            return f"No number on the list contains “{search}”.\nClear the search to see them all."
+        return (
+            "The do-not-call list is empty.\nAdd a number below, or import a CSV file of "
+            "numbers (a phone_number column, as in a recipients file)."
+        )
+
     def refresh(self, *_args: Any) -> None:
         self._search_generation += 1
         refresh = self._refresh(self._search_generation, self.search_field.text())

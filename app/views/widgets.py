@@ -2,16 +2,18 @@
 
 `ElidedLabel` shows a text of any length (a 100-character batch call name, a summary of
 thousands of duplicate rows) on one line that never widens its window: what does not fit
-ends with "…", and the whole text is in the tooltip.
+ends with "…", and the whole text is in the tooltip. `EmptyHint` says, over a table with
+no row, why it is empty and what to do.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, SignalInstance
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QSizePolicy, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +93,53 @@ class ElidedLabel(QLabel):
             self.setToolTip(self._tooltip)
         else:
             self.setToolTip(self._full if shown != self._full else "")
+
+
+class EmptyHint(QLabel):
+    """Why a table shows no row and what to do ("No recipient matches “zzzz”. Check the
+    digits or the spelling, or clear the search."), centred over its empty area; hidden
+    while it has rows. `text` is asked each time the table becomes empty; `when` are the
+    signals after which to look again (default: the model's row signals; a model that
+    empties itself before each new read passes the signal of a finished read instead, so
+    the hint never flashes while rows are on their way)."""
+
+    def __init__(
+        self,
+        table: QAbstractItemView,
+        text: Callable[[], str],
+        when: list[SignalInstance] | None = None,
+    ):
+        super().__init__(table.viewport())
+        self._table = table
+        self._text = text
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setProperty("role", "hint")
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        model = table.model()
+        signals = when or [model.rowsInserted, model.rowsRemoved, model.modelReset]
+        for signal in signals:
+            signal.connect(self.refresh)
+        if when:  # rows arriving always hide it at once
+            model.rowsInserted.connect(self.refresh)
+        table.viewport().installEventFilter(self)
+        if when:
+            self.hide()  # until the first read says
+        else:
+            self.refresh()
+
+    def refresh(self, *_args: object) -> None:
+        empty = self._table.model().rowCount() == 0
+        if empty:
+            self.setText(self._text())
+        self._place()
+        self.setVisible(empty and bool(self.text()))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize:
+            self._place()
+        return False
+
+    def _place(self) -> None:
+        self.setGeometry(self._table.viewport().rect().adjusted(24, 24, -24, -24))

@@ -221,9 +221,16 @@ def test_recipients_filter_search_and_sort(open_details, seeded, qtbot):
         qtbot.keyClicks(search, "person 8")
     assert column(dialog, RecipientColumn.NAME) == ["Person 8"]
     search.clear()
+    hint = dialog.findChild(QLabel, "recipientsEmptyHint")
+    with qtbot.waitSignal(model.loaded):
+        qtbot.keyClicks(search, "zzzz")
+    assert model.rowCount() == 0 and not hint.isHidden()
+    assert hint.text().startswith("No recipient matches “zzzz”.")
+    search.clear()
     with qtbot.waitSignal(model.loaded):
         qtbot.keyClicks(search, "555 0003")  # a phone number, as people type it
     assert column(dialog, RecipientColumn.PHONE) == ["+12025550003"]
+    assert hint.isHidden()
     with qtbot.waitSignal(model.loaded):
         search.clear()
 

@@ -377,12 +377,23 @@ def test_do_not_call_tab_adds_removes_imports_exports(
     tab = dialog.do_not_call_tab
     model_checks.check(tab.model)
     dialog.tabs.setCurrentWidget(tab)
+    # An empty list says what to do, over the table.
+    hint = dialog.findChild(QLabel, "doNotCallEmptyHint")
+    qtbot.waitUntil(hint.isVisible, timeout=5000)
+    assert hint.text().startswith("The do-not-call list is empty.")
     field = dialog.findChild(QLineEdit, "doNotCallNumberField")
     field.setText("(202) 555-0143")
     with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
         click(qtbot, dialog, "doNotCallAddButton")
     assert changed.args == ["Added +12025550143."]
     qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=5000)
+    assert not hint.isVisible()
+    with qtbot.waitSignal(tab.refreshed, timeout=5000):
+        tab.search_field.setText("999")
+    assert hint.isVisible() and "contains “999”" in hint.text()
+    with qtbot.waitSignal(tab.refreshed, timeout=5000):
+        tab.search_field.clear()
+    assert not hint.isVisible()
     field.setText("12345")
     with qtbot.waitSignal(tab.changed, timeout=5000) as changed:
         click(qtbot, dialog, "doNotCallAddButton")
