@@ -26,6 +26,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QDialog,
     QHBoxLayout,
     QHeaderView,
@@ -74,6 +75,9 @@ POLL_MS = 5000
 #: Rows inserted per turn of the event loop while a reload brings many new batch calls:
 #: the window keeps painting and answering between chunks.
 INSERT_CHUNK_ROWS = 1000
+
+#: How long the status bar shows a completion or failure when there is no system tray.
+NOTICE_MS = 60_000
 
 
 def _saved_account_sid() -> str:
@@ -722,6 +726,9 @@ class MainWindow(QMainWindow):
             self.notifications.append((snapshot.id, f"{title}: {text}"))
             if self.tray.isVisible():
                 self.tray.showMessage(title, text, kind, 10_000)
+            else:  # no system tray (some Linux desktops): the taskbar entry asks instead
+                QApplication.alert(self)
+                self.show_message(f"{title}: {text}", NOTICE_MS)
             self.notified.emit(snapshot.id, f"{title}: {text}")
 
     # ----------------------------------------------------------------- search

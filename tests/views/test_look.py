@@ -186,6 +186,9 @@ def test_a_notification_when_a_batch_call_completes_or_fails(
         window.mark_dirty(running.id)
     assert note.args[0] == running.id
     assert note.args[1].startswith("Batch call completed: “Campaign running”")
+    # No system tray here (offscreen, as on some Linux desktops): the status bar says it.
+    assert not window.tray.isVisible()
+    assert window.statusBar().currentMessage() == note.args[1]
     paused = seeded["paused"]
     set_state(paused.id, BatchStatus.FAILED, failure_reason="The from number is not on the account")
     with qtbot.waitSignal(window.notified, timeout=5000) as note:
