@@ -57,10 +57,10 @@ from app.services.batch_calls import (
 )
 from app.services.csv_import import CsvImportError, CsvReport, ImportCancelled, ImportOptions
 from app.services.settings import AppSettings
-from app.views import aio, ask, formatting
+from app.views import aio, ask, formatting, look
 from app.views.context import AppContext, local_timezone_name
 from app.views.fix_hints import fix_hint
-from app.views.rejected_model import RejectedColumn, RejectedRowsModel, RowState
+from app.views.rejected_model import HINT_ROLE, RejectedColumn, RejectedRowsModel, RowState
 from app.views.tasks import BackgroundTasks
 from app.views.widgets import ElidedLabel
 
@@ -364,6 +364,14 @@ class CreateDialog(QDialog):
         )
         self.rejected_table.verticalHeader().setVisible(False)
         self.rejected_table.setWordWrap(False)
+        # The reason, then how to fix it, on two lines of the widest column.
+        self.reason_delegate = look.TwoLineDelegate(HINT_ROLE, self.rejected_table)
+        self.reason_delegate.setObjectName("rejectedReasonDelegate")
+        self.rejected_table.setItemDelegateForColumn(RejectedColumn.REASON, self.reason_delegate)
+        self.rejected_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.rejected_table.verticalHeader().setDefaultSectionSize(
+            look.row_height(self.rejected_table.fontMetrics().height())
+        )
         header = self.rejected_table.horizontalHeader()
         header.setSectionResizeMode(RejectedColumn.REASON, QHeaderView.ResizeMode.Stretch)
         self.rejected_table.setColumnWidth(RejectedColumn.ROW, ROW_COLUMN_MIN_WIDTH)

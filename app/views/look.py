@@ -344,6 +344,64 @@ class BatchCallDelegate(QStyledItemDelegate):
         return True
 
 
+class TwoLineDelegate(QStyledItemDelegate):
+    """A cell's text on its first line and, muted and smaller, the text of `second_role`
+    on its second (a rejected row's reason, then how to fix it): the whole width of the
+    column is used, and nothing waits for a selection or a hover to be read."""
+
+    def __init__(self, second_role: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.second_role = second_role
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        second = index.data(self.second_role)
+        if not second:
+            super().paint(painter, option, index)
+            return
+        self.initStyleOption(option, index)
+        first = option.text
+        option.text = ""
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
+        rect = option.rect.adjusted(4, 2, -4, -2)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        painter.save()
+        metrics = painter.fontMetrics()
+        line = metrics.height()
+        painter.setPen(
+            palette.color(
+                QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+            )
+        )
+        painter.drawText(
+            QRect(rect.x(), rect.y(), rect.width(), line),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            metrics.elidedText(first, Qt.TextElideMode.ElideRight, rect.width()),
+        )
+        small = QFont(painter.font())
+        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.9))
+        painter.setFont(small)
+        painter.setPen(
+            palette.color(QPalette.ColorRole.HighlightedText)
+            if selected
+            else palette.color(QPalette.ColorRole.PlaceholderText)
+        )
+        small_metrics = painter.fontMetrics()
+        painter.drawText(
+            QRect(rect.x(), rect.y() + line + 1, rect.width(), small_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            small_metrics.elidedText(str(second), Qt.TextElideMode.ElideRight, rect.width()),
+        )
+        painter.restore()
+
+
 def row_height(line_height: int) -> int:
     """Two lines: the name and its reason, or the figures and the bar."""
     return line_height * 2 + 10

@@ -21,6 +21,7 @@ from PySide6.QtGui import QBrush, QGuiApplication
 
 from app.services.csv_import import PHONE_COLUMN_NAMES, RecipientRow, RejectedRow
 from app.views import formatting, look
+from app.views.fix_hints import fix_hint
 from app.views.table_model import AnyIndex, FlatTableModel
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ class RowState(StrEnum):
     REJECTED = "Rejected"
     FIXED = "Fixed"
     REMOVED = "Removed"
+
+
+#: The Reason cell's second line: what to do about it (`fix_hints.fix_hint`), for a row
+#: still rejected.
+HINT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class RejectedColumn(IntEnum):
@@ -131,10 +137,14 @@ class RejectedRowsModel(FlatTableModel):
                     return "Removed: will not be imported"
                 return entry.reason
             return entry.state.value
+        if role == HINT_ROLE and column is RejectedColumn.REASON:
+            return fix_hint(entry.reason) if entry.state is RowState.REJECTED else ""
         if role == Qt.ItemDataRole.ToolTipRole:
             if column is RejectedColumn.PHONE:
                 return "Double-click to correct the number"
             if column is RejectedColumn.REASON:
+                if entry.state is RowState.REJECTED:
+                    return f"{entry.reason}\nHow to fix it: {fix_hint(entry.reason)}"
                 return entry.reason
         if role == Qt.ItemDataRole.ForegroundRole and column is RejectedColumn.STATE:
             tone = {RowState.REJECTED: "error", RowState.FIXED: "ok", RowState.REMOVED: "muted"}

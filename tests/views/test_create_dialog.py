@@ -453,6 +453,27 @@ def test_a_rejected_row_says_how_to_fix_it(open_create, bad_csv, qtbot, answers)
     assert fix_hint("something new") == DEFAULT_HINT
 
 
+def test_every_rejected_row_shows_its_fix_without_being_selected(
+    open_create, bad_csv, qtbot, answers
+):
+    """The hint was only under the table, for the selected row: each rejected row's
+    Reason cell has it on a second line (and in its tooltip); a fixed row has none."""
+    from app.views.fix_hints import fix_hint
+    from app.views.rejected_model import HINT_ROLE
+
+    dialog = open_create()
+    load(dialog, qtbot, bad_csv, answers)
+    model, table = dialog.rejected_model, dialog.rejected_table
+    assert table.itemDelegateForColumn(RejectedColumn.REASON) is dialog.reason_delegate
+    assert table.verticalHeader().defaultSectionSize() >= 2 * table.fontMetrics().height()
+    for row in range(model.rowCount()):
+        index = model.index(row, RejectedColumn.REASON)
+        assert index.data(HINT_ROLE) == fix_hint(index.data())
+        assert index.data(Qt.ItemDataRole.ToolTipRole).endswith(fix_hint(index.data()))
+    image = table.viewport().grab().toImage()  # painted without errors
+    assert not image.isNull()
+
+
 # ------------------------------------------------- calling windows and compliance (SPEC 10)
 
 
