@@ -9,14 +9,11 @@ racing on one batch call exactly one succeeds and the other gets ActionNotAllowe
 from __future__ import annotations
 
 import builtins
-import getpass
 import json
 import logging
-import os
-import socket
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,9 +94,35 @@ from app.models.window import (
     parse_timezone,
     resolve_local,
 )
+from app.services.batch_common import (
+    Actor,
+    BatchCallContext,
+    Clock,
+    CreationCancelled,
+    NotFound,
+    ValidationError,
+    utcnow,
+)
 from app.services.placements import calls_being_placed, wait_for_calls_being_placed
 
 log = logging.getLogger(__name__)
+
+__all__ = [  # the names callers import from here, wherever they are defined now
+    "COMMIT_ROWS",
+    "CONCURRENCY_MAX",
+    "DISCARD_LOCK_WAIT_S",
+    "INSERT_CHUNK",
+    "NAME_MAX",
+    "PHONE_CHARS",
+    "RECIPIENT_INSERT_COLUMNS",
+    "Actor",
+    "BatchCallService",
+    "Clock",
+    "CreationCancelled",
+    "NotFound",
+    "ValidationError",
+    "utcnow",
+]
 
 INSERT_CHUNK = 5_000
 #: Recipients stored per transaction: few enough that a Cancel or the engine waits well
@@ -126,59 +149,6 @@ PHONE_CHARS = frozenset("+0123456789 -().")
 #: for a lock; if it cannot, the batch call stays incomplete (never dialed) and the next
 #: process removes it.
 DISCARD_LOCK_WAIT_S = 5.0
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class ValidationError(ValueError):
-    """Input that cannot be used; `problems` maps a field to what is wrong with it."""
-
-    def __init__(self, problems: dict[str, str]):
-        self.problems = problems
-        super().__init__(" ".join(problems.values()))
-
-
-class NotFound(LookupError):
-    pass
-
-
-class CreationCancelled(Exception):
-    """The creation was cancelled (the supervisor, or a stop signal): nothing was kept.
-
-    `left_batch_id` names the partial batch call if it could not be removed at once (a
-    lock held too long): it is incomplete, never dialed, and the next process removes it.
-    """
-
-    def __init__(self, left_batch_id: int | None = None) -> None:
-        self.left_batch_id = left_batch_id
-        if left_batch_id is None:
-            message = "Creation cancelled: nothing was stored."
-        else:
-            message = (
-                f"Creation cancelled: the unfinished batch call {left_batch_id} is never "
-                "dialed and is removed at the next start."
-            )
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who performs an action and from which machine (for the audit trail)."""
-
-    user: str
-    host: str
-
-    @classmethod
-    def current(cls) -> Actor:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
-        return cls(user=user, host=socket.gethostname())
 
 
 class RecipientInput(Protocol):
@@ -469,14 +439,39 @@ class BatchCallService:
         actor: Actor | None = None,
         on_change: Callable[[int], None] | None = None,
     ):
-        self.sessions = sessions
-        self.clock = clock
-        self.actor = actor or Actor.current()
-        #: Told the id of every batch call an action changed (the GUI turns it into a signal).
-        self.on_change = on_change
+        self._context = BatchCallContext(sessions, clock, actor or Actor.current(), on_change)
         #: How many calls the dialer was already placing when the last Pause, Cancel or
         #: Delete committed (it waited for them: none starts after it answered).
         self.calls_waited_for = 0
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._context.sessions
+
+    @property
+    def clock(self) -> Clock:
+        return self._context.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._context.clock = clock
+
+    @property
+    def actor(self) -> Actor:
+        return self._context.actor
+
+    @actor.setter
+    def actor(self, actor: Actor) -> None:
+        self._context.actor = actor
+
+    @property
+    def on_change(self) -> Callable[[int], None] | None:
+        """Told the id of every batch call an action changed (the GUI turns it into a signal)."""
+        return self._context.on_change
+
+    @on_change.setter
+    def on_change(self, on_change: Callable[[int], None] | None) -> None:
+        self._context.on_change = on_change
 
     # ----------------------------------------------------------------- creation
     def validate_new(self, spec: NewBatchCall, session: Session) -> dict[str, Any]:
@@ -576,7 +571,7 @@ class BatchCallService:
                 raise CreationCancelled(None if removed else batch_id) from None
             raise
         log.info("created batch call %s with %d recipients", batch_id, total)
-        self._changed(batch_id)
+        self._context.changed(batch_id)
         return self.get(batch_id)
 
     def _insert_recipients(
@@ -697,7 +692,7 @@ class BatchCallService:
             batch.import_heartbeat_at = None
             batch.import_complete = True
             batch.import_owner = None
-            self._audit(
+            self._context.audit(
                 session,
                 batch,
                 "CREATE",
@@ -749,7 +744,7 @@ class BatchCallService:
                 continue
             log.warning("removed batch call %s: its recipient import was interrupted", item.id)
             removed.append(item.id)
-            self._changed(item.id)
+            self._context.changed(item.id)
         return removed
 
     def _discard_failed_create(self, batch_id: int) -> bool:
@@ -771,9 +766,9 @@ class BatchCallService:
                 batch_id,
                 error.orig,
             )
-            self._changed(batch_id)
+            self._context.changed(batch_id)
             return False
-        self._changed(batch_id)
+        self._context.changed(batch_id)
         return True
 
     def create_from_csv(
@@ -795,26 +790,6 @@ class BatchCallService:
         return self.create(spec, chunks, cancel=cancel)
 
     # ----------------------------------------------------------------- actions
-    def _changed(self, batch_id: int) -> None:
-        if self.on_change:
-            try:
-                self.on_change(batch_id)
-            except Exception:  # a listener must never undo a committed action
-                log.exception("change listener failed")
-
-    def _audit(self, session: Session, batch: BatchCall, action: str, detail: str = "") -> None:
-        session.add(
-            AuditEvent(
-                batch_call_id=batch.id,
-                batch_call_name=batch.name,
-                action=action,
-                detail=detail,
-                user=self.actor.user,
-                host=self.actor.host,
-                at=self.clock(),
-            )
-        )
-
     def _transition(
         self,
         session: Session,
@@ -861,9 +836,9 @@ class BatchCallService:
             if after:
                 after(session)
             session.refresh(batch)
-            self._audit(session, batch, action.value, detail)
+            self._context.audit(session, batch, action.value, detail)
             snapshot = batch_snapshot(batch, now=self.clock())
-        self._changed(batch_id)
+        self._context.changed(batch_id)
         return snapshot
 
     def _requeue(self, batch_id: int) -> Callable[[Session], None]:
@@ -883,10 +858,10 @@ class BatchCallService:
             old = batch.name
             batch.name = new_name
             batch.updated_at = self.clock()
-            self._audit(session, batch, Action.RENAME.value, f'from "{old}"')
+            self._context.audit(session, batch, Action.RENAME.value, f'from "{old}"')
             session.flush()
             snapshot = batch_snapshot(batch, now=self.clock())
-        self._changed(batch_id)
+        self._context.changed(batch_id)
         return snapshot
 
     def pause(self, batch_id: int) -> BatchCallSnapshot:
@@ -978,13 +953,15 @@ class BatchCallService:
             batch = session.get(BatchCall, batch_id, with_for_update=True)
             if batch is None:
                 raise ActionNotAllowed(Action.DELETE, None)
-            self._audit(session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients")
+            self._context.audit(
+                session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients"
+            )
             being_placed = calls_being_placed(session, batch_id)
             session.execute(delete(CallAttempt).where(CallAttempt.batch_call_id == batch_id))
             session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
             session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
         self._await_calls_being_placed(batch_id, Action.DELETE, seen=being_placed)
-        self._changed(batch_id)
+        self._context.changed(batch_id)
 
     def perform(self, batch_id: int, action: Action) -> BatchCallSnapshot | None:
         """Run a status action by its enum (menus and the command line use this)."""
