@@ -14,22 +14,14 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from enum import StrEnum
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
-    and_,
     delete,
-    false,
-    func,
     insert,
-    not_,
     or_,
-    select,
-    union_all,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -52,7 +44,6 @@ from app.models.imports import (
     ImportOwner,
     bounded_lock_wait,
     dialable,
-    import_state,
     incomplete_imports_to_remove,
     removable,
 )
@@ -63,9 +54,8 @@ from app.models.policy import (
     retry_outcomes_text,
     stored_timezones_for_number,
     time_ranges_text,
-    timezones_from_text,
 )
-from app.models.recipients import COUNT_COLUMNS, counts_of, move_recipients
+from app.models.recipients import move_recipients
 from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
 from app.models.snapshots import (
     AgentSnapshot,
@@ -77,7 +67,6 @@ from app.models.snapshots import (
 )
 from app.models.status import (
     DIALING_ACTIONS,
-    OPEN_RECIPIENT_STATUSES,
     RETRYABLE_RECIPIENT_STATUSES,
     Action,
     ActionNotAllowed,
@@ -87,7 +76,6 @@ from app.models.status import (
 )
 from app.models.window import (
     CallingWindow,
-    days_from_text,
     days_to_text,
     parse_timezone,
     resolve_local,
@@ -101,8 +89,20 @@ from app.services.batch_common import (
     ValidationError,
     utcnow,
 )
+from app.services.batch_queries import BatchCallListing, BatchCallQueries, batch_snapshot
 from app.services.catalog import Catalog, agent_snapshot, number_snapshot
 from app.services.placements import calls_being_placed, wait_for_calls_being_placed
+from app.services.recipient_queries import (
+    EXPORT_COLUMNS,
+    EXPORT_FIXED_COLUMNS,
+    PHONE_CHARS,
+    RecipientQueries,
+    RecipientQuery,
+    RecipientSort,
+    recipient_search,
+    recipient_snapshot,
+    search_branches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,27 @@ __all__ = [  # the names callers import from here, wherever they are defined now
     "COMMIT_ROWS",
     "CONCURRENCY_MAX",
     "DISCARD_LOCK_WAIT_S",
+    "EXPORT_COLUMNS",
+    "EXPORT_FIXED_COLUMNS",
     "INSERT_CHUNK",
     "NAME_MAX",
     "PHONE_CHARS",
     "RECIPIENT_INSERT_COLUMNS",
     "Actor",
+    "BatchCallListing",
     "BatchCallService",
     "Clock",
     "CreationCancelled",
     "NotFound",
+    "RecipientQuery",
+    "RecipientSort",
     "ValidationError",
     "agent_snapshot",
+    "batch_snapshot",
     "number_snapshot",
+    "recipient_search",
+    "recipient_snapshot",
+    "search_branches",
     "utcnow",
 ]
 
@@ -145,7 +154,6 @@ RECIPIENT_INSERT_COLUMNS = (
     "name_key",
     "name_last_word_key",
 )
-PHONE_CHARS = frozenset("+0123456789 -().")
 #: An interrupted creation removes its partial batch call at once, waiting at most this long
 #: for a lock; if it cannot, the batch call stays incomplete (never dialed) and the next
 #: process removes it.
@@ -205,220 +213,6 @@ def validate_name(name: str) -> str:
     return name.strip()
 
 
-class RecipientSort(StrEnum):
-    ROW = "row"
-    PHONE = "phone"
-    NAME = "name"
-    STATUS = "status"
-    ATTEMPTS = "attempts"
-    ENDED = "ended"
-
-
-_SORT_COLUMNS: dict[RecipientSort, Any] = {
-    # Recipients are inserted in file order, so the id orders rows like row_number does,
-    # and (batch_call_id[, status], id) indexes serve it without a sort.
-    RecipientSort.ROW: Recipient.id,
-    RecipientSort.PHONE: Recipient.phone_number,
-    RecipientSort.NAME: Recipient.name_key,
-    RecipientSort.STATUS: Recipient.status,
-    RecipientSort.ATTEMPTS: Recipient.attempts,
-    RecipientSort.ENDED: Recipient.ended_at,
-}
-
-
-_NULLABLE_SORTS = frozenset({RecipientSort.NAME, RecipientSort.ENDED})
-
-
-def _sort_value(sort: RecipientSort, recipient: RecipientSnapshot) -> Any:
-    """The value of the sorted column for a recipient (what a keyset cursor compares)."""
-    if sort is RecipientSort.ROW:
-        return recipient.id
-    if sort is RecipientSort.PHONE:
-        return recipient.phone_number
-    if sort is RecipientSort.NAME:
-        return search_keys.name_key(recipient.name)
-    if sort is RecipientSort.STATUS:
-        return RecipientStatus(recipient.status).value
-    if sort is RecipientSort.ATTEMPTS:
-        return recipient.attempts
-    return recipient.ended_at
-
-
-def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> ColumnElement[bool]:
-    """Rows after `cursor` in the order (sorted column, then id; empty values last)."""
-    column = _SORT_COLUMNS[sort]
-    value = _sort_value(sort, cursor)
-
-    def beyond(a: Any, b: Any) -> ColumnElement[bool]:
-        result: ColumnElement[bool] = a < b if descending else a > b
-        return result
-
-    if sort is RecipientSort.ROW:
-        return beyond(Recipient.id, cursor.id)
-    if value is None:  # among the empty values, which come last either way
-        return and_(column.is_(None), beyond(Recipient.id, cursor.id))
-    after_value = or_(beyond(column, value), and_(column == value, beyond(Recipient.id, cursor.id)))
-    if sort in _NULLABLE_SORTS:
-        return or_(after_value, column.is_(None))
-    return after_value
-
-
-#: A search matching at least this many recipients is "common": its first page is found
-#: by walking the batch call's rows in order (200 matches come quickly), and its count by
-#: counting each index range; a rarer one collects its matches from the indexes.
-COMMON_SEARCH = 2_000
-
-
-def search_branches(batch_id: int, text: str) -> list[ColumnElement[bool]]:
-    """The ways `text` finds recipients, each a range scan on an index:
-
-    - digits (with spaces, dashes, brackets): numbers that end with them; numbers that
-      start with them when the text starts with "+" (an international number);
-    - anything else too: names that start with the text, or whose last word does.
-    """
-    branches: list[ColumnElement[bool]] = []
-
-    def starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
-        # The range is what the index serves; LIKE keeps the match exact under any
-        # database collation.
-        return and_(
-            Recipient.batch_call_id == batch_id,
-            column >= prefix,
-            column < search_keys.prefix_upper_bound(prefix),
-            column.startswith(prefix, autoescape=True),
-        )
-
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if digits and all(ch in PHONE_CHARS for ch in text):
-        if text.startswith("+"):
-            branches.append(starts_with(Recipient.phone_number, "+" + digits))
-        else:
-            branches.append(starts_with(Recipient.phone_digits_reversed, digits[::-1]))
-    folded = search_keys.name_key(text)
-    if folded:
-        branches.append(starts_with(Recipient.name_key, folded))
-        branches.append(starts_with(Recipient.name_last_word_key, folded))
-    return branches
-
-
-def recipient_search(batch_id: int, text: str, common: bool = False) -> ColumnElement[bool]:
-    """Recipients found by `text` (see search_branches). A rare search is a union of index
-    range scans (each way its own SELECT, so each uses its own index); a common one is
-    the same conditions ORed, which the database checks row by row in the page's order
-    and stops after a page."""
-    branches = search_branches(batch_id, text)
-    if not branches:
-        return false()
-    if common:
-        return or_(*branches)
-    selects = [select(Recipient.id).where(b) for b in branches]
-    return Recipient.id.in_(union_all(*selects) if len(selects) > 1 else selects[0])
-
-
-@dataclass(frozen=True)
-class RecipientQuery:
-    status: RecipientStatus | None = None
-    search: str = ""
-    sort: RecipientSort = RecipientSort.ROW
-    descending: bool = False
-
-
-@dataclass(frozen=True)
-class BatchCallListing:
-    """A read of every batch call against what the reader holds (`list_changed`):
-    `versions` by id, to hand to the next read, and the snapshots of the rows that are new
-    or changed."""
-
-    versions: dict[int, int]
-    fresh: list[BatchCallSnapshot]
-
-
-#: The list's rows as plain Core rows (no mapped objects), newest first: every column a
-#: snapshot reads (not the CSV's variable names, a JSON list), and the agent's name.
-_LIST_STATEMENT = (
-    select(
-        *(c for c in BatchCall.__table__.columns if c.name != "variable_columns"),
-        Agent.name.label("agent_name_"),
-    )
-    .join(Agent, Agent.id == BatchCall.agent_id)
-    .order_by(BatchCall.created_at.desc(), BatchCall.id.desc())
-)
-
-
-def _listed_snapshot(row: Any, now: datetime) -> BatchCallSnapshot:
-    # A namespace's attributes are read faster than a Row's (by name, about 45 per row).
-    return batch_snapshot(SimpleNamespace(**row._mapping), agent_name=row.agent_name_, now=now)
-
-
-def batch_snapshot(
-    batch: BatchCall | Any, agent_name: str | None = None, now: datetime | None = None
-) -> BatchCallSnapshot:
-    """The snapshot of a mapped BatchCall, or of a row of its table's columns read with
-    Core (a list of 10,000 skips the ORM) together with the agent's name."""
-    return BatchCallSnapshot(
-        id=batch.id,
-        name=batch.name,
-        status=BatchStatus(batch.status),
-        agent_id=batch.agent_id,
-        agent_name=batch.agent.name if agent_name is None else agent_name,
-        from_number=batch.from_number,
-        send_type=SendType(batch.send_type),
-        scheduled_at=batch.scheduled_at,
-        timezone=batch.timezone,
-        window_start=batch.window_start,
-        window_end=batch.window_end,
-        allowed_days=days_from_text(batch.allowed_days),
-        reserved_concurrency=batch.reserved_concurrency,
-        total_recipients=batch.total_recipients,
-        counts=counts_of(batch),
-        failure_reason=batch.failure_reason,
-        waiting_reason=batch.waiting_reason,
-        retry_count=batch.retry_count,
-        created_at=batch.created_at,
-        started_at=batch.started_at,
-        finished_at=batch.finished_at,
-        updated_at=batch.updated_at,
-        time_ranges=batch.time_ranges or "",
-        blackout_dates=batch.blackout_dates or "",
-        end_at=batch.end_at,
-        local_hours=(
-            f"{batch.local_hours_start}-{batch.local_hours_end}"
-            if batch.local_hours_start and batch.local_hours_end
-            else ""
-        ),
-        max_attempts=batch.max_attempts,
-        retry_delay_minutes=batch.retry_delay_minutes,
-        retry_outcomes=batch.retry_outcomes,
-        import_state=import_state(
-            batch.import_complete is not False,
-            batch.import_heartbeat_at,
-            batch.import_owner,
-            now or utcnow(),
-        ),
-    )
-
-
-def recipient_snapshot(r: Recipient) -> RecipientSnapshot:
-    return RecipientSnapshot(
-        id=r.id,
-        row_number=r.row_number,
-        phone_number=r.phone_number,
-        name=r.name,
-        variables=dict(r.variables or {}),
-        status=RecipientStatus(r.status),
-        attempts=r.attempts,
-        last_error=r.last_error,
-        provider_call_id=r.provider_call_id,
-        requested_at=r.requested_at,
-        answered_at=r.answered_at,
-        ended_at=r.ended_at,
-        duration_seconds=r.duration_seconds,
-        answered_by=r.answered_by,
-        timezones=timezones_from_text(r.timezones),
-        next_try_at=r.next_try_at,
-    )
-
-
 class BatchCallService:
     """The batch call use cases. Thread-safe: every call opens its own short session."""
 
@@ -431,6 +225,8 @@ class BatchCallService:
         on_change: Callable[[int], None] | None = None,
     ):
         self._context = BatchCallContext(sessions, clock, actor or Actor.current(), on_change)
+        self.batch_queries = BatchCallQueries(self._context)
+        self.recipient_queries = RecipientQueries(sessions)
         self.catalog = Catalog(sessions)
         #: How many calls the dialer was already placing when the last Pause, Cancel or
         #: Delete committed (it waited for them: none starts after it answered).
@@ -970,139 +766,44 @@ class BatchCallService:
             raise ValueError(f"{action.label} needs more than an id")
         return handlers[action](batch_id)
 
-    # ----------------------------------------------------------------- queries
+    # ----------------------------------------------------------------- batch calls read
     def get(self, batch_id: int) -> BatchCallSnapshot:
-        with self.sessions() as session:
-            batch = session.get(BatchCall, batch_id)
-            if batch is None:
-                raise NotFound(f"No batch call with id {batch_id}.")
-            return batch_snapshot(batch, now=self.clock())
+        return self.batch_queries.get(batch_id)
 
     def find(self, batch_id: int) -> BatchCallSnapshot | None:
-        try:
-            return self.get(batch_id)
-        except NotFound:
-            return None
+        return self.batch_queries.find(batch_id)
 
     def list(self, search: str = "") -> builtins.list[BatchCallSnapshot]:
-        """Every batch call, newest first; `search` matches names case-insensitively."""
-        stmt = _LIST_STATEMENT
-        if search.strip():
-            stmt = stmt.where(
-                func.lower(BatchCall.name).contains(search.strip().lower(), autoescape=True)
-            )
-        now = self.clock()
-        with self.sessions() as session:
-            return [_listed_snapshot(row, now) for row in session.execute(stmt)]
+        return self.batch_queries.list(search)
 
     def list_changed(
         self, versions: Mapping[int, int] | None = None, stale: Collection[int] = ()
     ) -> BatchCallListing:
-        """Every batch call's row version, and the snapshots of those not as `versions`
-        (from the previous read) had them, or named in `stale`: a poll of 10,000 batch
-        calls of which ten changed builds ten snapshots, not 10,000. A batch call still
-        importing is always fresh (whether its import is alive depends on the time)."""
-        known = versions or {}
-        now = self.clock()
-        seen: dict[int, int] = {}
-        fresh: builtins.list[BatchCallSnapshot] = []
-        with self.sessions() as session:
-            for row in session.execute(_LIST_STATEMENT):
-                # Every column and the agent's name: any change gives another version.
-                version = seen[row.id] = hash(row)
-                if known.get(row.id) != version or row.id in stale or row.import_complete is False:
-                    fresh.append(_listed_snapshot(row, now))
-        return BatchCallListing(seen, fresh)
+        return self.batch_queries.list_changed(versions, stale)
 
     def resolve(self, reference: str) -> BatchCallSnapshot:
-        """A batch call by id, or by its exact (case-insensitive) name if unique."""
-        text = reference.strip()
-        if text and text.isascii() and text.isdigit():
-            if len(text) > 18:  # beyond any stored id (64-bit), and beyond SQLite's integers
-                raise NotFound(f"No batch call with id {text}.")
-            return self.get(int(text))
-        with self.sessions() as session:
-            matches = session.scalars(
-                select(BatchCall).where(func.lower(BatchCall.name) == reference.strip().lower())
-            ).all()
-            if not matches:
-                raise NotFound(f'No batch call named "{reference}".')
-            if len(matches) > 1:
-                ids = ", ".join(str(b.id) for b in matches)
-                raise NotFound(
-                    f'Several batch calls are named "{reference}" (ids {ids}); use an id.'
-                )
-            return batch_snapshot(matches[0], now=self.clock())
+        return self.batch_queries.resolve(reference)
 
-    def _recipient_filter(
-        self, batch_id: int, query: RecipientQuery, common: bool = False
-    ) -> builtins.list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = [Recipient.batch_call_id == batch_id]
-        if query.status is not None:
-            conditions.append(Recipient.status == RecipientStatus(query.status).value)
-        text = query.search.strip()
-        if text:
-            conditions.append(recipient_search(batch_id, text, common))
-        return conditions
+    def outcomes_since(
+        self, batch_id: int, since: datetime
+    ) -> builtins.list[tuple[datetime, RecipientStatus]]:
+        return self.batch_queries.outcomes_since(batch_id, since)
 
-    def _common_search(self, session: Session, batch_id: int, text: str) -> bool:
-        """Whether `text` matches COMMON_SEARCH recipients or more (a few capped index
-        range counts, a millisecond or two)."""
-        found = 0
-        for branch in search_branches(batch_id, text):
-            capped = select(Recipient.id).where(branch).limit(COMMON_SEARCH).subquery()
-            found += int(session.scalar(select(func.count()).select_from(capped)) or 0)
-            if found >= COMMON_SEARCH:
-                return True
-        return False
+    def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:
+        return self.batch_queries.history(batch_id)
 
-    def _count_search(self, session: Session, batch_id: int, query: RecipientQuery) -> int:
-        """Matches of a search: each index range counted on its own, a recipient found by
-        two ways counted once (its later way excludes the earlier ones' ranges)."""
-        branches = search_branches(batch_id, query.search.strip())
-        status = (
-            [Recipient.status == RecipientStatus(query.status).value]
-            if query.status is not None
-            else []
-        )
-        total = 0
-        found_by: list[ColumnElement[bool]] = []  # earlier ways that found someone
-        for branch in branches:
-            earlier = [not_(b) for b in found_by]
-            found = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(Recipient)
-                    .where(branch, *status, *[or_(e, e.is_(None)) for e in earlier])
-                )
-                or 0
-            )
-            if found:
-                found_by.append(branch)
-            total += found
-        return total
+    def calling_window(self, batch_id: int) -> CallingWindow:
+        return self.batch_queries.calling_window(batch_id)
 
+    def open_recipient_count(self, batch_id: int) -> int:
+        return self.batch_queries.open_recipient_count(batch_id)
+
+    # ----------------------------------------------------------------- recipients read
     def count_recipients(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int:
-        """How many recipients match: a search counts its index ranges (10-400 ms at a
-        million recipients and 100,000 matches or more), the rest reads the counters."""
-        if query.search.strip():
-            with self.sessions() as session:
-                return self._count_search(session, batch_id, query)
-        return self.stored_count(batch_id, query) or 0
+        return self.recipient_queries.count_recipients(batch_id, query)
 
     def stored_count(self, batch_id: int, query: RecipientQuery = RecipientQuery()) -> int | None:
-        """The count the counters kept with every status change answer at once (all, or one
-        status: never a count of the rows); None for a search, which only
-        `count_recipients` counts (a view shows its first page before)."""
-        if query.search.strip():
-            return None
-        with self.sessions() as session:
-            batch = session.get(BatchCall, batch_id)
-            if batch is None:
-                return 0
-            if query.status is None:
-                return int(batch.total_recipients)
-            return int(getattr(batch, COUNT_COLUMNS[RecipientStatus(query.status)].key))
+        return self.recipient_queries.stored_count(batch_id, query)
 
     def recipients_page(
         self,
@@ -1113,181 +814,28 @@ class BatchCallService:
         *,
         after: RecipientSnapshot | None = None,
     ) -> builtins.list[RecipientSnapshot]:
-        """A page of recipients in the query's order: the page that follows the recipient
-        `after` (keyset paging: as fast at row 900,000 as at row 0), else from `offset`."""
-        sort = RecipientSort(query.sort)
-        column = _SORT_COLUMNS[sort]
-        ordered = column.desc() if query.descending else column.asc()
-        # Empty names and times sort last either way, on SQLite and PostgreSQL alike.
-        order = [ordered.nulls_last()] if sort in _NULLABLE_SORTS else [ordered]
-        if sort is RecipientSort.ROW:
-            order = []
-        tiebreak = Recipient.id.desc() if query.descending else Recipient.id.asc()
-        with self.sessions() as session:
-            common = bool(query.search.strip()) and self._common_search(
-                session, batch_id, query.search.strip()
-            )
-        conditions = self._recipient_filter(batch_id, query, common=common)
-        if after is not None:
-            conditions.append(_after(sort, query.descending, after))
-            offset = 0
-        stmt = (
-            select(Recipient)
-            .where(*conditions)
-            .order_by(*order, tiebreak)
-            .offset(offset)
-            .limit(limit)
-        )
-        with self.sessions() as session:
-            return [recipient_snapshot(r) for r in session.scalars(stmt)]
+        return self.recipient_queries.recipients_page(batch_id, query, offset, limit, after=after)
 
     def recipient_at(
         self, batch_id: int, query: RecipientQuery, position: int
     ) -> RecipientSnapshot | None:
-        """The recipient at `position` (0-based) in the query's order, or None (a cursor for
-        `recipients_page(after=...)`; reading it counts the rows before it once)."""
-        page = self.recipients_page(batch_id, query, offset=position, limit=1)
-        return page[0] if page else None
+        return self.recipient_queries.recipient_at(batch_id, query, position)
 
     def recipients_by_id(self, batch_id: int, ids: Sequence[int]) -> dict[int, RecipientSnapshot]:
-        """The current state of these recipients of the batch call (a live refresh of the
-        rows a view shows, whatever page they came from)."""
-        if not ids:
-            return {}
-        stmt = select(Recipient).where(
-            Recipient.batch_call_id == batch_id, Recipient.id.in_(list(ids))
-        )
-        with self.sessions() as session:
-            return {r.id: recipient_snapshot(r) for r in session.scalars(stmt)}
+        return self.recipient_queries.recipients_by_id(batch_id, ids)
 
     def iter_recipients(
         self, batch_id: int, query: RecipientQuery = RecipientQuery(), chunk: int = 5_000
     ) -> Iterator[RecipientSnapshot]:
-        """Every matching recipient in row order, read in keyset pages (memory stays flat)."""
-        last_id = 0
-        conditions = self._recipient_filter(batch_id, query)
-        while True:
-            with self.sessions() as session:
-                rows = session.scalars(
-                    select(Recipient)
-                    .where(*conditions, Recipient.id > last_id)
-                    .order_by(Recipient.id)
-                    .limit(chunk)
-                ).all()
-                snapshots = [recipient_snapshot(r) for r in rows]
-            if not snapshots:
-                return
-            yield from snapshots
-            last_id = snapshots[-1].id
+        return self.recipient_queries.iter_recipients(batch_id, query, chunk)
 
     def export_recipients(
         self, batch_id: int, path: str | Path, query: RecipientQuery = RecipientQuery()
     ) -> int:
-        """Write the recipients (with outcomes and variables) to a CSV; returns the count."""
-        from app.services.csv_export import export_recipients
-
-        with self.sessions() as session:
-            batch = session.get(BatchCall, batch_id)
-            if batch is None:
-                raise NotFound(f"No batch call with id {batch_id}.")
-            variables = list(batch.variable_columns or [])
-        # A CSV column named like an outcome column ("status") is exported as "var_status".
-        headers = {v: f"var_{v}" if v in EXPORT_FIXED_COLUMNS else v for v in variables}
-        columns = [*EXPORT_COLUMNS, *headers.values()]
-
-        def rows() -> Iterator[dict[str, object]]:
-            for r in self.iter_recipients(batch_id, query):
-                row: dict[str, object] = {
-                    "phone_number": r.phone_number,
-                    "name": r.name or "",
-                    "status": r.status.value,
-                    "attempts": r.attempts,
-                    "last_error": r.last_error or "",
-                    "provider_call_id": r.provider_call_id or "",
-                    "requested_at": _iso(r.requested_at),
-                    "answered_at": _iso(r.answered_at),
-                    "ended_at": _iso(r.ended_at),
-                    "duration_seconds": "" if r.duration_seconds is None else r.duration_seconds,
-                    "answered_by": r.answered_by or "",
-                    # "Skipped: do not call", "Expired", "Waiting for retry" as shown.
-                    "status_display": r.status.display_name,
-                    "next_attempt_at": _iso(r.next_try_at)
-                    if r.status is RecipientStatus.WAITING_RETRY
-                    else "",
-                    "timezones": " ".join(r.timezones),
-                }
-                for key, header in headers.items():
-                    row[header] = r.variables.get(key, "")
-                yield row
-
-        return export_recipients(rows(), columns, path)
+        return self.recipient_queries.export_recipients(batch_id, path, query)
 
     def call_attempts(self, recipient_id: int) -> builtins.list[dict[str, Any]]:
-        with self.sessions() as session:
-            attempts = session.scalars(
-                select(CallAttempt)
-                .where(CallAttempt.recipient_id == recipient_id)
-                .order_by(CallAttempt.attempt_number)
-            ).all()
-            return [
-                {
-                    "attempt": a.attempt_number,
-                    "provider_call_id": a.provider_call_id,
-                    "provider_status": a.provider_status,
-                    "outcome": a.outcome,
-                    "error": a.error,
-                    "requested_at": a.requested_at,
-                    "answered_at": a.answered_at,
-                    "ended_at": a.ended_at,
-                    "duration_seconds": a.duration_seconds,
-                    "answered_by": a.answered_by,
-                }
-                for a in attempts
-            ]
-
-    def outcomes_since(
-        self, batch_id: int, since: datetime
-    ) -> builtins.list[tuple[datetime, RecipientStatus]]:
-        """(end time, outcome) of the batch call's calls that ended at or after `since`
-        (the Summary's rate, estimate and chart)."""
-        stmt = select(CallAttempt.ended_at, CallAttempt.outcome).where(
-            CallAttempt.batch_call_id == batch_id,
-            CallAttempt.outcome.is_not(None),
-            CallAttempt.ended_at >= since,
-        )
-        with self.sessions() as session:
-            return [
-                (ended, RecipientStatus(outcome))
-                for ended, outcome in session.execute(stmt)
-                if ended is not None and outcome in RecipientStatus.__members__
-            ]
-
-    def history(self, batch_id: int) -> builtins.list[AuditSnapshot]:
-        with self.sessions() as session:
-            events = session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.batch_call_id == batch_id)
-                .order_by(AuditEvent.at, AuditEvent.id)
-            ).all()
-            return [
-                AuditSnapshot(
-                    id=e.id,
-                    batch_call_id=e.batch_call_id,
-                    batch_call_name=e.batch_call_name,
-                    action=e.action,
-                    detail=e.detail,
-                    user=e.user,
-                    host=e.host,
-                    at=e.at,
-                )
-                for e in events
-            ]
-
-    def calling_window(self, batch_id: int) -> CallingWindow:
-        b = self.get(batch_id)
-        return CallingWindow.from_text(
-            b.timezone, b.window_start, b.window_end, days_to_text(b.allowed_days)
-        )
+        return self.recipient_queries.call_attempts(recipient_id)
 
     # ----------------------------------------------------------------- agents and numbers
     def add_agent(self, name: str, kind: str, value: str, active: bool = True) -> AgentSnapshot:
@@ -1307,34 +855,7 @@ class BatchCallService:
     def list_from_numbers(self, active_only: bool = False) -> builtins.list[FromNumberSnapshot]:
         return self.catalog.list_from_numbers(active_only)
 
-    def open_recipient_count(self, batch_id: int) -> int:
-        b = self.get(batch_id)
-        return sum(b.counts[s] for s in OPEN_RECIPIENT_STATUSES)
-
-
-EXPORT_COLUMNS = (
-    "phone_number",
-    "name",
-    "status",
-    "attempts",
-    "last_error",
-    "provider_call_id",
-    "requested_at",
-    "answered_at",
-    "ended_at",
-    "duration_seconds",
-    "answered_by",
-    "status_display",
-    "next_attempt_at",
-    "timezones",
-)
-EXPORT_FIXED_COLUMNS = frozenset(EXPORT_COLUMNS)
-
 
 def _check(cancel: Callable[[], bool] | None) -> None:
     if cancel is not None and cancel():
         raise CreationCancelled()
-
-
-def _iso(value: datetime | None) -> str:
-    return value.isoformat() if value else ""
