@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import (
-    ColumnElement,
     delete,
     insert,
-    or_,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -37,13 +35,11 @@ from app.models.creation import (
 from app.models.creation import (
     CreationRequest,
     creation_problems,
-    name_problem,
 )
 from app.models.imports import (
     CLEANUP_LOCK_WAIT_S,
     ImportOwner,
     bounded_lock_wait,
-    dialable,
     incomplete_imports_to_remove,
     removable,
 )
@@ -55,8 +51,7 @@ from app.models.policy import (
     stored_timezones_for_number,
     time_ranges_text,
 )
-from app.models.recipients import move_recipients
-from app.models.schema import Agent, AuditEvent, BatchCall, CallAttempt, FromNumber, Recipient
+from app.models.schema import Agent, AuditEvent, BatchCall, FromNumber, Recipient
 from app.models.snapshots import (
     AgentSnapshot,
     AuditSnapshot,
@@ -66,13 +61,9 @@ from app.models.snapshots import (
     SendType,
 )
 from app.models.status import (
-    DIALING_ACTIONS,
-    RETRYABLE_RECIPIENT_STATUSES,
     Action,
-    ActionNotAllowed,
     BatchStatus,
     RecipientStatus,
-    statuses_allowing,
 )
 from app.models.window import (
     CallingWindow,
@@ -80,6 +71,7 @@ from app.models.window import (
     parse_timezone,
     resolve_local,
 )
+from app.services.batch_actions import BatchCallActions, validate_name
 from app.services.batch_common import (
     Actor,
     BatchCallContext,
@@ -91,7 +83,6 @@ from app.services.batch_common import (
 )
 from app.services.batch_queries import BatchCallListing, BatchCallQueries, batch_snapshot
 from app.services.catalog import Catalog, agent_snapshot, number_snapshot
-from app.services.placements import calls_being_placed, wait_for_calls_being_placed
 from app.services.recipient_queries import (
     EXPORT_COLUMNS,
     EXPORT_FIXED_COLUMNS,
@@ -132,6 +123,7 @@ __all__ = [  # the names callers import from here, wherever they are defined now
     "recipient_snapshot",
     "search_branches",
     "utcnow",
+    "validate_name",
 ]
 
 INSERT_CHUNK = 5_000
@@ -205,14 +197,6 @@ def scheduled_instant(day: date, at: time, timezone: str) -> datetime:
     return resolve_local(datetime.combine(day, at), parse_timezone(timezone))
 
 
-def validate_name(name: str) -> str:
-    """The trimmed name, or ValidationError: 1 to 100 characters after trimming."""
-    problem = name_problem(name)
-    if problem:
-        raise ValidationError({"name": problem})
-    return name.strip()
-
-
 class BatchCallService:
     """The batch call use cases. Thread-safe: every call opens its own short session."""
 
@@ -227,10 +211,8 @@ class BatchCallService:
         self._context = BatchCallContext(sessions, clock, actor or Actor.current(), on_change)
         self.batch_queries = BatchCallQueries(self._context)
         self.recipient_queries = RecipientQueries(sessions)
+        self.actions = BatchCallActions(self._context, self.batch_queries)
         self.catalog = Catalog(sessions)
-        #: How many calls the dialer was already placing when the last Pause, Cancel or
-        #: Delete committed (it waited for them: none starts after it answered).
-        self.calls_waited_for = 0
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -251,6 +233,16 @@ class BatchCallService:
     @actor.setter
     def actor(self, actor: Actor) -> None:
         self._context.actor = actor
+
+    @property
+    def calls_waited_for(self) -> int:
+        """How many calls the dialer was already placing when the last Pause, Cancel or
+        Delete committed (it waited for them: none starts after it answered)."""
+        return self.actions.calls_waited_for
+
+    @calls_waited_for.setter
+    def calls_waited_for(self, count: int) -> None:
+        self.actions.calls_waited_for = count
 
     @property
     def on_change(self) -> Callable[[int], None] | None:
@@ -578,193 +570,26 @@ class BatchCallService:
         return self.create(spec, chunks, cancel=cancel)
 
     # ----------------------------------------------------------------- actions
-    def _transition(
-        self,
-        session: Session,
-        batch_id: int,
-        action: Action,
-        values: dict[str, Any],
-        extra: Sequence[ColumnElement[bool]] = (),
-    ) -> BatchCall:
-        """The conditional status change; ActionNotAllowed names the status found instead."""
-        allowed = [s.value for s in statuses_allowing(action)]
-        if action in DIALING_ACTIONS:  # never dial a batch call missing recipients
-            extra = [*extra, dialable()]
-        result = session.execute(
-            update(BatchCall)
-            .where(BatchCall.id == batch_id, BatchCall.status.in_(allowed), *extra)
-            .values(updated_at=self.clock(), **values)
-            .execution_options(synchronize_session=False)
-        )
-        batch = session.get(BatchCall, batch_id, populate_existing=True)
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            if batch is None:
-                raise ActionNotAllowed(action, None)
-            raise ActionNotAllowed(
-                action,
-                BatchStatus(batch.status),
-                batch.name,
-                incomplete_import=action in DIALING_ACTIONS and not batch.import_complete,
-            )
-        assert batch is not None
-        return batch
-
-    def _act(
-        self,
-        batch_id: int,
-        action: Action,
-        values: dict[str, Any],
-        *,
-        detail: str = "",
-        extra: Sequence[ColumnElement[bool]] = (),
-        after: Callable[[Session], None] | None = None,
-    ) -> BatchCallSnapshot:
-        with self.sessions.begin() as session:
-            batch = self._transition(session, batch_id, action, values, extra)
-            if after:
-                after(session)
-            session.refresh(batch)
-            self._context.audit(session, batch, action.value, detail)
-            snapshot = batch_snapshot(batch, now=self.clock())
-        self._context.changed(batch_id)
-        return snapshot
-
-    def _requeue(self, batch_id: int) -> Callable[[Session], None]:
-        """QUEUED recipients go back to PENDING: they were due, not called."""
-
-        def move(session: Session) -> None:
-            move_recipients(session, batch_id, [RecipientStatus.QUEUED], RecipientStatus.PENDING)
-
-        return move
-
     def rename(self, batch_id: int, name: str) -> BatchCallSnapshot:
-        new_name = validate_name(name)
-        with self.sessions.begin() as session:
-            batch = session.get(BatchCall, batch_id, with_for_update=True)
-            if batch is None:
-                raise ActionNotAllowed(Action.RENAME, None)
-            old = batch.name
-            batch.name = new_name
-            batch.updated_at = self.clock()
-            self._context.audit(session, batch, Action.RENAME.value, f'from "{old}"')
-            session.flush()
-            snapshot = batch_snapshot(batch, now=self.clock())
-        self._context.changed(batch_id)
-        return snapshot
+        return self.actions.rename(batch_id, name)
 
     def pause(self, batch_id: int) -> BatchCallSnapshot:
-        snapshot = self._act(
-            batch_id,
-            Action.PAUSE,
-            {
-                "status": BatchStatus.PAUSED.value,
-                "waiting_reason": f"Paused by {self.actor.user}.",
-            },
-            after=self._requeue(batch_id),
-        )
-        self._await_calls_being_placed(batch_id, Action.PAUSE)
-        return snapshot
+        return self.actions.pause(batch_id)
 
     def resume(self, batch_id: int) -> BatchCallSnapshot:
-        return self._act(
-            batch_id,
-            Action.RESUME,
-            {"status": BatchStatus.RUNNING.value, "waiting_reason": None},
-        )
+        return self.actions.resume(batch_id)
 
     def cancel(self, batch_id: int) -> BatchCallSnapshot:
-        snapshot = self._act(
-            batch_id,
-            Action.CANCEL,
-            {
-                "status": BatchStatus.CANCELLED.value,
-                "waiting_reason": None,
-                "finished_at": self.clock(),
-            },
-            after=self._requeue(batch_id),
-        )
-        self._await_calls_being_placed(batch_id, Action.CANCEL)
-        return snapshot
-
-    def _await_calls_being_placed(
-        self, batch_id: int, action: Action, seen: int | None = None
-    ) -> None:
-        """The dialer places calls outside any lock (app.services.placements): once this
-        returns (a second at most), no call of the batch call starts any more."""
-        waited = wait_for_calls_being_placed(self.sessions, batch_id, seen=seen)
-        self.calls_waited_for = waited
-        if waited:
-            log.info(
-                "%s of batch call %s waited for %d call(s) the dialer was already placing",
-                action.label,
-                batch_id,
-                waited,
-            )
+        return self.actions.cancel(batch_id)
 
     def retry(self, batch_id: int) -> BatchCallSnapshot:
-        """Same batch call back to SCHEDULED; FAILED and NO_ANSWER recipients to PENDING."""
-        retryable = BatchCall.failed_count + BatchCall.no_answer_count > 0
-        moved: list[int] = []
-
-        def reset(session: Session) -> None:
-            moved.append(
-                move_recipients(
-                    session,
-                    batch_id,
-                    [
-                        *sorted(RETRYABLE_RECIPIENT_STATUSES),
-                        RecipientStatus.QUEUED,
-                        RecipientStatus.WAITING_RETRY,
-                    ],
-                    RecipientStatus.PENDING,
-                    values={"next_try_at": None},
-                )
-            )
-
-        return self._act(
-            batch_id,
-            Action.RETRY,
-            {
-                "status": BatchStatus.SCHEDULED.value,
-                "retry_count": BatchCall.retry_count + 1,
-                "failure_reason": None,
-                "waiting_reason": None,
-                "finished_at": None,
-            },
-            extra=[or_(BatchCall.status != BatchStatus.COMPLETED.value, retryable)],
-            after=reset,
-        )
+        return self.actions.retry(batch_id)
 
     def delete(self, batch_id: int) -> None:
-        """Remove the batch call, its recipients and call attempts (the audit trail stays)."""
-        with self.sessions.begin() as session:
-            batch = session.get(BatchCall, batch_id, with_for_update=True)
-            if batch is None:
-                raise ActionNotAllowed(Action.DELETE, None)
-            self._context.audit(
-                session, batch, Action.DELETE.value, f"{batch.total_recipients} recipients"
-            )
-            being_placed = calls_being_placed(session, batch_id)
-            session.execute(delete(CallAttempt).where(CallAttempt.batch_call_id == batch_id))
-            session.execute(delete(Recipient).where(Recipient.batch_call_id == batch_id))
-            session.execute(delete(BatchCall).where(BatchCall.id == batch_id))
-        self._await_calls_being_placed(batch_id, Action.DELETE, seen=being_placed)
-        self._context.changed(batch_id)
+        return self.actions.delete(batch_id)
 
     def perform(self, batch_id: int, action: Action) -> BatchCallSnapshot | None:
-        """Run a status action by its enum (menus and the command line use this)."""
-        if action is Action.RELOAD:
-            return self.get(batch_id)
-        handlers: dict[Action, Callable[[int], BatchCallSnapshot | None]] = {
-            Action.PAUSE: self.pause,
-            Action.RESUME: self.resume,
-            Action.CANCEL: self.cancel,
-            Action.RETRY: self.retry,
-            Action.DELETE: self.delete,
-        }
-        if action not in handlers:
-            raise ValueError(f"{action.label} needs more than an id")
-        return handlers[action](batch_id)
+        return self.actions.perform(batch_id, action)
 
     # ----------------------------------------------------------------- batch calls read
     def get(self, batch_id: int) -> BatchCallSnapshot:
