@@ -23,8 +23,6 @@ from app.models.snapshots import RecipientSnapshot
 from app.models.status import RecipientStatus
 from app.services.batch_common import NotFound
 
-PHONE_CHARS = frozenset("+0123456789 -().")
-
 
 class RecipientSort(StrEnum):
     ROW = "row"
@@ -88,6 +86,9 @@ def _after(sort: RecipientSort, descending: bool, cursor: RecipientSnapshot) -> 
 #: by walking the batch call's rows in order (200 matches come quickly), and its count by
 #: counting each index range; a rarer one collects its matches from the indexes.
 COMMON_SEARCH = 2_000
+
+#: A search made only of these characters (with a digit among them) looks for numbers.
+PHONE_CHARS = frozenset("+0123456789 -().")
 
 
 def search_branches(batch_id: int, text: str) -> list[ColumnElement[bool]]:
