@@ -413,11 +413,11 @@ def test_an_import_whose_process_died_is_removed_by_the_sweep(
         raise Died
 
     # Simulate a kill: the clean-up that an exception triggers must not run.
-    original = service._discard_failed_create
-    service._discard_failed_create = lambda batch_id: None  # type: ignore[method-assign]
+    original = service.creation._discard_failed_create
+    service.creation._discard_failed_create = lambda batch_id: None  # type: ignore[method-assign]
     with pytest.raises(Died):
         service.create(new_spec(agent, number, name="Interrupted"), chunks())
-    service._discard_failed_create = original  # type: ignore[method-assign]
+    service.creation._discard_failed_create = original  # type: ignore[method-assign]
     with sessions.begin() as session:  # another machine's import: only its heartbeat tells
         session.execute(update(BatchCall).values(import_owner=None))
     (stuck,) = [b for b in service.list() if b.name == "Interrupted"]

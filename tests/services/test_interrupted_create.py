@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from app.models.imports import IMPORT_STALE_AFTER, ImportOwner, ImportState
 from app.models.schema import AuditEvent, BatchCall, CallAttempt, Recipient
 from app.models.status import Action, ActionNotAllowed, BatchStatus
-from app.services import batch_calls
+from app.services import batch_creation
 from app.services.batch_calls import BatchCallService, CreationCancelled
 from app.services.csv_import import ImportCancelled
 from tests.conftest import make_rows
@@ -40,18 +40,16 @@ def interrupted_import(
         yield make_rows(rows)
         raise Died
 
-    import app.services.batch_calls as batch_calls
-
-    original = service._discard_failed_create
-    service._discard_failed_create = lambda batch_id: None  # type: ignore[method-assign]
-    commit_rows = batch_calls.COMMIT_ROWS
-    batch_calls.COMMIT_ROWS = 1  # each chunk committed before the process "dies"
+    original = service.creation._discard_failed_create
+    service.creation._discard_failed_create = lambda batch_id: None  # type: ignore[method-assign]
+    commit_rows = batch_creation.COMMIT_ROWS
+    batch_creation.COMMIT_ROWS = 1  # each chunk committed before the process "dies"
     try:
         with pytest.raises(Died):
             service.create(new_spec(agent, number, name=name), chunks())
     finally:
-        service._discard_failed_create = original  # type: ignore[method-assign]
-        batch_calls.COMMIT_ROWS = commit_rows
+        service.creation._discard_failed_create = original  # type: ignore[method-assign]
+        batch_creation.COMMIT_ROWS = commit_rows
     (left,) = [b for b in service.list() if b.name == name]
     if owner is not None:
         force(service.sessions, left.id, import_owner=owner)
@@ -228,7 +226,7 @@ def test_a_cancel_before_a_commit_rolls_back_and_leaves_nothing(
 def test_a_failed_create_that_cannot_get_the_lock_leaves_an_undialable_import(
     service, agent_and_number, sessions, database_url, monkeypatch
 ):
-    monkeypatch.setattr(batch_calls, "DISCARD_LOCK_WAIT_S", 0.05)
+    monkeypatch.setattr(batch_creation, "DISCARD_LOCK_WAIT_S", 0.05)
     agent, number = agent_and_number
     path = database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, timeout=0)
@@ -333,7 +331,7 @@ def test_an_import_that_went_on_meanwhile_is_not_removed(
 def test_the_clean_up_does_not_wait_out_a_busy_database(
     service, agent_and_number, sessions, clock, database_url, monkeypatch
 ):
-    monkeypatch.setattr(batch_calls, "CLEANUP_LOCK_WAIT_S", 0.05)
+    monkeypatch.setattr(batch_creation, "CLEANUP_LOCK_WAIT_S", 0.05)
     left = interrupted_import(service, agent_and_number)
     clock.advance(seconds=IMPORT_STALE_AFTER.total_seconds() + 1)
     holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
@@ -367,7 +365,7 @@ def test_on_postgres_an_incomplete_import_is_refused_and_a_locked_row_not_waited
     service.cancel(left.id)
     with pytest.raises(ActionNotAllowed, match="never dialed"):
         service.retry(left.id)
-    monkeypatch.setattr(batch_calls, "CLEANUP_LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(batch_creation, "CLEANUP_LOCK_WAIT_S", 0.2)
     clock.advance(seconds=IMPORT_STALE_AFTER.total_seconds() + 1)
     holder = engine.connect()
     transaction = holder.begin()

@@ -125,7 +125,9 @@ def test_searches_and_pages_are_index_range_scans(service, batch, database_url):
             stmt = (
                 select(Recipient.id)
                 .where(
-                    *service._recipient_filter(batch.id, RecipientQuery(search=search)),
+                    *service.recipient_queries._recipient_filter(
+                        batch.id, RecipientQuery(search=search)
+                    ),
                 )
                 .compile(engine, compile_kwargs={"literal_binds": True})
             )
@@ -224,12 +226,12 @@ def test_new_recipients_get_their_keys_on_insert(service, batch):
 def test_common_searches_find_and_count_the_same_recipients(service, batch, search, monkeypatch):
     """A search that matches many recipients takes another plan (rows walked in order);
     it must find and count exactly what the index-union plan finds."""
-    from app.services import batch_calls
+    from app.services import recipient_queries
 
     query = RecipientQuery(search=search)
     rare = [r.id for r in service.recipients_page(batch.id, query, limit=1000)]
     rare_count = service.count_recipients(batch.id, query)
-    monkeypatch.setattr(batch_calls, "COMMON_SEARCH", 1)
+    monkeypatch.setattr(recipient_queries, "COMMON_SEARCH", 1)
     common = [r.id for r in service.recipients_page(batch.id, query, limit=1000)]
     assert common == rare
     assert service.count_recipients(batch.id, query) == rare_count == len(rare)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QPushButton
 from sqlalchemy import func, select
 
 from app.models.schema import BatchCall, Recipient
-from app.services import batch_calls
+from app.services import batch_creation
 from app.views.create_dialog import CreateDialog
 from tests.views.test_create_dialog import big_csv, load, text
 
@@ -28,8 +28,8 @@ ROWS = 40_000
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Many short transactions, so the test can act while recipients are being stored."""
-    monkeypatch.setattr(batch_calls, "INSERT_CHUNK", 200)
-    monkeypatch.setattr(batch_calls, "COMMIT_ROWS", 200)
+    monkeypatch.setattr(batch_creation, "INSERT_CHUNK", 200)
+    monkeypatch.setattr(batch_creation, "COMMIT_ROWS", 200)
 
 
 @pytest.fixture
