@@ -531,8 +531,10 @@ class MainWindow(QMainWindow):
             diff = diff_rows(shown, fresh, stored=listing.versions, prepare=INSERT_CHUNK_ROWS)
             return listing.versions, diff
 
+        first = not self._loaded_once
+
         def read() -> tuple[dict[int, int], RowDiff]:
-            if shown:  # a reload: the rows that changed
+            if not first:  # a reload: the rows that changed
                 return compare()
             with aio.collector_paused():  # the first load: every row, kept as long as shown
                 return compare()

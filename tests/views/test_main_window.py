@@ -235,3 +235,30 @@ def test_a_long_search_that_matches_nothing_never_widens_the_window(
     assert window.width() == width
     assert "&lt;b&gt;" in window.no_match_label.text()  # shown as typed, not as HTML
     assert window.search_summary.text() == "No match among 1."
+
+
+def test_only_the_first_load_reads_without_the_collector_and_freezes(
+    open_main_window, qtbot, monkeypatch
+):
+    """A reload of an empty list (every 5 s) must not freeze the garbage of the moment
+    for good, as the first load's freeze does."""
+    import gc
+
+    from app.views import aio
+
+    paused: list[int] = []
+    real = aio.collector_paused
+
+    def counted():  # type: ignore[no-untyped-def]
+        paused.append(1)
+        return real()
+
+    monkeypatch.setattr(aio, "collector_paused", counted)
+    window = open_main_window()
+    qtbot.waitUntil(lambda: window.loaded, timeout=5000)
+    assert paused == [1]
+    for _ in range(2):
+        with qtbot.waitSignal(window.reloaded, timeout=5000):
+            window.reload(quiet=True)
+    assert paused == [1]
+    assert gc.isenabled()
