@@ -206,6 +206,56 @@ def reason_line(snapshot: BatchCallSnapshot) -> str:
     return status_reason(snapshot)
 
 
+def paint_cell_background(
+    delegate: QStyledItemDelegate,
+    painter: QPainter,
+    option: QStyleOptionViewItem,
+    index: QModelIndex | QPersistentModelIndex,
+) -> str:
+    """The cell's background as the style draws it (selection, alternating rows), no
+    text; returns the text the style would have drawn."""
+    delegate.initStyleOption(option, index)
+    text = option.text
+    option.text = ""
+    widget = option.widget
+    style = widget.style() if widget is not None else QApplication.style()
+    style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
+    return text
+
+
+def paint_two_lines(
+    painter: QPainter,
+    rect: QRect,
+    first: str,
+    second: str,
+    first_color: QColor,
+    second_color: QColor,
+) -> None:
+    """`first` on the top line and, smaller, `second` under it, each elided to the width;
+    `first` alone is centred in the height."""
+    metrics = painter.fontMetrics()
+    line = metrics.height()
+    top = rect.y() if second else rect.y() + (rect.height() - line) // 2
+    painter.setPen(first_color)
+    painter.drawText(
+        QRect(rect.x(), top, rect.width(), line),
+        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+        metrics.elidedText(first, Qt.TextElideMode.ElideRight, rect.width()),
+    )
+    if not second:
+        return
+    small = QFont(painter.font())
+    small.setPointSizeF(max(7.0, small.pointSizeF() * 0.9))
+    painter.setFont(small)
+    painter.setPen(second_color)
+    small_metrics = painter.fontMetrics()
+    painter.drawText(
+        QRect(rect.x(), top + line + 1, rect.width(), small_metrics.height()),
+        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+        small_metrics.elidedText(second, Qt.TextElideMode.ElideRight, rect.width()),
+    )
+
+
 class BatchCallDelegate(QStyledItemDelegate):
     """Paints the list's cells that are more than text: the name with its reason line,
     the status chip, the segmented progress bar with its figures, and the "⋮" button.
@@ -245,12 +295,7 @@ class BatchCallDelegate(QStyledItemDelegate):
         if snapshot is None or column not in (Column.NAME, Column.STATUS, Column.PROGRESS):
             super().paint(painter, option, index)
             return
-        # The background (selection, alternating rows) as the style draws it, no text.
-        self.initStyleOption(option, index)
-        option.text = ""
-        widget = option.widget
-        style = widget.style() if widget is not None else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
+        paint_cell_background(self, painter, option, index)
         rect = option.rect.adjusted(6, 2, -6, -2)
         palette = option.palette
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
@@ -283,21 +328,6 @@ class BatchCallDelegate(QStyledItemDelegate):
         selected: bool,
         palette: QPalette,
     ) -> None:
-        metrics = painter.fontMetrics()
-        line = metrics.height()
-        reason = reason_line(snapshot)
-        top = rect.y() if reason else rect.y() + (rect.height() - line) // 2
-        painter.setPen(text_color)
-        painter.drawText(
-            QRect(rect.x(), top, rect.width(), line),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            metrics.elidedText(snapshot.name, Qt.TextElideMode.ElideRight, rect.width()),
-        )
-        if not reason:
-            return
-        small = QFont(painter.font())
-        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.9))
-        painter.setFont(small)
         muted = QColor(text_color)
         if not selected:
             muted = palette.color(QPalette.ColorRole.PlaceholderText)
@@ -305,13 +335,7 @@ class BatchCallDelegate(QStyledItemDelegate):
                 muted = chip_colors(BatchStatus.FAILED, palette)[1]
                 if is_dark(palette):
                     muted = QColor("#ff9a8f")
-        painter.setPen(muted)
-        small_metrics = painter.fontMetrics()
-        painter.drawText(
-            QRect(rect.x(), top + line + 1, rect.width(), small_metrics.height()),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            small_metrics.elidedText(reason, Qt.TextElideMode.ElideRight, rect.width()),
-        )
+        paint_two_lines(painter, rect, snapshot.name, reason_line(snapshot), text_color, muted)
 
     def helpEvent(self, event, view, option, index):  # type: ignore[no-untyped-def]
         """Tooltips from the snapshot (the cells hold none: they are read only on hover)."""
@@ -363,41 +387,23 @@ class TwoLineDelegate(QStyledItemDelegate):
         if not second:
             super().paint(painter, option, index)
             return
-        self.initStyleOption(option, index)
-        first = option.text
-        option.text = ""
-        widget = option.widget
-        style = widget.style() if widget is not None else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
-        rect = option.rect.adjusted(4, 2, -4, -2)
+        first = paint_cell_background(self, painter, option, index)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         palette = option.palette
         painter.save()
-        metrics = painter.fontMetrics()
-        line = metrics.height()
-        painter.setPen(
+        paint_two_lines(
+            painter,
+            option.rect.adjusted(4, 2, -4, -2),
+            first,
+            str(second),
             palette.color(
                 QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-            )
-        )
-        painter.drawText(
-            QRect(rect.x(), rect.y(), rect.width(), line),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            metrics.elidedText(first, Qt.TextElideMode.ElideRight, rect.width()),
-        )
-        small = QFont(painter.font())
-        small.setPointSizeF(max(7.0, small.pointSizeF() * 0.9))
-        painter.setFont(small)
-        painter.setPen(
-            palette.color(QPalette.ColorRole.HighlightedText)
-            if selected
-            else palette.color(QPalette.ColorRole.PlaceholderText)
-        )
-        small_metrics = painter.fontMetrics()
-        painter.drawText(
-            QRect(rect.x(), rect.y() + line + 1, rect.width(), small_metrics.height()),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            small_metrics.elidedText(str(second), Qt.TextElideMode.ElideRight, rect.width()),
+            ),
+            palette.color(
+                QPalette.ColorRole.HighlightedText
+                if selected
+                else QPalette.ColorRole.PlaceholderText
+            ),
         )
         painter.restore()
 
