@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.creation import CreationRequest, creation_problems
+from app.models.creation import CreationRequest, creation_problems, name_problem
 from app.models.policy import MAX_ATTEMPTS_LIMIT, RETRY_DELAY_MAX_MINUTES, RetryOutcome
 from app.models.snapshots import BatchCallSnapshot, SendType
 from app.models.window import DAY_NAMES, WEEKDAYS, WindowError, common_timezones, parse_timezone
@@ -953,7 +953,28 @@ class CreateDialog(QDialog):
         self.create_button.setEnabled(not found and not busy)
         self.problems_label.setText(found[0] if found else "")
         self.problems_label.setToolTip("\n".join(found))
+        # A step still to take (a name, the file, a read in progress) is said plainly; a
+        # value that breaks a rule is said as an error.
+        next_step = bool(found) and found[0] in self._next_steps()
+        self._set_problems_role("hint" if next_step else "error")
         self.problemsChanged.emit()
+
+    @staticmethod
+    def _next_steps() -> frozenset[str]:
+        return frozenset(
+            (
+                name_problem("") or "",
+                "Reading the agents and from numbers…",
+                "Wait until the file is read.",
+                "Choose the recipients CSV file.",
+            )
+        )
+
+    def _set_problems_role(self, role: str) -> None:
+        if self.problems_label.property("role") != role:
+            self.problems_label.setProperty("role", role)
+            self.problems_label.style().unpolish(self.problems_label)
+            self.problems_label.style().polish(self.problems_label)
 
     def _send_type_changed(self, scheduled: bool) -> None:
         for widget in (self.date_edit, self.time_edit, self.schedule_row_label):

@@ -77,8 +77,14 @@ def test_defaults(open_create, context):
     create = dialog.findChild(QPushButton, "createConfirmButton")
     assert not create.isEnabled()
     assert text(dialog, "createProblemsLabel") == "Enter a name (1 to 100 characters)."
+    problems = dialog.findChild(QLabel, "createProblemsLabel")
+    assert problems.property("role") == "hint"  # a step to take, not an error in red
     dialog.name_field.setText("Reminders")
     assert text(dialog, "createProblemsLabel") == "Choose the recipients CSV file."
+    assert problems.property("role") == "hint"
+    dialog.name_field.setText("x" * 101)
+    assert problems.property("role") == "error"
+    dialog.name_field.setText("Reminders")
 
 
 def test_validation_view_fix_remove_and_duplicates(open_create, bad_csv, answers, qtbot):
