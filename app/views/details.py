@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
-from app.models.status import Action, RecipientStatus
+from app.models.status import Action, BatchStatus, RecipientStatus
 from app.models.window import parse_timezone
 from app.services.batch_calls import RecipientQuery
 from app.views import aio, ask, detail_models, formatting, live_figures, look
@@ -276,7 +276,7 @@ class DetailsDialog(QDialog):
         )
         outer.addLayout(form)
 
-        live = QGroupBox("Now", tab)
+        live = self.live_box = QGroupBox("Now", tab)
         live.setObjectName("summaryLiveBox")
         live_form = QFormLayout(live)
         for key, label in (
@@ -559,6 +559,10 @@ class DetailsDialog(QDialog):
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+        # Nothing to show "now" before its first call (scheduled, still being stored).
+        self.live_box.setVisible(
+            s.started_at is not None or s.status not in (BatchStatus.SCHEDULED, BatchStatus.PENDING)
+        )
         self.summary["in_progress"].setText(
             formatting.count(s.counts.get(RecipientStatus.IN_PROGRESS, 0))
         )

@@ -128,6 +128,15 @@ def test_the_details_fit_a_768_pixel_screen_the_summary_scrolls(open_details, se
     assert page.widget().minimumSizeHint().height() > 500  # all of it, within the page
 
 
+def test_the_live_box_waits_for_the_first_call(open_details, seeded):
+    """A scheduled batch call that never dialed has nothing to show "now"."""
+    scheduled = open_details(seeded["scheduled"].id)
+    assert seeded["scheduled"].started_at is None
+    assert scheduled.live_box.isHidden()
+    running = open_details(seeded["running"].id)
+    assert not running.live_box.isHidden()
+
+
 def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, seeded, set_state):
     reason = "Outside the calling hours (09:00 to 18:00 UTC, Monday to Friday)."
     set_state(
