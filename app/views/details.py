@@ -8,7 +8,7 @@ snapshots the main window forwards and from the engine's recipientsChanged signa
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
-from app.models.window import parse_timezone
+from app.models.window import WindowError, parse_timezone
 from app.services.batch_calls import RecipientQuery
 from app.views import aio, ask, detail_models, formatting, live_figures, look
 from app.views.actions import ActionController, menu_actions
@@ -541,10 +541,12 @@ class DetailsDialog(QDialog):
         s = self.snapshot
         self.summary["status"].setText(s.status_display)
         self.summary["total"].setText(formatting.count(s.total_recipients))
+        # In the batch call's own zone, named, as the estimates below are.
+        zone = self._zone()
         self.summary["started"].setText(
-            formatting.local_time(s.started_at) if s.started_at else "Not started yet"
+            formatting.zoned_time(s.started_at, zone) if s.started_at else "Not started yet"
         )
-        self.summary["finished"].setText(formatting.local_time(s.finished_at))
+        self.summary["finished"].setText(formatting.zoned_time(s.finished_at, zone))
         self.summary["agent"].setText(s.agent_name)
         self._show_from_number()
         self.progress_bar.set_snapshot(s)
@@ -625,6 +627,12 @@ class DetailsDialog(QDialog):
     def live_figures_shown(self) -> bool:
         """True once the live figures (and the estimate) were read and shown."""
         return self._live_figures is not None
+
+    def _zone(self) -> tzinfo:
+        try:
+            return parse_timezone(self.snapshot.timezone)
+        except WindowError:  # a stored zone this computer's tzdata lacks: its own
+            return datetime.now().astimezone().tzinfo or UTC
 
     def _show_from_number(self) -> None:
         """The number, and its label once read ("+12025550100 (Demo line)")."""

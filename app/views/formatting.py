@@ -118,6 +118,14 @@ def local_time(
     return f"{date} {time}"
 
 
+def zoned_time(value: datetime | None, zone: tzinfo) -> str:
+    """`local_time` in `zone` with the zone's name ("2026-11-23 10:19 EST"): where times of
+    one batch call are shown together, all in its calling hours' zone, said once each."""
+    if value is None:
+        return NO_VALUE
+    return f"{local_time(value, zone)} {value.astimezone(zone).tzname() or ''}".rstrip()
+
+
 def date_pattern(locale: QLocale | None = None) -> str:
     """The locale's date as a Qt display format ("yyyy-MM-dd" in English, "dd.MM.yyyy" in
     German), for the date fields the supervisor edits."""

@@ -84,6 +84,17 @@ def test_summary_tab(open_details, seeded):
     assert label(dialog, "summaryStatus") == "Completed"
     assert label(dialog, "summaryTotal") == "10"
     assert label(dialog, "summaryAgent") == "Demo message"
+    # Its times in its own zone, named, as its estimates are.
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(snapshot.timezone)
+    for name, moment in (
+        ("summaryStarted", snapshot.started_at),
+        ("summaryFinished", snapshot.finished_at),
+    ):
+        if moment is not None:
+            assert label(dialog, name) == formatting.zoned_time(moment, zone)
+            assert label(dialog, name).endswith(moment.astimezone(zone).tzname())
     # The number, then its label once read with the live figures.
     assert label(dialog, "summaryFromNumber").startswith(snapshot.from_number)
     assert label(dialog, "summaryCompleted") == "10 of 10"
