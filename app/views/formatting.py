@@ -140,10 +140,12 @@ def time_pattern(locale: QLocale | None = None) -> str:
 
 def weekday_time(value: datetime, locale: QLocale | None = None) -> str:
     """A wall time with its weekday and zone, where it is already ("Mon 23 Nov 14:10 EST";
-    "Mo. 23 Nov. 14:10 EST" in German): a time in the next days."""
+    "Mo. 23. Nov. 14:10 EST" in German, whose dates write the day "23."): a time in the
+    next days."""
     locale = locale or app_locale()
-    _date, time_pattern = _date_time_patterns(locale.name(), False)
-    day = locale.toString(QDate(value.year, value.month, value.day), "ddd dd MMM")
+    date_pattern, time_pattern = _date_time_patterns(locale.name(), False)
+    day_pattern = "ddd d. MMM" if "d." in date_pattern else "ddd dd MMM"
+    day = locale.toString(QDate(value.year, value.month, value.day), day_pattern)
     time = locale.toString(QTime(value.hour, value.minute), time_pattern)
     return f"{day} {time} {value.tzname() or ''}".rstrip()
 

@@ -97,7 +97,7 @@ def test_the_forecast_is_written_in_the_locale(default_locale):
     assert forecast.describe(zone, formatting.count, formatting.weekday_time) == english
     german(default_locale)
     assert forecast.describe(zone, formatting.count, formatting.weekday_time) == (
-        "About Mo. 23 Nov. 14:10 EST (about 1.200 calls an hour)."
+        "About Mo. 23. Nov. 14:10 EST (about 1.200 calls an hour)."
     )
 
 
