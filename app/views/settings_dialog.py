@@ -95,12 +95,21 @@ def setting_label(spec: SettingSpec) -> str:
 
 
 def range_text(key: str) -> str:
-    """The values a setting takes: "0.1 to 300 seconds"."""
+    """The values a setting takes, in the application's locale: "0.1 to 300 seconds",
+    "1 to 10,000" ("0,1 to 300 seconds", "1 to 10.000" in German)."""
     spec = SETTING_SPECS[key]
-    values = spec.describe_values()
-    if key.endswith("_seconds") and spec.low is not None:
-        values += " seconds"
-    return values
+    if spec.low is None or spec.high is None:
+        return spec.describe_values()
+    values = f"{_bound(spec.low)} to {_bound(spec.high)}"
+    return values + " seconds" if key.endswith("_seconds") else values
+
+
+def _bound(value: float) -> str:
+    """A range's end as the locale writes it, with no needless decimals (0.01, 60)."""
+    if float(value).is_integer():
+        return formatting.count(int(value))
+    decimals = len(f"{value:g}".partition(".")[2])
+    return formatting.number(value, decimals)
 
 
 def setting_help(key: str) -> str:
@@ -129,6 +138,7 @@ def int_spin_for(key: str, parent: QWidget) -> QSpinBox:
     assert spec.low is not None and spec.high is not None
     spin = QSpinBox(parent)
     spin.setRange(int(spec.low), int(spec.high))
+    spin.setGroupSeparatorShown(True)  # 14,400 s, as the range beside it is written
     _describe_spin(spin, key)
     return spin
 

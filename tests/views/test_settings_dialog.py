@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import keyring
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 from shiboken6 import isValid
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
@@ -22,6 +22,7 @@ from app.services import secrets
 from app.services.setting_specs import SETTING_SPECS
 from app.services.settings import AppSettings
 from app.standin.twilio_server import TwilioStandin
+from app.views import settings_dialog as settings_dialog_module
 from app.views.qa import StallMeter
 from app.views.settings_dialog import SettingsDialog
 from tests.conftest import MemoryKeyring
@@ -476,11 +477,16 @@ def test_the_dialing_tab_shows_every_engine_setting_with_its_range_and_help(
             assert field.isChecked() is getattr(stored, key)
             continue
         assert (field.minimum(), field.maximum()) == (spec.low, spec.high)
-        assert spec.describe_values() in field.toolTip()
+        assert settings_dialog_module.range_text(key) in field.toolTip()
         assert field.value() == getattr(stored, key)
         assert field.objectName().endswith("Spin")
     assert fields["placement_concurrency"].objectName() == "placementConcurrencySpin"
     assert fields["poll_interval_seconds"].suffix() == " s"
+    # In the locale's numbers, grouped as the fields are ("3,600", not "3600").
+    assert settings_dialog_module.range_text("pickup_interval_seconds") == ("0.05 to 3,600 seconds")
+    assert all(
+        field.isGroupSeparatorShown() for field in fields.values() if isinstance(field, QSpinBox)
+    )
     # The Telephony tab's limits take their ranges from the same table.
     spec = SETTING_SPECS["calls_per_second"]
     assert (dialog.cps_spin.minimum(), dialog.cps_spin.maximum()) == (spec.low, spec.high)
