@@ -146,13 +146,14 @@ class CreateDialog(QDialog):
         columns = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(self._build_basics())
+        # When it starts beside what it is: the calling hours and rules need the height.
+        left.addWidget(self._build_schedule())
         left.addStretch(1)
         # The options column scrolls on a small screen rather than squeezing its labels.
         options = QWidget(self)
         options.setObjectName("createOptionsPanel")
         right = QVBoxLayout(options)
         right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(self._build_schedule())
         right.addWidget(self._build_window())
         right.addWidget(self._build_policy())
         right.addStretch(1)
