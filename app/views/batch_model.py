@@ -3,16 +3,18 @@ name search.
 
 At 10,000 batch calls a model written in Python is called from C++ for every row and
 every comparison each time the search text changes (about 400,000 calls for 18
-keystrokes). So the rows live in a `QStandardItemModel`: each cell holds its text and its
-sort key, set once per row, and the proxies read them without calling Python. Sorting and
+keystrokes). So the rows live in a `QStandardItemModel`: each cell (a plain C++ item, see
+`build_row`) holds its text and its sort key, set once per row, and the proxies read them
+without calling Python. Sorting and
 filtering are two `QSortFilterProxyModel`s: the sorter sits on the rows, the name filter on
 top of the sorter, so a keystroke only tests names (it never re-sorts the rows it shows
 again), and a change of sort never re-tests names.
 
-The first load builds every row's cells in a worker thread (`prepare_model`) and swaps the
-whole model in at once; later reloads change only the rows that differ, each through one
-begin/end pair or one `dataChanged` naming its roles, so the view keeps its selection,
-its scroll position and the search text while counts change.
+Rows' cells are built in a worker thread (`prepare_rows`); the first load inserts the
+newest rows at once and the rest a chunk per turn of the event loop (one `rowsInserted`
+each); later reloads change only the rows that differ, each through one begin/end pair or
+one `dataChanged` naming its roles, so the view keeps its selection, its scroll position
+and the search text while counts change.
 """
 
 from __future__ import annotations
