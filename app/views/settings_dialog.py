@@ -45,13 +45,34 @@ from PySide6.QtWidgets import (
 from app.services import secrets
 from app.services.app_context import database_kind
 from app.services.batch_calls import ValidationError
-from app.services.setting_specs import SETTING_SPECS, SettingSpec
+from app.services.setting_specs import SETTING_SPECS
 from app.services.settings import AppSettings, SettingsError
 from app.views import aio, formatting
 from app.views.context import AppContext
 from app.views.do_not_call_tab import DoNotCallTab
 from app.views.records_model import RecordsTableModel
+from app.views.settings_fields import (
+    field_name,
+    field_problem,
+    float_spin_for,
+    int_spin_for,
+    range_text,
+    setting_help,
+    setting_label,
+    spin_for,
+)
 from app.views.tasks import BackgroundTasks
+
+__all__ = [  # defined here before they had a module of their own: tests import them
+    "SettingsDialog",
+    "field_name",
+    "float_spin_for",
+    "int_spin_for",
+    "range_text",
+    "setting_help",
+    "setting_label",
+    "spin_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,79 +107,6 @@ ENGINE_SECTIONS = (
     ),
 )
 EngineField = QSpinBox | QDoubleSpinBox | QCheckBox
-
-
-def setting_label(spec: SettingSpec) -> str:
-    """A setting's form label: The poll interval -> Poll interval."""
-    label = spec.label.removeprefix("The ")
-    return label[:1].upper() + label[1:]
-
-
-def range_text(key: str) -> str:
-    """The values a setting takes, in the application's locale: "0.1 to 300 seconds",
-    "1 to 10,000" ("0,1 to 300 seconds", "1 to 10.000" in German)."""
-    spec = SETTING_SPECS[key]
-    if spec.low is None or spec.high is None:
-        return spec.describe_values()
-    values = f"{_bound(spec.low)} to {_bound(spec.high)}"
-    return values + " seconds" if key.endswith("_seconds") else values
-
-
-def _bound(value: float) -> str:
-    """A range's end as the locale writes it, with no needless decimals (0.01, 60)."""
-    if float(value).is_integer():
-        return formatting.count(int(value))
-    decimals = len(f"{value:g}".partition(".")[2])
-    return formatting.number(value, decimals)
-
-
-def setting_help(key: str) -> str:
-    """The tooltip of a setting's field: what it means and the values it takes."""
-    spec = SETTING_SPECS[key]
-    meaning = spec.meaning[:1].upper() + spec.meaning[1:]
-    return f"{meaning}.\nAccepted: {range_text(key)}. Setting: {key}."
-
-
-def field_name(key: str, suffix: str) -> str:
-    """The object name of a setting's field: poll_interval_seconds -> pollIntervalSecondsSpin."""
-    first, *rest = key.split("_")
-    return first + "".join(part[:1].upper() + part[1:] for part in rest) + suffix
-
-
-def spin_for(key: str, parent: QWidget) -> QSpinBox | QDoubleSpinBox:
-    """A spin box with the setting's range, help and object name (int or float by the
-    setting's type)."""
-    if isinstance(getattr(AppSettings(), key), int):
-        return int_spin_for(key, parent)
-    return float_spin_for(key, parent)
-
-
-def int_spin_for(key: str, parent: QWidget) -> QSpinBox:
-    spec = SETTING_SPECS[key]
-    assert spec.low is not None and spec.high is not None
-    spin = QSpinBox(parent)
-    spin.setRange(int(spec.low), int(spec.high))
-    spin.setGroupSeparatorShown(True)  # 14,400 s, as the range beside it is written
-    _describe_spin(spin, key)
-    return spin
-
-
-def float_spin_for(key: str, parent: QWidget) -> QDoubleSpinBox:
-    spec = SETTING_SPECS[key]
-    assert spec.low is not None and spec.high is not None
-    spin = QDoubleSpinBox(parent)
-    spin.setDecimals(2)
-    spin.setRange(spec.low, spec.high)
-    _describe_spin(spin, key)
-    return spin
-
-
-def _describe_spin(spin: QSpinBox | QDoubleSpinBox, key: str) -> None:
-    spin.setObjectName(field_name(key, "Spin"))
-    spin.setToolTip(setting_help(key))
-    spin.setAccelerated(True)
-    if key.endswith("_seconds"):
-        spin.setSuffix(" s")
 
 
 def country_name(code: str) -> str:
@@ -535,7 +483,7 @@ class SettingsDialog(QDialog):
         value exactly, even one with more decimals than the field shows); raises
         SettingsError for a field whose text is not a value in its range."""
         for key, field in self._setting_fields():
-            problem = self._field_problem(key, field)
+            problem = field_problem(key, field)
             if problem is not None:
                 raise SettingsError(problem)
         values: dict[str, Any] = {}
@@ -545,23 +493,13 @@ class SettingsDialog(QDialog):
                 values[key] = value
         return values
 
-    @staticmethod
-    def _field_problem(key: str, field: QObject) -> str | None:
-        """Why the text typed in a setting's spin box is not a value it takes, if it is not."""
-        if isinstance(field, QSpinBox | QDoubleSpinBox) and not field.hasAcceptableInput():
-            return (
-                f"{setting_label(SETTING_SPECS[key])} must be from {range_text(key)}; "
-                f"“{field.cleanText()}” is not."
-            )
-        return None
-
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """A spin box left with a value it cannot take keeps what was typed (Qt would put
         the previous value back without a word) and the problem is shown at once."""
         if event.type() == QEvent.Type.FocusOut and self.isVisible():
             for key, field in self._setting_fields():
                 if field is watched:
-                    problem = self._field_problem(key, field)
+                    problem = field_problem(key, field)
                     if problem is not None:
                         self._error(problem)
                         return True
