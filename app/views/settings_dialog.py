@@ -24,10 +24,8 @@ from PySide6.QtCore import QEvent, QLocale, QObject, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QAbstractSpinBox,
-    QCheckBox,
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -35,7 +33,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QTableView,
     QTabWidget,
     QVBoxLayout,
@@ -43,7 +40,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.services import secrets
-from app.services.app_context import database_kind
 from app.services.batch_calls import ValidationError
 from app.services.setting_specs import SETTING_SPECS
 from app.services.settings import AppSettings, SettingsError
@@ -51,6 +47,8 @@ from app.views import aio, formatting
 from app.views.context import AppContext
 from app.views.do_not_call_tab import DoNotCallTab
 from app.views.records_model import RecordsTableModel
+from app.views.settings_database import DatabaseTab
+from app.views.settings_dialing import ENGINE_SECTIONS, DialingTab, EngineField
 from app.views.settings_fields import (
     field_name,
     field_problem,
@@ -64,6 +62,8 @@ from app.views.settings_fields import (
 from app.views.tasks import BackgroundTasks
 
 __all__ = [  # defined here before they had a module of their own: tests import them
+    "ENGINE_SECTIONS",
+    "EngineField",
     "SettingsDialog",
     "field_name",
     "float_spin_for",
@@ -83,30 +83,6 @@ AGENT_KINDS = (
     ("TwiML App SID", "application"),
 )
 KIND_NAMES = {value: label for label, value in AGENT_KINDS}
-#: The Dialing tab: (group box object name, title, the settings it shows).
-ENGINE_SECTIONS = (
-    (
-        "placingBox",
-        "Placing calls",
-        (
-            "placement_concurrency",
-            "dial_interval_seconds",
-            "pickup_interval_seconds",
-            "max_attempts_per_number_24h",
-        ),
-    ),
-    (
-        "eachCallBox",
-        "Each call",
-        ("ring_timeout_seconds", "max_call_duration_seconds", "answering_machine_detection"),
-    ),
-    (
-        "engineStartBox",
-        "Following calls and sharing the dialing (read when an engine starts)",
-        ("poll_interval_seconds", "lease_heartbeat_seconds", "lease_expiry_seconds"),
-    ),
-)
-EngineField = QSpinBox | QDoubleSpinBox | QCheckBox
 
 
 def country_name(code: str) -> str:
@@ -176,14 +152,20 @@ class SettingsDialog(QDialog):
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("settingsTabs")
         self.tabs.addTab(self._build_provider_tab(), "Telephony")
-        self.tabs.addTab(self._build_engine_tab(), "Dialing")
+        self.dialing = DialingTab(self.settings, self)
+        self.tabs.addTab(self.dialing, "Dialing")
+        self.engine_fields = self.dialing.engine_fields
+        for _key, widget in self._setting_fields():
+            widget.installEventFilter(self)
         self.tabs.addTab(self._build_agents_tab(), "Agents")
         self.tabs.addTab(self._build_numbers_tab(), "From numbers")
         self.do_not_call_tab = DoNotCallTab(
             context, self.tasks, self.settings.default_country, self
         )
         self.tabs.addTab(self.do_not_call_tab, "Do not call")
-        self.tabs.addTab(self._build_database_tab(), "Database")
+        self.database = DatabaseTab(context.database_url, self)
+        self.tabs.addTab(self.database, "Database")
+        self.database_field = self.database.database_field
         layout.addWidget(self.tabs, 1)
 
         footer = QHBoxLayout()
@@ -227,7 +209,7 @@ class SettingsDialog(QDialog):
         self.account_sid_field.setText(settings.twilio_account_sid)
         self.concurrency_spin.setValue(settings.plan_concurrency)
         self.cps_spin.setValue(settings.calls_per_second)
-        self._show_engine_settings(settings)
+        self.dialing.show_settings(settings)
         self.country_combo.setCurrentIndex(
             max(0, self.country_combo.findData(settings.default_country))
         )
@@ -399,85 +381,6 @@ class SettingsDialog(QDialog):
         outer.addStretch(1)
         return tab
 
-    def _build_engine_tab(self) -> QWidget:
-        """The dialing engine's settings, in sections; each field's range and help come
-        from SETTING_SPECS."""
-        tab = QWidget(self)
-        tab.setObjectName("engineTab")
-        outer = QVBoxLayout(tab)
-        intro = QLabel(
-            "How the dialing engine places and follows calls, for this desktop and every "
-            "worker on this database (a worker's options override them for that worker). "
-            "The calls per second and the plan concurrency are on the Telephony tab. "
-            "Hover over a field for what it does and the values it takes.",
-            tab,
-        )
-        intro.setObjectName("engineIntro")
-        intro.setProperty("role", "hint")
-        intro.setWordWrap(True)
-        outer.addWidget(intro)
-        #: Setting -> its field, and the value each field showed once loaded.
-        self.engine_fields: dict[str, EngineField] = {}
-        self._engine_shown: dict[str, object] = {}
-        labels: list[QLabel] = []
-        for box_name, title, keys in ENGINE_SECTIONS:
-            box = QGroupBox(title, tab)
-            box.setObjectName(box_name)
-            form = QFormLayout(box)
-            for key in keys:
-                spec = SETTING_SPECS[key]
-                field: EngineField
-                if spec.low is None:  # a yes / no setting
-                    field = QCheckBox(setting_label(spec), box)
-                    field.setObjectName(field_name(key, "Check"))
-                    field.setToolTip(setting_help(key))
-                    form.addRow("", field)
-                else:
-                    field = spin_for(key, box)
-                    field.setMinimumWidth(120)
-                    row = QHBoxLayout()
-                    row.addWidget(field)
-                    accepted = QLabel(range_text(key), box)
-                    accepted.setProperty("role", "hint")
-                    row.addWidget(accepted, 1)
-                    label = QLabel(f"{setting_label(spec)}:", box)
-                    labels.append(label)
-                    form.addRow(label, row)
-                self.engine_fields[key] = field
-            if box_name == "engineStartBox":
-                note = QLabel(
-                    "A change takes effect when Batch Calls or a worker starts again.", box
-                )
-                note.setObjectName("engineRestartNote")
-                note.setProperty("role", "hint")
-                note.setWordWrap(True)
-                form.addRow("", note)
-            outer.addWidget(box)
-        for _key, widget in self._setting_fields():
-            widget.installEventFilter(self)
-        width = max(label.sizeHint().width() for label in labels)
-        for label in labels:  # the sections' fields in one column
-            label.setMinimumWidth(width)
-        cap = self.engine_fields["max_attempts_per_number_24h"]
-        assert isinstance(cap, QSpinBox)
-        cap.setSpecialValueText("No cap")
-        self._show_engine_settings(self.settings)
-        outer.addStretch(1)
-        return tab
-
-    def _show_engine_settings(self, settings: AppSettings) -> None:
-        for key, field in self.engine_fields.items():
-            value = getattr(settings, key)
-            if isinstance(field, QCheckBox):
-                field.setChecked(bool(value))
-                self._engine_shown[key] = field.isChecked()
-            elif isinstance(field, QSpinBox):
-                field.setValue(int(value))
-                self._engine_shown[key] = field.value()
-            else:
-                field.setValue(float(value))
-                self._engine_shown[key] = field.value()
-
     def engine_values(self) -> dict[str, Any]:
         """The engine settings changed in the dialog (an untouched field keeps its stored
         value exactly, even one with more decimals than the field shows); raises
@@ -486,12 +389,7 @@ class SettingsDialog(QDialog):
             problem = field_problem(key, field)
             if problem is not None:
                 raise SettingsError(problem)
-        values: dict[str, Any] = {}
-        for key, field in self.engine_fields.items():
-            value = field.isChecked() if isinstance(field, QCheckBox) else field.value()
-            if value != self._engine_shown.get(key):
-                values[key] = value
-        return values
+        return self.dialing.changed_values()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """A spin box left with a value it cannot take keeps what was typed (Qt would put
@@ -642,39 +540,6 @@ class SettingsDialog(QDialog):
         buttons.addWidget(self.add_number_button)
         form.addRow(buttons)
         outer.addWidget(add)
-        return tab
-
-    def _build_database_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("databaseTab")
-        outer = QVBoxLayout(tab)
-        form = QFormLayout()
-        database = database_kind(self.context.database_url)
-        location = database.location
-        if database.is_file:
-            kind = "SQLite file on this computer"
-        else:
-            kind = f"{database.backend.title()} server (can be shared by several desktops)"
-        kind_label = QLabel(kind, tab)
-        kind_label.setObjectName("databaseKindLabel")
-        form.addRow("Database:", kind_label)
-        self.database_field = QLineEdit(location, tab)
-        self.database_field.setObjectName("databaseLocationField")
-        self.database_field.setReadOnly(True)
-        self.database_field.setCursorPosition(0)
-        form.addRow("Location:", self.database_field)
-        outer.addLayout(form)
-        note = QLabel(
-            "To use another database (for example a shared PostgreSQL server), start Batch "
-            "Calls with --database-url URL or set the BATCHCALLS_DATABASE_URL environment "
-            "variable. A change takes effect only after Batch Calls is restarted.",
-            tab,
-        )
-        note.setObjectName("databaseNote")
-        note.setProperty("role", "hint")
-        note.setWordWrap(True)
-        outer.addWidget(note)
-        outer.addStretch(1)
         return tab
 
     # ----------------------------------------------------------------- provider
