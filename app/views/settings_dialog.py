@@ -1,195 +1,79 @@
-"""Settings: the telephony provider (Simulation or Twilio, credentials in the keyring),
-the plan's limits, the default country, the dialing engine's settings, agents and from
-numbers, and where the database is. The engine settings' ranges, labels and help come
-from the one table (app.services.setting_specs) that validation and the CLI read.
+"""Settings: the telephony provider and Twilio account, the plan's limits, the dialing
+engine's settings, agents, from numbers, the do-not-call list and where the database is,
+each tab in its own module (settings_telephony, settings_dialing, settings_agents,
+settings_numbers, do_not_call_tab, settings_database). This one puts them together and
+saves: it checks the setting fields (app.views.settings_fields), says what is wrong under
+the tabs, and writes the secret to the keyring (never to the database) and the settings.
 
-Secrets never reach the database: the auth token goes to the operating system's keyring
-(app.services.secrets) and is shown masked; the account SID is stored as a plain setting
-so the window can say which account it uses.
-
-The keyring and Twilio are read and written off the GUI thread (a locked keyring or a
-slow network must not freeze the window), on a detached task runner: closing the dialog
-never waits for them.
+Everything is read and written off the GUI thread, on a detached task runner: closing
+the dialog never waits for a locked keyring or a slow network.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import phonenumbers
-from PySide6.QtCore import QEvent, QLocale, QObject, Signal
+from PySide6.QtCore import QEvent, QObject, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QAbstractSpinBox,
-    QCheckBox,
-    QComboBox,
     QDialog,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSpinBox,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.services import secrets
-from app.services.app_context import database_kind
-from app.services.batch_calls import ValidationError
-from app.services.setting_specs import SETTING_SPECS, SettingSpec
+from app.services.setting_specs import SETTING_SPECS
 from app.services.settings import AppSettings, SettingsError
-from app.views import aio, formatting
+from app.views import aio
 from app.views.context import AppContext
 from app.views.do_not_call_tab import DoNotCallTab
-from app.views.records_model import RecordsTableModel
+from app.views.settings_agents import AGENT_KINDS, KIND_NAMES, AgentsTab
+from app.views.settings_database import DatabaseTab
+from app.views.settings_dialing import ENGINE_SECTIONS, DialingTab, EngineField
+from app.views.settings_fields import (
+    field_name,
+    field_problem,
+    float_spin_for,
+    int_spin_for,
+    range_text,
+    setting_help,
+    setting_label,
+    spin_for,
+)
+from app.views.settings_numbers import FromNumbersTab
+from app.views.settings_telephony import (
+    PROVIDERS,
+    TelephonyTab,
+    api_key_change_problem,
+    country_name,
+)
 from app.views.tasks import BackgroundTasks
 
+__all__ = [  # the helpers and tables were defined here once: tests and scripts import them
+    "AGENT_KINDS",
+    "ENGINE_SECTIONS",
+    "KIND_NAMES",
+    "PROVIDERS",
+    "EngineField",
+    "SettingsDialog",
+    "api_key_change_problem",
+    "country_name",
+    "field_name",
+    "float_spin_for",
+    "int_spin_for",
+    "range_text",
+    "setting_help",
+    "setting_label",
+    "spin_for",
+]
+
 log = logging.getLogger(__name__)
-
-PROVIDERS = (("Simulation (no real calls)", "simulation"), ("Twilio", "twilio"))
-AGENT_KINDS = (
-    ("Spoken message (TwiML)", "twiml"),
-    ("Voice webhook URL", "url"),
-    ("TwiML App SID", "application"),
-)
-KIND_NAMES = {value: label for label, value in AGENT_KINDS}
-#: The Dialing tab: (group box object name, title, the settings it shows).
-ENGINE_SECTIONS = (
-    (
-        "placingBox",
-        "Placing calls",
-        (
-            "placement_concurrency",
-            "dial_interval_seconds",
-            "pickup_interval_seconds",
-            "max_attempts_per_number_24h",
-        ),
-    ),
-    (
-        "eachCallBox",
-        "Each call",
-        ("ring_timeout_seconds", "max_call_duration_seconds", "answering_machine_detection"),
-    ),
-    (
-        "engineStartBox",
-        "Following calls and sharing the dialing (read when an engine starts)",
-        ("poll_interval_seconds", "lease_heartbeat_seconds", "lease_expiry_seconds"),
-    ),
-)
-EngineField = QSpinBox | QDoubleSpinBox | QCheckBox
-
-
-def setting_label(spec: SettingSpec) -> str:
-    """A setting's form label: The poll interval -> Poll interval."""
-    label = spec.label.removeprefix("The ")
-    return label[:1].upper() + label[1:]
-
-
-def range_text(key: str) -> str:
-    """The values a setting takes, in the application's locale: "0.1 to 300 seconds",
-    "1 to 10,000" ("0,1 to 300 seconds", "1 to 10.000" in German)."""
-    spec = SETTING_SPECS[key]
-    if spec.low is None or spec.high is None:
-        return spec.describe_values()
-    values = f"{_bound(spec.low)} to {_bound(spec.high)}"
-    return values + " seconds" if key.endswith("_seconds") else values
-
-
-def _bound(value: float) -> str:
-    """A range's end as the locale writes it, with no needless decimals (0.01, 60)."""
-    if float(value).is_integer():
-        return formatting.count(int(value))
-    decimals = len(f"{value:g}".partition(".")[2])
-    return formatting.number(value, decimals)
-
-
-def setting_help(key: str) -> str:
-    """The tooltip of a setting's field: what it means and the values it takes."""
-    spec = SETTING_SPECS[key]
-    meaning = spec.meaning[:1].upper() + spec.meaning[1:]
-    return f"{meaning}.\nAccepted: {range_text(key)}. Setting: {key}."
-
-
-def field_name(key: str, suffix: str) -> str:
-    """The object name of a setting's field: poll_interval_seconds -> pollIntervalSecondsSpin."""
-    first, *rest = key.split("_")
-    return first + "".join(part[:1].upper() + part[1:] for part in rest) + suffix
-
-
-def spin_for(key: str, parent: QWidget) -> QSpinBox | QDoubleSpinBox:
-    """A spin box with the setting's range, help and object name (int or float by the
-    setting's type)."""
-    if isinstance(getattr(AppSettings(), key), int):
-        return int_spin_for(key, parent)
-    return float_spin_for(key, parent)
-
-
-def int_spin_for(key: str, parent: QWidget) -> QSpinBox:
-    spec = SETTING_SPECS[key]
-    assert spec.low is not None and spec.high is not None
-    spin = QSpinBox(parent)
-    spin.setRange(int(spec.low), int(spec.high))
-    spin.setGroupSeparatorShown(True)  # 14,400 s, as the range beside it is written
-    _describe_spin(spin, key)
-    return spin
-
-
-def float_spin_for(key: str, parent: QWidget) -> QDoubleSpinBox:
-    spec = SETTING_SPECS[key]
-    assert spec.low is not None and spec.high is not None
-    spin = QDoubleSpinBox(parent)
-    spin.setDecimals(2)
-    spin.setRange(spec.low, spec.high)
-    _describe_spin(spin, key)
-    return spin
-
-
-def _describe_spin(spin: QSpinBox | QDoubleSpinBox, key: str) -> None:
-    spin.setObjectName(field_name(key, "Spin"))
-    spin.setToolTip(setting_help(key))
-    spin.setAccelerated(True)
-    if key.endswith("_seconds"):
-        spin.setSuffix(" s")
-
-
-def country_name(code: str) -> str:
-    territory = QLocale.codeToTerritory(code)
-    if territory == QLocale.Country.AnyTerritory:
-        return code
-    return QLocale.territoryToString(territory)
-
-
-def api_key_change_problem(
-    saved: secrets.TwilioCredentials | None, account_sid: str, key_sid: str | None
-) -> str | None:
-    """Why the saved secret cannot be kept when the API key SID was changed or cleared
-    without typing a new secret (a secret belongs to one key, or is the Auth Token)."""
-    if saved is None or saved.account_sid != account_sid or key_sid == saved.api_key_sid:
-        return None
-    if saved.api_key_sid is None:
-        return (
-            "You entered an API key SID: also enter that key's secret (the saved secret is "
-            "the Auth Token), or clear the API key SID to keep using the Auth Token."
-        )
-    old = formatting.mask_sid(saved.api_key_sid)
-    if key_sid is None:
-        return (
-            f"You cleared the API key SID: enter the Auth Token (the saved secret belongs "
-            f"to API key {old}), or put the API key SID back."
-        )
-    return (
-        f"The API key SID changed: enter the new key's secret (the saved secret belongs "
-        f"to API key {old})."
-    )
 
 
 class SettingsDialog(QDialog):
@@ -219,24 +103,35 @@ class SettingsDialog(QDialog):
         # Read in the background (never on the GUI thread); Save waits for it.
         self.settings = AppSettings()
         self.settings_loaded = False
-        self.saved_credentials: secrets.TwilioCredentials | None = None
-        self._credentials_ready = False
-        self._waiting_for_credentials: list[Callable[[], None]] = []
         self._saving = False
 
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("settingsTabs")
-        self.tabs.addTab(self._build_provider_tab(), "Telephony")
-        self.tabs.addTab(self._build_engine_tab(), "Dialing")
-        self.tabs.addTab(self._build_agents_tab(), "Agents")
-        self.tabs.addTab(self._build_numbers_tab(), "From numbers")
+        self.telephony = TelephonyTab(lambda: self.settings, self.tasks, self)
+        self.tabs.addTab(self.telephony, "Telephony")
+        self.dialing = DialingTab(self.settings, self)
+        self.tabs.addTab(self.dialing, "Dialing")
+        self.agents = AgentsTab(self.service, self.tasks, self)
+        self.tabs.addTab(self.agents, "Agents")
+        self.numbers = FromNumbersTab(self.service, self.tasks, self.telephony, self.agents, self)
+        self.tabs.addTab(self.numbers, "From numbers")
         self.do_not_call_tab = DoNotCallTab(
             context, self.tasks, self.settings.default_country, self
         )
         self.tabs.addTab(self.do_not_call_tab, "Do not call")
-        self.tabs.addTab(self._build_database_tab(), "Database")
+        self.database = DatabaseTab(context.database_url, self)
+        self.tabs.addTab(self.database, "Database")
         layout.addWidget(self.tabs, 1)
+        self.telephony.connectionChecked.connect(self.connectionChecked)
+        self.telephony.credentialsLoaded.connect(self.credentialsLoaded)
+        self.numbers.numbersImported.connect(self.numbersImported)
+        for records in (self.agents, self.numbers):
+            records.recordsChanged.connect(self.recordsChanged)
+            records.failed.connect(self._error)
+        for _key, widget in self._setting_fields():
+            widget.installEventFilter(self)
+        self._expose_fields()
 
         footer = QHBoxLayout()
         self.error_label = QLabel(self)
@@ -256,12 +151,68 @@ class SettingsDialog(QDialog):
         layout.addLayout(footer)
 
         self.save_button.setEnabled(False)
-        self._provider_changed()
         self._load_settings()
         self.refresh_agents()
         self.refresh_numbers()
-        self._load_credentials()
+        self.telephony.load_credentials()
 
+    def _expose_fields(self) -> None:
+        """The tabs' fields and actions as the dialog's own, as tests and QA scripts reach
+        them (`dialog.cps_spin`, `dialog.engine_fields`, `dialog.add_agent()`; docs/qa.md)."""
+        telephony, agents, numbers = self.telephony, self.agents, self.numbers
+        self.provider_combo = telephony.provider_combo
+        self.provider_hint = telephony.provider_hint
+        self.twilio_box = telephony.twilio_box
+        self.account_sid_field = telephony.account_sid_field
+        self.token_field = telephony.token_field
+        self.api_key_field = telephony.api_key_field
+        self.test_button = telephony.test_button
+        self.connection_label = telephony.connection_label
+        self.concurrency_spin = telephony.concurrency_spin
+        self.cps_spin = telephony.cps_spin
+        self.country_combo = telephony.country_combo
+        self.engine_fields = self.dialing.engine_fields
+        self.agents_model = agents.agents_model
+        self.agents_table = agents.agents_table
+        self.toggle_agent_button = agents.toggle_agent_button
+        self.agent_name_field = agents.agent_name_field
+        self.agent_kind_combo = agents.agent_kind_combo
+        self.agent_value_field = agents.agent_value_field
+        self.agent_error_label = agents.agent_error_label
+        self.add_agent_button = agents.add_agent_button
+        self.numbers_model = numbers.numbers_model
+        self.numbers_table = numbers.numbers_table
+        self.import_label = numbers.import_label
+        self.import_button = numbers.import_button
+        self.number_field = numbers.number_field
+        self.number_label_field = numbers.number_label_field
+        self.number_error_label = numbers.number_error_label
+        self.add_number_button = numbers.add_number_button
+        self.database_field = self.database.database_field
+        self.test_connection = telephony.test_connection
+        self.refresh_agents = agents.refresh_agents
+        self.add_agent = agents.add_agent
+        self.toggle_agent = agents.toggle_agent
+        self.refresh_numbers = numbers.refresh_numbers
+        self.add_number = numbers.add_number
+        self.import_from_twilio = numbers.import_from_twilio
+
+    def provider(self) -> str:
+        return self.telephony.provider()
+
+    @property
+    def credentials_ready(self) -> bool:
+        return self.telephony.credentials_ready
+
+    @property
+    def saved_credentials(self) -> secrets.TwilioCredentials | None:
+        return self.telephony.saved_credentials
+
+    @saved_credentials.setter
+    def saved_credentials(self, saved: secrets.TwilioCredentials | None) -> None:
+        self.telephony.saved_credentials = saved
+
+    # ----------------------------------------------------------------- loading
     def _load_settings(self) -> None:
         self.tasks.start("readSettings", self._read_settings(), owner=self)
 
@@ -275,285 +226,24 @@ class SettingsDialog(QDialog):
             )
             return
         self.settings = settings
-        self.provider_combo.setCurrentIndex(max(0, self.provider_combo.findData(settings.provider)))
-        self.account_sid_field.setText(settings.twilio_account_sid)
-        self.concurrency_spin.setValue(settings.plan_concurrency)
-        self.cps_spin.setValue(settings.calls_per_second)
-        self._show_engine_settings(settings)
-        self.country_combo.setCurrentIndex(
-            max(0, self.country_combo.findData(settings.default_country))
-        )
-        if self._credentials_ready:  # read first: the keyring's account fills what is empty
-            self._show_saved_credentials()
+        self.telephony.show_settings(settings)
+        self.dialing.show_settings(settings)
+        if self.credentials_ready:  # read first: the keyring's account fills what is empty
+            self.telephony.show_saved_credentials()
         self.settings_loaded = True
         self.save_button.setEnabled(not self._saving)
-        self._provider_changed()
         self.settingsLoaded.emit()
 
-    def _in_background(
-        self,
-        name: str,
-        work: Callable[[], Any],
-        done: Callable[[Any], None],
-        error_label: QLabel | None = None,
-    ) -> None:
-        """Run a service call in the background; a ValidationError goes to `error_label`."""
-        self.tasks.start(name, self._service_call(name, work, done, error_label), owner=self)
-
-    async def _service_call(
-        self,
-        name: str,
-        work: Callable[[], Any],
-        done: Callable[[Any], None],
-        error_label: QLabel | None,
-    ) -> None:
-        try:
-            result = await aio.in_thread(work)
-        except Exception as error:
-            if isinstance(error, ValidationError) and error_label is not None:
-                error_label.setText(" ".join(error.problems.values()))
-            elif isinstance(error, SettingsError):
-                self._error(str(error))
-            else:
-                log.error("%s failed: %s", name, error)
-                self._error(f"That did not work: {error}. Check the database connection.")
-            return
-        done(result)
-
-    # ----------------------------------------------------------------- saved credentials
-    def _load_credentials(self) -> None:
-        """Read the keyring in the background; what needs the saved secret waits for it."""
-        self.tasks.start("loadCredentials", self._read_credentials(), owner=self)
-
-    async def _read_credentials(self) -> None:
-        try:
-            saved = await aio.in_thread(secrets.load_twilio_credentials)
-        except (secrets.SecretStoreUnavailable, ValueError) as error:
-            log.info("no saved Twilio credentials: %s", error)
-            saved = None
-        except Exception as error:
-            log.warning("the keyring could not be read: %s", error)
-            saved = None
-        self._credentials_read(saved)
-
-    def _credentials_read(self, saved: secrets.TwilioCredentials | None) -> None:
-        self.saved_credentials = saved
-        self._credentials_ready = True
-        self._show_saved_credentials()
-        self.credentialsLoaded.emit()
-        waiting, self._waiting_for_credentials = self._waiting_for_credentials, []
-        for then in waiting:
-            then()
-
-    def _show_saved_credentials(self) -> None:
-        """The keyring's account where the fields are empty, and the token's placeholder."""
-        saved = self.saved_credentials
-        if saved is not None:
-            if not self.account_sid_field.text().strip():
-                self.account_sid_field.setText(saved.account_sid)
-            same_account = saved.account_sid == self.account_sid_field.text().strip()
-            if same_account and not self.api_key_field.text().strip():
-                self.api_key_field.setText(saved.api_key_sid or "")
-        self.token_field.setPlaceholderText(
-            "Saved in the keyring: leave empty to keep it" if saved else "Auth Token"
-        )
-
-    def _with_credentials(self, then: Callable[[], None]) -> None:
-        """Run `then` now, or as soon as the saved credentials have been read."""
-        if self._credentials_ready:
-            then()
-        else:
-            self._waiting_for_credentials.append(then)
-
-    @property
-    def credentials_ready(self) -> bool:
-        return self._credentials_ready
-
-    # ----------------------------------------------------------------- construction
-    def _build_provider_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("telephonyTab")
-        outer = QVBoxLayout(tab)
-
-        provider_box = QGroupBox("Telephony provider", tab)
-        form = QFormLayout(provider_box)
-        self.provider_combo = QComboBox(provider_box)
-        self.provider_combo.setObjectName("providerCombo")
-        for label, value in PROVIDERS:
-            self.provider_combo.addItem(label, value)
-        self.provider_combo.setCurrentIndex(
-            max(0, self.provider_combo.findData(self.settings.provider))
-        )
-        self.provider_combo.currentIndexChanged.connect(self._provider_changed)
-        form.addRow("Provider:", self.provider_combo)
-        self.provider_hint = QLabel(provider_box)
-        self.provider_hint.setObjectName("providerHint")
-        self.provider_hint.setProperty("role", "hint")
-        self.provider_hint.setWordWrap(True)
-        form.addRow("", self.provider_hint)
-        outer.addWidget(provider_box)
-
-        self.twilio_box = QGroupBox("Twilio account", tab)
-        self.twilio_box.setObjectName("twilioBox")
-        form = QFormLayout(self.twilio_box)
-        self.account_sid_field = QLineEdit(self.twilio_box)
-        self.account_sid_field.setObjectName("accountSidField")
-        self.account_sid_field.setPlaceholderText("AC followed by 32 characters")
-        self.account_sid_field.setText(self.settings.twilio_account_sid)
-        form.addRow("Account SID:", self.account_sid_field)
-        self.token_field = QLineEdit(self.twilio_box)
-        self.token_field.setObjectName("authTokenField")
-        self.token_field.setEchoMode(QLineEdit.EchoMode.Password)
-        self.token_field.setPlaceholderText("Reading the keyring…")
-        form.addRow("Auth token or API key secret:", self.token_field)
-        self.api_key_field = QLineEdit(self.twilio_box)
-        self.api_key_field.setObjectName("apiKeySidField")
-        self.api_key_field.setPlaceholderText("Optional: SK… (then the secret above is the key's)")
-        form.addRow("API key SID:", self.api_key_field)
-        test_row = QHBoxLayout()
-        self.test_button = QPushButton("Test connection", self.twilio_box)
-        self.test_button.setObjectName("testConnectionButton")
-        self.test_button.clicked.connect(self.test_connection)
-        test_row.addWidget(self.test_button)
-        self.connection_label = QLabel(self.twilio_box)
-        self.connection_label.setObjectName("connectionResultLabel")
-        self.connection_label.setWordWrap(True)
-        test_row.addWidget(self.connection_label, 1)
-        form.addRow("", test_row)
-        secret_note = QLabel(
-            "The token is kept in this computer's keyring, never in the database, logs or exports.",
-            self.twilio_box,
-        )
-        secret_note.setProperty("role", "hint")
-        secret_note.setWordWrap(True)
-        form.addRow("", secret_note)
-        outer.addWidget(self.twilio_box)
-
-        limits = QGroupBox("Limits", tab)
-        limits.setObjectName("limitsBox")
-        form = QFormLayout(limits)
-        self.concurrency_spin = int_spin_for("plan_concurrency", limits)
-        self.concurrency_spin.setValue(self.settings.plan_concurrency)
-        form.addRow("Plan concurrency (simultaneous calls):", self.concurrency_spin)
-        self.cps_spin = float_spin_for("calls_per_second", limits)
-        self.cps_spin.setValue(self.settings.calls_per_second)
-        form.addRow("Calls started per second:", self.cps_spin)
-        self.country_combo = QComboBox(limits)
-        self.country_combo.setObjectName("defaultCountryCombo")
-        for code in sorted(phonenumbers.SUPPORTED_REGIONS):
-            self.country_combo.addItem(f"{code} – {country_name(code)}", code)
-        self.country_combo.setCurrentIndex(
-            max(0, self.country_combo.findData(self.settings.default_country))
-        )
-        self.country_combo.setToolTip("Turns national numbers in a CSV into international ones")
-        form.addRow("Default country for phone numbers:", self.country_combo)
-        outer.addWidget(limits)
-        outer.addStretch(1)
-        return tab
-
-    def _build_engine_tab(self) -> QWidget:
-        """The dialing engine's settings, in sections; each field's range and help come
-        from SETTING_SPECS."""
-        tab = QWidget(self)
-        tab.setObjectName("engineTab")
-        outer = QVBoxLayout(tab)
-        intro = QLabel(
-            "How the dialing engine places and follows calls, for this desktop and every "
-            "worker on this database (a worker's options override them for that worker). "
-            "The calls per second and the plan concurrency are on the Telephony tab. "
-            "Hover over a field for what it does and the values it takes.",
-            tab,
-        )
-        intro.setObjectName("engineIntro")
-        intro.setProperty("role", "hint")
-        intro.setWordWrap(True)
-        outer.addWidget(intro)
-        #: Setting -> its field, and the value each field showed once loaded.
-        self.engine_fields: dict[str, EngineField] = {}
-        self._engine_shown: dict[str, object] = {}
-        labels: list[QLabel] = []
-        for box_name, title, keys in ENGINE_SECTIONS:
-            box = QGroupBox(title, tab)
-            box.setObjectName(box_name)
-            form = QFormLayout(box)
-            for key in keys:
-                spec = SETTING_SPECS[key]
-                field: EngineField
-                if spec.low is None:  # a yes / no setting
-                    field = QCheckBox(setting_label(spec), box)
-                    field.setObjectName(field_name(key, "Check"))
-                    field.setToolTip(setting_help(key))
-                    form.addRow("", field)
-                else:
-                    field = spin_for(key, box)
-                    field.setMinimumWidth(120)
-                    row = QHBoxLayout()
-                    row.addWidget(field)
-                    accepted = QLabel(range_text(key), box)
-                    accepted.setProperty("role", "hint")
-                    row.addWidget(accepted, 1)
-                    label = QLabel(f"{setting_label(spec)}:", box)
-                    labels.append(label)
-                    form.addRow(label, row)
-                self.engine_fields[key] = field
-            if box_name == "engineStartBox":
-                note = QLabel(
-                    "A change takes effect when Batch Calls or a worker starts again.", box
-                )
-                note.setObjectName("engineRestartNote")
-                note.setProperty("role", "hint")
-                note.setWordWrap(True)
-                form.addRow("", note)
-            outer.addWidget(box)
-        for _key, widget in self._setting_fields():
-            widget.installEventFilter(self)
-        width = max(label.sizeHint().width() for label in labels)
-        for label in labels:  # the sections' fields in one column
-            label.setMinimumWidth(width)
-        cap = self.engine_fields["max_attempts_per_number_24h"]
-        assert isinstance(cap, QSpinBox)
-        cap.setSpecialValueText("No cap")
-        self._show_engine_settings(self.settings)
-        outer.addStretch(1)
-        return tab
-
-    def _show_engine_settings(self, settings: AppSettings) -> None:
-        for key, field in self.engine_fields.items():
-            value = getattr(settings, key)
-            if isinstance(field, QCheckBox):
-                field.setChecked(bool(value))
-                self._engine_shown[key] = field.isChecked()
-            elif isinstance(field, QSpinBox):
-                field.setValue(int(value))
-                self._engine_shown[key] = field.value()
-            else:
-                field.setValue(float(value))
-                self._engine_shown[key] = field.value()
-
+    # ----------------------------------------------------------------- checking fields
     def engine_values(self) -> dict[str, Any]:
         """The engine settings changed in the dialog (an untouched field keeps its stored
         value exactly, even one with more decimals than the field shows); raises
         SettingsError for a field whose text is not a value in its range."""
         for key, field in self._setting_fields():
-            problem = self._field_problem(key, field)
+            problem = field_problem(key, field)
             if problem is not None:
                 raise SettingsError(problem)
-        values: dict[str, Any] = {}
-        for key, field in self.engine_fields.items():
-            value = field.isChecked() if isinstance(field, QCheckBox) else field.value()
-            if value != self._engine_shown.get(key):
-                values[key] = value
-        return values
-
-    @staticmethod
-    def _field_problem(key: str, field: QObject) -> str | None:
-        """Why the text typed in a setting's spin box is not a value it takes, if it is not."""
-        if isinstance(field, QSpinBox | QDoubleSpinBox) and not field.hasAcceptableInput():
-            return (
-                f"{setting_label(SETTING_SPECS[key])} must be from {range_text(key)}; "
-                f"“{field.cleanText()}” is not."
-            )
-        return None
+        return self.dialing.changed_values()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """A spin box left with a value it cannot take keeps what was typed (Qt would put
@@ -561,7 +251,7 @@ class SettingsDialog(QDialog):
         if event.type() == QEvent.Type.FocusOut and self.isVisible():
             for key, field in self._setting_fields():
                 if field is watched:
-                    problem = self._field_problem(key, field)
+                    problem = field_problem(key, field)
                     if problem is not None:
                         self._error(problem)
                         return True
@@ -570,9 +260,9 @@ class SettingsDialog(QDialog):
     def _setting_fields(self) -> list[tuple[str, QWidget]]:
         """Every setting's field, in the order of the tabs."""
         return [
-            ("plan_concurrency", self.concurrency_spin),
-            ("calls_per_second", self.cps_spin),
-            *self.engine_fields.items(),
+            ("plan_concurrency", self.telephony.concurrency_spin),
+            ("calls_per_second", self.telephony.cps_spin),
+            *self.dialing.engine_fields.items(),
         ]
 
     def _show_problem_field(self, message: str) -> None:
@@ -590,421 +280,20 @@ class SettingsDialog(QDialog):
                     field.selectAll()
                 return
 
-    def _table(self, parent: QWidget, name: str, model: RecordsTableModel) -> QTableView:
-        table = QTableView(parent)
-        table.setObjectName(name)
-        table.setModel(model)
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        table.verticalHeader().setVisible(False)
-        table.horizontalHeader().setStretchLastSection(True)
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        return table
-
-    def _build_agents_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("agentsTab")
-        outer = QVBoxLayout(tab)
-        intro = QLabel(
-            "An agent is what a recipient hears when they answer. Only active agents can be "
-            "chosen for a new batch call.",
-            tab,
-        )
-        intro.setWordWrap(True)
-        outer.addWidget(intro)
-        self.agents_model = RecordsTableModel(["Name", "Kind", "Active", "Content"], self)
-        self.agents_model.setObjectName("agentsModel")
-        self.agents_table = self._table(tab, "agentsTable", self.agents_model)
-        for column, width in ((0, 160), (1, 160), (2, 60)):
-            self.agents_table.setColumnWidth(column, width)
-        outer.addWidget(self.agents_table, 1)
-        self.toggle_agent_button = QPushButton("Activate / deactivate", tab)
-        self.toggle_agent_button.setObjectName("toggleAgentActiveButton")
-        self.toggle_agent_button.clicked.connect(self.toggle_agent)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.toggle_agent_button)
-        outer.addLayout(row)
-
-        add = QGroupBox("Add an agent", tab)
-        add.setObjectName("addAgentBox")
-        form = QFormLayout(add)
-        self.agent_name_field = QLineEdit(add)
-        self.agent_name_field.setObjectName("agentNameField")
-        form.addRow("Name:", self.agent_name_field)
-        self.agent_kind_combo = QComboBox(add)
-        self.agent_kind_combo.setObjectName("agentKindCombo")
-        for label, value in AGENT_KINDS:
-            self.agent_kind_combo.addItem(label, value)
-        self.agent_kind_combo.currentIndexChanged.connect(self._agent_kind_changed)
-        form.addRow("Kind:", self.agent_kind_combo)
-        self.agent_value_field = QLineEdit(add)
-        self.agent_value_field.setObjectName("agentValueField")
-        form.addRow("Content:", self.agent_value_field)
-        buttons = QHBoxLayout()
-        self.agent_error_label = QLabel(add)
-        self.agent_error_label.setObjectName("agentErrorLabel")
-        self.agent_error_label.setProperty("role", "error")
-        self.agent_error_label.setWordWrap(True)
-        buttons.addWidget(self.agent_error_label, 1)
-        self.add_agent_button = QPushButton("Add agent", add)
-        self.add_agent_button.setObjectName("addAgentButton")
-        self.add_agent_button.clicked.connect(self.add_agent)
-        buttons.addWidget(self.add_agent_button)
-        form.addRow(buttons)
-        outer.addWidget(add)
-        self._agent_kind_changed()
-        return tab
-
-    def _build_numbers_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("numbersTab")
-        outer = QVBoxLayout(tab)
-        self.numbers_model = RecordsTableModel(["Number", "Label", "Source", "Active"], self)
-        self.numbers_model.setObjectName("fromNumbersModel")
-        self.numbers_table = self._table(tab, "fromNumbersTable", self.numbers_model)
-        for column, width in ((0, 160), (1, 220), (2, 100)):
-            self.numbers_table.setColumnWidth(column, width)
-        outer.addWidget(self.numbers_table, 1)
-
-        import_row = QHBoxLayout()
-        self.import_label = QLabel(tab)
-        self.import_label.setObjectName("importResultLabel")
-        self.import_label.setWordWrap(True)
-        import_row.addWidget(self.import_label, 1)
-        self.import_button = QPushButton("Import from Twilio", tab)
-        self.import_button.setObjectName("importFromTwilioButton")
-        self.import_button.setToolTip(
-            "Add the account's voice numbers, verified caller IDs and TwiML apps"
-        )
-        self.import_button.clicked.connect(self.import_from_twilio)
-        import_row.addWidget(self.import_button)
-        outer.addLayout(import_row)
-
-        add = QGroupBox("Add a from number (simulation)", tab)
-        add.setObjectName("addFromNumberBox")
-        form = QFormLayout(add)
-        self.number_field = QLineEdit(add)
-        self.number_field.setObjectName("numberField")
-        self.number_field.setPlaceholderText("+12025550100")
-        form.addRow("Number:", self.number_field)
-        self.number_label_field = QLineEdit(add)
-        self.number_label_field.setObjectName("numberLabelField")
-        self.number_label_field.setPlaceholderText("For example: Main line")
-        form.addRow("Label:", self.number_label_field)
-        buttons = QHBoxLayout()
-        self.number_error_label = QLabel(add)
-        self.number_error_label.setObjectName("numberErrorLabel")
-        self.number_error_label.setProperty("role", "error")
-        self.number_error_label.setWordWrap(True)
-        buttons.addWidget(self.number_error_label, 1)
-        self.add_number_button = QPushButton("Add number", add)
-        self.add_number_button.setObjectName("addFromNumberButton")
-        self.add_number_button.clicked.connect(self.add_number)
-        buttons.addWidget(self.add_number_button)
-        form.addRow(buttons)
-        outer.addWidget(add)
-        return tab
-
-    def _build_database_tab(self) -> QWidget:
-        tab = QWidget(self)
-        tab.setObjectName("databaseTab")
-        outer = QVBoxLayout(tab)
-        form = QFormLayout()
-        database = database_kind(self.context.database_url)
-        location = database.location
-        if database.is_file:
-            kind = "SQLite file on this computer"
-        else:
-            kind = f"{database.backend.title()} server (can be shared by several desktops)"
-        kind_label = QLabel(kind, tab)
-        kind_label.setObjectName("databaseKindLabel")
-        form.addRow("Database:", kind_label)
-        self.database_field = QLineEdit(location, tab)
-        self.database_field.setObjectName("databaseLocationField")
-        self.database_field.setReadOnly(True)
-        self.database_field.setCursorPosition(0)
-        form.addRow("Location:", self.database_field)
-        outer.addLayout(form)
-        note = QLabel(
-            "To use another database (for example a shared PostgreSQL server), start Batch "
-            "Calls with --database-url URL or set the BATCHCALLS_DATABASE_URL environment "
-            "variable. A change takes effect only after Batch Calls is restarted.",
-            tab,
-        )
-        note.setObjectName("databaseNote")
-        note.setProperty("role", "hint")
-        note.setWordWrap(True)
-        outer.addWidget(note)
-        outer.addStretch(1)
-        return tab
-
-    # ----------------------------------------------------------------- provider
-    def provider(self) -> str:
-        return str(self.provider_combo.currentData())
-
-    def _provider_changed(self, *_args: Any) -> None:
-        twilio = self.provider() == "twilio"
-        self.twilio_box.setEnabled(twilio)
-        self.provider_hint.setText(
-            "Calls are placed through your Twilio account: real phones ring."
-            if twilio
-            else "No account is needed and no phone rings: outcomes and durations are "
-            "simulated. Use it to learn the application or to test a campaign."
-        )
-
-    def _provider_from_fields(self) -> Any:
-        """A TwilioProvider from what is typed (or saved); raises ProviderError with a reason."""
-        from app.services.providers import twilio_api_base
-        from app.services.telephony import FatalProviderError
-        from app.services.twilio_provider import TwilioProvider
-
-        sid = self.account_sid_field.text().strip()
-        secret = self.token_field.text().strip()
-        key_sid = self.api_key_field.text().strip() or None
-        saved = self.saved_credentials
-        if not sid:
-            raise FatalProviderError("Enter the Twilio Account SID (it starts with AC).")
-        if not secret and saved is not None and saved.account_sid == sid:
-            problem = api_key_change_problem(saved, sid, key_sid)
-            if problem:
-                raise FatalProviderError(problem)
-            secret = saved.secret
-        if not secret:
-            raise FatalProviderError("Enter the Auth Token (or the API key secret).")
-        base_url = twilio_api_base(self.settings)
-        if key_sid:
-            return TwilioProvider(
-                sid, api_key_sid=key_sid, api_key_secret=secret, base_url=base_url
-            )
-        return TwilioProvider(sid, secret, base_url=base_url)
-
-    def test_connection(self) -> None:
-        """Check the credentials against Twilio in the background and show the answer."""
-        self._with_credentials(self._test_connection_now)
-
-    def _test_connection_now(self) -> None:
-        from app.services.telephony import ProviderError
-
-        try:
-            provider = self._provider_from_fields()
-        except ProviderError as error:
-            self._connection_result(False, str(error))
-            return
-        self.test_button.setEnabled(False)
-        self.connection_label.setText("Connecting to Twilio…")
-        self.tasks.start("testConnection", self._check_connection(provider), owner=self)
-
-    async def _check_connection(self, provider: Any) -> None:
-        def check() -> Any:
-            try:
-                return provider.check_credentials()
-            finally:
-                provider.close()
-
-        try:
-            account = await aio.in_thread(check)
-        except Exception as error:
-            self.test_button.setEnabled(True)
-            self._connection_result(False, str(error))
-            return
-        self.test_button.setEnabled(True)
-        name = account.friendly_name or formatting.mask_sid(account.account_id)
-        ok = account.status == "active"
-        self._connection_result(
-            ok,
-            f"Connected to “{name}” ({account.status})."
-            if ok
-            else f"Connected to “{name}”, but the account is {account.status}: "
-            "reactivate it in the Twilio Console.",
-        )
-
-    def _connection_result(self, ok: bool, message: str) -> None:
-        self.connection_label.setText(("✔ " if ok else "✖ ") + message)
-        self.connection_label.setProperty("role", "ok" if ok else "error")
-        self.connection_label.style().unpolish(self.connection_label)
-        self.connection_label.style().polish(self.connection_label)
-        self.connectionChecked.emit(ok, message)
-
-    # ----------------------------------------------------------------- agents and numbers
-    def refresh_agents(self, then: Callable[[], None] | None = None) -> None:
-        def show(agents: Any) -> None:
-            self.agents_model.set_records(
-                [
-                    (a.name, KIND_NAMES.get(a.kind, a.kind), "Yes" if a.active else "No", a.value)
-                    for a in agents
-                ],
-                agents,
-            )
-            if then is not None:
-                then()
-            self.recordsChanged.emit()
-
-        self._in_background("readAgents", self.service.list_agents, show)
-
-    def refresh_numbers(self) -> None:
-        def show(numbers: Any) -> None:
-            self.numbers_model.set_records(
-                [
-                    (n.phone_number, n.label, n.source.title(), "Yes" if n.active else "No")
-                    for n in numbers
-                ],
-                numbers,
-            )
-            self.recordsChanged.emit()
-
-        self._in_background("readNumbers", self.service.list_from_numbers, show)
-
-    def _agent_kind_changed(self, *_args: Any) -> None:
-        kind = self.agent_kind_combo.currentData()
-        self.agent_value_field.setPlaceholderText(
-            {
-                "twiml": "<Response><Say>Hello {{name}}</Say></Response>",
-                "url": "https://example.com/voice",
-                "application": "AP followed by 32 characters",
-            }[kind]
-        )
-
-    def add_agent(self) -> None:
-        name = self.agent_name_field.text()
-        kind = str(self.agent_kind_combo.currentData())
-        value = self.agent_value_field.text().strip()
-
-        def added(agent: Any) -> None:
-            self.agent_error_label.setText(f"Added “{agent.name}”.")
-            self.agent_name_field.clear()
-            self.agent_value_field.clear()
-            self.refresh_agents()
-
-        self._in_background(
-            "addAgent",
-            lambda: self.service.add_agent(name, kind, value),
-            added,
-            self.agent_error_label,
-        )
-
-    def toggle_agent(self) -> None:
-        index = self.agents_table.currentIndex()
-        agent = self.agents_model.payload(index.row()) if index.isValid() else None
-        if agent is None:
-            self.agent_error_label.setText("Select an agent first.")
-            return
-        row = index.row()
-        self._in_background(
-            "toggleAgent",
-            lambda: self.service.set_agent_active(agent.id, not agent.active),
-            lambda _agent: self.refresh_agents(then=lambda: self.agents_table.selectRow(row)),
-            self.agent_error_label,
-        )
-
-    def add_number(self) -> None:
-        phone, label = self.number_field.text(), self.number_label_field.text()
-        self.tasks.start("addNumber", self._add_number(phone, label), owner=self)
-
-    async def _add_number(self, phone: str, label: str) -> None:
-        try:
-            number = await aio.in_thread(
-                self.service.add_from_number, phone, label, source="simulated"
-            )
-        except ValidationError as error:
-            text = " ".join(error.problems.values())
-            if "phone_number" in error.problems:
-                text += ". Enter it in international form, for example +12025550100."
-            self.number_error_label.setText(text)
-            return
-        except Exception as error:
-            self._error(f"The number could not be added: {error}.")
-            return
-        self.number_error_label.setText(f"Added {number.display}.")
-        self.number_field.clear()
-        self.number_label_field.clear()
-        self.refresh_numbers()
-
-    def import_from_twilio(self) -> None:
-        """Add the account's voice numbers, caller IDs and TwiML apps (in the background)."""
-        self._with_credentials(self._import_now)
-
-    def _import_now(self) -> None:
-        from app.services.telephony import ProviderError
-
-        try:
-            provider = self._provider_from_fields()
-        except ProviderError as error:
-            self.import_label.setText(f"✖ {error}")
-            self.numbersImported.emit(str(error))
-            return
-        self.import_button.setEnabled(False)
-        self.import_label.setText("Reading the Twilio account…")
-        self.tasks.start("importFromTwilio", self._import(provider), owner=self)
-
-    async def _import(self, provider: Any) -> None:
-        def fetch() -> str:
-            try:
-                numbers, applications = provider.list_from_numbers(), provider.list_applications()
-            finally:
-                provider.close()
-            return self._store_imported(numbers, applications)  # still in the background
-
-        try:
-            summary = await aio.in_thread(fetch)
-        except Exception as error:
-            self.import_button.setEnabled(True)
-            self.import_label.setText(f"✖ {error}")
-            self.numbersImported.emit(str(error))
-            return
-        self.import_button.setEnabled(True)
-        self.import_label.setText(summary)
-        self.refresh_numbers()
-        self.refresh_agents()
-        self.numbersImported.emit(summary)
-
-    def _store_imported(self, numbers: list[Any], applications: list[Any]) -> str:
-        """Add the imported numbers and applications (runs in the background)."""
-        added = skipped = 0
-        for info in numbers:
-            try:
-                self.service.add_from_number(info.phone_number, info.label, source=info.source)
-                added += 1
-            except ValidationError as error:
-                skipped += 1
-                log.info("number not imported: %s", error)
-        existing = {a.value for a in self.service.list_agents()}
-        names = {a.name.casefold() for a in self.service.list_agents()}
-        apps = 0
-        for app in applications:
-            if app.sid in existing:
-                continue
-            name = app.friendly_name
-            if name.casefold() in names:
-                name = f"{name} ({app.sid[-6:]})"
-            try:
-                self.service.add_agent(name[:100], "application", app.sid)
-                names.add(name.casefold())
-                apps += 1
-            except ValidationError as error:
-                log.info("application not imported: %s", error)
-        text = (
-            f"✔ Imported {added} number{'s' if added != 1 else ''} and {apps} "
-            f"TwiML app{'s' if apps != 1 else ''}."
-        )
-        if skipped:
-            text += f" {skipped} number{'s' if skipped != 1 else ''} could not be used."
-        return text
-
     # ----------------------------------------------------------------- save
     def save(self) -> None:
         """Store the settings (and the secret in the keyring, in the background); stays open
         on a problem."""
-        self._with_credentials(self._save_now)
+        self.telephony.with_credentials(self._save_now)
 
     def _save_now(self) -> None:
         if self._saving:
             return
         provider = self.provider()
-        sid = self.account_sid_field.text().strip()
-        secret = self.token_field.text().strip()
-        key_sid = self.api_key_field.text().strip() or None
-        saved = self.saved_credentials
+        sid = self.telephony.account_sid_field.text().strip()
+        secret = self.telephony.token_field.text().strip()
+        key_sid = self.telephony.api_key_field.text().strip() or None
+        saved = self.telephony.saved_credentials
         if provider == "twilio":
             if not sid:
                 self._error("Enter the Twilio Account SID, or choose Simulation.")
@@ -1028,12 +317,7 @@ class SettingsDialog(QDialog):
 
     async def _store_credentials(self, stored: secrets.TwilioCredentials) -> None:
         try:
-            await aio.in_thread(
-                secrets.store_twilio_credentials,
-                stored.account_sid,
-                stored.secret,
-                api_key_sid=stored.api_key_sid,
-            )
+            await self.telephony.store_credentials(stored)
         except Exception as error:
             self._saving = False
             self.save_button.setEnabled(True)
@@ -1045,8 +329,6 @@ class SettingsDialog(QDialog):
             return
         self._saving = False
         self.save_button.setEnabled(True)
-        self.saved_credentials = stored
-        self.token_field.clear()
         self._store_settings(stored.account_sid)
 
     def _store_settings(self, sid: str) -> None:
@@ -1054,9 +336,9 @@ class SettingsDialog(QDialog):
             engine = self.engine_values()
             values = {
                 "provider": self.provider(),
-                "plan_concurrency": self.concurrency_spin.value(),
-                "calls_per_second": self.cps_spin.value(),
-                "default_country": str(self.country_combo.currentData()),
+                "plan_concurrency": self.telephony.concurrency_spin.value(),
+                "calls_per_second": self.telephony.cps_spin.value(),
+                "default_country": str(self.telephony.country_combo.currentData()),
                 "twilio_account_sid": sid,
                 **engine,
             }
@@ -1098,7 +380,7 @@ class SettingsDialog(QDialog):
     def done(self, result: int) -> None:
         """Closing never waits: a Twilio request or a keyring call still running is
         cancelled and its answer ignored (the dialog stays responsive, see aio.in_thread)."""
-        self._waiting_for_credentials.clear()
+        self.telephony.stop_waiting()
         self.tasks.shutdown(0)
         for _key, field in self._setting_fields():
             field.removeEventFilter(self)
