@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -21,16 +20,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from app.services.simulation import (
-    E164,
-    TEST_NUMBER_ERRORS,
-    TEST_NUMBER_MESSAGES,
     SimulatedCall,
     SimulationSettings,
     call_rng,
     plan_call,
 )
-from app.standin.callbacks import _callback_spec
 from app.standin.calls import _Call, _programmed_plan, _within
+from app.standin.create_form import _checked_create
 from app.standin.faults import (
     Faults,
     _check_create_delay,
@@ -43,12 +39,10 @@ from app.standin.records import Form, Program, RateLimitMode, RecordedRequest, r
 from app.standin.resources import _account_json, _call_json, _page, _resource_json
 from app.standin.shapes import (
     _METHODS,
-    MAGIC_FROM_NUMBER,
     _Answer,
     _ApiError,
     _basic_auth,
     _error,
-    _int_field,
     _one,
     _parse_moment,
     _route,
@@ -257,48 +251,12 @@ class _TwilioAccount:
 
     # -- resources ---------------------------------------------------------------------
     def _create_call(self, form: Form) -> _Answer:
-        to = _one(form, "To").strip()
-        from_ = _one(form, "From").strip()
-        if not to:
-            raise _ApiError(400, 21201, "No 'To' number is specified")
-        if not from_:
-            raise _ApiError(400, 21213, "No 'From' number is specified")
-        if to in TEST_NUMBER_ERRORS:
-            code = TEST_NUMBER_ERRORS[to]
-            raise _ApiError(400, code, TEST_NUMBER_MESSAGES[code])
-        if not E164.match(to):
-            raise _ApiError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
-        if not E164.match(from_):
-            raise _ApiError(
-                400, 21212, f"The 'From' number {from_} is not a valid phone number or caller ID."
-            )
         with self._lock:
             owned = {n["phone_number"] for n in self._incoming if n["capabilities"]["voice"]}
             owned |= {n["phone_number"] for n in self._caller_ids}
             applications = {a["sid"] for a in self._applications}
-        if from_ not in owned and from_ != MAGIC_FROM_NUMBER:
-            raise _ApiError(
-                400,
-                21210,
-                f"The source phone number provided, {from_}, is not yet verified for your account.",
-            )
-        application_sid, url, twiml = (
-            _one(form, key) for key in ("ApplicationSid", "Url", "Twiml")
-        )
-        if application_sid:
-            if application_sid not in applications:
-                raise _ApiError(400, 21218, f"Invalid ApplicationSid {application_sid}")
-        elif url:
-            if not re.match(r"^https?://[^\s/]+", url):
-                raise _ApiError(400, 21205, f"Url is not a valid URL: {url}")
-        elif not twiml.strip():
-            raise _ApiError(400, 21205, "Url parameter is required.")
-        ring_timeout = min(max(_int_field(form, "Timeout", 60), 5), 600)
-        time_limit = _int_field(form, "TimeLimit", 0) or None
-        detection = _one(form, "MachineDetection")
-        if detection and detection not in ("Enable", "DetectMessageEnd"):
-            raise _ApiError(400, 21626, "MachineDetection must be 'Enable' or 'DetectMessageEnd'.")
-        callback = _callback_spec(form)
+        create = _checked_create(form, owned, applications)
+        to, from_, callback = create.to, create.from_, create.callback
         now = self._now()
         with self._lock:
             if self._cps is not None and self._rate_limit_mode == "reject":
@@ -314,9 +272,9 @@ class _TwilioAccount:
                 plan = plan_call(
                     call_rng(self._seed, index),
                     self._settings,
-                    ring_timeout=ring_timeout,
-                    machine_detection=bool(detection),
-                    time_limit=time_limit,
+                    ring_timeout=create.ring_timeout,
+                    machine_detection=bool(create.machine_detection),
+                    time_limit=create.time_limit,
                 )
             if self._cps is not None and self._rate_limit_mode == "queue":
                 plan, self._next_dial = _queue_for_rate(plan, now, self._next_dial, self._cps)

@@ -4,7 +4,6 @@ its own threads, delivers status callbacks in the background, and offers the set
 
 from __future__ import annotations
 
-import bisect
 import logging
 import socket
 import threading
@@ -22,6 +21,7 @@ from app.standin.callbacks import _deliver_callback
 from app.standin.calls import _FINAL_OUTCOMES, _Call
 from app.standin.faults import Faults, _check_create_delay, _check_rate_limit, _fault_streams
 from app.standin.http_layer import _Handler, _Server
+from app.standin.peaks import _most_alive, _most_created_within
 from app.standin.records import (
     CallbackDelivery,
     CallRecord,
@@ -350,12 +350,7 @@ class TwilioStandin(_TwilioAccount):
 
     def max_calls_created_within(self, window: timedelta) -> int:
         """The most calls created in any `window` (pacing: 1 s window = peak calls/s)."""
-        stamps = sorted(self.created_timestamps())
-        best = 0
-        for end, stamp in enumerate(stamps):
-            start = bisect.bisect_right(stamps, stamp - window, 0, end)
-            best = max(best, end - start + 1)
-        return best
+        return _most_created_within(self.created_timestamps(), window)
 
     def active_calls_at(self, moment: datetime) -> int:
         """Calls created at or before `moment` that had not ended by then."""
@@ -371,19 +366,7 @@ class TwilioStandin(_TwilioAccount):
         now = self._now()
         with self._lock:
             spans = [(call.sim.created_at, call.ended_at()) for call in self._calls]
-        events: list[tuple[datetime, int]] = []
-        for created, ended in spans:
-            if created > now:
-                continue
-            events.append((created, 1))
-            if ended <= now:
-                events.append((ended, -1))
-        events.sort(key=lambda event: (event[0], event[1]))  # ends before starts at a tie
-        best = current = 0
-        for _, delta in events:
-            current += delta
-            best = max(best, current)
-        return best
+        return _most_alive(spans, now)
 
     # -- status callbacks --------------------------------------------------------------
     def _deliver_callbacks_until_stopped(self) -> None:
