@@ -561,6 +561,12 @@ class DetailsDialog(QDialog):
             label.setText(formatting.count(s.counts.get(status, 0)))
         self.reason_label.setText(self.reason_text())
         self.reason_label.setVisible(bool(self.reason_label.text()))
+        # A failure in the colours of an error, a wait in those of a notice.
+        role = "alert" if s.status is BatchStatus.FAILED else "notice"
+        if self.reason_label.property("role") != role:
+            self.reason_label.setProperty("role", role)
+            self.reason_label.style().unpolish(self.reason_label)
+            self.reason_label.style().polish(self.reason_label)
         # Nothing to show "now" before its first call (scheduled, still being stored).
         self.live_box.setVisible(
             s.started_at is not None or s.status not in (BatchStatus.SCHEDULED, BatchStatus.PENDING)

@@ -158,6 +158,7 @@ def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, see
     )
     dialog = open_details(seeded["running"].id)
     assert label(dialog, "summaryReasonLabel") == reason
+    assert dialog.findChild(QLabel, "summaryReasonLabel").property("role") == "notice"
     assert label(dialog, "summaryRemaining") == "7"
     assert label(dialog, "summaryPercent") == "30.0%"
     assert not dialog.findChild(QPushButton, "detailsRetryButton").isVisible()
@@ -166,6 +167,8 @@ def test_summary_of_a_running_batch_says_why_nothing_is_dialed(open_details, see
 def test_failed_batch_shows_its_reason_and_clean_completion_offers_no_retry(open_details, seeded):
     dialog = open_details(seeded["failed"].id)
     assert label(dialog, "summaryReasonLabel") == "Failed: Twilio rejected the credentials."
+    # In the colours of an error, not the amber of a wait.
+    assert dialog.findChild(QLabel, "summaryReasonLabel").property("role") == "alert"
     dialog.close()
     clean = open_details(seeded["completed-clean"].id)
     assert not clean.findChild(QPushButton, "detailsRetryButton").isVisible()

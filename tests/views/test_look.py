@@ -238,6 +238,7 @@ STYLED = [
     (QLabel, "ok", "", None),
     (QLabel, "hint", "", None),
     (QLabel, "notice", "", None),
+    (QLabel, "alert", "", None),
     (QLabel, None, "emptyStateLabel", None),
     (QLabel, None, "searchSummaryLabel", None),
     (QLabel, None, "modeLabel", ("mode", "simulation")),
