@@ -514,6 +514,15 @@ class DetailsDialog(QDialog):
         for column, width in ((0, 150), (1, 90), (2, 110), (3, 130)):
             self.history_table.setColumnWidth(column, width)
         outer.addWidget(self.history_table)
+        self.history_hint = EmptyHint(
+            self.history_table,
+            lambda: (
+                "No action is recorded for this batch call.\nIts creation, pauses, "
+                "resumes, cancellations, retries and renames appear here, with who and when."
+            ),
+            when=[self.historyLoaded],
+        )
+        self.history_hint.setObjectName("historyEmptyHint")
         return tab
 
     # ----------------------------------------------------------------- filling

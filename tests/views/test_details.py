@@ -429,6 +429,19 @@ def test_details_update_live_and_keep_the_selected_recipient(
     assert label(dialog, "callDuration") != ""  # the call details follow the new outcome
 
 
+def test_an_empty_history_says_what_will_appear(open_main_window, make_batch, context, qtbot):
+    from app.models.schema import AuditEvent
+
+    snapshot = make_batch("Quiet one")
+    with context.sessions.begin() as session:  # as if nothing was ever recorded
+        session.query(AuditEvent).filter(AuditEvent.batch_call_id == snapshot.id).delete()
+    dialog = details_of(open_main_window(), snapshot.id, qtbot)
+    hint = dialog.findChild(QLabel, "historyEmptyHint")
+    qtbot.waitUntil(lambda: not hint.isHidden(), timeout=5000)
+    assert dialog.history_model.rowCount() == 0
+    assert hint.text().startswith("No action is recorded for this batch call.")
+
+
 def test_history_lists_supervisor_actions(open_details, context, seeded, qtbot):
     snapshot = seeded["running"]
     context.service.pause(snapshot.id)
