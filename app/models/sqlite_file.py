@@ -50,6 +50,8 @@ def prepare_folder(path: Path) -> None:
         if level.is_dir():
             break
         if level.exists() or level.is_symlink():
+            if level.is_dir():  # another process starting together made it just now
+                break
             raise DatabaseProblem(
                 f"Cannot use the database {path}: {level} is a file, not a folder. Move that "
                 "file away, or choose another location with BATCHCALLS_DATABASE_URL "

@@ -320,3 +320,24 @@ def test_several_processes_starting_together_on_a_new_file(tmp_path):
     connection = sqlite3.connect(path)
     assert connection.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
     connection.close()
+
+
+def test_a_folder_made_by_another_process_between_two_looks_is_used(tmp_path, monkeypatch):
+    """Processes starting together on a new file: the folder appears between "is it a
+    folder?" and "is something there?"; that is not a file in the way."""
+    from app.models import sqlite_file
+
+    folder = tmp_path / "new"
+    real_is_dir = Path.is_dir
+    looked: list[Path] = []
+
+    def is_dir(self: Path) -> bool:
+        if self == folder and not looked:
+            looked.append(self)
+            folder.mkdir()  # the other process, right after this one's first look
+            return False
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    sqlite_file.prepare_folder(folder / "batchcalls.sqlite3")
+    assert looked and real_is_dir(folder)
