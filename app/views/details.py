@@ -8,9 +8,10 @@ snapshots the main window forwards and from the engine's recipientsChanged signa
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -38,7 +39,6 @@ from PySide6.QtWidgets import (
 
 from app.models.snapshots import BatchCallSnapshot, RecipientSnapshot, SendType
 from app.models.status import Action, BatchStatus, RecipientStatus
-from app.models.window import WindowError, parse_timezone
 from app.services.batch_calls import RecipientQuery
 from app.views import aio, ask, detail_models, formatting, live_figures, look
 from app.views.actions import ActionController, menu_actions
@@ -643,11 +643,8 @@ class DetailsDialog(QDialog):
         """True once the live figures (and the estimate) were read and shown."""
         return self._live_figures is not None
 
-    def _zone(self) -> tzinfo:
-        try:
-            return parse_timezone(self.snapshot.timezone)
-        except WindowError:  # a stored zone this computer's tzdata lacks: its own
-            return datetime.now().astimezone().tzinfo or UTC
+    def _zone(self) -> ZoneInfo:
+        return formatting.zone_named(self.snapshot.timezone)
 
     def _show_from_number(self) -> None:
         """The number, and its label once read ("+12025550100 (Demo line)")."""
@@ -661,9 +658,7 @@ class DetailsDialog(QDialog):
         s = self.snapshot
         forecast = None if self._cps is None else s.forecast(self.context.clock(), self._cps)
         self.summary["forecast"].setText(
-            forecast.describe(
-                parse_timezone(s.timezone), count=formatting.count, when=formatting.weekday_time
-            )
+            forecast.describe(self._zone(), count=formatting.count, when=formatting.weekday_time)
             if forecast
             else formatting.NO_VALUE
         )
@@ -674,7 +669,7 @@ class DetailsDialog(QDialog):
 
     def fill_configuration(self) -> None:
         s = self.snapshot
-        zone = parse_timezone(s.timezone)
+        zone = self._zone()
         self.configuration["send_type"].setText(s.send_type.display_name)
         scheduled = s.send_type is SendType.SCHEDULE and s.scheduled_at is not None
         self.configuration["scheduled"].setText(

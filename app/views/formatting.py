@@ -14,10 +14,12 @@ import functools
 import logging
 import re
 from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import QDate, QLocale, QTime
 
 from app.models.snapshots import BatchCallSnapshot
+from app.models.window import WindowError, parse_timezone
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,16 @@ def local_time(
     date = locale.toString(QDate(shown.year, shown.month, shown.day), date_pattern)
     time = locale.toString(QTime(shown.hour, shown.minute, shown.second), time_pattern)
     return f"{date} {time}"
+
+
+def zone_named(name: str) -> ZoneInfo:
+    """A batch call's zone for showing its times; UTC (named as such) when this computer's
+    tzdata lacks that name (a database shared with a machine that has it), so a view never
+    fails on it."""
+    try:
+        return parse_timezone(name)
+    except WindowError:
+        return ZoneInfo("UTC")
 
 
 def zoned_time(value: datetime | None, zone: tzinfo) -> str:

@@ -9,7 +9,7 @@ never above what the pacing allows, spent only while the calling window is open.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
@@ -18,7 +18,6 @@ from PySide6.QtWidgets import QWidget
 from app.models.policy import after_open_seconds
 from app.models.snapshots import BatchCallSnapshot
 from app.models.status import BatchStatus, RecipientStatus
-from app.models.window import WindowError, parse_timezone
 from app.views import formatting, look
 
 #: The rate is measured over this many minutes; the chart shows CHART_MINUTES.
@@ -94,11 +93,7 @@ def finish_text(figures: LiveFigures, snapshot: BatchCallSnapshot) -> str:
         if figures.per_minute > 0 and snapshot.remaining_count:
             return "Not within its calling hours at the recent rate (they end first)."
         return "Not enough calls yet to estimate"
-    try:
-        zone: tzinfo | None = parse_timezone(snapshot.timezone)
-    except WindowError:
-        zone = None
-    finish = figures.finish.astimezone(zone)
+    finish = figures.finish.astimezone(formatting.zone_named(snapshot.timezone))
     return f"About {formatting.weekday_time(finish)} (in calling hours)."
 
 

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
 
 from app.models.snapshots import BatchCallSnapshot, SendType
 from app.models.status import BatchStatus, RecipientStatus
-from app.models.window import parse_timezone
 from app.views import formatting
 
 
@@ -185,7 +184,7 @@ def status_reason(snapshot: BatchCallSnapshot) -> str:
         return s.waiting_reason
     if s.status is BatchStatus.SCHEDULED:
         if s.send_type is SendType.SCHEDULE and s.scheduled_at:
-            when = formatting.local_time(s.scheduled_at, parse_timezone(s.timezone))
+            when = formatting.local_time(s.scheduled_at, formatting.zone_named(s.timezone))
             return f"Scheduled: starts at {when} ({s.timezone})."
         return "Scheduled: the worker picks it up within a minute."
     if s.status is BatchStatus.PENDING:

@@ -135,3 +135,12 @@ def test_the_list_and_the_details_follow_the_locale(
     ended = recipients.index(0, RecipientColumn.ENDED).data()
     assert ended[2] == "." and ended[5] == ".", ended
     dialog.close()
+
+
+def test_a_zone_this_computer_lacks_shows_times_in_utc_not_an_error():
+    """A batch call created on a machine whose tzdata has a zone this one lacks: its
+    times are shown (in UTC, named), in the list's reason line and the details alike."""
+    from zoneinfo import ZoneInfo
+
+    assert formatting.zone_named("America/New_York") == ZoneInfo("America/New_York")
+    assert formatting.zone_named("Mars/Olympus_Mons") == ZoneInfo("UTC")
